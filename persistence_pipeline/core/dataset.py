@@ -1,0 +1,53 @@
+"""Which stored trades a run trains on, and their feature matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from persistence_pipeline.core.schema import TRADE_BASE_COLUMNS, InputDataError, refuse_outcome_features
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    trades: pd.DataFrame  # labelled trades, sorted by entry time then trade_id
+    features: list[str]
+    n_read: int
+    n_unrealized: int  # exit after the range end: label not known at the end of the range
+
+    @property
+    def X(self) -> np.ndarray:
+        return self.trades[self.features].to_numpy(dtype="float64")
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.trades["return"].to_numpy(dtype="float64")
+
+    @property
+    def entry(self) -> np.ndarray:
+        return self.trades["entry_time"].to_numpy(dtype="datetime64[us]")
+
+    @property
+    def exit(self) -> np.ndarray:
+        return self.trades["exit_time"].to_numpy(dtype="datetime64[us]")
+
+
+def feature_columns(trades: pd.DataFrame) -> list[str]:
+    """The feature columns of stored trades: every non-base column with a value in these trades."""
+    return [c for c in trades.columns if c not in TRADE_BASE_COLUMNS and trades[c].notna().any()]
+
+
+def training_set(trades: pd.DataFrame, range_end_exclusive: pd.Timestamp, source: str = "warehouse table trades") -> TrainingSet:
+    """The trades of a range whose label is known by its end (exit before `range_end_exclusive`)."""
+    features = feature_columns(trades)
+    refuse_outcome_features(features, source)
+    realized = trades[trades["exit_time"] < range_end_exclusive]
+    incomplete = realized[features].isna().any(axis=1).to_numpy()
+    if incomplete.any():
+        row = realized.iloc[int(np.flatnonzero(incomplete)[0])]
+        column = next(c for c in features if pd.isna(row[c]))
+        raise InputDataError(source, column, None, f"trade {row['trade_id']!r} has no value for this feature")
+    realized = realized.sort_values(["entry_time", "trade_id"], kind="stable").reset_index(drop=True)
+    return TrainingSet(realized, features, n_read=len(trades), n_unrealized=len(trades) - len(realized))

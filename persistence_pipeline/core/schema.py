@@ -1,0 +1,241 @@
+"""The trade schema, the outcome columns that can never be features, and input validation.
+
+Every validation failure raises `InputDataError`, whose message names the file, the column and
+the first offending row, so a user can open the file and fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TRADE_KEY_COLUMNS = ["trade_id", "symbol", "strategy", "entry_time", "exit_time", "entry_price", "exit_price", "side"]
+TRADE_LOG_REQUIRED = ["trade_id", "symbol", "entry_time", "exit_time", "entry_price", "exit_price", "side"]
+TRADE_LOG_OPTIONAL = ["strategy", "quantity"]
+# Columns of the stored `trades` table that are not features.
+TRADE_BASE_COLUMNS = [*TRADE_KEY_COLUMNS, "return"]
+
+# Columns that describe how a trade ended. They are known only after the decision and can never
+# be features; a lower-cased column name in this set is refused wherever a feature list is formed.
+OUTCOME_COLUMNS = frozenset(
+    {
+        "exit_price",
+        "exit_time",
+        "exit_date",
+        "pnl",
+        "pnl_pct",
+        "profit",
+        "return",
+        "returns",
+        "ret",
+        "realized_return",
+        "holding_period",
+        "holding_days",
+        "duration",
+        "label",
+        "target",
+        "y",
+    }
+)
+SIDE_WORDS = {"long": 1, "buy": 1, "short": -1, "sell": -1}
+
+
+class InputDataError(ValueError):
+    """Bad input data: the message names the file, the column and the first offending row."""
+
+    def __init__(self, source: str, column: str | None, row: int | None, problem: str):
+        self.source, self.column, self.row, self.problem = source, column, row, problem
+        where = [f"file {source}"]
+        if column is not None:
+            where.append(f"column {column!r}")
+        if row is not None:
+            where.append(f"row {row}")
+        super().__init__(f"{', '.join(where)}: {problem}")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A frame read from one file, with the row numbering the user sees in that file."""
+
+    source: str
+    data: pd.DataFrame
+
+    def row_number(self, position: int) -> int:
+        """1-based data row (for a CSV, line = row + 1 because of the header)."""
+        return int(self.data.index[position]) + 1
+
+
+def read_table_file(path: Path) -> pd.DataFrame:
+    """Read one CSV or Parquet file; unreadable or empty files raise InputDataError."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path)
+        elif suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            raise InputDataError(str(path), None, None, "unsupported file type (use .csv or .parquet)")
+    except pd.errors.EmptyDataError:
+        raise InputDataError(str(path), None, None, "the file is empty") from None
+    except InputDataError:
+        raise
+    except Exception as exc:  # pyarrow and the csv parser raise many types for a corrupt file
+        raise InputDataError(str(path), None, None, f"cannot be read ({type(exc).__name__}: {exc})") from None
+    if frame.empty:
+        raise InputDataError(str(path), None, None, "the file has no rows")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame.reset_index(drop=True)
+
+
+def list_table_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise InputDataError(str(directory), None, None, "directory does not exist")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in (".csv", ".parquet", ".pq"))
+    if not files:
+        raise InputDataError(str(directory), None, None, "no .csv or .parquet files in the directory")
+    return files
+
+
+def _first_bad(mask: np.ndarray) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
+
+
+def require_columns(frame: Frame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in frame.data.columns]
+    if missing:
+        raise InputDataError(
+            frame.source, missing[0], None, f"required column is missing (columns found: {list(frame.data.columns)})"
+        )
+
+
+def numeric_column(frame: Frame, column: str, *, positive: bool = False) -> np.ndarray:
+    """The column as finite float64; the first non-numeric, NaN, inf (or non-positive) value raises."""
+    raw = frame.data[column]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
+    bad = _first_bad(np.isnan(values) & raw.notna().to_numpy())
+    if bad is not None:
+        raise InputDataError(frame.source, column, frame.row_number(bad), f"value {raw.iloc[bad]!r} is not a number")
+    bad = _first_bad(~np.isfinite(values))
+    if bad is not None:
+        raise InputDataError(frame.source, column, frame.row_number(bad), f"value {raw.iloc[bad]!r} is missing or infinite")
+    if positive:
+        bad = _first_bad(values <= 0)
+        if bad is not None:
+            raise InputDataError(frame.source, column, frame.row_number(bad), f"price {values[bad]!r} is not positive")
+    return values
+
+
+def timestamp_column(frame: Frame, column: str) -> pd.Series:
+    """Parse a timestamp column to UTC; naive timestamps are taken as UTC, zoned ones converted."""
+    raw = frame.data[column]
+    bad = _first_bad(raw.isna().to_numpy())
+    if bad is not None:
+        raise InputDataError(frame.source, column, frame.row_number(bad), "timestamp is missing")
+    parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
+    retry = parsed.isna()
+    if retry.any():  # other layouts ("01/04/2021 09:30") are parsed one by one
+        parsed[retry] = pd.to_datetime(raw[retry].astype(str), utc=True, errors="coerce", format="mixed")
+    bad = _first_bad(parsed.isna().to_numpy())
+    if bad is not None:
+        raise InputDataError(frame.source, column, frame.row_number(bad), f"cannot parse timestamp {raw.iloc[bad]!r}")
+    out_of_range = (parsed < pd.Timestamp("1970-01-01", tz="UTC")) | (parsed > pd.Timestamp("2100-01-01", tz="UTC"))
+    bad = _first_bad(out_of_range.to_numpy())
+    if bad is not None:
+        raise InputDataError(frame.source, column, frame.row_number(bad), f"timestamp {raw.iloc[bad]!r} is out of range")
+    return parsed.dt.as_unit("us")
+
+
+def side_column(frame: Frame) -> np.ndarray:
+    raw = frame.data["side"]
+    words = raw.astype(str).str.strip().str.lower()
+    mapped = words.map(SIDE_WORDS)
+    numeric = pd.to_numeric(raw, errors="coerce")
+    side = mapped.where(mapped.notna(), numeric).to_numpy(dtype="float64")
+    bad = _first_bad(~np.isin(side, (1.0, -1.0)))
+    if bad is not None:
+        raise InputDataError(
+            frame.source, "side", frame.row_number(bad), f"unknown side {raw.iloc[bad]!r} (use 1/-1 or long/short)"
+        )
+    return side.astype("int8")
+
+
+def refuse_outcome_features(features: Sequence[str], source: str) -> None:
+    for name in features:
+        if name.strip().lower() in OUTCOME_COLUMNS:
+            raise InputDataError(
+                source, name, None, "is an outcome column (known only after the trade closed) and can never be a feature"
+            )
+
+
+def refuse_case_clashes(columns: Sequence[str], source: str) -> None:
+    """Stored column names are case-insensitive (DuckDB): two names equal but for case cannot both be stored."""
+    seen: dict[str, str] = {}
+    for name in columns:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            raise InputDataError(source, name, None, f"differs from column {other!r} only by letter case")
+
+
+def trade_log_features(columns: Sequence[str], numeric: Sequence[str], configured: Sequence[str] | None) -> list[str]:
+    """The feature columns of a trade log: the configured list, or every other numeric column."""
+    if configured:
+        return list(configured)
+    taken = set(TRADE_LOG_REQUIRED) | set(TRADE_LOG_OPTIONAL)
+    return [c for c in columns if c in numeric and c not in taken and c.strip().lower() not in OUTCOME_COLUMNS]
+
+
+def validate_trade_log(frame: Frame, configured_features: Sequence[str] | None) -> pd.DataFrame:
+    """Check one trade-log file and return it in the stored trade schema (without `return`)."""
+    data = frame.data
+    require_columns(frame, TRADE_LOG_REQUIRED)
+    if configured_features:
+        refuse_outcome_features(configured_features, frame.source)
+        require_columns(frame, configured_features)
+    numeric = [c for c in data.columns if pd.api.types.is_numeric_dtype(data[c]) and not pd.api.types.is_bool_dtype(data[c])]
+    features = trade_log_features(list(data.columns), numeric, configured_features)
+    refuse_case_clashes([*TRADE_BASE_COLUMNS, *features], frame.source)
+    trade_id = data["trade_id"]
+    bad = _first_bad(trade_id.isna().to_numpy())
+    if bad is not None:
+        raise InputDataError(frame.source, "trade_id", frame.row_number(bad), "trade_id is missing")
+    trade_id = trade_id.astype(str)
+    duplicated = trade_id.duplicated().to_numpy()
+    bad = _first_bad(duplicated)
+    if bad is not None:
+        raise InputDataError(frame.source, "trade_id", frame.row_number(bad), f"duplicate trade_id {trade_id.iloc[bad]!r}")
+    symbol = data["symbol"]
+    bad = _first_bad(symbol.isna().to_numpy() | (symbol.astype(str).str.strip() == "").to_numpy())
+    if bad is not None:
+        raise InputDataError(frame.source, "symbol", frame.row_number(bad), "symbol is missing")
+    entry_time = timestamp_column(frame, "entry_time")
+    exit_time = timestamp_column(frame, "exit_time")
+    bad = _first_bad((exit_time < entry_time).to_numpy())
+    if bad is not None:
+        raise InputDataError(
+            frame.source, "exit_time", frame.row_number(bad), f"exit {exit_time.iloc[bad]} is before entry {entry_time.iloc[bad]}"
+        )
+    out = pd.DataFrame(
+        {
+            "trade_id": trade_id,
+            "symbol": symbol.astype(str),
+            "strategy": data["strategy"].astype(str) if "strategy" in data.columns else "user",
+            "entry_time": entry_time,
+            "exit_time": exit_time,
+            "entry_price": numeric_column(frame, "entry_price", positive=True),
+            "exit_price": numeric_column(frame, "exit_price", positive=True),
+            "side": side_column(frame),
+        }
+    )
+    for name in features:
+        out[name] = numeric_column(frame, name)
+    return out
+
+
+def realized_return(side: np.ndarray, entry_price: np.ndarray, exit_price: np.ndarray) -> np.ndarray:
+    """The label: side * (exit_price / entry_price - 1)."""
+    return side * (exit_price / entry_price - 1.0)

@@ -1,0 +1,67 @@
+"""Where trades come from: the embedded bars, the user's bar files, or the user's trade logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from persistence_pipeline.core.market_data import load_bars_dir, load_embedded_bars
+from persistence_pipeline.core.schema import (
+    TRADE_KEY_COLUMNS,
+    Frame,
+    InputDataError,
+    list_table_files,
+    read_table_file,
+    realized_return,
+    validate_trade_log,
+)
+from persistence_pipeline.core.strategies import StrategyParams, generate_trades
+
+SOURCE_KINDS = ("embedded", "ohlcv_dir", "trade_log_dir")
+
+
+def load_trade_logs(directory: Path, features: Sequence[str] | None) -> pd.DataFrame:
+    """Every trade-log file of a directory, validated, with the realized `return` label."""
+    parts, seen_ids, feature_set = [], {}, None
+    for path in list_table_files(directory):
+        frame = Frame(str(path), read_table_file(path))
+        trades = validate_trade_log(frame, features)
+        file_features = [c for c in trades.columns if c not in TRADE_KEY_COLUMNS]
+        if feature_set is None:
+            feature_set = file_features
+        elif set(file_features) != set(feature_set):
+            differing = sorted(set(file_features) ^ set(feature_set))[0]
+            raise InputDataError(str(path), differing, None, f"feature columns differ from the first file ({feature_set})")
+        for position, trade_id in enumerate(trades["trade_id"]):
+            if trade_id in seen_ids:
+                raise InputDataError(
+                    str(path), "trade_id", frame.row_number(position), f"trade_id {trade_id!r} is also in {seen_ids[trade_id]}"
+                )
+        seen_ids.update(dict.fromkeys(trades["trade_id"], str(path)))
+        parts.append(trades)
+    trades = pd.concat(parts, ignore_index=True)
+    trades.insert(8, "return", realized_return(trades["side"].to_numpy(), trades["entry_price"].to_numpy(), trades["exit_price"].to_numpy()))
+    return trades
+
+
+def load_source_trades(kind: str, path: str, features: Sequence[str] | None, params: StrategyParams) -> pd.DataFrame:
+    """All trades of a source, in the stored trade schema."""
+    if kind == "embedded":
+        return generate_trades(load_embedded_bars(), params)
+    if kind == "ohlcv_dir":
+        return generate_trades(load_bars_dir(Path(path)), params)
+    if kind == "trade_log_dir":
+        return load_trade_logs(Path(path), features)
+    raise ValueError(f"trade source kind {kind!r} is not one of {SOURCE_KINDS}")
+
+
+def trades_in_window(trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, source: str) -> pd.DataFrame:
+    """Trades entered in [start, end); an empty window is an error that names the source."""
+    window = trades[(trades["entry_time"] >= start) & (trades["entry_time"] < end)]
+    if window.empty:
+        raise InputDataError(
+            source, "entry_time", None, f"no trades entered between {start:%Y-%m-%d} and {end - pd.Timedelta(days=1):%Y-%m-%d}"
+        )
+    return window.sort_values(["entry_time", "trade_id"], kind="stable").reset_index(drop=True)
