@@ -126,7 +126,7 @@ def numeric_column(frame: Frame, column: str, *, positive: bool = False) -> np.n
     if positive:
         bad = _first_bad(values <= 0)
         if bad is not None:
-            raise InputDataError(frame.source, column, frame.row_number(bad), f"price {values[bad]!r} is not positive")
+            raise InputDataError(frame.source, column, frame.row_number(bad), f"price {float(values[bad])!r} is not positive")
     return values
 
 

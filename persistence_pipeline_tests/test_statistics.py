@@ -1,0 +1,225 @@
+"""Every statistic of the core cross-checked against an independent computation on small data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+import shap
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.metrics import r2_score
+
+from persistence_pipeline.core.importance import (
+    ImportanceParams,
+    feature_importance,
+    importance_ranks,
+    linear_shap_values,
+    mean_abs_shap,
+    oos_permutation_importance,
+)
+from persistence_pipeline.core.metrics import out_of_sample_metrics, rank_ic, rank_ic_columns
+from persistence_pipeline.core.model import (
+    ModelParams,
+    NotEnoughDataError,
+    fit_model,
+    fit_prior_ridge,
+    purged_walk_forward_splits,
+    train_and_evaluate,
+)
+
+
+def _data(n=300, p=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)) * np.array([1.0, 3.0, 0.5, 2.0])[:p] + np.array([0.0, 5.0, -1.0, 2.0])[:p]
+    y = 0.3 * X[:, 0] - 0.1 * X[:, 1] + rng.normal(scale=0.5, size=n)
+    return X, y
+
+
+def _times(n, seed=1):
+    rng = np.random.default_rng(seed)
+    entry = np.datetime64("2021-01-04T14:30", "us") + np.sort(rng.integers(0, 120, n)) * np.timedelta64(1, "D")
+    exit = entry + rng.integers(0, 12, n) * np.timedelta64(1, "D")
+    return entry, exit
+
+
+def test_rank_ic_matches_scipy_with_ties():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 5, 50).astype(float)  # many ties
+    b = a + rng.normal(size=50)
+    assert rank_ic(a, b) == pytest.approx(scipy.stats.spearmanr(a, b).statistic, abs=1e-12)
+    columns = np.column_stack([a, -b, rng.normal(size=50)])
+    expected = [scipy.stats.spearmanr(columns[:, j], b).statistic for j in range(3)]
+    np.testing.assert_allclose(rank_ic_columns(columns, b), expected, atol=1e-12)
+
+
+def test_rank_ic_of_constant_is_nan():
+    assert np.isnan(rank_ic(np.ones(10), np.arange(10.0)))
+
+
+def test_out_of_sample_metrics_by_hand():
+    prediction = np.array([0.2, -0.1, 0.3, 0.05, -0.4])
+    realized = np.array([0.1, 0.2, -0.05, 0.02, -0.3])
+    m = out_of_sample_metrics(prediction, realized)
+    assert m.r2 == pytest.approx(r2_score(realized, prediction))
+    assert m.rank_ic == pytest.approx(scipy.stats.spearmanr(prediction, realized).statistic)
+    assert m.n_taken == 3  # predictions 0.2, 0.3, 0.05
+    assert m.hit_rate == pytest.approx(2 / 3)  # realized 0.1, -0.05, 0.02
+    assert m.mean_return_taken == pytest.approx((0.1 - 0.05 + 0.02) / 3)
+    assert m.mean_return_all == pytest.approx(realized.mean())
+
+
+def test_purged_walk_forward_matches_brute_force_loop():
+    entry, exit = _times(200)
+    embargo = pd.Timedelta(days=2)
+    folds = purged_walk_forward_splits(entry, exit, n_folds=4, embargo=embargo)
+    order = sorted(range(200), key=lambda i: (entry[i], i))
+    size, extra = divmod(200, 5)
+    bounds, start = [], 0
+    for b in range(5):
+        stop = start + size + (1 if b < extra else 0)
+        bounds.append(order[start:stop])
+        start = stop
+    assert len(folds) == 4
+    gap = np.timedelta64(2, "D")
+    for fold, block in zip(folds, bounds[1:]):
+        test_start = min(entry[i] for i in block)
+        expected_train = [i for i in range(200) if entry[i] < test_start and not exit[i] >= test_start - gap]
+        assert fold.test.tolist() == sorted(block)
+        assert fold.train.tolist() == expected_train
+        # no training label interval reaches into the test block or its embargo gap
+        assert all(exit[i] < test_start - gap for i in fold.train)
+        assert not set(fold.train) & set(fold.test)
+
+
+def test_purging_removes_overlapping_trades():
+    entry = np.array(["2021-01-01", "2021-01-02", "2021-01-05", "2021-01-06"], dtype="datetime64[us]")
+    exit = np.array(["2021-01-02", "2021-01-05", "2021-01-07", "2021-01-08"], dtype="datetime64[us]")
+    (fold,) = purged_walk_forward_splits(entry, exit, n_folds=1, embargo=pd.Timedelta(0))
+    assert fold.test.tolist() == [2, 3]
+    assert fold.train.tolist() == [0]  # trade 1 exits on the test block's first entry: purged
+
+
+def test_prior_ridge_matches_normal_equations():
+    X, y = _data()
+    b0 = np.array([0.5, -0.2, 0.0, 0.1])
+    weights = np.random.default_rng(5).uniform(0.5, 1.5, len(y))
+    alpha = 7.0
+    model = fit_prior_ridge(X, y, alpha, b0, weights)
+    Z = (X - X.mean(0)) / X.std(0)
+    # minimize sum w (y - c - Z b)^2 + alpha |b - b0|^2 by the weighted normal equations, intercept unpenalized
+    zw = (Z * weights[:, None]).sum(0) / weights.sum()
+    yw = (y * weights).sum() / weights.sum()
+    Zc, yc = Z - zw, y - yw
+    A = Zc.T @ (Zc * weights[:, None]) + alpha * np.eye(4)
+    b = np.linalg.solve(A, Zc.T @ (weights * yc) + alpha * b0)
+    np.testing.assert_allclose(model.named_steps["ridge"].coef_, b, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(model.predict(X), yw + (Z - zw) @ b, rtol=1e-8, atol=1e-10)
+
+
+def test_prior_pulls_coefficients_toward_it():
+    X, y = _data(n=60)
+    plain = fit_prior_ridge(X, y, 1e6).named_steps["ridge"].coef_
+    pulled = fit_prior_ridge(X, y, 1e6, np.array([1.0, 2.0, 3.0, 4.0])).named_steps["ridge"].coef_
+    np.testing.assert_allclose(plain, 0.0, atol=1e-3)
+    np.testing.assert_allclose(pulled, [1.0, 2.0, 3.0, 4.0], atol=1e-3)
+
+
+def test_linear_shap_matches_shap_linear_explainer():
+    X, y = _data(n=80)
+    model = fit_prior_ridge(X, y, 3.0)
+    Z = model.named_steps["scale"].transform(X)
+    ridge = model.named_steps["ridge"]
+    explainer = shap.LinearExplainer(ridge, shap.maskers.Independent(Z, max_samples=len(Z)))
+    expected = explainer.shap_values(Z)
+    np.testing.assert_allclose(linear_shap_values(model, X), expected, rtol=1e-7, atol=1e-10)
+    values, n = mean_abs_shap(model, X, ImportanceParams())
+    np.testing.assert_allclose(values, np.abs(expected).mean(0), rtol=1e-7)
+    assert n == 80
+
+
+def test_tree_shap_is_additive_and_bounded():
+    X, y = _data(n=400)
+    model = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(X, y)
+    values, n = mean_abs_shap(model, X, ImportanceParams(shap_sample_size=100))
+    assert n == 100
+    explainer = shap.TreeExplainer(model)
+    full = explainer.shap_values(X[:50])
+    np.testing.assert_allclose(full.sum(1) + explainer.expected_value, model.predict(X[:50]), atol=1e-6)
+    assert min(values[0], values[1]) > max(values[2], values[3])  # planted effects beat noise
+
+
+def _brute_force_permutation(fold_models, folds, X, y, params):
+    """sklearn-style permutation importance, one predict per permuted copy, same permutation stream."""
+    rng = np.random.default_rng(params.seed)
+    increase = np.zeros((params.perm_repeats, X.shape[1]))
+    n = 0
+    for model, fold in zip(fold_models, folds):
+        Xt, yt = X[fold.test], y[fold.test]
+        base = np.sum((yt - model.predict(Xt)) ** 2)
+        for j in range(X.shape[1]):
+            for r in range(params.perm_repeats):
+                shuffled = Xt.copy()
+                shuffled[:, j] = Xt[rng.permutation(len(yt)), j]
+                increase[r, j] += np.sum((yt - model.predict(shuffled)) ** 2) - base
+        n += len(yt)
+    return (increase / n).mean(0), (increase / n).std(0, ddof=1)
+
+
+@pytest.mark.parametrize("kind", ["ridge", "gbt"])
+def test_permutation_importance_matches_brute_force(kind):
+    X, y = _data(n=300)
+    entry, exit = _times(300)
+    fitted = train_and_evaluate(X, y, entry, exit, list("abcd"), ModelParams(kind=kind, n_folds=3, gbt_max_iter=20))
+    params = ImportanceParams(perm_repeats=4, seed=7)
+    mean, std = oos_permutation_importance(fitted.fold_models, fitted.folds, X, y, params)
+    expected_mean, expected_std = _brute_force_permutation(fitted.fold_models, fitted.folds, X, y, params)
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(std, expected_std, rtol=1e-9, atol=1e-12)
+    assert mean[0] > mean[2]  # the planted feature matters more than a noise feature
+
+
+def test_walk_forward_metrics_are_out_of_sample():
+    X, y = _data(n=300)
+    entry, exit = _times(300)
+    fitted = train_and_evaluate(X, y, entry, exit, list("abcd"), ModelParams(n_folds=3))
+    # recompute the OOS predictions by hand: refit each fold on its purged past only
+    for fold, model in zip(fitted.folds, fitted.fold_models):
+        refit = fit_prior_ridge(X[fold.train], y[fold.train], 10.0)
+        np.testing.assert_allclose(model.predict(X[fold.test]), refit.predict(X[fold.test]))
+        assert entry[fold.train].max() < entry[fold.test].min()
+    realized = y[fitted.oos_positions]
+    assert fitted.metrics.rank_ic == pytest.approx(scipy.stats.spearmanr(fitted.oos_prediction, realized).statistic)
+    assert fitted.metrics.rank_ic > 0.3  # planted signal is found out of sample
+    assert fitted.metrics.n_oos == len(set(fitted.oos_positions.tolist()))
+
+
+def test_too_few_trades_is_a_clear_error():
+    X, y = _data(n=30)
+    entry, exit = _times(30)
+    with pytest.raises(NotEnoughDataError, match="only 30 trades with a realized label; at least 50"):
+        train_and_evaluate(X, y, entry, exit, list("abcd"), ModelParams())
+
+
+def test_importance_table_ranks_and_ic():
+    X, y = _data(n=300)
+    entry, exit = _times(300)
+    fitted = train_and_evaluate(X, y, entry, exit, list("abcd"), ModelParams(n_folds=3))
+    table, n = feature_importance(fitted.model, fitted.fold_models, fitted.folds, X, y, list("abcd"), ImportanceParams())
+    assert table["rank"].tolist() == [1, 2, 3, 4]
+    assert table["shap_mean_abs"].is_monotonic_decreasing
+    by_feature = table.set_index("feature")
+    for j, name in enumerate("abcd"):
+        assert by_feature.loc[name, "ic"] == pytest.approx(scipy.stats.spearmanr(X[:, j], y).statistic)
+    coef = fitted.model.named_steps["ridge"].coef_
+    np.testing.assert_allclose(by_feature.loc[list("abcd"), "coef"], coef)
+
+
+def test_ranks_break_ties_by_name():
+    assert importance_ranks(np.array([1.0, 2.0, 2.0, 0.5]), ["d", "c", "b", "a"]).tolist() == [3, 2, 1, 4]
+
+
+def test_model_is_deterministic_for_a_seed():
+    X, y = _data(n=300)
+    params = ModelParams(kind="gbt", gbt_max_iter=20, seed=3)
+    a = fit_model(X, y, params, None, None).predict(X)
+    b = fit_model(X, y, params, None, None).predict(X)
+    np.testing.assert_array_equal(a, b)
