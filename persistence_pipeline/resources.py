@@ -6,8 +6,11 @@ from the environment (see definitions.py) or in a run's config under `resources`
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import re
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +52,34 @@ FIXED_TABLES = {
         as_of_run_key VARCHAR NOT NULL, feature VARCHAR NOT NULL, prior_coef DOUBLE, prior_strength DOUBLE,
         n_runs INTEGER, PRIMARY KEY (as_of_run_key, feature)""",
 }
+
+
+def canonical_skops(payload: bytes) -> bytes:
+    """The same skops archive with deterministic bytes, so one model gives one sha256.
+
+    skops names its array files and `__id__` memo keys after Python object ids and stamps every
+    zip member with the current time; both change from process to process. We renumber the ids in
+    order of first appearance in schema.json and give every member a fixed timestamp.
+    """
+    source = zipfile.ZipFile(io.BytesIO(payload))
+    schema = source.read("schema.json").decode("utf-8")
+    ids: dict[str, str] = {}
+    for match in re.finditer(r'"__id__": (\d+)|"file": "(\d+)\.\w+"', schema):
+        ids.setdefault(match.group(1) or match.group(2), str(len(ids) + 1))
+    schema = re.sub(r'("__id__": )(\d+)', lambda m: m.group(1) + ids[m.group(2)], schema)
+    schema = re.sub(r'("file": ")(\d+)(\.\w+")', lambda m: m.group(1) + ids[m.group(2)] + m.group(3), schema)
+    members = {"schema.json": schema.encode("utf-8")}
+    for info in source.infolist():
+        if info.filename != "schema.json":
+            stem, _, suffix = info.filename.partition(".")
+            members[f"{ids[stem]}.{suffix}"] = source.read(info)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            target.writestr(info, members[name])
+    return out.getvalue()
 
 
 def quote_identifier(name: str) -> str:
@@ -171,7 +202,7 @@ class CheckpointStore(dg.ConfigurableResource):
         fails later never overwrites the file an existing index row points to."""
         import skops.io as sio
 
-        payload = sio.dumps(checkpoint)
+        payload = canonical_skops(sio.dumps(checkpoint))
         digest = hashlib.sha256(payload).hexdigest()
         folder = Path(self.directory) / run_key.replace("/", "_")
         folder.mkdir(parents=True, exist_ok=True)

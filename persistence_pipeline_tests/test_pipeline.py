@@ -1,0 +1,182 @@
+"""Real range runs into a DuckDB file under tmp_path, with the stored values checked."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from persistence_pipeline.core.market_data import load_embedded_bars
+from persistence_pipeline.core.model import ModelParams, train_and_evaluate
+from persistence_pipeline.core.strategies import FEATURES, generate_trades
+from persistence_pipeline.resources import CheckpointStore, ModelSettings, Warehouse, quote_identifier
+
+START, END = "2021-01-04", "2021-06-30"
+RUN_KEY = f"{START}..{END}/ridge"
+VOLATILE = ["dagster_run_id", "created_at"]  # differ between two runs by definition
+
+
+@pytest.fixture(scope="module")
+def expected_trades() -> pd.DataFrame:
+    trades = generate_trades(load_embedded_bars())
+    return trades[(trades["entry_time"] >= START) & (trades["entry_time"] < "2021-07-01")].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    from persistence_pipeline_tests.conftest import Project
+    from persistence_pipeline.resources import TradeSource
+
+    project = Project(tmp_path_factory.mktemp("ran"), TradeSource(), ModelSettings())
+    result = project.materialize(START, END)
+    return project, result
+
+
+def test_range_run_stores_the_trades_of_the_range(ran, expected_trades):
+    project, result = ran
+    assert result.success
+    stored = project.table("trades", order_by="entry_time, trade_id")
+    assert len(stored) == len(expected_trades) == 564
+    expected = expected_trades.sort_values(["entry_time", "trade_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(stored[expected.columns], expected, check_dtype=False)
+
+
+def test_run_metrics_are_the_out_of_sample_results(ran, expected_trades):
+    project, _ = ran
+    metrics = project.table("run_metrics")
+    assert metrics["run_key"].tolist() == [RUN_KEY]
+    row = metrics.iloc[0]
+    labelled = expected_trades[expected_trades["exit_time"] < pd.Timestamp("2021-07-01", tz="UTC")]
+    labelled = labelled.sort_values(["entry_time", "trade_id"]).reset_index(drop=True)
+    assert row["n_trades"] == 564
+    assert row["n_train"] == len(labelled)
+    assert row["n_unrealized"] == 564 - len(labelled) > 0
+    assert row["priors_from_run_key"] is None or pd.isna(row["priors_from_run_key"])
+    assert row["model_kind"] == "ridge" and row["n_features"] == len(FEATURES)
+    fitted = train_and_evaluate(
+        labelled[FEATURES].to_numpy(), labelled["return"].to_numpy(), labelled["entry_time"].to_numpy("datetime64[us]"),
+        labelled["exit_time"].to_numpy("datetime64[us]"), FEATURES, ModelParams(),
+    )
+    realized = labelled["return"].to_numpy()[fitted.oos_positions]
+    assert row["oos_rank_ic"] == pytest.approx(scipy.stats.spearmanr(fitted.oos_prediction, realized).statistic)
+    taken = fitted.oos_prediction > 0
+    assert row["oos_hit_rate"] == pytest.approx((realized[taken] > 0).mean())
+    assert row["oos_mean_return_all"] == pytest.approx(realized.mean())
+    assert row["n_oos"] == len(realized)
+    assert row["explainer"].startswith("closed-form linear")
+    assert row["shap_sample_size"] == len(labelled)
+    assert row["dagster_run_id"] == ran[1].run_id
+
+
+def test_checkpoint_is_indexed_and_predicts(ran):
+    project, _ = ran
+    index = project.table("checkpoints")
+    assert index["run_key"].tolist() == [RUN_KEY]
+    path = Path(index["path"].iloc[0])
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == index["sha256"].iloc[0]
+    assert list(path.parent.glob("*")) == [path]
+    checkpoint = CheckpointStore(directory=str(project.checkpoint_dir)).load(str(path), index["sha256"].iloc[0])
+    trades = project.table("trades", order_by="entry_time, trade_id")
+    prediction = checkpoint["model"].predict(trades[checkpoint["features"]].to_numpy())
+    assert prediction.shape == (564,) and np.isfinite(prediction).all()
+    assert index["oos_rank_ic"].iloc[0] == project.table("run_metrics")["oos_rank_ic"].iloc[0]
+
+
+def test_tampered_checkpoint_is_refused(ran, tmp_path):
+    project, _ = ran
+    index = project.table("checkpoints")
+    tampered = tmp_path / "model.skops"
+    data = bytearray(Path(index["path"].iloc[0]).read_bytes())
+    data[-10] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="does not match the sha256 in the checkpoints index"):
+        CheckpointStore(directory=str(tmp_path)).load(str(tampered), index["sha256"].iloc[0])
+
+
+def test_importance_history_has_one_ranked_row_per_feature(ran):
+    project, _ = ran
+    history = project.table("feature_importance_history", order_by="rank")
+    assert len(history) == len(FEATURES)
+    assert set(history["feature"]) == set(FEATURES)
+    assert history["rank"].tolist() == list(range(1, len(FEATURES) + 1))
+    assert history["shap_mean_abs"].is_monotonic_decreasing
+    assert (history["perm_importance_std"] >= 0).all()
+    assert (history["range_end"] == pd.Timestamp(END)).all()
+    trades = project.table("trades")
+    labelled = trades[trades["exit_time"] < pd.Timestamp("2021-07-01", tz="UTC")]
+    for _, row in history.iloc[:3].iterrows():
+        assert row["ic"] == pytest.approx(scipy.stats.spearmanr(labelled[row["feature"]], labelled["return"]).statistic)
+
+
+def test_same_range_twice_gives_identical_rows_and_no_duplicates(ran):
+    project, _ = ran
+    tables = ["trades", "run_metrics", "checkpoints", "feature_importance_history"]
+    before = {name: project.table(name).drop(columns=VOLATILE, errors="ignore") for name in tables}
+    project.materialize(START, END)
+    for name in tables:
+        after = project.table(name).drop(columns=VOLATILE, errors="ignore")
+        pd.testing.assert_frame_equal(after, before[name])
+    assert len(list(project.checkpoint_dir.rglob("*.skops"))) == 1
+
+
+def test_next_range_adds_a_run_and_keeps_the_first(ran):
+    project, _ = ran
+    first = project.table("feature_importance_history")
+    project.materialize("2021-07-01", "2021-09-30")
+    metrics = project.table("run_metrics", order_by="range_end")
+    assert metrics["run_key"].tolist() == [RUN_KEY, "2021-07-01..2021-09-30/ridge"]
+    history = project.table("feature_importance_history")
+    pd.testing.assert_frame_equal(history[history["run_key"] == RUN_KEY].reset_index(drop=True), first)
+    assert len(project.table("trades")) > 564
+
+
+def test_stored_priors_warm_start_the_model(tmp_path, ran):
+    from persistence_pipeline_tests.conftest import Project
+    from persistence_pipeline.resources import TradeSource
+
+    project = Project(tmp_path, TradeSource(), ModelSettings(ridge_alpha=1e6))
+    warehouse = Warehouse(path=str(project.warehouse_path))
+    prior = pd.DataFrame({"as_of_run_key": "2020-07-01..2020-12-31/ridge", "feature": FEATURES,
+                          "prior_coef": np.linspace(-0.01, 0.01, len(FEATURES)), "prior_strength": 1.0, "n_runs": 1})
+    earlier_run = pd.DataFrame([{"run_key": "2020-07-01..2020-12-31/ridge", "range_start": pd.Timestamp("2020-07-01"),
+                                 "range_end": pd.Timestamp("2020-12-31"), "model_kind": "ridge",
+                                 "created_at": pd.Timestamp.now(tz="UTC")}])
+    with warehouse.transaction() as con:
+        warehouse.replace_run_rows(con, "feature_priors", "as_of_run_key", "2020-07-01..2020-12-31/ridge", prior)
+        warehouse.replace_run_rows(con, "run_metrics", "run_key", "2020-07-01..2020-12-31/ridge", earlier_run)
+    project.materialize(START, END)
+    row = project.table("run_metrics").set_index("run_key").loc[RUN_KEY]
+    assert row["priors_from_run_key"] == "2020-07-01..2020-12-31/ridge"
+    coef = project.table("feature_importance_history").set_index("feature").loc[FEATURES, "coef"].to_numpy()
+    np.testing.assert_allclose(coef, prior["prior_coef"], atol=1e-4)  # a very strong pull lands on the prior
+
+
+def test_gradient_boosted_trees_are_selectable(tmp_path):
+    from persistence_pipeline_tests.conftest import Project
+    from persistence_pipeline.resources import TradeSource
+
+    project = Project(tmp_path, TradeSource(), ModelSettings(kind="gbt", shap_sample_size=100, perm_repeats=2))
+    project.materialize(START, END)
+    row = project.table("run_metrics").iloc[0]
+    assert row["run_key"] == f"{START}..{END}/gbt" and row["explainer"] == "shap.TreeExplainer"
+    assert row["shap_sample_size"] == 100
+    history = project.table("feature_importance_history")
+    assert history["coef"].isna().all() and (history["shap_mean_abs"] > 0).any()
+
+
+@pytest.mark.parametrize("name", ['plain', 'quote"inside', "it's", "space name", "ünïcødé 数", "x; DROP TABLE trades; --"])
+def test_quote_identifier_round_trips_any_name(tmp_path, name):
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "q.duckdb")) as con:
+        con.execute(f"CREATE TABLE t ({quote_identifier(name)} DOUBLE)")
+        con.execute("INSERT INTO t VALUES (?)", [1.5])
+        assert [d[0] for d in con.execute("SELECT * FROM t").description] == [name]
+        assert con.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_quote_identifier_refuses_nul():
+    with pytest.raises(ValueError):
+        quote_identifier("a\x00b")
