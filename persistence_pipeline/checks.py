@@ -1,13 +1,18 @@
-"""Asset checks: data quality of the stored trades and sanity of the stored model."""
+"""Asset checks: data quality of the stored trades, sanity of the model, leakage and drift."""
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 
+from persistence_pipeline.assets.feature_importance import feature_importance
+from persistence_pipeline.assets.metadata import markdown_table
 from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.dataset import feature_columns
+from persistence_pipeline.core.drift import feature_drift, rank_shifts
+from persistence_pipeline.core.leakage import leakage_suspects
 from persistence_pipeline.partitions import daily_partitions, run_range
-from persistence_pipeline.resources import ModelSettings, Warehouse
+from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
 
 
 @dg.asset_check(asset=trades, blocking=True, partitions_def=daily_partitions, description=(
@@ -50,4 +55,58 @@ def profit_model_is_sane(
         passed=passed,
         description=f"{n_oos} OOS trades, rank IC {ic:.4f}, R^2 {r2:.4f}",
         metadata={"n_oos": n_oos, "oos_rank_ic": float(ic) if np.isfinite(ic) else None},
+    )
+
+
+@dg.asset_check(asset=feature_importance, partitions_def=daily_partitions, description=(
+    "No feature predicts the realized return implausibly well in sample (|rank IC| above "
+    "analysis_settings.leakage_max_abs_ic): such a feature is likely computed after entry."
+))
+def no_leaky_features(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings,
+    analysis_settings: AnalysisSettings,
+) -> dg.AssetCheckResult:
+    run_key = run_range(context).run_key(model_settings.kind)
+    importance = warehouse.query("SELECT feature, ic FROM feature_importance_history WHERE run_key = ?", [run_key])
+    suspects = leakage_suspects(importance, analysis_settings.leakage_max_abs_ic)
+    return dg.AssetCheckResult(
+        passed=suspects.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"no feature has |rank IC| > {analysis_settings.leakage_max_abs_ic}" if suspects.empty else
+                     "possible leakage: " + ", ".join(f"{f} (IC {ic:+.3f})" for f, ic in suspects.itertuples(index=False))),
+        metadata={"max_abs_ic": float(importance["ic"].abs().max()), "threshold": analysis_settings.leakage_max_abs_ic,
+                  "suspects": markdown_table(suspects)},
+    )
+
+
+@dg.asset_check(asset=feature_importance, partitions_def=daily_partitions, description=(
+    "Feature drift against the previous run's range (PSI per feature; warns above "
+    "analysis_settings.drift_max_psi) and the largest moves of the importance ranking."
+))
+def feature_drift_since_previous_run(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings,
+    analysis_settings: AnalysisSettings,
+) -> dg.AssetCheckResult:
+    window = run_range(context)
+    run_key = window.run_key(model_settings.kind)
+    runs = warehouse.runs_as_of(window.last_day, model_settings.kind)
+    earlier = runs[(runs["run_key"] != run_key) & (pd.to_datetime(runs["range_end"]).dt.date < window.last_day)]
+    if earlier.empty:
+        return dg.AssetCheckResult(passed=True, description="first run: no previous run to compare with")
+    previous = earlier.iloc[-1]
+    previous_start = pd.Timestamp(previous["range_start"]).tz_localize("UTC")
+    previous_end = pd.Timestamp(previous["range_end"]).tz_localize("UTC") + pd.Timedelta(days=1)
+    current_trades = warehouse.trades_between(window.start, window.end)
+    drift = feature_drift(warehouse.trades_between(previous_start, previous_end), current_trades, feature_columns(current_trades))
+    importance = warehouse.importance_history(pd.DataFrame({"run_key": [previous["run_key"], run_key]}))
+    shifts = rank_shifts(importance[importance["run_key"] == previous["run_key"]], importance[importance["run_key"] == run_key])
+    drifted = drift[drift["psi"] > analysis_settings.drift_max_psi]
+    return dg.AssetCheckResult(
+        passed=drifted.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"against {previous['run_key']}: " + (
+            f"{len(drifted)} feature(s) with PSI > {analysis_settings.drift_max_psi}: " + ", ".join(drifted["feature"])
+            if len(drifted) else f"no feature with PSI > {analysis_settings.drift_max_psi}")),
+        metadata={"previous_run_key": str(previous["run_key"]), "psi": markdown_table(drift, 10, "features"),
+                  "largest_rank_moves": markdown_table(shifts, 5, "features")},
     )

@@ -5,6 +5,7 @@ from the environment (see definitions.py) or in a run's config under `resources`
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import os
@@ -17,10 +18,12 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.model import ModelParams
+from persistence_pipeline.core.priors import CurriculumParams, PriorParams
 from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.core.strategies import StrategyParams
 from persistence_pipeline.core.trade_sources import load_source_trades
@@ -28,30 +31,64 @@ from persistence_pipeline.core.trade_sources import load_source_trades
 # The only types a checkpoint may hold beyond skops' defaults (HistGradientBoosting's tree nodes).
 TRUSTED_CHECKPOINT_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
-FIXED_TABLES = {
-    "trades": """
-        trade_id VARCHAR PRIMARY KEY, symbol VARCHAR NOT NULL, strategy VARCHAR NOT NULL,
-        entry_time TIMESTAMPTZ NOT NULL, exit_time TIMESTAMPTZ NOT NULL,
-        entry_price DOUBLE NOT NULL, exit_price DOUBLE NOT NULL, side TINYINT NOT NULL, "return" DOUBLE NOT NULL""",
-    "run_metrics": """
-        run_key VARCHAR PRIMARY KEY, range_start DATE NOT NULL, range_end DATE NOT NULL, dagster_run_id VARCHAR,
-        model_kind VARCHAR NOT NULL, n_trades INTEGER, n_train INTEGER, n_unrealized INTEGER, n_features INTEGER,
-        n_folds INTEGER, n_oos INTEGER, oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, oos_n_taken INTEGER,
-        oos_mean_return_taken DOUBLE, oos_mean_return_all DOUBLE, priors_from_run_key VARCHAR, seed INTEGER,
-        model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER,
-        created_at TIMESTAMPTZ NOT NULL""",
-    "checkpoints": """
-        run_key VARCHAR PRIMARY KEY, model_kind VARCHAR NOT NULL, range_start DATE NOT NULL, range_end DATE NOT NULL,
-        path VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE,
-        created_at TIMESTAMPTZ NOT NULL""",
-    "feature_importance_history": """
-        run_key VARCHAR NOT NULL, feature VARCHAR NOT NULL, range_end DATE NOT NULL, coef DOUBLE,
-        shap_mean_abs DOUBLE, perm_importance DOUBLE, perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER,
-        PRIMARY KEY (run_key, feature)""",
-    "feature_priors": """
-        as_of_run_key VARCHAR NOT NULL, feature VARCHAR NOT NULL, prior_coef DOUBLE, prior_strength DOUBLE,
-        n_runs INTEGER, PRIMARY KEY (as_of_run_key, feature)""",
+def _columns(spec: str) -> list[tuple[str, str]]:
+    return [tuple(part.strip().split(" ", 1)) for part in spec.split(",")]
+
+
+# The public data contract (README): table -> (columns, primary key). Columns are only ever added:
+# a warehouse written by an older version gets the new columns (NULL) when it is next opened.
+FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
+    "trades": (_columns(
+        'trade_id VARCHAR, symbol VARCHAR, strategy VARCHAR, entry_time TIMESTAMPTZ, exit_time TIMESTAMPTZ, '
+        'entry_price DOUBLE, exit_price DOUBLE, side TINYINT, "return" DOUBLE'), ("trade_id",)),
+    "run_metrics": (_columns(
+        "run_key VARCHAR, range_start DATE, range_end DATE, dagster_run_id VARCHAR, model_kind VARCHAR, "
+        "n_trades INTEGER, n_train INTEGER, n_unrealized INTEGER, n_features INTEGER, n_folds INTEGER, n_oos INTEGER, "
+        "oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, oos_n_taken INTEGER, oos_mean_return_taken DOUBLE, "
+        "oos_mean_return_all DOUBLE, priors_from_run_key VARCHAR, curriculum_from_run_key VARCHAR, alpha_used DOUBLE, "
+        "seed INTEGER, model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER, "
+        "created_at TIMESTAMPTZ"), ("run_key",)),
+    "oos_predictions": (_columns(
+        "run_key VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE, realized DOUBLE"), ("run_key", "trade_id")),
+    "checkpoints": (_columns(
+        "run_key VARCHAR, model_kind VARCHAR, range_start DATE, range_end DATE, path VARCHAR, sha256 VARCHAR, "
+        "oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, created_at TIMESTAMPTZ"), ("run_key",)),
+    "feature_importance_history": (_columns(
+        "run_key VARCHAR, feature VARCHAR, range_end DATE, coef DOUBLE, shap_mean_abs DOUBLE, perm_importance DOUBLE, "
+        "perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER"), ("run_key", "feature")),
+    "feature_stability": (_columns(
+        "as_of_run_key VARCHAR, feature VARCHAR, n_runs INTEGER, rank_mean DOUBLE, rank_std DOUBLE, "
+        "topk_frequency DOUBLE, sign_consistency DOUBLE, importance_cv DOUBLE"), ("as_of_run_key", "feature")),
+    "stability_summary": (_columns(
+        "as_of_run_key VARCHAR, n_runs INTEGER, k INTEGER, n_features INTEGER, kendall_w DOUBLE, "
+        "mean_pairwise_spearman DOUBLE, latest_spearman DOUBLE, nogueira_phi DOUBLE, nogueira_ci_low DOUBLE, "
+        "nogueira_ci_high DOUBLE, mean_trade_overlap DOUBLE, note VARCHAR"), ("as_of_run_key",)),
+    "feature_alpha": (_columns(
+        "as_of_run_key VARCHAR, feature VARCHAR, n_runs INTEGER, ic_mean DOUBLE, ic_std DOUBLE, icir DOUBLE, "
+        "ic_t_stat DOUBLE, significance DOUBLE, ic_sign_consistency DOUBLE, importance_share DOUBLE, "
+        "importance_rel DOUBLE, stability DOUBLE, alpha_score DOUBLE, ic_slope DOUBLE, ic_slope_p_value DOUBLE, "
+        "half_life_runs DOUBLE, decaying BOOLEAN, perf_corr DOUBLE"), ("as_of_run_key", "feature")),
+    "feature_priors": (_columns(
+        "as_of_run_key VARCHAR, feature VARCHAR, prior_coef DOUBLE, prior_strength DOUBLE, n_runs INTEGER"),
+        ("as_of_run_key", "feature")),
+    "regime_weights": (_columns(
+        "as_of_run_key VARCHAR, regime VARCHAR, n_oos INTEGER, oos_error DOUBLE, weight DOUBLE, "
+        "volatility_feature VARCHAR, trend_feature VARCHAR, volatility_cut_low DOUBLE, volatility_cut_high DOUBLE"),
+        ("as_of_run_key", "regime")),
 }
+
+
+def _create_or_extend(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    columns, key = FIXED_TABLES[table]
+    existing = {row[0] for row in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+    if not existing:
+        body = ", ".join(f"{quote_identifier(name)} {kind}" for name, kind in columns)
+        con.execute(f"CREATE TABLE {table} ({body}, PRIMARY KEY ({', '.join(key)}))")
+        return
+    for name, kind in columns:
+        if name not in existing:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(name)} {kind}")
 
 
 def canonical_skops(payload: bytes) -> bytes:
@@ -111,8 +148,8 @@ class Warehouse(dg.ConfigurableResource):
                 time.sleep(0.5)
         try:
             con.execute("SET TimeZone = 'UTC'")
-            for table, columns in FIXED_TABLES.items():
-                con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+            for table in FIXED_TABLES:
+                _create_or_extend(con, table)
             yield con
         finally:
             con.close()
@@ -175,19 +212,62 @@ class Warehouse(dg.ConfigurableResource):
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
         con.unregister("incoming_rows")
 
-    def latest_priors(self, before: pd.Timestamp) -> tuple[str, pd.Series] | None:
-        """The newest stored priors computed as of a run that ended before `before`: (run_key, prior_coef by feature)."""
-        rows = self.query(
-            "SELECT p.as_of_run_key, p.feature, p.prior_coef FROM feature_priors p"
-            " JOIN run_metrics r ON r.run_key = p.as_of_run_key"
-            " WHERE p.as_of_run_key = (SELECT r2.run_key FROM run_metrics r2 JOIN feature_priors p2"
-            "   ON p2.as_of_run_key = r2.run_key WHERE r2.range_end < ?"
-            "   ORDER BY r2.range_end DESC, r2.range_start DESC, r2.run_key LIMIT 1)",
-            [before.date()],
+    def latest_as_of(self, table: str, before: pd.Timestamp, model_kind: str) -> tuple[str, pd.DataFrame] | None:
+        """The rows of a cross-run table (`feature_priors`, `regime_weights`) computed as of the newest
+        run of `model_kind` that ended before `before`: (that run's key, its rows)."""
+        if table not in ("feature_priors", "regime_weights"):
+            raise ValueError(f"{table!r} is not a table keyed by as_of_run_key")
+        newest = self.query(
+            f"SELECT r.run_key FROM run_metrics r WHERE r.model_kind = ? AND r.range_end < ?"
+            f" AND EXISTS (SELECT 1 FROM {table} t WHERE t.as_of_run_key = r.run_key)"
+            " ORDER BY r.range_end DESC, r.range_start DESC, r.run_key LIMIT 1",
+            [model_kind, before.date()],
         )
-        if rows.empty:
+        if newest.empty:
             return None
-        return str(rows["as_of_run_key"].iloc[0]), rows.set_index("feature")["prior_coef"]
+        run_key = str(newest["run_key"].iloc[0])
+        return run_key, self.query(f"SELECT * FROM {table} WHERE as_of_run_key = ?", [run_key])
+
+    def runs_as_of(self, range_end: dt.date, model_kind: str) -> pd.DataFrame:
+        """run_metrics of the runs of one model kind that ended on or before `range_end`, oldest first."""
+        return self.query(
+            "SELECT * FROM run_metrics WHERE model_kind = ? AND range_end <= ? ORDER BY range_end, range_start, run_key",
+            [model_kind, range_end],
+        )
+
+    def importance_history(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """feature_importance_history rows of the given runs."""
+        with self.connect() as con:
+            con.register("wanted_runs", runs[["run_key"]])
+            return con.execute(
+                "SELECT h.* FROM feature_importance_history h JOIN wanted_runs USING (run_key) ORDER BY h.run_key, h.rank"
+            ).df()
+
+    def consecutive_training_overlap(self, runs: pd.DataFrame) -> np.ndarray:
+        """For each consecutive pair of runs (oldest first): sizes of their training-trade sets and of the
+        intersection, counted from `trades` (a run trains on trades entered in its range that exited by its end)."""
+        if len(runs) < 2:
+            return np.empty((0, 3))
+        start = pd.to_datetime(runs["range_start"]).dt.tz_localize("UTC")
+        end = pd.to_datetime(runs["range_end"]).dt.tz_localize("UTC") + pd.Timedelta(days=1)
+        pairs = pd.DataFrame({"pair": np.arange(len(runs) - 1), "a_start": start.to_numpy()[:-1], "a_end": end.to_numpy()[:-1],
+                              "b_start": start.to_numpy()[1:], "b_end": end.to_numpy()[1:]})
+        with self.connect() as con:
+            con.register("run_pairs", pairs)
+            counts = con.execute(
+                """SELECT p.pair,
+                     count(*) FILTER (WHERE t.entry_time >= p.a_start AND t.entry_time < p.a_end AND t.exit_time < p.a_end),
+                     count(*) FILTER (WHERE t.entry_time >= p.b_start AND t.entry_time < p.b_end AND t.exit_time < p.b_end),
+                     count(*) FILTER (WHERE t.entry_time >= greatest(p.a_start, p.b_start)
+                                        AND t.entry_time < least(p.a_end, p.b_end) AND t.exit_time < least(p.a_end, p.b_end))
+                   FROM run_pairs p JOIN trades t
+                     ON t.entry_time >= least(p.a_start, p.b_start) AND t.entry_time < greatest(p.a_end, p.b_end)
+                   GROUP BY p.pair ORDER BY p.pair"""
+            ).fetchall()
+        table = np.zeros((len(pairs), 3))
+        for pair, n_a, n_b, n_both in counts:
+            table[pair] = (n_a, n_b, n_both)
+        return table
 
 
 class CheckpointStore(dg.ConfigurableResource):
@@ -252,9 +332,13 @@ class TradeSource(dg.ConfigurableResource):
 
 
 class ModelSettings(dg.ConfigurableResource):
-    """How the profit model is fit, evaluated and explained (shared by profit_model and feature_importance)."""
+    """How the profit model is fit, evaluated and explained (shared by profit_model and feature_importance).
+    `warm_start`: pull a ridge model toward the latest stored priors; `curriculum`: weight training
+    trades by the latest stored regime weights (benchmarks/walk_forward.py measures both)."""
 
     kind: str = "ridge"
+    warm_start: bool = True
+    curriculum: bool = True
     ridge_alpha: float = 10.0
     n_folds: int = 5
     embargo_days: float = 1.0
@@ -275,3 +359,23 @@ class ModelSettings(dg.ConfigurableResource):
             perm_repeats=self.perm_repeats, shap_sample_size=self.shap_sample_size,
             perm_sample_size=self.perm_sample_size, seed=self.seed,
         )
+
+
+class AnalysisSettings(dg.ConfigurableResource):
+    """How the cross-run assets and checks judge features (defaults documented in the README)."""
+
+    top_k: int = 5
+    prior_decay: float = 0.5
+    prior_strength_per_run: float = 10.0
+    volatility_feature: str = "volatility_20"
+    trend_feature: str = "momentum_20"
+    min_regime_weight: float = 0.5
+    max_regime_weight: float = 2.0
+    leakage_max_abs_ic: float = 0.3
+    drift_max_psi: float = 0.25
+
+    def prior_params(self) -> PriorParams:
+        return PriorParams(decay=self.prior_decay, strength_per_run=self.prior_strength_per_run)
+
+    def curriculum_params(self) -> CurriculumParams:
+        return CurriculumParams(self.volatility_feature, self.trend_feature, self.min_regime_weight, self.max_regime_weight)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.definitions import defs
-from persistence_pipeline.resources import CheckpointStore, ModelSettings, TradeSource, Warehouse
+from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, TradeSource, Warehouse
 
 
 @dataclass
@@ -21,6 +21,7 @@ class Project:
     root: Path
     trade_source: TradeSource
     model_settings: ModelSettings
+    analysis_settings: AnalysisSettings = field(default_factory=AnalysisSettings)
 
     @property
     def warehouse_path(self) -> Path:
@@ -36,6 +37,7 @@ class Project:
             "checkpoint_store": CheckpointStore(directory=str(self.checkpoint_dir)),
             "trade_source": self.trade_source,
             "model_settings": self.model_settings,
+            "analysis_settings": self.analysis_settings,
         }
 
     def materialize(self, start: str, end: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:

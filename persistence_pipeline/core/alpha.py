@@ -1,0 +1,85 @@
+"""Which features carry persistent alpha across runs, and which decay.
+
+Per feature, over the m runs it appears in (in time order), from the per-run univariate IC:
+
+    ic_mean, ic_std            mean and sample std of the run ICs
+    icir                       ic_mean / ic_std
+    ic_t_stat                  icir * sqrt(m)      (runs over overlapping windows are not independent:
+                                                    read it beside stability_summary.mean_trade_overlap)
+    significance               1 - two-sided p-value of ic_t_stat with m - 1 degrees of freedom
+    ic_sign_consistency        share of runs whose IC has the sign of ic_mean
+    importance_share           mean over runs of the feature's share of the run's total mean |SHAP|
+    importance_rel             importance_share / the largest importance_share
+    stability                  the feature's top-k frequency (feature_stability)
+
+    alpha_score = significance * (ic_sign_consistency + stability + importance_rel) / 3      in [0, 1]
+
+A feature scores high only when its IC is reliably different from zero AND it keeps its sign, stays
+in the top k and carries a large share of the model's attributions.
+
+Decay: ic_slope is the least-squares slope of the sign-aligned IC (IC * sign(ic_mean)) on the run
+index 0..m-1 (ic_slope_p_value: one-sided p-value of a negative slope). When the slope is negative
+and the fitted aligned IC of the first run a is positive, half_life_runs = a / (2 |slope|): the
+number of runs after the first for the fitted IC to halve. `decaying` marks a feature with a
+half-life whose negative slope is significant (ic_slope_p_value < 0.05).
+perf_corr is the Spearman correlation, across runs, of the feature's importance share with the run's
+out-of-sample rank IC. Figures that need two runs (three for slope and perf_corr) are None.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+DECAY_P_VALUE = 0.05
+
+
+def feature_alpha(
+    history: pd.DataFrame, run_order: list[str], run_rank_ic: pd.Series, topk_frequency: pd.Series
+) -> pd.DataFrame:
+    """One row per feature; see the module docstring for every column."""
+    position = {run_key: i for i, run_key in enumerate(run_order)}
+    history = history.assign(order=history["run_key"].map(position)).sort_values(["feature", "order"])
+    totals = history.groupby("run_key")["shap_mean_abs"].transform("sum")
+    history["share"] = np.where(totals > 0, history["shap_mean_abs"] / totals.where(totals > 0, 1.0), 0.0)
+    rows = []
+    for feature, runs in history.groupby("feature", sort=True):
+        ic = runs["ic"].to_numpy(dtype="float64")
+        share = runs["share"].to_numpy(dtype="float64")
+        m = len(ic)
+        row = {"feature": feature, "n_runs": m, "ic_mean": float(ic.mean()), "importance_share": float(share.mean())}
+        row.update(dict.fromkeys(["ic_std", "icir", "ic_t_stat", "significance", "ic_sign_consistency", "ic_slope",
+                                  "ic_slope_p_value", "half_life_runs", "perf_corr"]))
+        if m >= 2:
+            std = float(ic.std(ddof=1))
+            t_stat = float(ic.mean() / (std / np.sqrt(m))) if std > 0 else None
+            sign = np.sign(ic.mean())
+            row.update(
+                ic_std=std,
+                icir=float(ic.mean() / std) if std > 0 else None,
+                ic_t_stat=t_stat,
+                significance=float(1 - 2 * stats.t.sf(abs(t_stat), df=m - 1)) if t_stat is not None else 0.0,
+                ic_sign_consistency=float((np.sign(ic) == sign).mean()) if sign != 0 else 0.0,
+            )
+        if m >= 3:
+            aligned = ic * (np.sign(ic.mean()) or 1.0)
+            trend = stats.linregress(np.arange(m, dtype="float64"), aligned)
+            start, slope = float(trend.intercept), float(trend.slope)
+            performance = runs["run_key"].map(run_rank_ic).to_numpy(dtype="float64")
+            row.update(
+                ic_slope=slope,
+                ic_slope_p_value=float(trend.pvalue / 2 if slope < 0 else 1 - trend.pvalue / 2),
+                half_life_runs=float(start / (2 * -slope)) if slope < 0 and start > 0 else None,
+                perf_corr=float(stats.spearmanr(share, performance).statistic)
+                if np.ptp(share) > 0 and np.ptp(performance) > 0 else None,
+            )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    largest = table["importance_share"].max()
+    table["importance_rel"] = table["importance_share"] / largest if largest > 0 else 0.0
+    table["stability"] = table["feature"].map(topk_frequency).astype("float64")
+    components = (table["ic_sign_consistency"].astype("float64") + table["stability"] + table["importance_rel"]) / 3
+    table["alpha_score"] = table["significance"].astype("float64") * components
+    table["decaying"] = table["half_life_runs"].notna() & (table["ic_slope_p_value"].astype("float64") < DECAY_P_VALUE)
+    return table.sort_values(["alpha_score", "feature"], ascending=[False, True], na_position="last", kind="stable").reset_index(drop=True)

@@ -1,0 +1,145 @@
+"""How stable feature importance is across runs.
+
+Input is the long importance history (one row per run and feature, runs in time order). With
+fewer than two runs there is nothing to compare, and every cross-run figure is None.
+
+- Kendall's W (coefficient of concordance) of the importance ranks, runs as raters and features as
+  objects: W = 12 S / (m^2 (n^3 - n)), S the squared deviations of the features' rank sums.
+- Spearman correlation of two runs' ranks: mean over all pairs, and of the latest two runs.
+- Nogueira, Sechidis & Brown (JMLR 2018) stability of top-k selection, with its asymptotic variance
+  and a 95% normal confidence interval (their Definition 4 and Corollary 9); with two runs the
+  variance estimate degenerates to zero, so the interval is None below three runs.
+- Per feature: mean and std of its rank, how often it is in the top k, sign consistency of its
+  coefficient (share of runs agreeing with the majority sign; IC sign for trees), and the
+  coefficient of variation of its mean |SHAP|.
+
+The cross-run figures use the features present in every run (re-ranked among themselves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from persistence_pipeline.core.metrics import average_ranks
+
+
+@dataclass(frozen=True)
+class StabilitySummary:
+    n_runs: int
+    k: int
+    n_features: int
+    kendall_w: float | None
+    mean_pairwise_spearman: float | None
+    latest_spearman: float | None
+    nogueira_phi: float | None
+    nogueira_ci_low: float | None
+    nogueira_ci_high: float | None
+    mean_trade_overlap: float | None
+    note: str
+
+
+def rank_matrix(history: pd.DataFrame, run_order: list[str]) -> pd.DataFrame:
+    """Runs x features of importance ranks over the features every run has, re-ranked 1..n."""
+    wide = history.pivot(index="run_key", columns="feature", values="rank").reindex(run_order)
+    common = wide.dropna(axis=1)
+    return pd.DataFrame(average_ranks(common.to_numpy(dtype="float64").T).T, index=common.index, columns=common.columns)
+
+
+def kendall_w(ranks: np.ndarray) -> float:
+    """Kendall's W of an m x n matrix of untied ranks (m raters, n objects)."""
+    m, n = ranks.shape
+    sums = ranks.sum(axis=0)
+    s = ((sums - sums.mean()) ** 2).sum()
+    return float(12.0 * s / (m**2 * (n**3 - n)))
+
+
+def pairwise_spearman(ranks: np.ndarray) -> np.ndarray:
+    """Spearman correlations of every pair of rows of a rank matrix (upper triangle, row-major)."""
+    centered = ranks - ranks.mean(axis=1, keepdims=True)
+    norms = np.sqrt((centered**2).sum(axis=1))
+    corr = (centered @ centered.T) / np.outer(norms, norms)
+    upper = np.triu_indices(len(ranks), k=1)
+    return corr[upper]
+
+
+def nogueira_stability(selected: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float, float]:
+    """Stability of a binary M x d selection matrix: (phi, variance, ci_low, ci_high)."""
+    Z = np.asarray(selected, dtype="float64")
+    M, d = Z.shape
+    p = Z.mean(axis=0)
+    k_bar = p.sum()
+    denominator = (k_bar / d) * (1 - k_bar / d)
+    phi = 1 - (M / (M - 1)) * np.mean(p * (1 - p)) / denominator
+    k = Z.sum(axis=1)
+    phi_i = ((Z * p).mean(axis=1) - k * k_bar / d**2 + (phi / 2) * (2 * k * k_bar / d**2 - k / d - k_bar / d + 1)) / denominator
+    variance = 4 / M**2 * ((phi_i - phi_i.mean()) ** 2).sum()
+    half_width = norm.ppf(1 - alpha / 2) * np.sqrt(variance)
+    return float(phi), float(variance), float(phi - half_width), float(phi + half_width)
+
+
+def feature_stability(history: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per feature over the runs it appears in: n_runs, rank_mean, rank_std, topk_frequency,
+    sign_consistency, importance_cv (None where it needs two runs)."""
+    rows = []
+    for feature, runs in history.groupby("feature", sort=True):
+        n = len(runs)
+        direction = runs["coef"] if runs["coef"].notna().all() else runs["ic"]
+        signs = np.sign(direction.to_numpy(dtype="float64"))
+        majority = max((signs > 0).sum(), (signs < 0).sum())
+        shap_values = runs["shap_mean_abs"].to_numpy(dtype="float64")
+        rows.append(
+            {
+                "feature": feature,
+                "n_runs": n,
+                "rank_mean": float(runs["rank"].mean()),
+                "rank_std": float(runs["rank"].std(ddof=1)) if n > 1 else None,
+                "topk_frequency": float((runs["rank"] <= k).mean()),
+                "sign_consistency": float(majority / n) if n > 1 else None,
+                "importance_cv": float(shap_values.std(ddof=1) / shap_values.mean()) if n > 1 and shap_values.mean() > 0 else None,
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["rank_mean", "feature"], kind="stable").reset_index(drop=True)
+
+
+def stability_summary(history: pd.DataFrame, run_order: list[str], k: int, mean_trade_overlap: float | None) -> StabilitySummary:
+    """Cross-run stability of the importance ranking (None figures, with the reason, below two runs)."""
+    ranks = rank_matrix(history, run_order)
+    m, n = ranks.shape
+    k = min(k, max(n - 1, 1))
+    if m < 2 or n < 2:
+        reason = f"{m} run(s) with {n} common feature(s): cross-run stability needs at least 2 runs and 2 features"
+        return StabilitySummary(m, k, n, None, None, None, None, None, None, mean_trade_overlap, reason)
+    values = ranks.to_numpy()
+    phi, _, low, high = nogueira_stability(values <= k)
+    note = f"{m} runs, {n} features common to all runs, top-{k} selection"
+    if m < 3:
+        low = high = None
+        note += "; the confidence interval of the top-k stability needs at least 3 runs"
+    if mean_trade_overlap is not None and mean_trade_overlap > 0.5:
+        note += (
+            f"; consecutive runs share {mean_trade_overlap:.0%} of their training trades, "
+            "so part of this stability comes from shared data"
+        )
+    return StabilitySummary(
+        n_runs=m,
+        k=k,
+        n_features=n,
+        kendall_w=kendall_w(values),
+        mean_pairwise_spearman=float(pairwise_spearman(values).mean()),
+        latest_spearman=float(pairwise_spearman(values[-2:])[0]),
+        nogueira_phi=phi,
+        nogueira_ci_low=low,
+        nogueira_ci_high=high,
+        mean_trade_overlap=mean_trade_overlap,
+        note=note,
+    )
+
+
+def jaccard_overlap(n_a: np.ndarray, n_b: np.ndarray, n_both: np.ndarray) -> np.ndarray:
+    """|A ∩ B| / |A ∪ B| from set sizes."""
+    union = n_a + n_b - n_both
+    return np.where(union > 0, n_both / np.maximum(union, 1), 0.0)
