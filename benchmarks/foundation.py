@@ -124,7 +124,7 @@ def main() -> None:
     print(f"## CLI range run {RANGE} (median of {args.repeats})\n")
     print("| run | median s | all runs s |\n|---|---:|---|")
     print(f"| persistence_pipeline, embedded data | {statistics.median(real):.2f} | {', '.join(f'{s:.2f}' for s in real)} |")
-    print(f"| trivial, same assets and checks | {statistics.median(trivial):.2f} | {', '.join(f'{s:.2f}' for s in trivial)} |")
+    print(f"| trivial, same number of assets and checks | {statistics.median(trivial):.2f} | {', '.join(f'{s:.2f}' for s in trivial)} |")
     print(f"| ratio | {statistics.median(real) / statistics.median(trivial):.2f} | |\n")
 
     print("## Per-stage compute at scale (18 features)\n")

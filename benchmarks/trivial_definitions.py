@@ -1,36 +1,36 @@
 """A trivial code location shaped like the real one (same partitions, single-run policy, in-process
-executor, three chained assets and two checks) whose steps do no work: the Dagster floor."""
+executor, as many chained assets and checks as persistence_pipeline.definitions) whose steps do no
+work: the Dagster floor the headline CLI run is compared with. The shape is kept equal to the real
+code location by persistence_pipeline_tests/test_definitions.py."""
 
 import dagster as dg
 
 from persistence_pipeline.partitions import daily_partitions, single_run_backfill
 
-PARTITIONED = {"partitions_def": daily_partitions, "backfill_policy": single_run_backfill}
+N_ASSETS = 7
+N_CHECKS = 4
 
 
-@dg.asset(**PARTITIONED)
-def first() -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"n": 1})
+def _asset(index: int, upstream: dg.AssetsDefinition | None) -> dg.AssetsDefinition:
+    @dg.asset(name=f"step_{index}", deps=[upstream] if upstream else [], partitions_def=daily_partitions,
+              backfill_policy=single_run_backfill)
+    def step() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"index": index})
+
+    return step
 
 
-@dg.asset(deps=[first], **PARTITIONED)
-def second() -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"n": 2})
+def _check(index: int, asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name=f"check_{index}", partitions_def=daily_partitions)
+    def check() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    return check
 
 
-@dg.asset(deps=[second], **PARTITIONED)
-def third() -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"n": 3})
+assets: list[dg.AssetsDefinition] = []
+for i in range(N_ASSETS):
+    assets.append(_asset(i, assets[-1] if assets else None))
+checks = [_check(i, assets[i % N_ASSETS]) for i in range(N_CHECKS)]
 
-
-@dg.asset_check(asset=first, partitions_def=daily_partitions)
-def first_ok() -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=True)
-
-
-@dg.asset_check(asset=second, partitions_def=daily_partitions)
-def second_ok() -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=True)
-
-
-defs = dg.Definitions(assets=[first, second, third], asset_checks=[first_ok, second_ok], executor=dg.in_process_executor)
+defs = dg.Definitions(assets=assets, asset_checks=checks, executor=dg.in_process_executor)

@@ -170,11 +170,15 @@ def test_feature_alpha_against_scipy():
         assert row["perf_corr"] == pytest.approx(scipy.stats.spearmanr(share, performance.to_numpy()).statistic)
         consistency = np.mean(np.sign(ic[:, j]) == np.sign(ic[:, j].mean()))
         rel = share.mean() / max((shap[:, i] / shap.sum(axis=1)).mean() for i in range(n))
-        assert row["alpha_score"] == pytest.approx((1 - test.pvalue) * (consistency + topk[f"f{j}"] + rel) / 3)
+        fitted_latest = np.clip((intercept + slope * (m - 1)) / aligned.mean(), 0, 1)
+        persistence = fitted_latest if row["decaying"] else 1.0
+        assert row["persistence"] == pytest.approx(persistence)
+        assert row["alpha_score"] == pytest.approx((1 - test.pvalue) * persistence * (consistency + topk[f"f{j}"] + rel) / 3)
         assert 0 <= row["alpha_score"] <= 1
     slope, intercept = np.polyfit(np.arange(m), ic[:, 1], 1)
     assert table.loc["f1", "half_life_runs"] == pytest.approx(intercept / (2 * -slope))
     assert bool(table.loc["f1", "decaying"]) and not bool(table.loc["f0", "decaying"])
+    assert table.loc["f1", "persistence"] < 0.2 and table.loc["f0", "persistence"] == 1.0
     assert table.index[0] == "f0"  # persistent, significant, stable
 
 

@@ -8,7 +8,9 @@ from persistence_pipeline.partitions import daily_partitions
 
 def test_every_asset_shares_the_one_partitions_definition_and_single_run_policy():
     assets = list(defs.assets)
-    assert {key.to_user_string() for asset in assets for key in asset.keys} == {"trades", "profit_model", "feature_importance"}
+    assert {key.to_user_string() for asset in assets for key in asset.keys} == {
+        "trades", "profit_model", "feature_importance", "feature_stability", "stability_summary", "feature_alpha", "feature_priors"
+    }
     for asset in assets:
         assert asset.partitions_def is daily_partitions
         assert asset.backfill_policy == dg.BackfillPolicy.single_run()
@@ -19,4 +21,17 @@ def test_every_asset_shares_the_one_partitions_definition_and_single_run_policy(
 def test_definitions_resolve_with_in_process_executor():
     job = defs.resolve_implicit_global_asset_job_def()
     assert job.executor_def is dg.in_process_executor
-    assert set(defs.resolve_all_asset_keys()) == {dg.AssetKey("trades"), dg.AssetKey("profit_model"), dg.AssetKey("feature_importance")}
+    assert dg.AssetKey("feature_priors") in set(defs.resolve_all_asset_keys())
+
+
+def test_benchmark_floor_has_the_same_shape_as_the_code_location():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "trivial_definitions.py"
+    spec = importlib.util.spec_from_file_location("trivial_definitions", path)
+    trivial = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trivial)
+    assert trivial.N_ASSETS == len({key for asset in defs.assets for key in asset.keys})
+    assert trivial.N_CHECKS == len({key for check in defs.asset_checks for key in check.check_keys})
+    assert len(trivial.defs.resolve_all_asset_keys()) == trivial.N_ASSETS

@@ -136,10 +136,10 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
     from persistence_pipeline_tests.conftest import Project
     from persistence_pipeline.resources import TradeSource
 
-    project = Project(tmp_path, TradeSource(), ModelSettings(ridge_alpha=1e6))
+    project = Project(tmp_path, TradeSource(), ModelSettings())
     warehouse = Warehouse(path=str(project.warehouse_path))
     prior = pd.DataFrame({"as_of_run_key": "2020-07-01..2020-12-31/ridge", "feature": FEATURES,
-                          "prior_coef": np.linspace(-0.01, 0.01, len(FEATURES)), "prior_strength": 1.0, "n_runs": 1})
+                          "prior_coef": np.linspace(-0.01, 0.01, len(FEATURES)), "prior_strength": 1e6, "n_runs": 1})
     earlier_run = pd.DataFrame([{"run_key": "2020-07-01..2020-12-31/ridge", "range_start": pd.Timestamp("2020-07-01"),
                                  "range_end": pd.Timestamp("2020-12-31"), "model_kind": "ridge",
                                  "created_at": pd.Timestamp.now(tz="UTC")}])
@@ -149,6 +149,7 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
     project.materialize(START, END)
     row = project.table("run_metrics").set_index("run_key").loc[RUN_KEY]
     assert row["priors_from_run_key"] == "2020-07-01..2020-12-31/ridge"
+    assert row["alpha_used"] == 1e6  # the stored prior strength is the pull toward the prior
     coef = project.table("feature_importance_history").set_index("feature").loc[FEATURES, "coef"].to_numpy()
     np.testing.assert_allclose(coef, prior["prior_coef"], atol=1e-4)  # a very strong pull lands on the prior
 

@@ -32,8 +32,9 @@ def feature_importance(
         raise ValueError(f"no checkpoint is indexed for run {run_key}: materialize profit_model for this range first")
     checkpoint = checkpoint_store.load(index["path"].iloc[0], index["sha256"].iloc[0])
     data = training_set(warehouse.trades_between(window.start, window.end), window.end)
-    if data.trades["trade_id"].tolist() != checkpoint["train_trade_ids"] or data.features != checkpoint["features"]:
+    if data.trades["trade_id"].tolist() != checkpoint["train_trade_ids"] or not set(checkpoint["features"]) <= set(data.features):
         raise ValueError(f"the stored trades of {run_key} changed after its model was trained: re-materialize profit_model")
+    data = data.without([f for f in data.features if f not in checkpoint["features"]])
     folds = [Fold(train=train, test=test) for train, test in zip(checkpoint["fold_train"], checkpoint["fold_test"])]
     params = model_settings.importance_params()
     table, shap_n = importance_table(checkpoint["model"], checkpoint["fold_models"], folds, data.X, data.y, data.features, params)

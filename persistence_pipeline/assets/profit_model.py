@@ -10,13 +10,14 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.assets.metadata import finite_or_none
+from persistence_pipeline.assets.metadata import finite_or_none, markdown_table
 from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.dataset import TrainingSet, training_set
+from persistence_pipeline.core.leakage import quarantine
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.priors import curriculum_sample_weights
 from persistence_pipeline.partitions import RunRange, daily_partitions, run_range, single_run_backfill
-from persistence_pipeline.resources import CheckpointStore, ModelSettings, Warehouse
+from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
 
 VERSIONED_LIBRARIES = ("scikit-learn", "shap", "numpy", "pandas", "dagster", "duckdb", "skops")
 
@@ -68,15 +69,19 @@ def warm_start(warehouse: Warehouse, settings: ModelSettings, window: RunRange, 
     group_name="model",
     kinds={"scikit-learn", "duckdb"},
     description="Ridge (shrunk toward the latest stored priors, trades weighted by the latest regime weights) "
-    "or gradient-boosted trees on the trades whose label is realized by the range end; purged walk-forward "
-    "out-of-sample metrics and predictions; skops checkpoint.",
+    "or gradient-boosted trees on the trades whose label is realized by the range end; features with an "
+    "implausible in-sample IC are quarantined; purged walk-forward out-of-sample metrics and predictions; "
+    "skops checkpoint.",
 )
 def profit_model(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, checkpoint_store: CheckpointStore, model_settings: ModelSettings
+    context: dg.AssetExecutionContext, warehouse: Warehouse, checkpoint_store: CheckpointStore,
+    model_settings: ModelSettings, analysis_settings: AnalysisSettings,
 ) -> dg.MaterializeResult:
     window = run_range(context)
     run_key = window.run_key(model_settings.kind)
     data = training_set(warehouse.trades_between(window.start, window.end), window.end)
+    excluded = quarantine(data.X, data.y, data.features, analysis_settings.leakage_max_abs_ic)
+    data = data.without(excluded["feature"].tolist())
     warm = warm_start(warehouse, model_settings, window, data)
     fitted = train_and_evaluate(data.X, data.y, data.entry, data.exit, data.features, warm.params, warm.prior_coef, warm.sample_weight)
     checkpoint = {
@@ -116,6 +121,7 @@ def profit_model(
         warehouse.replace_run_rows(con, "run_metrics", "run_key", run_key, pd.DataFrame([run_row]))
         warehouse.replace_run_rows(con, "checkpoints", "run_key", run_key, pd.DataFrame([checkpoint_row]))
         warehouse.replace_run_rows(con, "oos_predictions", "run_key", run_key, predictions)
+        warehouse.replace_run_rows(con, "excluded_features", "run_key", run_key, excluded.assign(run_key=run_key))
     checkpoint_store.remove_superseded(run_key, path)
     context.log.info(
         f"{run_key}: trained on {len(data.y)} trades ({data.n_unrealized} dropped: exit after {window.last_day}), "
@@ -131,6 +137,7 @@ def profit_model(
             "n_trades_in_range": data.n_read,
             "n_train": len(data.y),
             "n_dropped_label_after_range_end": data.n_unrealized,
+            "excluded_features": markdown_table(excluded) if len(excluded) else "none",
             "n_folds": len(fitted.folds),
             "n_oos": m.n_oos,
             "oos_rank_ic": finite_or_none(m.rank_ic),

@@ -11,17 +11,20 @@ Per feature, over the m runs it appears in (in time order), from the per-run uni
     importance_share           mean over runs of the feature's share of the run's total mean |SHAP|
     importance_rel             importance_share / the largest importance_share
     stability                  the feature's top-k frequency (feature_stability)
+    persistence                1, unless the feature is `decaying` (below): then the IC trend's fitted
+                               value at the latest run over the mean sign-aligned IC, clipped to
+                               [0, 1], near 0 for an IC that has faded
 
-    alpha_score = significance * (ic_sign_consistency + stability + importance_rel) / 3      in [0, 1]
+    alpha_score = significance * persistence * (ic_sign_consistency + stability + importance_rel) / 3   in [0, 1]
 
-A feature scores high only when its IC is reliably different from zero AND it keeps its sign, stays
-in the top k and carries a large share of the model's attributions.
+A feature scores high only when its IC is reliably different from zero, has not faded, AND it keeps
+its sign, stays in the top k and carries a large share of the model's attributions.
 
 Decay: ic_slope is the least-squares slope of the sign-aligned IC (IC * sign(ic_mean)) on the run
 index 0..m-1 (ic_slope_p_value: one-sided p-value of a negative slope). When the slope is negative
 and the fitted aligned IC of the first run a is positive, half_life_runs = a / (2 |slope|): the
 number of runs after the first for the fitted IC to halve. `decaying` marks a feature with a
-half-life whose negative slope is significant (ic_slope_p_value < 0.05).
+half-life whose negative slope is significant (ic_slope_p_value < 0.01).
 perf_corr is the Spearman correlation, across runs, of the feature's importance share with the run's
 out-of-sample rank IC. Figures that need two runs (three for slope and perf_corr) are None.
 """
@@ -32,7 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-DECAY_P_VALUE = 0.05
+# One decay test per feature and run: a strict level keeps chance decays among ~20 features rare.
+DECAY_P_VALUE = 0.01
 
 
 def feature_alpha(
@@ -51,6 +55,7 @@ def feature_alpha(
         row = {"feature": feature, "n_runs": m, "ic_mean": float(ic.mean()), "importance_share": float(share.mean())}
         row.update(dict.fromkeys(["ic_std", "icir", "ic_t_stat", "significance", "ic_sign_consistency", "ic_slope",
                                   "ic_slope_p_value", "half_life_runs", "perf_corr"]))
+        row["persistence"] = 1.0
         if m >= 2:
             std = float(ic.std(ddof=1))
             t_stat = float(ic.mean() / (std / np.sqrt(m))) if std > 0 else None
@@ -67,9 +72,13 @@ def feature_alpha(
             trend = stats.linregress(np.arange(m, dtype="float64"), aligned)
             start, slope = float(trend.intercept), float(trend.slope)
             performance = runs["run_key"].map(run_rank_ic).to_numpy(dtype="float64")
+            p_value = float(trend.pvalue / 2 if slope < 0 else 1 - trend.pvalue / 2)
+            decaying = slope < 0 and start > 0 and p_value < DECAY_P_VALUE
+            latest = start + slope * (m - 1)
             row.update(
+                persistence=float(np.clip(latest / aligned.mean(), 0.0, 1.0)) if decaying else 1.0,
                 ic_slope=slope,
-                ic_slope_p_value=float(trend.pvalue / 2 if slope < 0 else 1 - trend.pvalue / 2),
+                ic_slope_p_value=p_value,
                 half_life_runs=float(start / (2 * -slope)) if slope < 0 and start > 0 else None,
                 perf_corr=float(stats.spearmanr(share, performance).statistic)
                 if np.ptp(share) > 0 and np.ptp(performance) > 0 else None,
@@ -80,6 +89,6 @@ def feature_alpha(
     table["importance_rel"] = table["importance_share"] / largest if largest > 0 else 0.0
     table["stability"] = table["feature"].map(topk_frequency).astype("float64")
     components = (table["ic_sign_consistency"].astype("float64") + table["stability"] + table["importance_rel"]) / 3
-    table["alpha_score"] = table["significance"].astype("float64") * components
+    table["alpha_score"] = table["significance"].astype("float64") * table["persistence"] * components
     table["decaying"] = table["half_life_runs"].notna() & (table["ic_slope_p_value"].astype("float64") < DECAY_P_VALUE)
     return table.sort_values(["alpha_score", "feature"], ascending=[False, True], na_position="last", kind="stable").reset_index(drop=True)

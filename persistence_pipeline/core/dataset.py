@@ -17,6 +17,13 @@ class TrainingSet:
     n_read: int
     n_unrealized: int  # exit after the range end: label not known at the end of the range
 
+    def without(self, excluded: list[str]) -> "TrainingSet":
+        """The same trades with some features left out of the model."""
+        kept = [f for f in self.features if f not in set(excluded)]
+        if not kept:
+            raise InputDataError("warehouse table trades", None, None, f"no feature is left after excluding {excluded}")
+        return TrainingSet(self.trades, kept, self.n_read, self.n_unrealized)
+
     @property
     def X(self) -> np.ndarray:
         return self.trades[self.features].to_numpy(dtype="float64")
