@@ -7,7 +7,7 @@ import dagster as dg
 
 from persistence_pipeline.partitions import daily_partitions, single_run_backfill
 
-N_ASSETS = 7
+N_ASSETS = 8
 N_CHECKS = 4
 
 

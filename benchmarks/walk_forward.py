@@ -27,7 +27,14 @@ import pandas as pd
 from scipy import stats
 
 from persistence_pipeline.definitions import defs
-from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, TradeSource, Warehouse
+from persistence_pipeline.resources import (
+    AnalysisSettings,
+    CheckpointStore,
+    DashboardStore,
+    ModelSettings,
+    TradeSource,
+    Warehouse,
+)
 
 WAYS = {
     "cold": ModelSettings(warm_start=False, curriculum=False),
@@ -53,6 +60,7 @@ def run_way(settings: ModelSettings, windows: list[tuple[str, str]], folder: Pat
         "trade_source": TradeSource(),
         "model_settings": settings,
         "analysis_settings": AnalysisSettings(),
+        "dashboard_store": DashboardStore(directory=str(folder / "dashboard")),
     }
     for a, b in windows:
         dg.materialize([*defs.assets, *defs.asset_checks], resources=resources,

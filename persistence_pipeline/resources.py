@@ -28,8 +28,9 @@ from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.core.strategies import StrategyParams
 from persistence_pipeline.core.trade_sources import load_source_trades
 
-# The only types a checkpoint may hold beyond skops' defaults (HistGradientBoosting's tree nodes).
-TRUSTED_CHECKPOINT_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+# The only types a checkpoint may hold beyond skops' defaults: HistGradientBoosting's tree nodes and
+# the clip of standardized features (core/model.py).
+TRUSTED_CHECKPOINT_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor", "numpy.clip"]
 
 def _columns(spec: str) -> list[tuple[str, str]]:
     return [tuple(part.strip().split(" ", 1)) for part in spec.split(",")]
@@ -383,3 +384,26 @@ class AnalysisSettings(dg.ConfigurableResource):
 
     def curriculum_params(self) -> CurriculumParams:
         return CurriculumParams(self.volatility_feature, self.trend_feature, self.min_regime_weight, self.max_regime_weight)
+
+
+class DashboardStore(dg.ConfigurableResource):
+    """Where dashboard PNGs go: one per run key and `latest.png`, written atomically."""
+
+    directory: str = "data/dashboard"
+    top_n: int = 15
+
+    def save(self, png: bytes, run_key: str) -> str:
+        folder = Path(self.directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{run_key.replace('/', '_')}.png"
+        for target in (path, folder / "latest.png"):
+            partial = target.with_suffix(".partial")
+            partial.write_bytes(png)
+            os.replace(partial, target)
+        return str(path)
+
+
+class RetrainSettings(dg.ConfigurableResource):
+    """The nightly retraining window: `window_days` days ending the day before the tick."""
+
+    window_days: int = 90

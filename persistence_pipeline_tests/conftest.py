@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.definitions import defs
-from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, TradeSource, Warehouse
+from persistence_pipeline.resources import (
+    AnalysisSettings,
+    CheckpointStore,
+    DashboardStore,
+    ModelSettings,
+    TradeSource,
+    Warehouse,
+)
 
 
 @dataclass
@@ -31,6 +38,10 @@ class Project:
     def checkpoint_dir(self) -> Path:
         return self.root / "checkpoints"
 
+    @property
+    def dashboard_dir(self) -> Path:
+        return self.root / "dashboard"
+
     def resources(self) -> dict:
         return {
             "warehouse": Warehouse(path=str(self.warehouse_path)),
@@ -38,6 +49,7 @@ class Project:
             "trade_source": self.trade_source,
             "model_settings": self.model_settings,
             "analysis_settings": self.analysis_settings,
+            "dashboard_store": DashboardStore(directory=str(self.dashboard_dir)),
         }
 
     def materialize(self, start: str, end: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:

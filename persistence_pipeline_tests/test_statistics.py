@@ -223,3 +223,14 @@ def test_model_is_deterministic_for_a_seed():
     a = fit_model(X, y, params, None, None).predict(X)
     b = fit_model(X, y, params, None, None).predict(X)
     np.testing.assert_array_equal(a, b)
+
+
+def test_out_of_range_inputs_are_clipped_at_five_sigma():
+    X, y = _data(n=200)
+    model = fit_prior_ridge(X, y, 1.0, clip_z=5.0)
+    scale = model.named_steps["scale"]
+    at_five = scale.mean_ + 5 * scale.scale_
+    extreme = scale.mean_ + 100 * scale.scale_
+    np.testing.assert_allclose(model.predict(extreme[None, :]), model.predict(at_five[None, :]))
+    shap_values = linear_shap_values(model, np.vstack([X, extreme]))
+    assert np.abs(shap_values).max() <= np.abs(model.named_steps["ridge"].coef_).max() * 10

@@ -1,14 +1,15 @@
 """Per-run feature importance: standardized coefficient, mean |SHAP|, out-of-sample permutation
 importance and univariate IC, and the importance rank.
 
-- SHAP for the ridge pipeline is exact and closed-form: phi_ij = b_j * (x_ij - mean_j) with b the
-  raw-scale coefficient and the mean over the training trades (what shap's LinearExplainer computes
-  with an independent masker over the same data), on every training trade.
+- SHAP for the ridge pipeline is exact and closed-form: phi_ij = b_j * (z_ij - mean_j) with z the
+  standardized (clipped) feature the ridge sees, b its coefficient and the mean over the training
+  trades (what shap's LinearExplainer computes with an independent masker over the same data), on
+  every training trade.
 - SHAP for trees is shap's TreeExplainer on a seeded sample of at most `shap_sample_size` trades.
 - Permutation importance is measured out of sample: for every walk-forward fold, the fold's model
   predicts its test block with one feature's column permuted; importance is the increase of the
   pooled OOS mean squared error, its mean and std over `perm_repeats` permutations. For a linear
-  model the permuted prediction is the base prediction plus b_j * (x_perm - x), which is exact.
+  model the permuted prediction is the base prediction plus b_j * (z_perm - z), which is exact.
 - IC is the Spearman correlation of the feature with the realized return over the training trades.
 - rank 1 is the largest mean |SHAP| (ties broken by feature name, so ranks are deterministic).
 """
@@ -22,7 +23,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from persistence_pipeline.core.metrics import rank_ic_columns
-from persistence_pipeline.core.model import Fold, raw_coefficients, standardized_coefficients
+from persistence_pipeline.core.model import Fold, standardized_coefficients, standardized_inputs
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,13 @@ class ImportanceParams:
 
 
 def explainer_name(model: object) -> str:
-    return "closed-form linear (coef * (x - mean))" if isinstance(model, Pipeline) else "shap.TreeExplainer"
+    return "closed-form linear (coef * (z - mean z))" if isinstance(model, Pipeline) else "shap.TreeExplainer"
 
 
 def linear_shap_values(model: Pipeline, X: np.ndarray) -> np.ndarray:
-    """Exact SHAP values of a linear pipeline against the training mean."""
-    return (X - model.named_steps["scale"].mean_) * raw_coefficients(model)
+    """Exact SHAP values of a linear pipeline for the rows of X, against the mean of X (the training trades)."""
+    Z = standardized_inputs(model, X)
+    return (Z - Z.mean(axis=0)) * model.named_steps["ridge"].coef_
 
 
 def mean_abs_shap(model: object, X: np.ndarray, params: ImportanceParams) -> tuple[np.ndarray, int]:
@@ -72,15 +74,16 @@ def oos_permutation_importance(
         X_test, y_test = X[test], y[test]
         base = model.predict(X_test)
         base_sq = (y_test - base) ** 2
-        coef = raw_coefficients(model) if linear else None
+        if linear:
+            Z_test, coef = standardized_inputs(model, X_test), model.named_steps["ridge"].coef_
         for j in range(n_features):
             for r in range(params.perm_repeats):
-                permuted = X_test[rng.permutation(test.size), j]
+                order = rng.permutation(test.size)
                 if linear:
-                    prediction = base + coef[j] * (permuted - X_test[:, j])
+                    prediction = base + coef[j] * (Z_test[order, j] - Z_test[:, j])
                 else:
                     shuffled = X_test.copy()
-                    shuffled[:, j] = permuted
+                    shuffled[:, j] = X_test[order, j]
                     prediction = model.predict(shuffled)
                 sq_error_increase[r, j] += ((y_test - prediction) ** 2 - base_sq).sum()
         n_scored += test.size

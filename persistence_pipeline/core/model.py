@@ -4,7 +4,12 @@ evaluated out of sample with purged walk-forward folds.
 Ridge toward a prior b0 minimizes ||y - Xb||^2 + alpha * ||b - b0||^2 over standardized features.
 Substituting c = b - b0 turns it into a plain ridge on y - X b0, so we fit sklearn's Ridge on that
 target and add b0 back to its coefficients; the stored model is an ordinary sklearn Pipeline
-(StandardScaler, Ridge) whose `predict` takes raw feature values.
+(StandardScaler, clip to +-clip_z, Ridge) whose `predict` takes raw feature values. The clip keeps a
+feature that barely moved in the training window (market-wide features over a few weeks) from
+producing 50-sigma inputs, and absurd predictions, out of sample.
+
+A walk-forward fold is evaluated only when its purged training set holds at least
+max(min_train_trades, 5 x number of features) trades; earlier folds are skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from persistence_pipeline.core.metrics import OutOfSampleMetrics, out_of_sample_metrics
 
@@ -34,6 +39,7 @@ class ModelParams:
     n_folds: int = 5
     embargo_days: float = 1.0
     min_train_trades: int = 50
+    clip_z: float = 5.0
     seed: int = 0
     gbt_max_iter: int = 200
     gbt_learning_rate: float = 0.05
@@ -95,22 +101,35 @@ def purged_walk_forward_splits(
 
 
 def fit_prior_ridge(
-    X: np.ndarray, y: np.ndarray, alpha: float, prior_coef: np.ndarray | None = None, sample_weight: np.ndarray | None = None
+    X: np.ndarray,
+    y: np.ndarray,
+    alpha: float,
+    prior_coef: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+    clip_z: float = 5.0,
 ) -> Pipeline:
-    """Ridge on standardized X shrunk toward prior_coef (standardized scale); plain ridge without one."""
-    scaler = StandardScaler().fit(X)
-    Z = scaler.transform(X)
+    """Ridge on standardized (and clipped) X shrunk toward prior_coef (standardized scale); plain ridge without one."""
+    features = Pipeline([
+        ("scale", StandardScaler()),
+        ("clip", FunctionTransformer(np.clip, kw_args={"a_min": -clip_z, "a_max": clip_z})),
+    ]).fit(X)
+    Z = features.transform(X)
     b0 = np.zeros(X.shape[1]) if prior_coef is None else np.asarray(prior_coef, dtype="float64")
     ridge = Ridge(alpha=alpha).fit(Z, y - Z @ b0, sample_weight=sample_weight)
     ridge.coef_ = ridge.coef_ + b0
-    return Pipeline([("scale", scaler), ("ridge", ridge)])
+    return Pipeline([*features.steps, ("ridge", ridge)])
+
+
+def standardized_inputs(model: Pipeline, X: np.ndarray) -> np.ndarray:
+    """What the ridge step of a linear pipeline sees: standardized, clipped features."""
+    return model[:-1].transform(X)
 
 
 def fit_model(
     X: np.ndarray, y: np.ndarray, params: ModelParams, prior_coef: np.ndarray | None, sample_weight: np.ndarray | None
 ) -> object:
     if params.kind == "ridge":
-        return fit_prior_ridge(X, y, params.ridge_alpha, prior_coef, sample_weight)
+        return fit_prior_ridge(X, y, params.ridge_alpha, prior_coef, sample_weight, params.clip_z)
     model = HistGradientBoostingRegressor(
         max_iter=params.gbt_max_iter,
         learning_rate=params.gbt_learning_rate,
@@ -127,11 +146,6 @@ def standardized_coefficients(model: object) -> np.ndarray | None:
     if isinstance(model, Pipeline):
         return model.named_steps["ridge"].coef_.copy()
     return None
-
-
-def raw_coefficients(model: Pipeline) -> np.ndarray:
-    """Coefficients per unit of each raw feature: standardized coefficient / feature scale."""
-    return model.named_steps["ridge"].coef_ / model.named_steps["scale"].scale_
 
 
 def train_and_evaluate(
@@ -151,8 +165,9 @@ def train_and_evaluate(
         )
     prior = prior_coef if params.kind == "ridge" else None
     folds, fold_models, predictions = [], [], []
+    min_fold_train = max(params.min_train_trades, 5 * X.shape[1])
     for fold in purged_walk_forward_splits(entry, exit, params.n_folds, pd.Timedelta(days=params.embargo_days)):
-        if fold.train.size < max(20, X.shape[1] + 2):
+        if fold.train.size < min_fold_train:
             continue
         weights = None if sample_weight is None else sample_weight[fold.train]
         model = fit_model(X[fold.train], y[fold.train], params, prior, weights)
@@ -161,7 +176,8 @@ def train_and_evaluate(
         predictions.append(model.predict(X[fold.test]))
     if not folds:
         raise NotEnoughDataError(
-            f"no walk-forward fold has enough purged training trades ({len(y)} labelled trades, n_folds={params.n_folds})"
+            f"no walk-forward fold has {min_fold_train} purged training trades ({len(y)} labelled trades, "
+            f"n_folds={params.n_folds}): use a longer range"
         )
     oos_positions = np.concatenate([fold.test for fold in folds])
     oos_prediction = np.concatenate(predictions)
