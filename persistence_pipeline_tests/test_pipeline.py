@@ -181,3 +181,25 @@ def test_quote_identifier_round_trips_any_name(tmp_path, name):
 def test_quote_identifier_refuses_nul():
     with pytest.raises(ValueError):
         quote_identifier("a\x00b")
+
+
+def test_progress_counts_and_stage_timings_are_logged(tmp_path):
+    import dagster as dg
+    import re
+
+    from persistence_pipeline.definitions import defs
+    from persistence_pipeline_tests.conftest import Project
+    from persistence_pipeline.resources import TradeSource
+
+    project = Project(tmp_path, TradeSource(), ModelSettings())
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=project.resources(), instance=instance,
+                            tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END})
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    text = "\n".join(messages)
+    assert re.search(r"read and validated trades from embedded data .*: \d+\.\d\d s", text)
+    assert f"564 of 12581 trades of the source entered in {START}..{END}" in text
+    assert re.search(r"replaced the range's rows of table trades with 564 trades: \d+\.\d\d s", text)
+    assert f"{RUN_KEY}: 502 labelled trades x 19 features" in text
+    assert re.search(r"ridge: 5-fold purged walk-forward and final fit: \d+\.\d\d s", text)
+    assert re.search(r"importance of 19 features \(5 permutation repeats\): \d+\.\d\d s", text)

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from persistence_pipeline.assets.metadata import markdown_table
+from persistence_pipeline.assets.metadata import markdown_table, timed
 from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.importance import explainer_name, feature_importance as importance_table
@@ -37,7 +37,8 @@ def feature_importance(
     data = data.without([f for f in data.features if f not in checkpoint["features"]])
     folds = [Fold(train=train, test=test) for train, test in zip(checkpoint["fold_train"], checkpoint["fold_test"])]
     params = model_settings.importance_params()
-    table, shap_n = importance_table(checkpoint["model"], checkpoint["fold_models"], folds, data.X, data.y, data.features, params)
+    with timed(context.log, f"importance of {len(data.features)} features ({params.perm_repeats} permutation repeats)"):
+        table, shap_n = importance_table(checkpoint["model"], checkpoint["fold_models"], folds, data.X, data.y, data.features, params)
     explainer = explainer_name(checkpoint["model"])
     rows = table.assign(run_key=run_key, range_end=window.last_day)
     with warehouse.transaction() as con:

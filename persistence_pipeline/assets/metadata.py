@@ -1,4 +1,8 @@
-"""Small helpers that turn frames into Dagster metadata (shared by the stage modules)."""
+"""Small helpers shared by the stage modules: frames into Dagster metadata, stage timings into the log."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import pandas as pd
@@ -14,3 +18,11 @@ def markdown_table(frame: pd.DataFrame, limit: int = 20, what: str = "rows") -> 
 def finite_or_none(value: float) -> float | None:
     """Dagster float metadata cannot be NaN; NaN becomes None (shown as empty)."""
     return None if pd.isna(value) else float(value)
+
+
+@contextmanager
+def timed(log, what: str) -> Iterator[None]:
+    """Log how long a stage of an asset took (shown in the run's log in the UI)."""
+    start = time.perf_counter()
+    yield
+    log.info(f"{what}: {time.perf_counter() - start:.2f} s")

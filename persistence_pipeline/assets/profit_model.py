@@ -10,7 +10,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.assets.metadata import finite_or_none, markdown_table
+from persistence_pipeline.assets.metadata import finite_or_none, markdown_table, timed
 from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.dataset import TrainingSet, training_set
 from persistence_pipeline.core.leakage import quarantine
@@ -83,7 +83,9 @@ def profit_model(
     excluded = quarantine(data.X, data.y, data.features, analysis_settings.leakage_max_abs_ic)
     data = data.without(excluded["feature"].tolist())
     warm = warm_start(warehouse, model_settings, window, data)
-    fitted = train_and_evaluate(data.X, data.y, data.entry, data.exit, data.features, warm.params, warm.prior_coef, warm.sample_weight)
+    context.log.info(f"{run_key}: {len(data.y)} labelled trades x {len(data.features)} features; " + "; ".join(warm.notes))
+    with timed(context.log, f"{warm.params.kind}: {warm.params.n_folds}-fold purged walk-forward and final fit"):
+        fitted = train_and_evaluate(data.X, data.y, data.entry, data.exit, data.features, warm.params, warm.prior_coef, warm.sample_weight)
     checkpoint = {
         "model": fitted.model,
         "fold_models": fitted.fold_models,
@@ -92,7 +94,8 @@ def profit_model(
         "features": data.features,
         "train_trade_ids": data.trades["trade_id"].tolist(),
     }
-    path, sha256 = checkpoint_store.save(checkpoint, run_key)
+    with timed(context.log, "saved the skops checkpoint"):
+        path, sha256 = checkpoint_store.save(checkpoint, run_key)
     m = fitted.metrics
     now = pd.Timestamp.now(tz="UTC")
     run_row = {

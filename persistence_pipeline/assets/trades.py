@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from persistence_pipeline.assets.metadata import markdown_table
+from persistence_pipeline.assets.metadata import markdown_table, timed
 from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.trade_sources import trades_in_window
 from persistence_pipeline.partitions import daily_partitions, run_range, single_run_backfill
@@ -19,8 +19,12 @@ from persistence_pipeline.resources import TradeSource, Warehouse
 )
 def trades(context: dg.AssetExecutionContext, trade_source: TradeSource, warehouse: Warehouse) -> dg.MaterializeResult:
     window = run_range(context)
-    selected = trades_in_window(trade_source.load(), window.start, window.end, trade_source.describe())
-    warehouse.replace_trades(selected, window.start, window.end)
+    with timed(context.log, f"read and validated trades from {trade_source.describe()}"):
+        everything = trade_source.load()
+    selected = trades_in_window(everything, window.start, window.end, trade_source.describe())
+    context.log.info(f"{len(selected)} of {len(everything)} trades of the source entered in {window.first_day}..{window.last_day}")
+    with timed(context.log, f"replaced the range's rows of table trades with {len(selected)} trades"):
+        warehouse.replace_trades(selected, window.start, window.end)
     features = feature_columns(selected)
     context.log.info(f"stored {len(selected)} trades entered {window.first_day}..{window.last_day} with {len(features)} features")
     per_strategy = selected.groupby("strategy").agg(trades=("trade_id", "size"), mean_return=("return", "mean")).reset_index()

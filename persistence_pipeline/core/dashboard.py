@@ -73,8 +73,8 @@ def _needs_two_runs(ax, title: str) -> None:
     ax.set_yticks([])
 
 
-def draw_dashboard(inputs: DashboardInputs) -> bytes:
-    """The six-panel PNG, deterministic for the same inputs."""
+def dashboard_figure(inputs: DashboardInputs):
+    """The six-panel matplotlib figure (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,6 +168,14 @@ def draw_dashboard(inputs: DashboardInputs) -> bytes:
     ax.legend(handles, ["OOS rank IC", "OOS hit rate"], fontsize=8, loc="upper left")
 
     fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def draw_dashboard(inputs: DashboardInputs) -> bytes:
+    """The six-panel PNG, byte-identical for the same inputs."""
+    import matplotlib.pyplot as plt
+
+    fig = dashboard_figure(inputs)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
     plt.close(fig)

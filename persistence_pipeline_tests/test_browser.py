@@ -1,0 +1,107 @@
+"""A real browser on the real UI: the Dagster webserver on localhost shows the dashboard image.
+
+Needs Debian's chromium and the playwright package (.ci/run installs both). Locally it skips with a
+reason when either is missing; with PERSISTENCE_REQUIRE_BROWSER=1 (set by CI) it fails instead.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from persistence_pipeline.definitions import defs
+from persistence_pipeline.resources import ModelSettings, TradeSource
+from persistence_pipeline_tests.conftest import Project
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _browser_or_skip():
+    chromium = shutil.which("chromium")
+    missing = [] if chromium else ["Debian's chromium"]
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package")
+    if missing:
+        if os.environ.get("PERSISTENCE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser test required but {' and '.join(missing)} missing")
+        pytest.skip(f"{' and '.join(missing)} not installed")
+    return chromium
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {seconds} s")
+
+
+def test_dashboard_image_renders_in_the_dagster_ui(tmp_path):
+    chromium = _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    project = Project(tmp_path, TradeSource(), ModelSettings())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = dg.materialize([*defs.assets, *defs.asset_checks], resources=project.resources(), instance=instance,
+                                tags={"dagster/asset_partition_range_start": "2021-01-04",
+                                      "dagster/asset_partition_range_end": "2021-06-30"})
+        assert result.success
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+         "-m", "persistence_pipeline.definitions"],
+        cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/server_info", 120)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/assets/persistence_dashboard", wait_until="networkidle")
+            skip = page.get_by_role("button", name="Skip")
+            try:
+                skip.wait_for(timeout=10_000)
+                skip.click()
+            except Exception:  # the community dialog did not appear this time
+                pass
+            links = page.get_by_text("[Show Markdown]")
+            links.first.wait_for(timeout=60_000)
+            found = 0
+            for index in range(links.count()):
+                links.nth(index).click()
+                image = page.locator("img[src^='data:image/png;base64']")
+                if image.count():
+                    image.first.wait_for(timeout=30_000)
+                    found = page.evaluate(
+                        "() => document.querySelector(\"img[src^='data:image/png;base64']\").naturalWidth")
+                    break
+                page.keyboard.press("Escape")
+            page.wait_for_timeout(1500)  # let the dialog finish fading in
+            page.screenshot(path=str(tmp_path / "dashboard_in_ui.png"))
+            browser.close()
+        assert found == 1280, f"no rendered dashboard image (naturalWidth {found}); screenshot in {tmp_path}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,152 @@
+"""The dashboard (readable at 18 and 100 features, one run and many), the nightly schedule evaluated
+at a fixed time and executed, and the report-only CLI."""
+
+import base64
+import datetime as dt
+import io
+import itertools
+import subprocess
+import sys
+
+import dagster as dg
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from persistence_pipeline.core.alpha import feature_alpha
+from persistence_pipeline.core.dashboard import DashboardInputs, dashboard_figure, dashboard_summary, draw_dashboard, top_features
+from persistence_pipeline.core.stability import feature_stability, stability_summary
+from persistence_pipeline.resources import ModelSettings, RetrainSettings, TradeSource
+from persistence_pipeline.schedules import nightly_retrain, retrain_window
+from persistence_pipeline_tests.conftest import Project
+
+
+def synthetic_inputs(n_features: int, n_runs: int, seed: int = 0) -> DashboardInputs:
+    rng = np.random.default_rng(seed)
+    names = [f"feature name {i:03d} with a long label" for i in range(n_features)]
+    run_keys = [f"2020-{m:02d}-01..2020-{m:02d}-28/ridge" for m in range(1, n_runs + 1)]
+    rows = []
+    for run in run_keys:
+        shap = np.abs(rng.normal(size=n_features)) + np.linspace(2, 0, n_features)
+        ranks = pd.Series(-shap).rank(method="first").astype(int).to_numpy()
+        for j, name in enumerate(names):
+            rows.append({"run_key": run, "feature": name, "rank": ranks[j], "coef": rng.normal(), "shap_mean_abs": shap[j],
+                         "ic": 0.05 * (j < 3) + rng.normal(scale=0.02), "perm_importance": 0.0})
+    history = pd.DataFrame(rows)
+    runs = pd.DataFrame({"run_key": run_keys, "oos_rank_ic": rng.normal(scale=0.05, size=n_runs),
+                         "oos_hit_rate": rng.uniform(0.45, 0.6, n_runs), "n_train": 500, "priors_from_run_key": None})
+    stability = feature_stability(history, 5)
+    alpha = feature_alpha(history, run_keys, runs.set_index("run_key")["oos_rank_ic"], stability.set_index("feature")["topk_frequency"])
+    summary = stability_summary(history, run_keys, 5, 0.0)
+    return DashboardInputs(runs, history, stability, alpha, summary.__dict__, run_keys[-1], top_n=15)
+
+
+def tick_labels_overlap(fig) -> list[tuple[str, str]]:
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    clashes = []
+    for ax in fig.axes:
+        labels = [t for t in ax.get_yticklabels() if t.get_text()]
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        for (a, box_a), (b, box_b) in itertools.combinations(zip(labels, boxes), 2):
+            if box_a.overlaps(box_b):
+                clashes.append((a.get_text(), b.get_text()))
+    return clashes
+
+
+@pytest.mark.parametrize("n_features", [18, 100])
+def test_dashboard_is_readable_with_many_features(n_features):
+    inputs = synthetic_inputs(n_features, n_runs=6)
+    fig = dashboard_figure(inputs)
+    assert len(fig.axes) >= 6
+    assert tick_labels_overlap(fig) == []
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    assert f"{n_features - 15} hidden" in titles
+    plt.close(fig)
+    assert len(top_features(inputs)) == 15
+    summary = dashboard_summary(inputs)
+    assert f"{n_features - 15} more features not shown." in summary
+
+
+def test_dashboard_png_is_deterministic():
+    inputs = synthetic_inputs(18, n_runs=4)
+    first, second = draw_dashboard(inputs), draw_dashboard(inputs)
+    assert first == second and first[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_run_dashboard_says_what_needs_two(tmp_path):
+    project = Project(tmp_path, TradeSource(), ModelSettings())
+    result = project.materialize("2021-01-04", "2021-06-30")
+    event = next(e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("persistence_dashboard"))
+    metadata = event.materialization.metadata
+    assert "alpha scores need at least 2 runs" in metadata["summary"].value
+    image = metadata["dashboard"].value
+    assert image.startswith("![persistence dashboard](data:image/png;base64,")
+    png = base64.b64decode(image.split("base64,")[1].rstrip(")"))
+    assert png == (tmp_path / "dashboard" / "latest.png").read_bytes()
+    assert png == (tmp_path / "dashboard" / "2021-01-04..2021-06-30_ridge.png").read_bytes()
+    fig = plt.imread(io.BytesIO(png))
+    assert fig.shape[:2] == (1360, 1280)
+
+
+def test_schedule_requests_one_trailing_window_and_it_runs(tmp_path):
+    project = Project(tmp_path, TradeSource(), ModelSettings())
+    tick = dt.datetime(2021, 7, 1, 2, 0, tzinfo=dt.timezone.utc)
+    assert retrain_window(tick, 90) == (dt.date(2021, 4, 2), dt.date(2021, 6, 30))
+    context = dg.build_schedule_context(scheduled_execution_time=tick,
+                                        resources={"trade_source": TradeSource(), "retrain_settings": RetrainSettings()})
+    request = nightly_retrain(context)
+    assert isinstance(request, dg.RunRequest)
+    assert request.tags == {"dagster/asset_partition_range_start": "2021-04-02", "dagster/asset_partition_range_end": "2021-06-30"}
+    from persistence_pipeline.definitions import defs
+
+    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=project.resources(), tags=request.tags)
+    assert result.success
+    assert project.table("run_metrics")["run_key"].tolist() == ["2021-04-02..2021-06-30/ridge"]
+
+
+def test_schedule_skips_a_window_without_trades():
+    tick = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.timezone.utc)
+    context = dg.build_schedule_context(scheduled_execution_time=tick,
+                                        resources={"trade_source": TradeSource(), "retrain_settings": RetrainSettings(window_days=30)})
+    skip = nightly_retrain(context)
+    assert isinstance(skip, dg.SkipReason)
+    assert "no trades entered between 2026-10-26 and 2026-11-24" in skip.skip_message
+
+
+def test_schedule_is_nightly_at_two_utc():
+    assert nightly_retrain.cron_schedule == "0 2 * * *" and nightly_retrain.execution_timezone == "UTC"
+
+
+def run_report(*args):
+    return subprocess.run([sys.executable, "-m", "persistence_pipeline", "report", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_report_prints_latest_run_stability_and_alpha(tmp_path):
+    project = Project(tmp_path, TradeSource(), ModelSettings())
+    project.materialize("2021-01-04", "2021-03-31")
+    project.materialize("2021-04-01", "2021-06-30")
+    done = run_report("--warehouse", str(project.warehouse_path))
+    assert done.returncode == 0, done.stderr
+    latest = project.table("run_metrics", order_by="range_end").iloc[-1]
+    assert f"Latest run 2021-04-01..2021-06-30/ridge (2 runs stored)" in done.stdout
+    assert f"OOS rank IC {latest['oos_rank_ic']:+.4f}" in done.stdout
+    assert "priors from 2021-01-04..2021-03-31/ridge" in done.stdout
+    summary = project.table("stability_summary").set_index("as_of_run_key").loc["2021-04-01..2021-06-30/ridge"]
+    assert f"Kendall's W {summary['kendall_w']:.3f}" in done.stdout
+    top = project.table("feature_alpha").query("as_of_run_key == '2021-04-01..2021-06-30/ridge'")
+    assert top.sort_values("alpha_score", ascending=False)["feature"].iloc[0] in done.stdout
+    markdown = run_report("--warehouse", str(project.warehouse_path), "--markdown", "--top", "3")
+    assert markdown.stdout.startswith("## Latest run") and "| feature" in markdown.stdout
+    assert "more features not shown." in markdown.stdout
+
+
+def test_report_on_missing_or_empty_warehouse(tmp_path):
+    missing = run_report("--warehouse", str(tmp_path / "none.duckdb"))
+    assert missing.returncode == 1 and "no warehouse at" in missing.stderr
+    import duckdb
+
+    duckdb.connect(str(tmp_path / "empty.duckdb")).close()
+    empty = run_report("--warehouse", str(tmp_path / "empty.duckdb"))
+    assert empty.returncode == 1 and "holds no run yet" in empty.stderr
