@@ -78,7 +78,7 @@ def stages(n: int, workdir: Path) -> dict[str, callable]:
         state["trades"] = trades
 
     def store():
-        warehouse.replace_trades(state["trades"], start, end)
+        warehouse.replace_trades(state["trades"], start, end, "synthetic", len(state["trades"]))
 
     def model():
         data = training_set(state["trades"], end)

@@ -1,4 +1,6 @@
-"""Asset checks: data quality of the stored trades, sanity of the model, leakage and drift."""
+"""Asset checks: data quality of the stored trades, sanity of the model, leakage, drift and top-feature flips."""
+
+import datetime as dt
 
 import dagster as dg
 import numpy as np
@@ -9,7 +11,8 @@ from persistence_pipeline.assets.metadata import markdown_table
 from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.dataset import feature_columns
-from persistence_pipeline.core.drift import feature_drift, rank_shifts
+from persistence_pipeline.core.changes import CHANGE_COLUMNS, top_set_change
+from persistence_pipeline.core.drift import feature_drift
 from persistence_pipeline.partitions import daily_partitions, run_range
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
 
@@ -79,36 +82,57 @@ def no_leaky_features(
 
 
 @dg.asset_check(asset=feature_importance, partitions_def=daily_partitions, description=(
-    "Feature drift against the previous run's range (PSI per feature; warns above "
-    "analysis_settings.drift_max_psi) and the largest moves of the importance ranking."
+    "Feature drift against the last run that ended before this range starts (PSI per feature; warns "
+    "above analysis_settings.drift_max_psi). Comparing with a run whose window overlaps this one would "
+    "compare a window with itself."
 ))
 def feature_drift_since_previous_run(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings,
     analysis_settings: AnalysisSettings,
 ) -> dg.AssetCheckResult:
     window = run_range(context)
-    run_key = window.run_key(model_settings.kind)
-    runs = warehouse.runs_as_of(window.last_day, model_settings.kind)
-    earlier = runs[(runs["run_key"] != run_key) & (pd.to_datetime(runs["range_end"]).dt.date < window.last_day)]
+    earlier = warehouse.runs_as_of(window.first_day - dt.timedelta(days=1), model_settings.kind)
     if earlier.empty:
-        return dg.AssetCheckResult(passed=True, description="first run: no previous run to compare with")
+        return dg.AssetCheckResult(passed=True, description="no earlier run ended before this range starts: nothing to compare with")
     previous = earlier.iloc[-1]
     previous_start = pd.Timestamp(previous["range_start"]).tz_localize("UTC")
     previous_end = pd.Timestamp(previous["range_end"]).tz_localize("UTC") + pd.Timedelta(days=1)
     current_trades = warehouse.trades_between(window.start, window.end)
     previous_trades = warehouse.trades_between(previous_start, previous_end)
-    if previous_trades.empty:
-        return dg.AssetCheckResult(passed=True, description=f"the trades of the previous run {previous['run_key']} are not stored")
-    drift = feature_drift(previous_trades, current_trades, feature_columns(current_trades))
-    importance = warehouse.importance_history(pd.DataFrame({"run_key": [previous["run_key"], run_key]}))
-    shifts = rank_shifts(importance[importance["run_key"] == previous["run_key"]], importance[importance["run_key"] == run_key])
+    features = feature_columns(current_trades)
+    compared = [f for f in features if f in previous_trades and previous_trades[f].notna().any()]
+    if not compared:
+        return dg.AssetCheckResult(passed=True, description=f"the trades of {previous['run_key']} share no feature values with this range")
+    drift = feature_drift(previous_trades, current_trades, compared)
     drifted = drift[drift["psi"] > analysis_settings.drift_max_psi]
+    not_compared = sorted(set(features) - set(compared))
     return dg.AssetCheckResult(
         passed=drifted.empty,
         severity=dg.AssetCheckSeverity.WARN,
         description=(f"against {previous['run_key']}: " + (
             f"{len(drifted)} feature(s) with PSI > {analysis_settings.drift_max_psi}: " + ", ".join(drifted["feature"])
-            if len(drifted) else f"no feature with PSI > {analysis_settings.drift_max_psi}")),
-        metadata={"previous_run_key": str(previous["run_key"]), "psi": markdown_table(drift, 10, "features"),
-                  "largest_rank_moves": markdown_table(shifts, 5, "features")},
+            if len(drifted) else f"no feature with PSI > {analysis_settings.drift_max_psi}")
+            + (f"; not compared (no earlier values): {', '.join(not_compared)}" if not_compared else "")),
+        metadata={"previous_run_key": str(previous["run_key"]), "psi": markdown_table(drift, 10, "features")},
+    )
+
+
+@dg.asset_check(asset=feature_importance, partitions_def=daily_partitions, description=(
+    "Warns when the set of the top 3 features differs from the previous run's (table importance_changes)."
+))
+def top_features_unchanged(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings,
+) -> dg.AssetCheckResult:
+    run_key = run_range(context).run_key(model_settings.kind)
+    changes = warehouse.query("SELECT * FROM importance_changes WHERE run_key = ?", [run_key])
+    if changes.empty or changes["previous_run_key"].isna().all():
+        return dg.AssetCheckResult(passed=True, description="first run of this kind: nothing to compare with")
+    entered, left = top_set_change(changes, 3)
+    previous = str(changes["previous_run_key"].iloc[0])
+    return dg.AssetCheckResult(
+        passed=not entered and not left,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"top 3 unchanged since {previous}" if not entered and not left else
+                     f"top 3 flipped since {previous}: entered {', '.join(entered) or 'none'}; left {', '.join(left) or 'none'}"),
+        metadata={"previous_run_key": previous, "changes": markdown_table(changes[CHANGE_COLUMNS], 10, "features")},
     )

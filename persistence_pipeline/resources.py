@@ -41,16 +41,23 @@ def _columns(spec: str) -> list[tuple[str, str]]:
 FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     "trades": (_columns(
         'trade_id VARCHAR, symbol VARCHAR, strategy VARCHAR, entry_time TIMESTAMPTZ, exit_time TIMESTAMPTZ, '
-        'entry_price DOUBLE, exit_price DOUBLE, side TINYINT, "return" DOUBLE'), ("trade_id",)),
+        'entry_price DOUBLE, exit_price DOUBLE, side TINYINT, return DOUBLE'), ("trade_id",)),
     "run_metrics": (_columns(
         "run_key VARCHAR, range_start DATE, range_end DATE, dagster_run_id VARCHAR, model_kind VARCHAR, "
         "n_trades INTEGER, n_train INTEGER, n_unrealized INTEGER, n_features INTEGER, n_folds INTEGER, n_oos INTEGER, "
-        "oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, oos_n_taken INTEGER, oos_mean_return_taken DOUBLE, "
+        "oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, oos_base_rate DOUBLE, oos_n_taken INTEGER, "
+        "oos_mean_return_taken DOUBLE, "
         "oos_mean_return_all DOUBLE, priors_from_run_key VARCHAR, curriculum_from_run_key VARCHAR, alpha_used DOUBLE, "
         "seed INTEGER, model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER, "
         "created_at TIMESTAMPTZ"), ("run_key",)),
     "oos_predictions": (_columns(
         "run_key VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE, realized DOUBLE"), ("run_key", "trade_id")),
+    "trade_loads": (_columns(
+        "range_start DATE, range_end DATE, source VARCHAR, n_source INTEGER, n_in_range INTEGER, loaded_at TIMESTAMPTZ"),
+        ("range_start", "range_end")),
+    "data_loss": (_columns("run_key VARCHAR, reason VARCHAR, n_trades INTEGER"), ("run_key", "reason")),
+    "feature_coverage": (_columns(
+        "run_key VARCHAR, feature VARCHAR, n_values INTEGER, coverage DOUBLE, used BOOLEAN"), ("run_key", "feature")),
     "excluded_features": (_columns(
         "run_key VARCHAR, feature VARCHAR, ic DOUBLE, reason VARCHAR"), ("run_key", "feature")),
     "checkpoints": (_columns(
@@ -58,7 +65,12 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         "oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, created_at TIMESTAMPTZ"), ("run_key",)),
     "feature_importance_history": (_columns(
         "run_key VARCHAR, feature VARCHAR, range_end DATE, coef DOUBLE, shap_mean_abs DOUBLE, perm_importance DOUBLE, "
-        "perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER"), ("run_key", "feature")),
+        "perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER, coef_std DOUBLE, shap_mean_abs_std DOUBLE, "
+        "group_id INTEGER, group_size INTEGER, group_shap_mean_abs DOUBLE, max_abs_corr DOUBLE"), ("run_key", "feature")),
+    "importance_changes": (_columns(
+        "run_key VARCHAR, previous_run_key VARCHAR, feature VARCHAR, previous_rank INTEGER, rank INTEGER, "
+        "rank_shift INTEGER, previous_shap_mean_abs DOUBLE, shap_mean_abs DOUBLE, shap_change DOUBLE, "
+        "entered_top_k BOOLEAN, left_top_k BOOLEAN"), ("run_key", "feature")),
     "feature_stability": (_columns(
         "as_of_run_key VARCHAR, feature VARCHAR, n_runs INTEGER, rank_mean DOUBLE, rank_std DOUBLE, "
         "topk_frequency DOUBLE, sign_consistency DOUBLE, importance_cv DOUBLE"), ("as_of_run_key", "feature")),
@@ -68,7 +80,7 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         "nogueira_ci_high DOUBLE, mean_trade_overlap DOUBLE, note VARCHAR"), ("as_of_run_key",)),
     "feature_alpha": (_columns(
         "as_of_run_key VARCHAR, feature VARCHAR, n_runs INTEGER, ic_mean DOUBLE, ic_std DOUBLE, icir DOUBLE, "
-        "ic_t_stat DOUBLE, significance DOUBLE, ic_sign_consistency DOUBLE, importance_share DOUBLE, "
+        "n_effective_runs DOUBLE, ic_t_stat DOUBLE, ic_p_value DOUBLE, ic_q_value DOUBLE, significance DOUBLE, ic_sign_consistency DOUBLE, importance_share DOUBLE, "
         "importance_rel DOUBLE, stability DOUBLE, persistence DOUBLE, alpha_score DOUBLE, ic_slope DOUBLE, ic_slope_p_value DOUBLE, "
         "half_life_runs DOUBLE, decaying BOOLEAN, perf_corr DOUBLE"), ("as_of_run_key", "feature")),
     "feature_priors": (_columns(
@@ -184,11 +196,15 @@ class Warehouse(dg.ConfigurableResource):
             "SELECT * FROM trades WHERE entry_time >= ? AND entry_time < ? ORDER BY entry_time, trade_id", [start, end]
         )
 
-    def replace_trades(self, trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> None:
-        """Replace the trades entered in [start, end) with `trades`, in one transaction."""
+    def replace_trades(self, trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, source: str, n_source: int) -> None:
+        """Replace the trades entered in [start, end) with `trades` and record the load, in one transaction."""
         with self.transaction() as con:
             stored = {row[0] for row in con.execute("DESCRIBE trades").fetchall()}
+            by_case = {name.casefold(): name for name in stored}
             for column in trades.columns:
+                if column not in stored and column.casefold() in by_case:
+                    raise InputDataError("warehouse table trades", column, None,
+                                         f"differs from the stored column {by_case[column.casefold()]!r} only by letter case")
                 if column not in stored:
                     con.execute(f"ALTER TABLE trades ADD COLUMN {quote_identifier(column)} DOUBLE")
             con.register("incoming_trades", trades)
@@ -205,6 +221,10 @@ class Warehouse(dg.ConfigurableResource):
             con.execute("DELETE FROM trades WHERE entry_time >= ? AND entry_time < ?", [start, end])
             con.execute("INSERT INTO trades BY NAME SELECT * FROM incoming_trades")
             con.unregister("incoming_trades")
+            first, last = start.date(), (end - pd.Timedelta(days=1)).date()
+            con.execute("DELETE FROM trade_loads WHERE range_start = ? AND range_end = ?", [first, last])
+            con.execute("INSERT INTO trade_loads VALUES (?, ?, ?, ?, ?, ?)",
+                        [first, last, source, n_source, len(trades), pd.Timestamp.now(tz="UTC")])
 
     def replace_run_rows(self, con: duckdb.DuckDBPyConnection, table: str, key_column: str, key: str, rows: pd.DataFrame) -> None:
         """Inside a transaction: delete `table`'s rows for one run key, insert `rows` by column name."""
@@ -338,8 +358,9 @@ class ModelSettings(dg.ConfigurableResource):
     """How the profit model is fit, evaluated and explained (shared by profit_model and feature_importance).
     `warm_start`: pull a ridge model toward the latest stored priors; `curriculum`: weight training
     trades by the latest stored regime weights. benchmarks/walk_forward.py measures both on the
-    embedded data (README): priors gave +0.006 OOS rank IC (95% CI -0.010..+0.021), the curriculum
-    nothing (-0.000, CI -0.018..+0.018); so priors are on by default and the curriculum is opt-in."""
+    embedded data (README): priors gave +0.006 OOS rank IC (95% CI -0.010..+0.022) and the same hit
+    rate, priors + curriculum +0.011 IC (CI -0.004..+0.026) but -0.007 hit rate (CI -0.017..+0.002);
+    so priors are on by default and the curriculum is opt-in."""
 
     kind: str = "ridge"
     warm_start: bool = True
@@ -352,6 +373,9 @@ class ModelSettings(dg.ConfigurableResource):
     perm_repeats: int = 5
     shap_sample_size: int = 2000
     perm_sample_size: int = 20000
+    bootstrap_rounds: int = 20
+    bootstrap_sample_size: int = 50000
+    correlation_threshold: float = 0.7
 
     def model_params(self) -> ModelParams:
         return ModelParams(
@@ -362,7 +386,8 @@ class ModelSettings(dg.ConfigurableResource):
     def importance_params(self) -> ImportanceParams:
         return ImportanceParams(
             perm_repeats=self.perm_repeats, shap_sample_size=self.shap_sample_size,
-            perm_sample_size=self.perm_sample_size, seed=self.seed,
+            perm_sample_size=self.perm_sample_size, bootstrap_rounds=self.bootstrap_rounds,
+            bootstrap_sample_size=self.bootstrap_sample_size, seed=self.seed,
         )
 
 

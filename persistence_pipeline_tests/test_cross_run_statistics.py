@@ -8,7 +8,8 @@ import pytest
 import scipy.stats
 
 from persistence_pipeline.core.alpha import feature_alpha
-from persistence_pipeline.core.drift import feature_drift, psi, rank_shifts
+from persistence_pipeline.core.changes import describe_changes, importance_changes, top_set_change
+from persistence_pipeline.core.drift import feature_drift, psi
 from persistence_pipeline.core.leakage import leakage_suspects
 from persistence_pipeline.core.priors import (
     CurriculumParams,
@@ -155,12 +156,15 @@ def test_feature_alpha_against_scipy():
     performance = pd.Series(rng.normal(size=m), index=run_order)
     topk = pd.Series({"f0": 1.0, "f1": 0.5, "f2": 0.0, "f3": 0.5})
     table = feature_alpha(history, run_order, performance, topk).set_index("feature")
+    p_values = [scipy.stats.ttest_1samp(ic[:, j], 0.0).pvalue for j in range(n)]
+    q_values = brute_benjamini_hochberg(p_values)
     for j in range(n):
         row = table.loc[f"f{j}"]
         test = scipy.stats.ttest_1samp(ic[:, j], 0.0)
         assert row["ic_mean"] == pytest.approx(ic[:, j].mean())
         assert row["ic_t_stat"] == pytest.approx(test.statistic)
-        assert row["significance"] == pytest.approx(1 - test.pvalue)
+        assert row["ic_p_value"] == pytest.approx(test.pvalue)
+        assert row["significance"] == pytest.approx(1 - q_values[j])
         assert row["icir"] == pytest.approx(ic[:, j].mean() / ic[:, j].std(ddof=1))
         share = shap[:, j] / shap.sum(axis=1)
         assert row["importance_share"] == pytest.approx(share.mean())
@@ -173,13 +177,52 @@ def test_feature_alpha_against_scipy():
         fitted_latest = np.clip((intercept + slope * (m - 1)) / aligned.mean(), 0, 1)
         persistence = fitted_latest if row["decaying"] else 1.0
         assert row["persistence"] == pytest.approx(persistence)
-        assert row["alpha_score"] == pytest.approx((1 - test.pvalue) * persistence * (consistency + topk[f"f{j}"] + rel) / 3)
+        assert row["alpha_score"] == pytest.approx((1 - q_values[j]) * persistence * (consistency + topk[f"f{j}"] + rel) / 3)
         assert 0 <= row["alpha_score"] <= 1
     slope, intercept = np.polyfit(np.arange(m), ic[:, 1], 1)
     assert table.loc["f1", "half_life_runs"] == pytest.approx(intercept / (2 * -slope))
     assert bool(table.loc["f1", "decaying"]) and not bool(table.loc["f0", "decaying"])
     assert table.loc["f1", "persistence"] < 0.2 and table.loc["f0", "persistence"] == 1.0
     assert table.index[0] == "f0"  # persistent, significant, stable
+
+
+def brute_benjamini_hochberg(p_values):
+    """q_i = min over j with p_j >= p_i of p_j * n / rank_j (capped at 1)."""
+    n = len(p_values)
+    order = sorted(range(n), key=lambda i: p_values[i])
+    rank = {i: r + 1 for r, i in enumerate(order)}
+    return [min(1.0, min(p_values[j] * n / rank[j] for j in range(n) if p_values[j] >= p_values[i])) for i in range(n)]
+
+
+def test_overlapping_runs_count_as_fewer_independent_runs():
+    rng = np.random.default_rng(2)
+    m = 10
+    ic = np.column_stack([0.03 + rng.normal(scale=0.01, size=m), rng.normal(scale=0.01, size=m)])
+    history = history_from(np.tile([1, 2], (m, 1)), ic=ic)
+    runs = [f"run{r}" for r in range(m)]
+    independent = feature_alpha(history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0}), overlap=0.0)
+    overlapping = feature_alpha(history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0}), overlap=0.9)
+    a, b = independent.set_index("feature").loc["f0"], overlapping.set_index("feature").loc["f0"]
+    assert b["n_effective_runs"] == pytest.approx(1 + 9 * 0.1)
+    assert b["ic_t_stat"] == pytest.approx(a["ic_t_stat"] * np.sqrt(1.9 / 10))
+    assert b["ic_p_value"] == pytest.approx(2 * scipy.stats.t.sf(abs(b["ic_t_stat"]), df=1.0))
+    assert b["significance"] < a["significance"]
+
+
+def test_nan_ic_runs_are_skipped_and_absent_runs_count_as_zero():
+    ranks = np.array([[1, 2], [1, 2], [1, 2]])
+    ic = np.array([[0.05, np.nan], [0.06, 0.01], [0.04, 0.02]])
+    history = history_from(ranks, ic=ic)
+    history = history[~((history["run_key"] == "run0") & (history["feature"] == "f1"))]  # f1 absent from run0
+    runs = ["run0", "run1", "run2"]
+    table = feature_alpha(history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0})).set_index("feature")
+    assert table.loc["f0", "n_runs"] == 3 and table.loc["f1", "n_runs"] == 2
+    assert table.loc["f1", "ic_mean"] == pytest.approx(0.015)
+    stability = feature_stability(history, k=1).set_index("feature")
+    assert stability.loc["f0", "topk_frequency"] == 1.0
+    shares = history.assign(total=history.groupby("run_key")["shap_mean_abs"].transform("sum"))
+    f1 = shares[shares["feature"] == "f1"]
+    assert table.loc["f1", "importance_share"] == pytest.approx((f1["shap_mean_abs"] / f1["total"]).sum() / 3)
 
 
 def test_feature_alpha_with_one_run_is_null():
@@ -239,10 +282,28 @@ def test_psi_brute_force():
     assert drift["feature"].tolist() == ["x", "y"] and drift["psi"].iloc[0] > 0.1
 
 
-def test_rank_shifts_and_leakage_by_hand():
-    previous = pd.DataFrame({"feature": ["a", "b", "c"], "rank": [1, 2, 3]})
-    current = pd.DataFrame({"feature": ["a", "b", "c"], "rank": [3, 2, 1]})
-    shifts = rank_shifts(previous, current)
-    assert shifts.iloc[0].tolist() == ["a", 1, 3, -2] and shifts.iloc[1].tolist() == ["c", 3, 1, 2]
+def test_importance_changes_by_hand():
+    previous = pd.DataFrame({"feature": ["a", "b", "c", "gone"], "rank": [1, 2, 3, 4], "shap_mean_abs": [4.0, 3.0, 2.0, 1.0]})
+    current = pd.DataFrame({"feature": ["a", "b", "c", "new"], "rank": [3, 2, 1, 4], "shap_mean_abs": [2.0, 3.0, 5.0, 0.5]})
+    changes = importance_changes(previous, current, k=1).set_index("feature")
+    assert changes.loc["a", ["previous_rank", "rank", "rank_shift"]].tolist() == [1, 3, -2]
+    assert changes.loc["c", "rank_shift"] == 2 and changes.loc["c", "shap_change"] == pytest.approx(3.0)
+    assert bool(changes.loc["c", "entered_top_k"]) and bool(changes.loc["a", "left_top_k"])
+    assert not changes.loc[["b", "new", "gone"], "entered_top_k"].any()
+    assert pd.isna(changes.loc["new", "previous_rank"]) and pd.isna(changes.loc["gone", "rank"])
+    assert list(changes.index[:2]) == ["gone", "new"]  # no rank on one side: listed first
+    flat = importance_changes(previous, current, k=1)
+    assert top_set_change(flat, 2) == (["c"], ["a"])
+    text = describe_changes(flat, "prev/ridge", 1)
+    assert "entered the top 1: c; left it: a" in text and "a 1→3" in text and "c +3" in text
+    assert "first run" in describe_changes(flat.iloc[0:0], None, 1)
+
+
+def test_psi_ignores_missing_values():
+    values = np.arange(100.0)
+    assert psi(values, np.append(values, [np.nan] * 30)) == pytest.approx(0.0)
+
+
+def test_leakage_by_hand():
     suspects = leakage_suspects(pd.DataFrame({"feature": ["a", "b", "c"], "ic": [0.05, -0.8, 0.4]}), 0.3)
     assert suspects["feature"].tolist() == ["b", "c"]

@@ -202,4 +202,17 @@ def test_progress_counts_and_stage_timings_are_logged(tmp_path):
     assert re.search(r"replaced the range's rows of table trades with 564 trades: \d+\.\d\d s", text)
     assert f"{RUN_KEY}: 502 labelled trades x 19 features" in text
     assert re.search(r"ridge: 5-fold purged walk-forward and final fit: \d+\.\d\d s", text)
-    assert re.search(r"importance of 19 features \(5 permutation repeats\): \d+\.\d\d s", text)
+    assert re.search(r"importance of 19 features \(5 permutation repeats, 20 bootstrap rounds\): \d+\.\d\d s", text)
+
+
+def test_fixed_tables_have_exactly_the_contract_columns(ran):
+    project, _ = ran
+    from persistence_pipeline.resources import FIXED_TABLES
+
+    for table, (columns, _) in FIXED_TABLES.items():
+        stored = list(project.table(table).columns)
+        expected = [name for name, _ in columns]
+        if table == "trades":
+            assert stored[: len(expected)] == expected and stored[len(expected):] == FEATURES
+        else:
+            assert stored == expected, table

@@ -12,7 +12,7 @@ import pandas as pd
 
 from persistence_pipeline.assets.metadata import finite_or_none, markdown_table, timed
 from persistence_pipeline.assets.trades import trades
-from persistence_pipeline.core.dataset import TrainingSet, training_set
+from persistence_pipeline.core.dataset import TrainingSet, data_loss, feature_coverage, require_enough, training_set
 from persistence_pipeline.core.leakage import quarantine
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.priors import curriculum_sample_weights
@@ -79,7 +79,11 @@ def profit_model(
 ) -> dg.MaterializeResult:
     window = run_range(context)
     run_key = window.run_key(model_settings.kind)
-    data = training_set(warehouse.trades_between(window.start, window.end), window.end)
+    stored = warehouse.trades_between(window.start, window.end)
+    data = training_set(stored, window.end)
+    require_enough(data, model_settings.min_train_trades, window.first_day, window.last_day)
+    load = warehouse.query("SELECT n_source FROM trade_loads WHERE range_start = ? AND range_end = ?", [window.first_day, window.last_day])
+    loss = data_loss(int(load["n_source"].iloc[0]) if len(load) else None, data)
     excluded = quarantine(data.X, data.y, data.features, analysis_settings.leakage_max_abs_ic)
     data = data.without(excluded["feature"].tolist())
     warm = warm_start(warehouse, model_settings, window, data)
@@ -93,6 +97,8 @@ def profit_model(
         "fold_test": [fold.test for fold in fitted.folds],
         "features": data.features,
         "train_trade_ids": data.trades["trade_id"].tolist(),
+        "prior_coef": warm.prior_coef,
+        "sample_weight": warm.sample_weight,
     }
     with timed(context.log, "saved the skops checkpoint"):
         path, sha256 = checkpoint_store.save(checkpoint, run_key)
@@ -102,7 +108,7 @@ def profit_model(
         "run_key": run_key, "range_start": window.first_day, "range_end": window.last_day,
         "dagster_run_id": context.run_id, "model_kind": warm.params.kind, "n_trades": data.n_read, "n_train": len(data.y),
         "n_unrealized": data.n_unrealized, "n_features": len(data.features), "n_folds": len(fitted.folds),
-        "n_oos": m.n_oos, "oos_rank_ic": m.rank_ic, "oos_r2": m.r2, "oos_hit_rate": m.hit_rate, "oos_n_taken": m.n_taken,
+        "n_oos": m.n_oos, "oos_rank_ic": m.rank_ic, "oos_r2": m.r2, "oos_hit_rate": m.hit_rate, "oos_base_rate": m.base_rate, "oos_n_taken": m.n_taken,
         "oos_mean_return_taken": m.mean_return_taken, "oos_mean_return_all": m.mean_return_all,
         "priors_from_run_key": warm.priors_from, "curriculum_from_run_key": warm.curriculum_from,
         "alpha_used": warm.params.ridge_alpha if warm.params.kind == "ridge" else None, "seed": warm.params.seed,
@@ -125,6 +131,9 @@ def profit_model(
         warehouse.replace_run_rows(con, "checkpoints", "run_key", run_key, pd.DataFrame([checkpoint_row]))
         warehouse.replace_run_rows(con, "oos_predictions", "run_key", run_key, predictions)
         warehouse.replace_run_rows(con, "excluded_features", "run_key", run_key, excluded.assign(run_key=run_key))
+        warehouse.replace_run_rows(con, "data_loss", "run_key", run_key, loss.assign(run_key=run_key))
+        warehouse.replace_run_rows(con, "feature_coverage", "run_key", run_key,
+                                   feature_coverage(stored, data.features).assign(run_key=run_key))
     checkpoint_store.remove_superseded(run_key, path)
     context.log.info(
         f"{run_key}: trained on {len(data.y)} trades ({data.n_unrealized} dropped: exit after {window.last_day}), "
@@ -140,12 +149,14 @@ def profit_model(
             "n_trades_in_range": data.n_read,
             "n_train": len(data.y),
             "n_dropped_label_after_range_end": data.n_unrealized,
+            "data_loss": markdown_table(loss),
             "excluded_features": markdown_table(excluded) if len(excluded) else "none",
             "n_folds": len(fitted.folds),
             "n_oos": m.n_oos,
             "oos_rank_ic": finite_or_none(m.rank_ic),
             "oos_r2": finite_or_none(m.r2),
             "oos_hit_rate": finite_or_none(m.hit_rate),
+            "oos_base_rate": finite_or_none(m.base_rate),
             "oos_mean_return_taken": finite_or_none(m.mean_return_taken),
             "oos_mean_return_all": finite_or_none(m.mean_return_all),
             "checkpoint": dg.MetadataValue.path(path),

@@ -24,10 +24,14 @@ def trades(context: dg.AssetExecutionContext, trade_source: TradeSource, warehou
     selected = trades_in_window(everything, window.start, window.end, trade_source.describe())
     context.log.info(f"{len(selected)} of {len(everything)} trades of the source entered in {window.first_day}..{window.last_day}")
     with timed(context.log, f"replaced the range's rows of table trades with {len(selected)} trades"):
-        warehouse.replace_trades(selected, window.start, window.end)
+        warehouse.replace_trades(selected, window.start, window.end, trade_source.describe(), len(everything))
     features = feature_columns(selected)
     context.log.info(f"stored {len(selected)} trades entered {window.first_day}..{window.last_day} with {len(features)} features")
-    per_strategy = selected.groupby("strategy").agg(trades=("trade_id", "size"), mean_return=("return", "mean")).reset_index()
+    realized = selected["exit_time"] < window.end
+    per_strategy = selected.assign(realized=realized).groupby("strategy").agg(
+        trades=("trade_id", "size"), exited_by_range_end=("realized", "sum"),
+        mean_return_exited=("return", lambda r: r[realized.loc[r.index]].mean()),
+    ).reset_index()
     return dg.MaterializeResult(
         metadata={
             "source": trade_source.describe(),

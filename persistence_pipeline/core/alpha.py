@@ -1,16 +1,23 @@
 """Which features carry persistent alpha across runs, and which decay.
 
-Per feature, over the m runs it appears in (in time order), from the per-run univariate IC:
+Per feature, over the m runs with a finite IC for it (in time order), from the per-run univariate IC:
 
     ic_mean, ic_std            mean and sample std of the run ICs
     icir                       ic_mean / ic_std
-    ic_t_stat                  icir * sqrt(m)      (runs over overlapping windows are not independent:
-                                                    read it beside stability_summary.mean_trade_overlap)
-    significance               1 - two-sided p-value of ic_t_stat with m - 1 degrees of freedom
+    n_effective_runs           1 + (m - 1) * (1 - overlap), overlap = mean Jaccard overlap of consecutive
+                               runs' training trades: runs over overlapping windows are not independent
+                               evidence (30 nightly 90-day windows are worth about one)
+    ic_t_stat                  icir * sqrt(n_effective_runs)
+    ic_p_value                 two-sided p-value of ic_t_stat, max(n_effective_runs - 1, 1) degrees of freedom
+    ic_q_value                 Benjamini-Hochberg adjustment of ic_p_value over the features (many
+                               features are tested at once)
+    significance               1 - ic_q_value
     ic_sign_consistency        share of runs whose IC has the sign of ic_mean
-    importance_share           mean over runs of the feature's share of the run's total mean |SHAP|
-    importance_rel             importance_share / the largest importance_share
-    stability                  the feature's top-k frequency (feature_stability)
+    importance_share           mean over ALL runs as of the range end of the feature's share of the run's
+                               total mean |SHAP| (a run without the feature counts 0)
+    importance_rel             importance_share / the largest importance_share among features seen in at
+                               least two runs
+    stability                  the feature's top-k frequency (feature_stability, over all runs)
     persistence                1, unless the feature is `decaying` (below): then the IC trend's fitted
                                value at the latest run over the mean sign-aligned IC, clipped to
                                [0, 1], near 0 for an IC that has faded
@@ -39,8 +46,13 @@ from scipy import stats
 DECAY_P_VALUE = 0.01
 
 
+def effective_runs(m: int, overlap: float) -> float:
+    """How many independent runs m runs are worth when consecutive runs share `overlap` of their trades."""
+    return 1.0 + (m - 1) * (1.0 - min(max(overlap, 0.0), 1.0))
+
+
 def feature_alpha(
-    history: pd.DataFrame, run_order: list[str], run_rank_ic: pd.Series, topk_frequency: pd.Series
+    history: pd.DataFrame, run_order: list[str], run_rank_ic: pd.Series, topk_frequency: pd.Series, overlap: float = 0.0
 ) -> pd.DataFrame:
     """One row per feature; see the module docstring for every column."""
     position = {run_key: i for i, run_key in enumerate(run_order)}
@@ -49,22 +61,26 @@ def feature_alpha(
     history["share"] = np.where(totals > 0, history["shap_mean_abs"] / totals.where(totals > 0, 1.0), 0.0)
     rows = []
     for feature, runs in history.groupby("feature", sort=True):
+        runs = runs[np.isfinite(runs["ic"].to_numpy(dtype="float64"))]
         ic = runs["ic"].to_numpy(dtype="float64")
         share = runs["share"].to_numpy(dtype="float64")
         m = len(ic)
-        row = {"feature": feature, "n_runs": m, "ic_mean": float(ic.mean()), "importance_share": float(share.mean())}
-        row.update(dict.fromkeys(["ic_std", "icir", "ic_t_stat", "significance", "ic_sign_consistency", "ic_slope",
-                                  "ic_slope_p_value", "half_life_runs", "perf_corr"]))
+        row = {"feature": feature, "n_runs": m, "ic_mean": float(ic.mean()) if m else None,
+               "importance_share": float(share.sum() / max(len(run_order), 1))}
+        row.update(dict.fromkeys(["ic_std", "icir", "n_effective_runs", "ic_t_stat", "ic_p_value", "ic_sign_consistency",
+                                  "ic_slope", "ic_slope_p_value", "half_life_runs", "perf_corr"]))
         row["persistence"] = 1.0
         if m >= 2:
             std = float(ic.std(ddof=1))
-            t_stat = float(ic.mean() / (std / np.sqrt(m))) if std > 0 else None
+            m_eff = effective_runs(m, overlap)
+            t_stat = float(ic.mean() / (std / np.sqrt(m_eff))) if std > 0 else None
             sign = np.sign(ic.mean())
             row.update(
                 ic_std=std,
                 icir=float(ic.mean() / std) if std > 0 else None,
+                n_effective_runs=m_eff,
                 ic_t_stat=t_stat,
-                significance=float(1 - 2 * stats.t.sf(abs(t_stat), df=m - 1)) if t_stat is not None else 0.0,
+                ic_p_value=float(2 * stats.t.sf(abs(t_stat), df=max(m_eff - 1, 1.0))) if t_stat is not None else 1.0,
                 ic_sign_consistency=float((np.sign(ic) == sign).mean()) if sign != 0 else 0.0,
             )
         if m >= 3:
@@ -85,8 +101,14 @@ def feature_alpha(
             )
         rows.append(row)
     table = pd.DataFrame(rows)
-    largest = table["importance_share"].max()
-    table["importance_rel"] = table["importance_share"] / largest if largest > 0 else 0.0
+    tested = table["ic_p_value"].notna()
+    table["ic_q_value"] = np.nan
+    if tested.any():
+        table.loc[tested, "ic_q_value"] = stats.false_discovery_control(table.loc[tested, "ic_p_value"].astype("float64"), method="bh")
+    table["significance"] = 1.0 - table["ic_q_value"]
+    seen_twice = table.loc[table["n_runs"] >= 2, "importance_share"]
+    largest = seen_twice.max() if len(seen_twice) else table["importance_share"].max()
+    table["importance_rel"] = (table["importance_share"] / largest).clip(upper=1.0) if largest > 0 else 0.0
     table["stability"] = table["feature"].map(topk_frequency).astype("float64")
     components = (table["ic_sign_consistency"].astype("float64") + table["stability"] + table["importance_rel"]) / 3
     table["alpha_score"] = table["significance"].astype("float64") * table["persistence"] * components

@@ -118,11 +118,10 @@ def dashboard_figure(inputs: DashboardInputs):
         shown = alpha["alpha_score"].dropna().sort_values(ascending=False).index[: len(features)].tolist()
         interval = alpha_interval(inputs, shown).set_index("feature")
         score = alpha.loc[shown, "alpha_score"].to_numpy()
-        lower = np.clip(score - interval["low"].to_numpy(), 0, None)
-        upper = np.clip(interval["high"].to_numpy() - score, 0, None)
         y = np.arange(len(shown))[::-1]
         bar_colors = ["#c0392b" if d else "#2e86c1" for d in alpha.loc[shown, "decaying"]]
-        ax.barh(y, score, xerr=[lower, upper], color=bar_colors, capsize=3)
+        ax.barh(y, score, color=bar_colors, alpha=0.8)
+        ax.hlines(y, interval["low"].to_numpy(), interval["high"].to_numpy(), color="black", lw=1.5)
         ax.set_yticks(y, shown, fontsize=8)
         ax.set_xlim(0, 1)
         hidden = len(alpha) - len(shown)
@@ -138,8 +137,8 @@ def dashboard_figure(inputs: DashboardInputs):
             ax.annotate(row["feature"], (row["importance_share"], row["ic_mean"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="0.6", lw=0.8)
         ax.set_xlabel("mean importance share (model's view)")
-        ax.set_ylabel("mean IC with realized return")
-        ax.set_title("importance vs realized performance")
+        ax.set_ylabel("mean per-run IC with realized trade return")
+        ax.set_title("importance vs realized performance (feature IC)")
 
     ax = axes[2, 0]
     stability = inputs.stability.dropna(subset=["rank_std"])
@@ -188,12 +187,12 @@ def _fmt(value: object, spec: str = ".3f") -> str:
 
 def dashboard_summary(inputs: DashboardInputs) -> str:
     """Markdown: the latest run, stability, the top alpha features and the decaying ones."""
-    latest = inputs.runs.iloc[-1]
+    latest = inputs.runs.set_index("run_key").loc[inputs.run_key]
     s = inputs.summary
     lines = [
         f"## Persistence as of `{inputs.run_key}`",
         f"- runs: {len(inputs.runs)}; latest OOS rank IC {_fmt(latest['oos_rank_ic'], '+.4f')}, "
-        f"hit rate {_fmt(latest['oos_hit_rate'])}, trained on {int(latest['n_train'])} trades; "
+        f"hit rate {_fmt(latest['oos_hit_rate'])} (base rate {_fmt(latest.get('oos_base_rate'))}), trained on {int(latest['n_train'])} trades; "
         f"priors from `{latest['priors_from_run_key'] if isinstance(latest['priors_from_run_key'], str) else 'none (cold start)'}`",
         f"- stability: Kendall's W {_fmt(s.get('kendall_w'))}, latest Spearman {_fmt(s.get('latest_spearman'))}, "
         f"top-{s.get('k')} Nogueira {_fmt(s.get('nogueira_phi'))} "

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from persistence_pipeline.core.model import NotEnoughDataError
 from persistence_pipeline.core.schema import TRADE_BASE_COLUMNS, InputDataError, refuse_outcome_features
 
 
@@ -41,6 +42,30 @@ class TrainingSet:
         return self.trades["exit_time"].to_numpy(dtype="datetime64[us]")
 
 
+def data_loss(n_source: int | None, data: TrainingSet) -> pd.DataFrame:
+    """How many trades a run read and lost, and why. Invalid rows are never dropped: they fail the run."""
+    rows = [
+        ("source trades outside the range", None if n_source is None else n_source - data.n_read),
+        ("trades entered in the range", data.n_read),
+        ("dropped: label not realized by the range end", data.n_unrealized),
+        ("dropped: invalid rows (these fail the run instead)", 0),
+        ("trained on", len(data.trades)),
+    ]
+    return pd.DataFrame(rows, columns=["reason", "n_trades"])
+
+
+def feature_coverage(trades: pd.DataFrame, used: list[str]) -> pd.DataFrame:
+    """Per stored feature column: values present among the range's trades, and whether the model used it."""
+    columns = [c for c in trades.columns if c not in TRADE_BASE_COLUMNS]
+    counts = trades[columns].notna().sum()
+    return pd.DataFrame({
+        "feature": columns,
+        "n_values": counts.to_numpy(dtype="int64"),
+        "coverage": (counts / max(len(trades), 1)).to_numpy(dtype="float64"),
+        "used": [c in set(used) for c in columns],
+    })
+
+
 def feature_columns(trades: pd.DataFrame) -> list[str]:
     """The feature columns of stored trades: every non-base column with a value in these trades."""
     return [c for c in trades.columns if c not in TRADE_BASE_COLUMNS and trades[c].notna().any()]
@@ -58,3 +83,13 @@ def training_set(trades: pd.DataFrame, range_end_exclusive: pd.Timestamp, source
         raise InputDataError(source, column, None, f"trade {row['trade_id']!r} has no value for this feature")
     realized = realized.sort_values(["entry_time", "trade_id"], kind="stable").reset_index(drop=True)
     return TrainingSet(realized, features, n_read=len(trades), n_unrealized=len(trades) - len(realized))
+
+
+def require_enough(data: TrainingSet, min_train_trades: int, first_day, last_day) -> None:
+    """Fail with the whole count when too few labelled trades are left to train on."""
+    if len(data.trades) < min_train_trades:
+        raise NotEnoughDataError(
+            f"only {len(data.trades)} of the {data.n_read} trades entered {first_day}..{last_day} have a realized label "
+            f"({data.n_unrealized} exit after {last_day}); at least min_train_trades = {min_train_trades} are needed: "
+            "use a longer range or lower model_settings.min_train_trades"
+        )

@@ -11,6 +11,10 @@ importance and univariate IC, and the importance rank.
   pooled OOS mean squared error, its mean and std over `perm_repeats` permutations. For a linear
   model the permuted prediction is the base prediction plus b_j * (z_perm - z), which is exact.
 - IC is the Spearman correlation of the feature with the realized return over the training trades.
+- Spread: coef_std and shap_mean_abs_std are standard deviations over `bootstrap_rounds` bootstrap
+  resamples of the training trades (at most `bootstrap_sample_size` each). A linear model is refit on
+  every resample (same alpha, prior and weights), so coef_std is the model's sampling uncertainty;
+  for trees the model is fixed and the explained trades are resampled (coef_std is NULL).
 - rank 1 is the largest mean |SHAP| (ties broken by feature name, so ranks are deterministic).
 """
 
@@ -23,7 +27,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from persistence_pipeline.core.metrics import rank_ic_columns
-from persistence_pipeline.core.model import Fold, standardized_coefficients, standardized_inputs
+from persistence_pipeline.core.model import Fold, fit_prior_ridge, standardized_coefficients, standardized_inputs
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class ImportanceParams:
     perm_repeats: int = 5
     shap_sample_size: int = 2000  # trees only; linear SHAP is exact on every trade
     perm_sample_size: int = 20000  # trees only: OOS trades per run scored by permutation
+    bootstrap_rounds: int = 20
+    bootstrap_sample_size: int = 50000
     seed: int = 0
 
 
@@ -44,16 +50,44 @@ def linear_shap_values(model: Pipeline, X: np.ndarray) -> np.ndarray:
     return (Z - Z.mean(axis=0)) * model.named_steps["ridge"].coef_
 
 
-def mean_abs_shap(model: object, X: np.ndarray, params: ImportanceParams) -> tuple[np.ndarray, int]:
-    """Mean |SHAP| per feature and the number of trades it was computed on."""
+def shap_values(model: object, X: np.ndarray, params: ImportanceParams) -> np.ndarray:
+    """SHAP values: every trade for a linear model, a seeded sample of shap_sample_size for trees."""
     if isinstance(model, Pipeline):
-        return np.abs(linear_shap_values(model, X)).mean(axis=0), len(X)
+        return linear_shap_values(model, X)
     import shap  # heavy import (about 5 s): only where trees are explained
 
     rng = np.random.default_rng(params.seed)
     sample = X if len(X) <= params.shap_sample_size else X[np.sort(rng.choice(len(X), params.shap_sample_size, replace=False))]
-    values = shap.TreeExplainer(model).shap_values(sample, check_additivity=False)
-    return np.abs(values).mean(axis=0), len(sample)
+    return shap.TreeExplainer(model).shap_values(sample, check_additivity=False)
+
+
+def mean_abs_shap(model: object, X: np.ndarray, params: ImportanceParams) -> tuple[np.ndarray, int]:
+    """Mean |SHAP| per feature and the number of trades it was computed on."""
+    values = shap_values(model, X, params)
+    return np.abs(values).mean(axis=0), len(values)
+
+
+def bootstrap_spread(
+    model: object, X: np.ndarray, y: np.ndarray, prior_coef: np.ndarray | None, sample_weight: np.ndarray | None,
+    params: ImportanceParams, tree_shap: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """(coef_std or None for trees, shap_mean_abs_std) over bootstrap resamples of the trades."""
+    rng = np.random.default_rng([params.seed, 1])
+    if not isinstance(model, Pipeline):
+        magnitude = np.abs(tree_shap)
+        means = [magnitude[rng.integers(0, len(magnitude), len(magnitude))].mean(axis=0) for _ in range(params.bootstrap_rounds)]
+        return None, np.std(means, axis=0, ddof=1)
+    ridge = model.named_steps["ridge"]
+    clip = model.named_steps["clip"].kw_args["a_max"]
+    size = min(len(X), params.bootstrap_sample_size)
+    coefs, shaps = [], []
+    for _ in range(params.bootstrap_rounds):
+        rows = rng.integers(0, len(X), size)
+        weights = None if sample_weight is None else sample_weight[rows]
+        refit = fit_prior_ridge(X[rows], y[rows], ridge.alpha, prior_coef, weights, clip)
+        coefs.append(refit.named_steps["ridge"].coef_)
+        shaps.append(np.abs(linear_shap_values(refit, X[rows])).mean(axis=0))
+    return np.std(coefs, axis=0, ddof=1), np.std(shaps, axis=0, ddof=1)
 
 
 def oos_permutation_importance(
@@ -107,20 +141,28 @@ def feature_importance(
     y: np.ndarray,
     features: list[str],
     params: ImportanceParams,
+    prior_coef: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, int]:
-    """One row per feature (coef, shap_mean_abs, perm_importance(_std), ic, rank) and the SHAP sample size."""
-    shap_mean, shap_n = mean_abs_shap(model, X, params)
+    """One row per feature (coef and its std, shap_mean_abs and its std, perm_importance(_std), ic,
+    rank) and the SHAP sample size."""
+    values = shap_values(model, X, params)
+    shap_mean = np.abs(values).mean(axis=0)
+    coef_std, shap_std = bootstrap_spread(model, X, y, prior_coef, sample_weight, params, values)
     perm_mean, perm_std = oos_permutation_importance(fold_models, folds, X, y, params)
     coef = standardized_coefficients(model)
+    missing = np.full(len(features), np.nan)
     table = pd.DataFrame(
         {
             "feature": features,
-            "coef": coef if coef is not None else np.full(len(features), np.nan),
+            "coef": coef if coef is not None else missing,
+            "coef_std": coef_std if coef_std is not None else missing,
             "shap_mean_abs": shap_mean,
+            "shap_mean_abs_std": shap_std,
             "perm_importance": perm_mean,
             "perm_importance_std": perm_std,
             "ic": rank_ic_columns(X, y),
             "rank": importance_ranks(shap_mean, features),
         }
     )
-    return table.sort_values("rank", kind="stable").reset_index(drop=True), shap_n
+    return table.sort_values("rank", kind="stable").reset_index(drop=True), len(values)

@@ -45,6 +45,7 @@ class OutOfSampleMetrics:
     rank_ic: float
     r2: float
     hit_rate: float  # share of taken trades (prediction > 0) whose realized return was > 0
+    base_rate: float  # share of ALL OOS trades whose realized return was > 0: what the hit rate must beat
     n_taken: int
     mean_return_taken: float
     mean_return_all: float
@@ -58,6 +59,7 @@ def out_of_sample_metrics(prediction: np.ndarray, realized: np.ndarray) -> OutOf
         rank_ic=rank_ic(prediction, realized),
         r2=r_squared(prediction, realized),
         hit_rate=float((realized[taken] > 0).mean()) if taken.any() else float("nan"),
+        base_rate=float((realized > 0).mean()) if len(realized) else float("nan"),
         n_taken=int(taken.sum()),
         mean_return_taken=float(realized[taken].mean()) if taken.any() else float("nan"),
         mean_return_all=float(realized.mean()) if len(realized) else float("nan"),

@@ -19,7 +19,7 @@ def render_report(latest: pd.Series, summary: pd.Series | None, alpha: pd.DataFr
         f"{bullet}range {latest['range_start']:%Y-%m-%d} .. {latest['range_end']:%Y-%m-%d}, Dagster run {latest['dagster_run_id']}",
         f"{bullet}trained on {latest['n_train']} of {latest['n_trades']} trades ({latest['n_unrealized']} not yet exited)",
         f"{bullet}OOS rank IC {_value(latest['oos_rank_ic'], '+.4f')}, R^2 {_value(latest['oos_r2'], '+.4f')}, "
-        f"hit rate {_value(latest['oos_hit_rate'], '.3f')}, mean return taken {_value(latest['oos_mean_return_taken'], '+.5f')} "
+        f"hit rate {_value(latest['oos_hit_rate'], '.3f')} (base rate {_value(latest.get('oos_base_rate'), '.3f')}), mean return taken {_value(latest['oos_mean_return_taken'], '+.5f')} "
         f"vs all {_value(latest['oos_mean_return_all'], '+.5f')}",
         f"{bullet}priors from {latest['priors_from_run_key'] if isinstance(latest['priors_from_run_key'], str) else 'none (cold start)'}",
         "",

@@ -39,8 +39,19 @@ OUTCOME_COLUMNS = frozenset(
         "label",
         "target",
         "y",
+        "net_pnl",
+        "gross_pnl",
+        "return_pct",
+        "mae",
+        "mfe",
+        "bars_held",
+        "commission",
+        "fees",
+        "slippage",
     }
 )
+# Any column starting with one of these is about the exit or the outcome.
+OUTCOME_PREFIXES = ("exit_", "pnl_", "realized_", "holding_")
 SIDE_WORDS = {"long": 1, "buy": 1, "short": -1, "sell": -1}
 
 
@@ -164,9 +175,14 @@ def side_column(frame: Frame) -> np.ndarray:
     return side.astype("int8")
 
 
+def is_outcome_column(name: str) -> bool:
+    lowered = name.strip().lower()
+    return lowered in OUTCOME_COLUMNS or lowered.startswith(OUTCOME_PREFIXES)
+
+
 def refuse_outcome_features(features: Sequence[str], source: str) -> None:
     for name in features:
-        if name.strip().lower() in OUTCOME_COLUMNS:
+        if is_outcome_column(name):
             raise InputDataError(
                 source, name, None, "is an outcome column (known only after the trade closed) and can never be a feature"
             )
@@ -186,7 +202,7 @@ def trade_log_features(columns: Sequence[str], numeric: Sequence[str], configure
     if configured:
         return list(configured)
     taken = set(TRADE_LOG_REQUIRED) | set(TRADE_LOG_OPTIONAL)
-    return [c for c in columns if c in numeric and c not in taken and c.strip().lower() not in OUTCOME_COLUMNS]
+    return [c for c in columns if c in numeric and c not in taken and not is_outcome_column(c)]
 
 
 def validate_trade_log(frame: Frame, configured_features: Sequence[str] | None) -> pd.DataFrame:

@@ -81,9 +81,17 @@ def nogueira_stability(selected: np.ndarray, alpha: float = 0.05) -> tuple[float
     return float(phi), float(variance), float(phi - half_width), float(phi + half_width)
 
 
+def effective_k(k: int, n_features: int) -> int:
+    """The top-k size actually used: at most n_features - 1 (a top k of every feature says nothing)."""
+    return max(1, min(k, n_features - 1))
+
+
 def feature_stability(history: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Per feature over the runs it appears in: n_runs, rank_mean, rank_std, topk_frequency,
-    sign_consistency, importance_cv (None where it needs two runs)."""
+    """Per feature: n_runs (runs that have it), rank_mean, rank_std, sign_consistency, importance_cv over
+    those runs (None where it needs two), and topk_frequency over ALL runs (a run without the feature
+    did not select it)."""
+    n_total = history["run_key"].nunique()
+    k = effective_k(k, history["feature"].nunique())
     rows = []
     for feature, runs in history.groupby("feature", sort=True):
         n = len(runs)
@@ -97,7 +105,7 @@ def feature_stability(history: pd.DataFrame, k: int) -> pd.DataFrame:
                 "n_runs": n,
                 "rank_mean": float(runs["rank"].mean()),
                 "rank_std": float(runs["rank"].std(ddof=1)) if n > 1 else None,
-                "topk_frequency": float((runs["rank"] <= k).mean()),
+                "topk_frequency": float((runs["rank"] <= k).sum() / n_total),
                 "sign_consistency": float(majority / n) if n > 1 else None,
                 "importance_cv": float(shap_values.std(ddof=1) / shap_values.mean()) if n > 1 and shap_values.mean() > 0 else None,
             }
@@ -109,7 +117,7 @@ def stability_summary(history: pd.DataFrame, run_order: list[str], k: int, mean_
     """Cross-run stability of the importance ranking (None figures, with the reason, below two runs)."""
     ranks = rank_matrix(history, run_order)
     m, n = ranks.shape
-    k = min(k, max(n - 1, 1))
+    k = effective_k(k, n)
     if m < 2 or n < 2:
         reason = f"{m} run(s) with {n} common feature(s): cross-run stability needs at least 2 runs and 2 features"
         return StabilitySummary(m, k, n, None, None, None, None, None, None, mean_trade_overlap, reason)
