@@ -149,8 +149,9 @@ def test_too_little_data_fails_with_the_counts(tmp_path):
     (tmp_path / "log").mkdir()
     trade_log(["a", "b"], pd.bdate_range("2022-01-03", "2022-01-14", tz="UTC"), per_day=4).to_csv(tmp_path / "log" / "t.csv", index=False)
     project = Project(tmp_path, TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")), ModelSettings())
-    from persistence_pipeline.core.model import NotEnoughDataError
+    from persistence_pipeline.core.schema import InputDataError
 
-    with pytest.raises(NotEnoughDataError, match=r"only 36 of the 40 trades entered 2022-01-01..2022-01-14 have a realized label "
-                                                 r"\(4 exit after 2022-01-14\); at least min_train_trades = 50 are needed"):
+    with pytest.raises(InputDataError, match=r"column 'exit_time': only 36 of the 40 trades entered in the range exit by 2022-01-14; "
+                                             r"50 are needed \(min_train_trades = 50, 5 per feature for 2 features\)"):
         project.materialize("2022-01-01", "2022-01-14")
+    assert not project.warehouse_path.exists()  # refused before anything was stored

@@ -4,9 +4,9 @@ import dagster as dg
 
 from persistence_pipeline.assets.metadata import markdown_table, timed
 from persistence_pipeline.core.dataset import feature_columns
-from persistence_pipeline.core.trade_sources import trades_in_window
+from persistence_pipeline.core.trade_sources import check_trainable, trades_in_window
 from persistence_pipeline.partitions import daily_partitions, run_range, single_run_backfill
-from persistence_pipeline.resources import TradeSource, Warehouse
+from persistence_pipeline.resources import ModelSettings, TradeSource, Warehouse
 
 
 @dg.asset(
@@ -15,13 +15,17 @@ from persistence_pipeline.resources import TradeSource, Warehouse
     group_name="ingest",
     kinds={"duckdb"},
     description="Trades entered in the range, with their entry-time features and realized return. "
-    "Replaces the range's rows of the `trades` table in one transaction.",
+    "Refuses a range with too few trades to train on before storing anything; replaces the range's rows "
+    "of the `trades` table in one transaction.",
 )
-def trades(context: dg.AssetExecutionContext, trade_source: TradeSource, warehouse: Warehouse) -> dg.MaterializeResult:
+def trades(
+    context: dg.AssetExecutionContext, trade_source: TradeSource, warehouse: Warehouse, model_settings: ModelSettings
+) -> dg.MaterializeResult:
     window = run_range(context)
     with timed(context.log, f"read and validated trades from {trade_source.describe()}"):
         everything = trade_source.load()
     selected = trades_in_window(everything, window.start, window.end, trade_source.describe())
+    check_trainable(selected, window.end, model_settings.min_train_trades, trade_source.describe())
     context.log.info(f"{len(selected)} of {len(everything)} trades of the source entered in {window.first_day}..{window.last_day}")
     with timed(context.log, f"replaced the range's rows of table trades with {len(selected)} trades"):
         warehouse.replace_trades(selected, window.start, window.end, trade_source.describe(), len(everything))

@@ -111,6 +111,11 @@ def list_table_files(directory: Path) -> list[Path]:
     return files
 
 
+def _plain(value: object) -> object:
+    """numpy scalars as plain Python values, so messages read 2.5 rather than np.float64(2.5)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _first_bad(mask: np.ndarray) -> int | None:
     hits = np.flatnonzero(mask)
     return int(hits[0]) if hits.size else None
@@ -130,10 +135,10 @@ def numeric_column(frame: Frame, column: str, *, positive: bool = False) -> np.n
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
     bad = _first_bad(np.isnan(values) & raw.notna().to_numpy())
     if bad is not None:
-        raise InputDataError(frame.source, column, frame.row_number(bad), f"value {raw.iloc[bad]!r} is not a number")
+        raise InputDataError(frame.source, column, frame.row_number(bad), f"value {_plain(raw.iloc[bad])!r} is not a number")
     bad = _first_bad(~np.isfinite(values))
     if bad is not None:
-        raise InputDataError(frame.source, column, frame.row_number(bad), f"value {raw.iloc[bad]!r} is missing or infinite")
+        raise InputDataError(frame.source, column, frame.row_number(bad), f"value {_plain(raw.iloc[bad])!r} is missing or infinite")
     if positive:
         bad = _first_bad(values <= 0)
         if bad is not None:
@@ -170,7 +175,7 @@ def side_column(frame: Frame) -> np.ndarray:
     bad = _first_bad(~np.isin(side, (1.0, -1.0)))
     if bad is not None:
         raise InputDataError(
-            frame.source, "side", frame.row_number(bad), f"unknown side {raw.iloc[bad]!r} (use 1/-1 or long/short)"
+            frame.source, "side", frame.row_number(bad), f"unknown side {_plain(raw.iloc[bad])!r} (use 1/-1 or long/short)"
         )
     return side.astype("int8")
 
@@ -197,6 +202,17 @@ def refuse_case_clashes(columns: Sequence[str], source: str) -> None:
             raise InputDataError(source, name, None, f"differs from column {other!r} only by letter case")
 
 
+def _mostly_numeric(column: pd.Series) -> bool:
+    """A numeric column, or a text column most of whose values are numbers (a feature with a typo in it:
+    it must fail on the bad value, not silently stop being a feature)."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    present = column.dropna()
+    return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().mean() >= 0.5
+
+
 def trade_log_features(columns: Sequence[str], numeric: Sequence[str], configured: Sequence[str] | None) -> list[str]:
     """The feature columns of a trade log: the configured list, or every other numeric column."""
     if configured:
@@ -212,7 +228,7 @@ def validate_trade_log(frame: Frame, configured_features: Sequence[str] | None) 
     if configured_features:
         refuse_outcome_features(configured_features, frame.source)
         require_columns(frame, configured_features)
-    numeric = [c for c in data.columns if pd.api.types.is_numeric_dtype(data[c]) and not pd.api.types.is_bool_dtype(data[c])]
+    numeric = [c for c in data.columns if _mostly_numeric(data[c])]
     features = trade_log_features(list(data.columns), numeric, configured_features)
     refuse_case_clashes([*TRADE_BASE_COLUMNS, *features], frame.source)
     trade_id = data["trade_id"]
@@ -249,6 +265,12 @@ def validate_trade_log(frame: Frame, configured_features: Sequence[str] | None) 
     )
     for name in features:
         out[name] = numeric_column(frame, name)
+        if len(out) > 1 and out[name].nunique() == 1:
+            raise InputDataError(frame.source, name, None,
+                                 f"has the same value ({float(out[name].iloc[0])!r}) in every row: it carries no information")
+    returns = realized_return(out["side"].to_numpy(), out["entry_price"].to_numpy(), out["exit_price"].to_numpy())
+    if len(out) > 1 and np.ptp(returns) == 0:
+        raise InputDataError(frame.source, "exit_price", None, f"every trade has the same return ({float(returns[0]) + 0.0!r}): there is nothing to learn")
     return out
 
 

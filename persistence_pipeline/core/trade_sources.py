@@ -65,3 +65,17 @@ def trades_in_window(trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestam
             source, "entry_time", None, f"no trades entered between {start:%Y-%m-%d} and {end - pd.Timedelta(days=1):%Y-%m-%d}"
         )
     return window.sort_values(["entry_time", "trade_id"], kind="stable").reset_index(drop=True)
+
+
+def check_trainable(trades: pd.DataFrame, end: pd.Timestamp, min_trades: int, source: str) -> None:
+    """Before anything is stored: enough trades of the range exit by its end to train on (at least
+    min_trades, and 5 per feature for a walk-forward fold)."""
+    n_features = len([c for c in trades.columns if c not in TRADE_KEY_COLUMNS and c != "return"])
+    labelled = int((trades["exit_time"] < end).sum())
+    needed = max(min_trades, 5 * n_features)
+    if labelled < needed:
+        raise InputDataError(
+            source, "exit_time", None,
+            f"only {labelled} of the {len(trades)} trades entered in the range exit by {end - pd.Timedelta(days=1):%Y-%m-%d}; "
+            f"{needed} are needed (min_train_trades = {min_trades}, 5 per feature for {n_features} features): use a longer range",
+        )
