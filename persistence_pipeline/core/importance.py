@@ -61,20 +61,29 @@ def shap_values(model: object, X: np.ndarray, params: ImportanceParams) -> np.nd
     return shap.TreeExplainer(model).shap_values(sample, check_additivity=False)
 
 
+def linear_mean_abs_shap(model: Pipeline, X: np.ndarray) -> np.ndarray:
+    """Mean |SHAP| of a linear pipeline, one feature at a time (no n x p matrix of SHAP values)."""
+    Z = standardized_inputs(model, X)
+    coef = model.named_steps["ridge"].coef_
+    return np.array([abs(coef[j]) * np.abs(Z[:, j] - Z[:, j].mean()).mean() for j in range(Z.shape[1])])
+
+
 def mean_abs_shap(model: object, X: np.ndarray, params: ImportanceParams) -> tuple[np.ndarray, int]:
     """Mean |SHAP| per feature and the number of trades it was computed on."""
+    if isinstance(model, Pipeline):
+        return linear_mean_abs_shap(model, X), len(X)
     values = shap_values(model, X, params)
     return np.abs(values).mean(axis=0), len(values)
 
 
 def bootstrap_spread(
     model: object, X: np.ndarray, y: np.ndarray, prior_coef: np.ndarray | None, sample_weight: np.ndarray | None,
-    params: ImportanceParams, tree_shap: np.ndarray | None = None,
+    params: ImportanceParams,
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """(coef_std or None for trees, shap_mean_abs_std) over bootstrap resamples of the trades."""
     rng = np.random.default_rng([params.seed, 1])
     if not isinstance(model, Pipeline):
-        magnitude = np.abs(tree_shap)
+        magnitude = np.abs(shap_values(model, X, params))
         means = [magnitude[rng.integers(0, len(magnitude), len(magnitude))].mean(axis=0) for _ in range(params.bootstrap_rounds)]
         return None, np.std(means, axis=0, ddof=1)
     ridge = model.named_steps["ridge"]
@@ -86,7 +95,7 @@ def bootstrap_spread(
         weights = None if sample_weight is None else sample_weight[rows]
         refit = fit_prior_ridge(X[rows], y[rows], ridge.alpha, prior_coef, weights, clip)
         coefs.append(refit.named_steps["ridge"].coef_)
-        shaps.append(np.abs(linear_shap_values(refit, X[rows])).mean(axis=0))
+        shaps.append(linear_mean_abs_shap(refit, X[rows]))
     return np.std(coefs, axis=0, ddof=1), np.std(shaps, axis=0, ddof=1)
 
 
@@ -146,9 +155,8 @@ def feature_importance(
 ) -> tuple[pd.DataFrame, int]:
     """One row per feature (coef and its std, shap_mean_abs and its std, perm_importance(_std), ic,
     rank) and the SHAP sample size."""
-    values = shap_values(model, X, params)
-    shap_mean = np.abs(values).mean(axis=0)
-    coef_std, shap_std = bootstrap_spread(model, X, y, prior_coef, sample_weight, params, values)
+    shap_mean, shap_n = mean_abs_shap(model, X, params)
+    coef_std, shap_std = bootstrap_spread(model, X, y, prior_coef, sample_weight, params)
     perm_mean, perm_std = oos_permutation_importance(fold_models, folds, X, y, params)
     coef = standardized_coefficients(model)
     missing = np.full(len(features), np.nan)
@@ -165,4 +173,4 @@ def feature_importance(
             "rank": importance_ranks(shap_mean, features),
         }
     )
-    return table.sort_values("rank", kind="stable").reset_index(drop=True), len(values)
+    return table.sort_values("rank", kind="stable").reset_index(drop=True), shap_n

@@ -27,10 +27,12 @@ def rank_ic(prediction: np.ndarray, realized: np.ndarray) -> float:
 
 
 def rank_ic_columns(columns: np.ndarray, realized: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of every column of a 2-D array with realized returns."""
+    """Spearman rank correlation of every column of a 2-D array with realized returns (one column at
+    a time, so memory stays at a few columns whatever the width)."""
     if len(realized) < 3:
         return np.full(columns.shape[1], np.nan)
-    return _pearson_columns(average_ranks(columns), average_ranks(np.asarray(realized, dtype="float64")))
+    y = average_ranks(np.asarray(realized, dtype="float64"))
+    return np.array([_pearson_columns(average_ranks(columns[:, j])[:, None], y)[0] for j in range(columns.shape[1])])
 
 
 def r_squared(prediction: np.ndarray, realized: np.ndarray) -> float:
