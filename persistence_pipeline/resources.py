@@ -28,6 +28,10 @@ from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.core.strategies import StrategyParams
 from persistence_pipeline.core.trade_sources import load_source_trades
 
+# Every asset writes the warehouse; an instance with a limit of 1 on this Dagster concurrency pool
+# runs one such step at a time across runs (README, "Scaling past one machine").
+WAREHOUSE_POOL = "warehouse"
+
 # The only types a checkpoint may hold beyond skops' defaults: HistGradientBoosting's tree nodes and
 # the clip of standardized features (core/model.py).
 TRUSTED_CHECKPOINT_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor", "numpy.clip"]

@@ -36,3 +36,11 @@ def test_benchmark_floor_has_the_same_shape_as_the_code_location():
     assert trivial.N_ASSETS == len({key for asset in defs.assets for key in asset.keys})
     assert trivial.N_CHECKS == len({key for check in defs.asset_checks for key in check.check_keys})
     assert len(trivial.defs.resolve_all_asset_keys()) == trivial.N_ASSETS
+
+
+def test_every_asset_is_in_the_warehouse_pool():
+    from persistence_pipeline.resources import WAREHOUSE_POOL
+
+    assert {asset.op.name: asset.op.pool for asset in defs.assets} == dict.fromkeys(
+        ["trades", "profit_model", "feature_importance", "feature_stability", "feature_alpha", "feature_priors",
+         "persistence_dashboard"], WAREHOUSE_POOL)

@@ -7,7 +7,7 @@ from persistence_pipeline.assets.feature_stability import feature_stability
 from persistence_pipeline.assets.metadata import markdown_table
 from persistence_pipeline.core.alpha import effective_runs, feature_alpha as alpha_table
 from persistence_pipeline.partitions import daily_partitions, run_range, single_run_backfill
-from persistence_pipeline.resources import ModelSettings, Warehouse
+from persistence_pipeline.resources import WAREHOUSE_POOL, ModelSettings, Warehouse
 
 SHOWN = ["feature", "alpha_score", "ic_mean", "icir", "ic_t_stat", "ic_q_value", "stability", "importance_share", "ic_slope", "half_life_runs", "decaying"]
 
@@ -16,6 +16,7 @@ SHOWN = ["feature", "alpha_score", "ic_mean", "icir", "ic_t_stat", "ic_q_value",
     deps=[dg.AssetKey("feature_stability")],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
+    pool=WAREHOUSE_POOL,
     group_name="cross_run",
     kinds={"duckdb"},
     description="Per feature across runs as of the range end: IC mean, ICIR, t-stat, importance share, stability, "

@@ -12,7 +12,7 @@ from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.importance import explainer_name, feature_importance as importance_table
 from persistence_pipeline.core.model import Fold
 from persistence_pipeline.partitions import daily_partitions, run_range, single_run_backfill
-from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
+from persistence_pipeline.resources import WAREHOUSE_POOL, AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
 
 SHOWN = ["rank", "feature", "shap_mean_abs", "shap_mean_abs_std", "coef", "coef_std", "perm_importance",
          "perm_importance_std", "ic", "group_id", "group_size", "group_shap_mean_abs"]
@@ -22,6 +22,7 @@ SHOWN = ["rank", "feature", "shap_mean_abs", "shap_mean_abs_std", "coef", "coef_
     deps=[profit_model],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
+    pool=WAREHOUSE_POOL,
     group_name="model",
     kinds={"shap", "duckdb"},
     description="Per feature: standardized coefficient and mean |SHAP| with bootstrap spreads, out-of-sample "

@@ -7,13 +7,14 @@ from persistence_pipeline.assets.metadata import markdown_table
 from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.priors import ema_priors, regime_weights, regimes, volatility_cuts
 from persistence_pipeline.partitions import daily_partitions, run_range, single_run_backfill
-from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
+from persistence_pipeline.resources import WAREHOUSE_POOL, AnalysisSettings, ModelSettings, Warehouse
 
 
 @dg.asset(
     deps=[feature_importance],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
+    pool=WAREHOUSE_POOL,
     group_name="cross_run",
     kinds={"duckdb"},
     description="EMA priors of standardized coefficients over the runs as of the range end (prior strength grows "

@@ -10,7 +10,7 @@ from persistence_pipeline.assets.metadata import finite_or_none, markdown_table
 from persistence_pipeline.core.stability import feature_stability as per_feature_stability
 from persistence_pipeline.core.stability import jaccard_overlap, stability_summary
 from persistence_pipeline.partitions import daily_partitions, run_range, single_run_backfill
-from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
+from persistence_pipeline.resources import WAREHOUSE_POOL, AnalysisSettings, ModelSettings, Warehouse
 
 
 @dg.multi_asset(
@@ -24,6 +24,7 @@ from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Ware
     ],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
+    pool=WAREHOUSE_POOL,
 )
 def feature_stability(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings, analysis_settings: AnalysisSettings

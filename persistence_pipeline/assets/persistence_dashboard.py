@@ -8,13 +8,14 @@ from persistence_pipeline.assets.feature_alpha import feature_alpha
 from persistence_pipeline.assets.feature_priors import feature_priors
 from persistence_pipeline.core.dashboard import DashboardInputs, dashboard_summary, draw_dashboard
 from persistence_pipeline.partitions import daily_partitions, run_range, single_run_backfill
-from persistence_pipeline.resources import DashboardStore, ModelSettings, Warehouse
+from persistence_pipeline.resources import WAREHOUSE_POOL, DashboardStore, ModelSettings, Warehouse
 
 
 @dg.asset(
     deps=[feature_alpha, feature_priors, dg.AssetKey("stability_summary")],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
+    pool=WAREHOUSE_POOL,
     group_name="report",
     kinds={"matplotlib"},
     description="Six panels as of the range end (importance over runs, rank heatmap, alpha scores with "

@@ -17,7 +17,7 @@ from persistence_pipeline.core.leakage import quarantine
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.priors import curriculum_sample_weights
 from persistence_pipeline.partitions import RunRange, daily_partitions, run_range, single_run_backfill
-from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
+from persistence_pipeline.resources import WAREHOUSE_POOL, AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
 
 VERSIONED_LIBRARIES = ("scikit-learn", "shap", "numpy", "pandas", "dagster", "duckdb", "skops")
 
@@ -66,6 +66,7 @@ def warm_start(warehouse: Warehouse, settings: ModelSettings, window: RunRange, 
     deps=[trades],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
+    pool=WAREHOUSE_POOL,
     group_name="model",
     kinds={"scikit-learn", "duckdb"},
     description="Ridge (shrunk toward the latest stored priors, trades weighted by the latest regime weights) "

@@ -6,12 +6,13 @@ from persistence_pipeline.assets.metadata import markdown_table, timed
 from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.trade_sources import check_trainable, trades_in_window
 from persistence_pipeline.partitions import daily_partitions, run_range, single_run_backfill
-from persistence_pipeline.resources import ModelSettings, TradeSource, Warehouse
+from persistence_pipeline.resources import WAREHOUSE_POOL, ModelSettings, TradeSource, Warehouse
 
 
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
+    pool=WAREHOUSE_POOL,
     group_name="ingest",
     kinds={"duckdb"},
     description="Trades entered in the range, with their entry-time features and realized return. "
