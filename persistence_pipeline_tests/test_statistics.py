@@ -115,6 +115,19 @@ def test_prior_ridge_matches_normal_equations():
     np.testing.assert_allclose(model.predict(X), yw + (Z - zw) @ b, rtol=1e-8, atol=1e-10)
 
 
+def test_numpy_prior_ridge_equals_the_sklearn_pipeline():
+    from persistence_pipeline.core.model import prior_ridge_coefficients, standardized_inputs
+
+    X, y = _data(n=150)
+    X[:3, 1] = 1e3  # inputs beyond the clip
+    b0 = np.array([0.1, -0.2, 0.0, 0.3])
+    weights = np.random.default_rng(2).uniform(0.5, 2.0, len(y))
+    model = fit_prior_ridge(X, y, 4.0, b0, weights, clip_z=3.0)
+    coef, Z = prior_ridge_coefficients(X, y, 4.0, b0, weights, 3.0)
+    np.testing.assert_allclose(coef, model.named_steps["ridge"].coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(Z, standardized_inputs(model, X), rtol=1e-12)
+
+
 def test_prior_pulls_coefficients_toward_it():
     X, y = _data(n=60)
     plain = fit_prior_ridge(X, y, 1e6).named_steps["ridge"].coef_

@@ -27,7 +27,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from persistence_pipeline.core.metrics import rank_ic_columns
-from persistence_pipeline.core.model import Fold, fit_prior_ridge, standardized_coefficients, standardized_inputs
+from persistence_pipeline.core.model import Fold, prior_ridge_coefficients, standardized_coefficients, standardized_inputs
 
 
 @dataclass(frozen=True)
@@ -86,16 +86,16 @@ def bootstrap_spread(
         magnitude = np.abs(shap_values(model, X, params))
         means = [magnitude[rng.integers(0, len(magnitude), len(magnitude))].mean(axis=0) for _ in range(params.bootstrap_rounds)]
         return None, np.std(means, axis=0, ddof=1)
-    ridge = model.named_steps["ridge"]
+    alpha = model.named_steps["ridge"].alpha
     clip = model.named_steps["clip"].kw_args["a_max"]
     size = min(len(X), params.bootstrap_sample_size)
     coefs, shaps = [], []
     for _ in range(params.bootstrap_rounds):
         rows = rng.integers(0, len(X), size)
         weights = None if sample_weight is None else sample_weight[rows]
-        refit = fit_prior_ridge(X[rows], y[rows], ridge.alpha, prior_coef, weights, clip)
-        coefs.append(refit.named_steps["ridge"].coef_)
-        shaps.append(linear_mean_abs_shap(refit, X[rows]))
+        coef, Z = prior_ridge_coefficients(X[rows], y[rows], alpha, prior_coef, weights, clip, overwrite_x=True)
+        coefs.append(coef)
+        shaps.append(np.abs(coef) * np.array([np.abs(Z[:, j] - Z[:, j].mean()).mean() for j in range(Z.shape[1])]))
     return np.std(coefs, axis=0, ddof=1), np.std(shaps, axis=0, ddof=1)
 
 

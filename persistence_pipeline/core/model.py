@@ -120,6 +120,30 @@ def fit_prior_ridge(
     return Pipeline([*features.steps, ("ridge", ridge)])
 
 
+def prior_ridge_coefficients(
+    X: np.ndarray, y: np.ndarray, alpha: float, prior_coef: np.ndarray | None, sample_weight: np.ndarray | None,
+    clip_z: float, overwrite_x: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The coefficients fit_prior_ridge would fit, and the standardized inputs, by the weighted normal
+    equations in numpy: for the bootstrap, where twenty sklearn pipelines per run cost more than the
+    arithmetic. Equal to fit_prior_ridge (tested). With overwrite_x, X (a float64 array the caller no
+    longer needs, such as a bootstrap resample) becomes the standardized inputs, saving a copy."""
+    Z = X if overwrite_x else np.array(X, dtype="float64")  # standardized and clipped in place
+    scale = Z.std(axis=0)
+    Z -= Z.mean(axis=0)
+    Z /= np.where(scale > 0, scale, 1.0)
+    np.clip(Z, -clip_z, clip_z, out=Z)
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
+    b0 = np.zeros(X.shape[1]) if prior_coef is None else np.asarray(prior_coef, dtype="float64")
+    total = w.sum()
+    z_mean = (w @ Z) / total
+    target = y - Z @ b0
+    centered_target = target - (w @ target) / total
+    weighted = Z if sample_weight is None else Z * w[:, None]
+    gram = weighted.T @ Z - total * np.outer(z_mean, z_mean) + alpha * np.eye(X.shape[1])
+    return np.linalg.solve(gram, weighted.T @ centered_target) + b0, Z
+
+
 def standardized_inputs(model: Pipeline, X: np.ndarray) -> np.ndarray:
     """What the ridge step of a linear pipeline sees: standardized, clipped features."""
     return model[:-1].transform(X)
