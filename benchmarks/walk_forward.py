@@ -27,14 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from persistence_pipeline.definitions import defs
-from persistence_pipeline.resources import (
-    AnalysisSettings,
-    CheckpointStore,
-    DashboardStore,
-    ModelSettings,
-    TradeSource,
-    Warehouse,
-)
+from persistence_pipeline.resources import ModelSettings, TradeSource, resources_under
 
 WAYS = {
     "cold": ModelSettings(warm_start=False, curriculum=False),
@@ -54,14 +47,7 @@ def ranges(start: str, count: int, months: int) -> list[tuple[str, str]]:
 
 
 def run_way(settings: ModelSettings, windows: list[tuple[str, str]], folder: Path) -> pd.DataFrame:
-    resources = {
-        "warehouse": Warehouse(path=str(folder / "warehouse.duckdb")),
-        "checkpoint_store": CheckpointStore(directory=str(folder / "checkpoints")),
-        "trade_source": TradeSource(),
-        "model_settings": settings,
-        "analysis_settings": AnalysisSettings(),
-        "dashboard_store": DashboardStore(directory=str(folder / "dashboard")),
-    }
+    resources = resources_under(folder, TradeSource(), settings)
     for a, b in windows:
         dg.materialize([*defs.assets, *defs.asset_checks], resources=resources,
                        tags={"dagster/asset_partition_range_start": a, "dagster/asset_partition_range_end": b})

@@ -436,3 +436,19 @@ class RetrainSettings(dg.ConfigurableResource):
     """The nightly retraining window: `window_days` days ending the day before the tick."""
 
     window_days: int = 90
+
+
+def resources_under(
+    folder: Path, trade_source: TradeSource, model_settings: ModelSettings, analysis_settings: AnalysisSettings | None = None
+) -> dict[str, dg.ConfigurableResource]:
+    """Every resource of the code location, with the warehouse, checkpoints and dashboards under one
+    folder (warehouse.duckdb, checkpoints/, dashboard/): for tests, benchmarks and side experiments."""
+    return {
+        "warehouse": Warehouse(path=str(folder / "warehouse.duckdb")),
+        "checkpoint_store": CheckpointStore(directory=str(folder / "checkpoints")),
+        "trade_source": trade_source,
+        "model_settings": model_settings,
+        "analysis_settings": analysis_settings or AnalysisSettings(),
+        "dashboard_store": DashboardStore(directory=str(folder / "dashboard")),
+        "retrain_settings": RetrainSettings(),
+    }

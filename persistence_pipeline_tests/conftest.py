@@ -11,14 +11,7 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.definitions import defs
-from persistence_pipeline.resources import (
-    AnalysisSettings,
-    CheckpointStore,
-    DashboardStore,
-    ModelSettings,
-    TradeSource,
-    Warehouse,
-)
+from persistence_pipeline.resources import AnalysisSettings, ModelSettings, TradeSource, resources_under
 
 
 @dataclass
@@ -38,19 +31,8 @@ class Project:
     def checkpoint_dir(self) -> Path:
         return self.root / "checkpoints"
 
-    @property
-    def dashboard_dir(self) -> Path:
-        return self.root / "dashboard"
-
     def resources(self) -> dict:
-        return {
-            "warehouse": Warehouse(path=str(self.warehouse_path)),
-            "checkpoint_store": CheckpointStore(directory=str(self.checkpoint_dir)),
-            "trade_source": self.trade_source,
-            "model_settings": self.model_settings,
-            "analysis_settings": self.analysis_settings,
-            "dashboard_store": DashboardStore(directory=str(self.dashboard_dir)),
-        }
+        return resources_under(self.root, self.trade_source, self.model_settings, self.analysis_settings)
 
     def materialize(self, start: str, end: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         """Every asset and check of the code location over [start, end], as one range run."""
