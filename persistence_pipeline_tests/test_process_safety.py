@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 VOLATILE = {"dagster_run_id", "created_at", "loaded_at"}
@@ -19,8 +19,13 @@ TABLES = ["trades", "run_metrics", "oos_predictions", "checkpoints", "feature_im
 
 
 def cli(folder: Path, first: str, last: str, **popen) -> subprocess.Popen:
-    """`dagster asset materialize --select '*' --partition-range first...last` with everything under folder."""
-    (folder / "home").mkdir(parents=True, exist_ok=True)
+    """`dagster asset materialize --select '*' --partition-range first...last` with everything under folder.
+    The Dagster instance is created first: two processes creating the same new SQLite instance at once
+    race in Dagster's own schema migration (a one-time set-up, not the warehouse)."""
+    if not (folder / "home").exists():
+        (folder / "home").mkdir(parents=True)
+        with dg.DagsterInstance.from_config(str(folder / "home")) as instance:
+            instance.get_runs(limit=1)
     env = {**os.environ, "DAGSTER_HOME": str(folder / "home"), "PERSISTENCE_WAREHOUSE": str(folder / "warehouse.duckdb"),
            "PERSISTENCE_CHECKPOINTS": str(folder / "checkpoints"), "PERSISTENCE_DASHBOARDS": str(folder / "dashboard")}
     command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "persistence_pipeline.definitions",
