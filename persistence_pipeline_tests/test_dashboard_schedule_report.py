@@ -47,7 +47,7 @@ def tick_labels_overlap(fig) -> list[tuple[str, str]]:
     renderer = fig.canvas.get_renderer()
     clashes = []
     for ax in fig.axes:
-        labels = [t for t in ax.get_yticklabels() if t.get_text()]
+        labels = [t for t in [*ax.get_yticklabels(), *ax.texts] if t.get_text()]
         boxes = [t.get_window_extent(renderer) for t in labels]
         for (a, box_a), (b, box_b) in itertools.combinations(zip(labels, boxes), 2):
             if box_a.overlaps(box_b):

@@ -66,6 +66,19 @@ def _run_label(run_key: str) -> str:
     return run_key.split("/")[0].replace("..", "→")
 
 
+def _label_points(ax, labels: list[str], xs, ys) -> None:
+    """Label scatter points in priority order, leaving out any label that would overlap a kept one."""
+    renderer = ax.figure.canvas.get_renderer()
+    kept = []
+    for label, x, y in zip(labels, xs, ys):
+        text = ax.annotate(label, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+        box = text.get_window_extent(renderer)
+        if any(box.overlaps(other) for other in kept):
+            text.remove()
+        else:
+            kept.append(box)
+
+
 def _needs_two_runs(ax, title: str) -> None:
     ax.set_title(title)
     ax.text(0.5, 0.5, "needs at least 2 runs", ha="center", va="center", transform=ax.transAxes, color="0.4")
@@ -90,7 +103,7 @@ def dashboard_figure(inputs: DashboardInputs):
     share = history.assign(share=history["shap_mean_abs"] / history["run_key"].map(totals))
     colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
 
-    fig, axes = plt.subplots(3, 2, figsize=(16, 17), dpi=80)
+    fig, axes = plt.subplots(3, 2, figsize=(16, 17), dpi=80, layout="constrained")
     fig.suptitle(f"persistence dashboard as of {inputs.run_key} ({n_runs} run{'s' if n_runs != 1 else ''})", fontsize=15)
 
     ax = axes[0, 0]
@@ -133,12 +146,12 @@ def dashboard_figure(inputs: DashboardInputs):
     else:
         points = inputs.alpha.dropna(subset=["ic_mean"])
         ax.scatter(points["importance_share"], points["ic_mean"], color="#2e86c1")
-        for _, row in points[points["feature"].isin(features[:8])].iterrows():
-            ax.annotate(row["feature"], (row["importance_share"], row["ic_mean"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="0.6", lw=0.8)
         ax.set_xlabel("mean importance share (model's view)")
         ax.set_ylabel("mean per-run IC with realized trade return")
         ax.set_title("importance vs realized performance (feature IC)")
+        labelled = points.set_index("feature").reindex([f for f in features[:8] if f in set(points["feature"])])
+        _label_points(ax, labelled.index.tolist(), labelled["importance_share"], labelled["ic_mean"])
 
     ax = axes[2, 0]
     stability = inputs.stability.dropna(subset=["rank_std"])
@@ -148,11 +161,11 @@ def dashboard_figure(inputs: DashboardInputs):
         mean_share = share.groupby("feature")["share"].mean()
         merged = stability.assign(share=stability["feature"].map(mean_share)).dropna(subset=["share"])
         ax.scatter(merged["rank_std"], merged["share"], c=merged["topk_frequency"], cmap="viridis", vmin=0, vmax=1)
-        for _, row in merged[merged["feature"].isin(features[:8])].iterrows():
-            ax.annotate(row["feature"], (row["rank_std"], row["share"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("rank std across runs (lower = more stable)")
         ax.set_ylabel("mean importance share")
         ax.set_title("stability: importance vs rank variability (colour = top-k frequency)")
+        labelled = merged.set_index("feature").reindex([f for f in features[:8] if f in set(merged["feature"])])
+        _label_points(ax, labelled.index.tolist(), labelled["rank_std"], labelled["share"])
 
     ax = axes[2, 1]
     ax.plot(range(n_runs), inputs.runs["oos_rank_ic"], marker="o", color="#2e86c1", label="OOS rank IC")
@@ -166,7 +179,6 @@ def dashboard_figure(inputs: DashboardInputs):
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax.legend(handles, ["OOS rank IC", "OOS hit rate"], fontsize=8, loc="upper left")
 
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
 
