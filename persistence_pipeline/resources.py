@@ -416,16 +416,18 @@ class AnalysisSettings(dg.ConfigurableResource):
 
 
 class DashboardStore(dg.ConfigurableResource):
-    """Where dashboard PNGs go: one per run key and `latest.png`, written atomically."""
+    """Where dashboard PNGs go: one per run key and `latest.png` (the newest run's), written atomically."""
 
     directory: str = "data/dashboard"
     top_n: int = 15
 
-    def save(self, png: bytes, run_key: str) -> str:
+    def save(self, png: bytes, run_key: str, is_newest: bool) -> str:
+        """Write the run's PNG; also `latest.png` when the run is the newest stored (a backfill of an
+        old range does not replace the newest dashboard)."""
         folder = Path(self.directory)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{run_key.replace('/', '_')}.png"
-        for target in (path, folder / "latest.png"):
+        for target in (path, folder / "latest.png") if is_newest else (path,):
             partial = target.with_suffix(".partial")
             partial.write_bytes(png)
             os.replace(partial, target)

@@ -88,6 +88,9 @@ def test_one_run_dashboard_says_what_needs_two(tmp_path):
     assert png == (tmp_path / "dashboard" / "2021-01-04..2021-06-30_ridge.png").read_bytes()
     fig = plt.imread(io.BytesIO(png))
     assert fig.shape[:2] == (1360, 1280)
+    project.materialize("2020-07-01", "2020-12-31")  # a backfill of an older range
+    assert (tmp_path / "dashboard" / "latest.png").read_bytes() == png
+    assert (tmp_path / "dashboard" / "2020-07-01..2020-12-31_ridge.png").exists()
 
 
 def test_schedule_requests_one_trailing_window_and_it_runs(tmp_path):

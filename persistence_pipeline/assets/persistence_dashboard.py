@@ -3,6 +3,7 @@
 import base64
 
 import dagster as dg
+import pandas as pd
 
 from persistence_pipeline.assets.feature_alpha import feature_alpha
 from persistence_pipeline.assets.feature_priors import feature_priors
@@ -20,7 +21,7 @@ from persistence_pipeline.resources import WAREHOUSE_POOL, DashboardStore, Model
     kinds={"matplotlib"},
     description="Six panels as of the range end (importance over runs, rank heatmap, alpha scores with "
     "uncertainty, importance vs realized performance, stability, run performance) and a markdown summary; "
-    "written to data/dashboard/ (per run key and latest.png) and shown here.",
+    "written to data/dashboard/ (per run key, and latest.png for the newest run) and shown here.",
 )
 def persistence_dashboard(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings, dashboard_store: DashboardStore
@@ -40,7 +41,8 @@ def persistence_dashboard(
         seed=model_settings.seed,
     )
     png = draw_dashboard(inputs)
-    path = dashboard_store.save(png, run_key)
+    newest = warehouse.query("SELECT max(range_end) AS last FROM run_metrics WHERE model_kind = ?", [model_settings.kind])
+    path = dashboard_store.save(png, run_key, is_newest=pd.Timestamp(newest["last"].iloc[0]).date() <= window.last_day)
     markdown = dashboard_summary(inputs)
     context.log.info(f"{run_key}: dashboard of {len(runs)} runs written to {path}")
     image = f"![persistence dashboard](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
