@@ -66,11 +66,13 @@ def _run_label(run_key: str) -> str:
     return run_key.split("/")[0].replace("..", "→")
 
 
-def _label_points(ax, labels: list[str], xs, ys) -> None:
-    """Label scatter points in priority order, leaving out any label that would overlap a kept one."""
+def _label_points(ax, points: pd.DataFrame, x_column: str, y_column: str, features: list[str]) -> None:
+    """Label the scatter points of `features` (in that priority order) that `points` holds, leaving
+    out any label that would overlap a kept one."""
     renderer = ax.figure.canvas.get_renderer()
+    shown = points.set_index("feature").reindex([f for f in features if f in set(points["feature"])])
     kept = []
-    for label, x, y in zip(labels, xs, ys):
+    for label, x, y in zip(shown.index, shown[x_column], shown[y_column]):
         text = ax.annotate(label, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
         box = text.get_window_extent(renderer)
         if any(box.overlaps(other) for other in kept):
@@ -150,8 +152,7 @@ def dashboard_figure(inputs: DashboardInputs):
         ax.set_xlabel("mean importance share (model's view)")
         ax.set_ylabel("mean per-run IC with realized trade return")
         ax.set_title("importance vs realized performance (feature IC)")
-        labelled = points.set_index("feature").reindex([f for f in features[:8] if f in set(points["feature"])])
-        _label_points(ax, labelled.index.tolist(), labelled["importance_share"], labelled["ic_mean"])
+        _label_points(ax, points, "importance_share", "ic_mean", features[:8])
 
     ax = axes[2, 0]
     stability = inputs.stability.dropna(subset=["rank_std"])
@@ -164,8 +165,7 @@ def dashboard_figure(inputs: DashboardInputs):
         ax.set_xlabel("rank std across runs (lower = more stable)")
         ax.set_ylabel("mean importance share")
         ax.set_title("stability: importance vs rank variability (colour = top-k frequency)")
-        labelled = merged.set_index("feature").reindex([f for f in features[:8] if f in set(merged["feature"])])
-        _label_points(ax, labelled.index.tolist(), labelled["rank_std"], labelled["share"])
+        _label_points(ax, merged, "rank_std", "share", features[:8])
 
     ax = axes[2, 1]
     ax.plot(range(n_runs), inputs.runs["oos_rank_ic"], marker="o", color="#2e86c1", label="OOS rank IC")
