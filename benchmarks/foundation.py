@@ -41,11 +41,20 @@ def cli_seconds(target: list[str]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
-        env = {**os.environ, "DAGSTER_HOME": str(home), "PERSISTENCE_WAREHOUSE": f"{tmp}/w.duckdb",
-               "PERSISTENCE_CHECKPOINTS": f"{tmp}/checkpoints"}
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "PERSISTENCE_WAREHOUSE": f"{tmp}/w.duckdb",
+            "PERSISTENCE_CHECKPOINTS": f"{tmp}/checkpoints",
+        }
         start = time.perf_counter()
-        subprocess.run([DAGSTER, "asset", "materialize", *target, "--select", "*", "--partition-range", RANGE],
-                       cwd=REPO, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [DAGSTER, "asset", "materialize", *target, "--select", "*", "--partition-range", RANGE],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         return time.perf_counter() - start
 
 
@@ -53,14 +62,24 @@ def synthetic_trade_log(n: int, n_features: int = 18, seed: int = 0) -> pd.DataF
     """n trades over ~8 years with 3 informative features; as a user's trade log would look."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, n_features))
-    entry = pd.Timestamp("2015-01-01", tz="UTC") + pd.to_timedelta(np.sort(rng.integers(0, 3000 * 86400, n)), unit="s")
+    entry = pd.Timestamp("2015-01-01", tz="UTC") + pd.to_timedelta(
+        np.sort(rng.integers(0, 3000 * 86400, n)), unit="s"
+    )
     exit = entry + pd.to_timedelta(rng.integers(3600, 10 * 86400, n), unit="s")
     side = rng.choice([-1, 1], n)
     ret = X[:, :3] @ np.array([0.02, -0.01, 0.005]) + rng.normal(scale=0.05, size=n)
     entry_price = rng.uniform(10, 500, n)
-    log = pd.DataFrame({"trade_id": [f"t{i}" for i in range(n)], "symbol": rng.choice(["A", "B", "C"], n),
-                        "entry_time": entry, "exit_time": exit, "entry_price": entry_price,
-                        "exit_price": entry_price * (1 + side * ret), "side": side})
+    log = pd.DataFrame(
+        {
+            "trade_id": [f"t{i}" for i in range(n)],
+            "symbol": rng.choice(["A", "B", "C"], n),
+            "entry_time": entry,
+            "exit_time": exit,
+            "entry_price": entry_price,
+            "exit_price": entry_price * (1 + side * ret),
+            "side": side,
+        }
+    )
     for j in range(n_features):
         log[f"feature_{j:02d}"] = X[:, j]
     return log
@@ -83,11 +102,15 @@ def stages(n: int, workdir: Path) -> dict[str, callable]:
     def model():
         data = training_set(state["trades"], end)
         state["data"] = data
-        state["fitted"] = train_and_evaluate(data.X, data.y, data.entry, data.exit, data.features, ModelParams())
+        state["fitted"] = train_and_evaluate(
+            data.X, data.y, data.entry, data.exit, data.features, ModelParams()
+        )
 
     def importance():
         data, fitted = state["data"], state["fitted"]
-        feature_importance(fitted.model, fitted.fold_models, fitted.folds, data.X, data.y, data.features, ImportanceParams())
+        feature_importance(
+            fitted.model, fitted.fold_models, fitted.folds, data.X, data.y, data.features, ImportanceParams()
+        )
 
     return {"validate": validate, "store": store, "model": model, "importance": importance}
 
@@ -114,17 +137,25 @@ def measure_stages(n: int, workdir: Path) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     args = parser.parse_args()
 
     real = [cli_seconds(["-m", "persistence_pipeline.definitions"]) for _ in range(args.repeats)]
-    trivial = [cli_seconds(["-f", str(REPO / "benchmarks" / "trivial_definitions.py")]) for _ in range(args.repeats)]
+    trivial = [
+        cli_seconds(["-f", str(REPO / "benchmarks" / "trivial_definitions.py")]) for _ in range(args.repeats)
+    ]
     print(f"## CLI range run {RANGE} (median of {args.repeats})\n")
     print("| run | median s | all runs s |\n|---|---:|---|")
-    print(f"| persistence_pipeline, embedded data | {statistics.median(real):.2f} | {', '.join(f'{s:.2f}' for s in real)} |")
-    print(f"| trivial, same number of assets and checks | {statistics.median(trivial):.2f} | {', '.join(f'{s:.2f}' for s in trivial)} |")
+    print(
+        f"| persistence_pipeline, embedded data | {statistics.median(real):.2f} | {', '.join(f'{s:.2f}' for s in real)} |"
+    )
+    print(
+        f"| trivial, same number of assets and checks | {statistics.median(trivial):.2f} | {', '.join(f'{s:.2f}' for s in trivial)} |"
+    )
     print(f"| ratio | {statistics.median(real) / statistics.median(trivial):.2f} | |\n")
 
     print("## Per-stage compute at scale (18 features)\n")

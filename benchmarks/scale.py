@@ -30,7 +30,9 @@ def synthetic(n: int, p: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, p))
     y = X[:, :3] @ np.array([0.02, -0.01, 0.005]) + rng.normal(scale=0.05, size=n)
-    entry = np.datetime64("2015-01-01", "us") + np.sort(rng.integers(0, 3000 * 86400, n)) * np.timedelta64(1, "s")
+    entry = np.datetime64("2015-01-01", "us") + np.sort(rng.integers(0, 3000 * 86400, n)) * np.timedelta64(
+        1, "s"
+    )
     exit = entry + rng.integers(3600, 10 * 86400, n) * np.timedelta64(1, "s")
     return X, y, entry, exit
 
@@ -95,11 +97,16 @@ def synthetic_history(n_runs: int, n_features: int, seed: int = 0):
     base = rng.normal(size=n_features)
     shap = np.abs(base + rng.normal(scale=0.5, size=(n_runs, n_features)))
     ranks = (-shap).argsort(axis=1).argsort(axis=1) + 1
-    history = pd.DataFrame({
-        "run_key": np.repeat(runs, n_features), "feature": np.tile([f"f{j}" for j in range(n_features)], n_runs),
-        "rank": ranks.ravel(), "coef": (base + rng.normal(scale=0.3, size=(n_runs, n_features))).ravel(),
-        "shap_mean_abs": shap.ravel(), "ic": (0.02 * base + rng.normal(scale=0.03, size=(n_runs, n_features))).ravel(),
-    })
+    history = pd.DataFrame(
+        {
+            "run_key": np.repeat(runs, n_features),
+            "feature": np.tile([f"f{j}" for j in range(n_features)], n_runs),
+            "rank": ranks.ravel(),
+            "coef": (base + rng.normal(scale=0.3, size=(n_runs, n_features))).ravel(),
+            "shap_mean_abs": shap.ravel(),
+            "ic": (0.02 * base + rng.normal(scale=0.03, size=(n_runs, n_features))).ravel(),
+        }
+    )
     return history, runs, pd.Series(rng.normal(scale=0.05, size=n_runs), index=runs)
 
 
@@ -110,7 +117,9 @@ def history_analytics(history, runs, performance):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--features", type=int, nargs="+", default=[18, 100])
     parser.add_argument("--repeats", type=int, default=3)
@@ -123,9 +132,18 @@ def main() -> None:
             ours = statistics.median(timed(pipeline, *data) for _ in range(repeats))
             floor = statistics.median(timed(numpy_floor, *data) for _ in range(repeats))
             matrix = data[0].nbytes
-            rows.append({"features": p, "trades": n, "pipeline_s": ours, "numpy_floor_s": floor, "ratio": ours / floor,
-                         "us_per_trade": 1e6 * ours / n, "peak_x_matrix": peak_bytes(pipeline, *data) / matrix,
-                         "floor_peak_x_matrix": peak_bytes(numpy_floor, *data) / matrix})
+            rows.append(
+                {
+                    "features": p,
+                    "trades": n,
+                    "pipeline_s": ours,
+                    "numpy_floor_s": floor,
+                    "ratio": ours / floor,
+                    "us_per_trade": 1e6 * ours / n,
+                    "peak_x_matrix": peak_bytes(pipeline, *data) / matrix,
+                    "floor_peak_x_matrix": peak_bytes(numpy_floor, *data) / matrix,
+                }
+            )
             print(f"measured {p} features x {n} trades", flush=True)
     table = pd.DataFrame(rows)
     print("\n## Model + importance per run (median of repeats; 1M trades: one run)\n")
@@ -133,11 +151,16 @@ def main() -> None:
     print("\n## Growth with trades (time per trade relative to the smallest size; 1.0 = linear)\n")
     for p, group in table.groupby("features"):
         base = group["us_per_trade"].iloc[0]
-        print(f"- {p} features: " + ", ".join(f"{n:,}: {u / base:.2f}" for n, u in zip(group["trades"], group["us_per_trade"])))
+        print(
+            f"- {p} features: "
+            + ", ".join(f"{n:,}: {u / base:.2f}" for n, u in zip(group["trades"], group["us_per_trade"], strict=True))
+        )
     history = synthetic_history(1000, 100)
     seconds = statistics.median(timed(history_analytics, *history) for _ in range(args.repeats))
-    print(f"\n## History analytics\n\nstability (per feature + summary) and alpha over 1,000 runs x 100 features: "
-          f"{seconds:.3f} s (median of {args.repeats})")
+    print(
+        f"\n## History analytics\n\nstability (per feature + summary) and alpha over 1,000 runs x 100 features: "
+        f"{seconds:.3f} s (median of {args.repeats})"
+    )
 
 
 if __name__ == "__main__":

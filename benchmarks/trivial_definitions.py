@@ -12,8 +12,12 @@ N_CHECKS = 5
 
 
 def _asset(index: int, upstream: dg.AssetsDefinition | None) -> dg.AssetsDefinition:
-    @dg.asset(name=f"step_{index}", deps=[upstream] if upstream else [], partitions_def=daily_partitions,
-              backfill_policy=single_run_backfill)
+    @dg.asset(
+        name=f"step_{index}",
+        deps=[upstream] if upstream else [],
+        partitions_def=daily_partitions,
+        backfill_policy=single_run_backfill,
+    )
     def step() -> dg.MaterializeResult:
         return dg.MaterializeResult(metadata={"index": index})
 

@@ -49,10 +49,15 @@ def ranges(start: str, count: int, months: int) -> list[tuple[str, str]]:
 def run_way(settings: ModelSettings, windows: list[tuple[str, str]], folder: Path) -> pd.DataFrame:
     resources = resources_under(folder, TradeSource(), settings)
     for a, b in windows:
-        dg.materialize([*defs.assets, *defs.asset_checks], resources=resources,
-                       tags={"dagster/asset_partition_range_start": a, "dagster/asset_partition_range_end": b})
+        dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            resources=resources,
+            tags={"dagster/asset_partition_range_start": a, "dagster/asset_partition_range_end": b},
+        )
     with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute("SELECT run_key, n_train, oos_rank_ic, oos_hit_rate FROM run_metrics ORDER BY range_end").df()
+        return con.execute(
+            "SELECT run_key, n_train, oos_rank_ic, oos_hit_rate FROM run_metrics ORDER BY range_end"
+        ).df()
 
 
 def paired(diff: np.ndarray) -> str:
@@ -62,7 +67,9 @@ def paired(diff: np.ndarray) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--start", default="2016-01-01")
     parser.add_argument("--ranges", type=int, default=30)
     parser.add_argument("--months", type=int, default=3)
@@ -81,15 +88,22 @@ def main() -> None:
         table[f"hit {name}"] = frame["oos_hit_rate"].to_numpy()
     print(f"## Walk-forward: {args.ranges} consecutive {args.months}-month ranges from {args.start}\n")
     print(table.to_markdown(index=False, floatfmt="+.4f"))
-    print("\n| way | mean OOS rank IC | mean hit rate | IC - cold, 95% CI (runs 2..n) | hit rate - cold, 95% CI | wall s |")
+    print(
+        "\n| way | mean OOS rank IC | mean hit rate | IC - cold, 95% CI (runs 2..n) | hit rate - cold, 95% CI | wall s |"
+    )
     print("|---|---:|---:|---|---|---:|")
     for name in WAYS:
         ic, hit = table[f"ic {name}"].to_numpy(), table[f"hit {name}"].to_numpy()
         if name == "cold":
             versus = ("", "")
         else:
-            versus = (paired(ic[1:] - table["ic cold"].to_numpy()[1:]), paired(hit[1:] - table["hit cold"].to_numpy()[1:]))
-        print(f"| {name} | {ic.mean():+.4f} | {hit.mean():.4f} | {versus[0]} | {versus[1]} | {seconds[name]:.0f} |")
+            versus = (
+                paired(ic[1:] - table["ic cold"].to_numpy()[1:]),
+                paired(hit[1:] - table["hit cold"].to_numpy()[1:]),
+            )
+        print(
+            f"| {name} | {ic.mean():+.4f} | {hit.mean():.4f} | {versus[0]} | {versus[1]} | {seconds[name]:.0f} |"
+        )
 
 
 if __name__ == "__main__":

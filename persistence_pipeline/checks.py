@@ -10,17 +10,22 @@ from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table
 from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.assets.trades import trades
-from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.changes import CHANGE_COLUMNS, top_set_change
+from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.drift import feature_drift
 from persistence_pipeline.partitions import daily_partitions, run_range
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
 
 
-@dg.asset_check(asset=trades, blocking=True, partitions_def=daily_partitions, description=(
-    "The stored trades of the range are usable: at least one, prices positive, exit not before entry, "
-    "side +1/-1, every feature finite. Blocks the model when it fails."
-))
+@dg.asset_check(
+    asset=trades,
+    blocking=True,
+    partitions_def=daily_partitions,
+    description=(
+        "The stored trades of the range are usable: at least one, prices positive, exit not before entry, "
+        "side +1/-1, every feature finite. Blocks the model when it fails."
+    ),
+)
 def trades_are_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
     window = run_range(context)
     stored = warehouse.trades_between(window.start, window.end)
@@ -36,14 +41,17 @@ def trades_are_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehous
     failed = {name: count for name, count in problems.items() if count}
     return dg.AssetCheckResult(
         passed=not failed,
-        description="; ".join(f"{name}: {count}" for name, count in failed.items()) or f"{len(stored)} trades valid",
+        description="; ".join(f"{name}: {count}" for name, count in failed.items())
+        or f"{len(stored)} trades valid",
         metadata={"n_trades": len(stored), "n_features": len(features), **problems},
     )
 
 
-@dg.asset_check(asset=profit_model, partitions_def=daily_partitions, description=(
-    "The model has out-of-sample predictions and finite OOS metrics."
-))
+@dg.asset_check(
+    asset=profit_model,
+    partitions_def=daily_partitions,
+    description=("The model has out-of-sample predictions and finite OOS metrics."),
+)
 def profit_model_is_sane(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.AssetCheckResult:
@@ -60,40 +68,59 @@ def profit_model_is_sane(
     )
 
 
-@dg.asset_check(asset=profit_model, partitions_def=daily_partitions, description=(
-    "No feature predicts the realized return implausibly well in sample (|rank IC| above "
-    "analysis_settings.leakage_max_abs_ic). Such features are likely computed after entry: profit_model "
-    "quarantines them (table excluded_features) and this check fails with the evidence."
-))
+@dg.asset_check(
+    asset=profit_model,
+    partitions_def=daily_partitions,
+    description=(
+        "No feature predicts the realized return implausibly well in sample (|rank IC| above "
+        "analysis_settings.leakage_max_abs_ic). Such features are likely computed after entry: profit_model "
+        "quarantines them (table excluded_features) and this check fails with the evidence."
+    ),
+)
 def no_leaky_features(
-    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings,
+    context: dg.AssetCheckExecutionContext,
+    warehouse: Warehouse,
+    model_settings: ModelSettings,
     analysis_settings: AnalysisSettings,
 ) -> dg.AssetCheckResult:
     run_key = run_range(context).run_key(model_settings.kind)
-    suspects = warehouse.query("SELECT feature, ic, reason FROM excluded_features WHERE run_key = ? ORDER BY abs(ic) DESC", [run_key])
+    suspects = warehouse.query(
+        "SELECT feature, ic, reason FROM excluded_features WHERE run_key = ? ORDER BY abs(ic) DESC", [run_key]
+    )
     return dg.AssetCheckResult(
         passed=suspects.empty,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=(f"no feature has |rank IC| > {analysis_settings.leakage_max_abs_ic}" if suspects.empty else
-                     "possible leakage, left out of the model: "
-                     + ", ".join(f"{f} (IC {ic:+.3f})" for f, ic, _ in suspects.itertuples(index=False))),
+        description=(
+            f"no feature has |rank IC| > {analysis_settings.leakage_max_abs_ic}"
+            if suspects.empty
+            else "possible leakage, left out of the model: "
+            + ", ".join(f"{f} (IC {ic:+.3f})" for f, ic, _ in suspects.itertuples(index=False))
+        ),
         metadata={"threshold": analysis_settings.leakage_max_abs_ic, "suspects": markdown_table(suspects)},
     )
 
 
-@dg.asset_check(asset=feature_importance, partitions_def=daily_partitions, description=(
-    "Feature drift against the last run that ended before this range starts (PSI per feature; warns "
-    "above analysis_settings.drift_max_psi). Comparing with a run whose window overlaps this one would "
-    "compare a window with itself."
-))
+@dg.asset_check(
+    asset=feature_importance,
+    partitions_def=daily_partitions,
+    description=(
+        "Feature drift against the last run that ended before this range starts (PSI per feature; warns "
+        "above analysis_settings.drift_max_psi). Comparing with a run whose window overlaps this one would "
+        "compare a window with itself."
+    ),
+)
 def feature_drift_since_previous_run(
-    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings,
+    context: dg.AssetCheckExecutionContext,
+    warehouse: Warehouse,
+    model_settings: ModelSettings,
     analysis_settings: AnalysisSettings,
 ) -> dg.AssetCheckResult:
     window = run_range(context)
     earlier = warehouse.runs_as_of(window.first_day - dt.timedelta(days=1), model_settings.kind)
     if earlier.empty:
-        return dg.AssetCheckResult(passed=True, description="no earlier run ended before this range starts: nothing to compare with")
+        return dg.AssetCheckResult(
+            passed=True, description="no earlier run ended before this range starts: nothing to compare with"
+        )
     previous = earlier.iloc[-1]
     previous_start = pd.Timestamp(previous["range_start"]).tz_localize("UTC")
     previous_end = pd.Timestamp(previous["range_end"]).tz_localize("UTC") + pd.Timedelta(days=1)
@@ -102,26 +129,41 @@ def feature_drift_since_previous_run(
     features = feature_columns(current_trades)
     compared = [f for f in features if f in previous_trades and previous_trades[f].notna().any()]
     if not compared:
-        return dg.AssetCheckResult(passed=True, description=f"the trades of {previous['run_key']} share no feature values with this range")
+        return dg.AssetCheckResult(
+            passed=True,
+            description=f"the trades of {previous['run_key']} share no feature values with this range",
+        )
     drift = feature_drift(previous_trades, current_trades, compared)
     drifted = drift[drift["psi"] > analysis_settings.drift_max_psi]
     not_compared = sorted(set(features) - set(compared))
     return dg.AssetCheckResult(
         passed=drifted.empty,
         severity=dg.AssetCheckSeverity.WARN,
-        description=(f"against {previous['run_key']}: " + (
-            f"{len(drifted)} feature(s) with PSI > {analysis_settings.drift_max_psi}: " + ", ".join(drifted["feature"])
-            if len(drifted) else f"no feature with PSI > {analysis_settings.drift_max_psi}")
-            + (f"; not compared (no earlier values): {', '.join(not_compared)}" if not_compared else "")),
+        description=(
+            f"against {previous['run_key']}: "
+            + (
+                f"{len(drifted)} feature(s) with PSI > {analysis_settings.drift_max_psi}: "
+                + ", ".join(drifted["feature"])
+                if len(drifted)
+                else f"no feature with PSI > {analysis_settings.drift_max_psi}"
+            )
+            + (f"; not compared (no earlier values): {', '.join(not_compared)}" if not_compared else "")
+        ),
         metadata={"previous_run_key": str(previous["run_key"]), "psi": markdown_table(drift, 10, "features")},
     )
 
 
-@dg.asset_check(asset=feature_importance, partitions_def=daily_partitions, description=(
-    "Warns when the set of the top 3 features differs from the previous run's (table importance_changes)."
-))
+@dg.asset_check(
+    asset=feature_importance,
+    partitions_def=daily_partitions,
+    description=(
+        "Warns when the set of the top 3 features differs from the previous run's (table importance_changes)."
+    ),
+)
 def top_features_unchanged(
-    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings,
+    context: dg.AssetCheckExecutionContext,
+    warehouse: Warehouse,
+    model_settings: ModelSettings,
 ) -> dg.AssetCheckResult:
     run_key = run_range(context).run_key(model_settings.kind)
     changes = warehouse.query("SELECT * FROM importance_changes WHERE run_key = ?", [run_key])
@@ -132,7 +174,13 @@ def top_features_unchanged(
     return dg.AssetCheckResult(
         passed=not entered and not left,
         severity=dg.AssetCheckSeverity.WARN,
-        description=(f"top 3 unchanged since {previous}" if not entered and not left else
-                     f"top 3 flipped since {previous}: entered {', '.join(entered) or 'none'}; left {', '.join(left) or 'none'}"),
-        metadata={"previous_run_key": previous, "changes": markdown_table(changes[CHANGE_COLUMNS], 10, "features")},
+        description=(
+            f"top 3 unchanged since {previous}"
+            if not entered and not left
+            else f"top 3 flipped since {previous}: entered {', '.join(entered) or 'none'}; left {', '.join(left) or 'none'}"
+        ),
+        metadata={
+            "previous_run_key": previous,
+            "changes": markdown_table(changes[CHANGE_COLUMNS], 10, "features"),
+        },
     )

@@ -34,14 +34,24 @@ def _env(name: str, default: str | int) -> str | int | dg.EnvVar:
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(
-        [trades, profit_model, feature_importance, feature_stability, feature_alpha, feature_priors, persistence_dashboard]
+        [
+            trades,
+            profit_model,
+            feature_importance,
+            feature_stability,
+            feature_alpha,
+            feature_priors,
+            persistence_dashboard,
+        ]
     ),
     asset_checks=dg.load_asset_checks_from_modules([checks]),
     schedules=[schedules.nightly_retrain],
     resources={
         "warehouse": Warehouse(path=_env("PERSISTENCE_WAREHOUSE", "data/warehouse.duckdb")),
         "checkpoint_store": CheckpointStore(directory=_env("PERSISTENCE_CHECKPOINTS", "data/checkpoints")),
-        "trade_source": TradeSource(kind=_env("PERSISTENCE_TRADE_SOURCE", "embedded"), path=_env("PERSISTENCE_TRADE_PATH", "")),
+        "trade_source": TradeSource(
+            kind=_env("PERSISTENCE_TRADE_SOURCE", "embedded"), path=_env("PERSISTENCE_TRADE_PATH", "")
+        ),
         "model_settings": ModelSettings(kind=_env("PERSISTENCE_MODEL_KIND", "ridge")),
         "analysis_settings": AnalysisSettings(),
         "dashboard_store": DashboardStore(directory=_env("PERSISTENCE_DASHBOARDS", "data/dashboard")),

@@ -36,6 +36,7 @@ WAREHOUSE_POOL = "warehouse"
 # the clip of standardized features (core/model.py).
 TRUSTED_CHECKPOINT_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor", "numpy.clip"]
 
+
 def _columns(spec: str) -> list[tuple[str, str]]:
     return [tuple(part.strip().split(" ", 1)) for part in spec.split(",")]
 
@@ -43,64 +44,115 @@ def _columns(spec: str) -> list[tuple[str, str]]:
 # The public data contract (README): table -> (columns, primary key). Columns are only ever added:
 # a warehouse written by an older version gets the new columns (NULL) when it is next opened.
 FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
-    "trades": (_columns(
-        'trade_id VARCHAR, symbol VARCHAR, strategy VARCHAR, entry_time TIMESTAMPTZ, exit_time TIMESTAMPTZ, '
-        'entry_price DOUBLE, exit_price DOUBLE, side TINYINT, return DOUBLE'), ("trade_id",)),
-    "run_metrics": (_columns(
-        "run_key VARCHAR, range_start DATE, range_end DATE, dagster_run_id VARCHAR, model_kind VARCHAR, "
-        "n_trades INTEGER, n_train INTEGER, n_unrealized INTEGER, n_features INTEGER, n_folds INTEGER, n_oos INTEGER, "
-        "oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, oos_base_rate DOUBLE, oos_n_taken INTEGER, "
-        "oos_mean_return_taken DOUBLE, "
-        "oos_mean_return_all DOUBLE, priors_from_run_key VARCHAR, curriculum_from_run_key VARCHAR, alpha_used DOUBLE, "
-        "seed INTEGER, model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER, "
-        "created_at TIMESTAMPTZ"), ("run_key",)),
-    "oos_predictions": (_columns(
-        "run_key VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE, realized DOUBLE"), ("run_key", "trade_id")),
-    "trade_loads": (_columns(
-        "range_start DATE, range_end DATE, source VARCHAR, n_source INTEGER, n_in_range INTEGER, loaded_at TIMESTAMPTZ"),
-        ("range_start", "range_end")),
+    "trades": (
+        _columns(
+            "trade_id VARCHAR, symbol VARCHAR, strategy VARCHAR, entry_time TIMESTAMPTZ, exit_time TIMESTAMPTZ, "
+            "entry_price DOUBLE, exit_price DOUBLE, side TINYINT, return DOUBLE"
+        ),
+        ("trade_id",),
+    ),
+    "run_metrics": (
+        _columns(
+            "run_key VARCHAR, range_start DATE, range_end DATE, dagster_run_id VARCHAR, model_kind VARCHAR, "
+            "n_trades INTEGER, n_train INTEGER, n_unrealized INTEGER, n_features INTEGER, n_folds INTEGER, n_oos INTEGER, "
+            "oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, oos_base_rate DOUBLE, oos_n_taken INTEGER, "
+            "oos_mean_return_taken DOUBLE, "
+            "oos_mean_return_all DOUBLE, priors_from_run_key VARCHAR, curriculum_from_run_key VARCHAR, alpha_used DOUBLE, "
+            "seed INTEGER, model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER, "
+            "created_at TIMESTAMPTZ"
+        ),
+        ("run_key",),
+    ),
+    "oos_predictions": (
+        _columns("run_key VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE, realized DOUBLE"),
+        ("run_key", "trade_id"),
+    ),
+    "trade_loads": (
+        _columns(
+            "range_start DATE, range_end DATE, source VARCHAR, n_source INTEGER, n_in_range INTEGER, loaded_at TIMESTAMPTZ"
+        ),
+        ("range_start", "range_end"),
+    ),
     "data_loss": (_columns("run_key VARCHAR, reason VARCHAR, n_trades INTEGER"), ("run_key", "reason")),
-    "feature_coverage": (_columns(
-        "run_key VARCHAR, feature VARCHAR, n_values INTEGER, coverage DOUBLE, used BOOLEAN"), ("run_key", "feature")),
-    "excluded_features": (_columns(
-        "run_key VARCHAR, feature VARCHAR, ic DOUBLE, reason VARCHAR"), ("run_key", "feature")),
-    "checkpoints": (_columns(
-        "run_key VARCHAR, model_kind VARCHAR, range_start DATE, range_end DATE, path VARCHAR, sha256 VARCHAR, "
-        "oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, created_at TIMESTAMPTZ"), ("run_key",)),
-    "feature_importance_history": (_columns(
-        "run_key VARCHAR, feature VARCHAR, range_end DATE, coef DOUBLE, shap_mean_abs DOUBLE, perm_importance DOUBLE, "
-        "perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER, coef_std DOUBLE, shap_mean_abs_std DOUBLE, "
-        "group_id INTEGER, group_size INTEGER, group_shap_mean_abs DOUBLE, max_abs_corr DOUBLE"), ("run_key", "feature")),
-    "importance_changes": (_columns(
-        "run_key VARCHAR, previous_run_key VARCHAR, feature VARCHAR, previous_rank INTEGER, rank INTEGER, "
-        "rank_shift INTEGER, previous_shap_mean_abs DOUBLE, shap_mean_abs DOUBLE, shap_change DOUBLE, "
-        "entered_top_k BOOLEAN, left_top_k BOOLEAN"), ("run_key", "feature")),
-    "feature_stability": (_columns(
-        "as_of_run_key VARCHAR, feature VARCHAR, n_runs INTEGER, rank_mean DOUBLE, rank_std DOUBLE, "
-        "topk_frequency DOUBLE, sign_consistency DOUBLE, importance_cv DOUBLE"), ("as_of_run_key", "feature")),
-    "stability_summary": (_columns(
-        "as_of_run_key VARCHAR, n_runs INTEGER, k INTEGER, n_features INTEGER, kendall_w DOUBLE, "
-        "mean_pairwise_spearman DOUBLE, latest_spearman DOUBLE, nogueira_phi DOUBLE, nogueira_ci_low DOUBLE, "
-        "nogueira_ci_high DOUBLE, mean_trade_overlap DOUBLE, note VARCHAR"), ("as_of_run_key",)),
-    "feature_alpha": (_columns(
-        "as_of_run_key VARCHAR, feature VARCHAR, n_runs INTEGER, ic_mean DOUBLE, ic_std DOUBLE, icir DOUBLE, "
-        "n_effective_runs DOUBLE, ic_t_stat DOUBLE, ic_p_value DOUBLE, ic_q_value DOUBLE, significance DOUBLE, ic_sign_consistency DOUBLE, importance_share DOUBLE, "
-        "importance_rel DOUBLE, stability DOUBLE, persistence DOUBLE, alpha_score DOUBLE, ic_slope DOUBLE, ic_slope_p_value DOUBLE, "
-        "half_life_runs DOUBLE, decaying BOOLEAN, perf_corr DOUBLE"), ("as_of_run_key", "feature")),
-    "feature_priors": (_columns(
-        "as_of_run_key VARCHAR, feature VARCHAR, prior_coef DOUBLE, prior_strength DOUBLE, n_runs INTEGER"),
-        ("as_of_run_key", "feature")),
-    "regime_weights": (_columns(
-        "as_of_run_key VARCHAR, regime VARCHAR, n_oos INTEGER, oos_error DOUBLE, weight DOUBLE, "
-        "volatility_feature VARCHAR, trend_feature VARCHAR, volatility_cut_low DOUBLE, volatility_cut_high DOUBLE"),
-        ("as_of_run_key", "regime")),
+    "feature_coverage": (
+        _columns("run_key VARCHAR, feature VARCHAR, n_values INTEGER, coverage DOUBLE, used BOOLEAN"),
+        ("run_key", "feature"),
+    ),
+    "excluded_features": (
+        _columns("run_key VARCHAR, feature VARCHAR, ic DOUBLE, reason VARCHAR"),
+        ("run_key", "feature"),
+    ),
+    "checkpoints": (
+        _columns(
+            "run_key VARCHAR, model_kind VARCHAR, range_start DATE, range_end DATE, path VARCHAR, sha256 VARCHAR, "
+            "oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, created_at TIMESTAMPTZ"
+        ),
+        ("run_key",),
+    ),
+    "feature_importance_history": (
+        _columns(
+            "run_key VARCHAR, feature VARCHAR, range_end DATE, coef DOUBLE, shap_mean_abs DOUBLE, perm_importance DOUBLE, "
+            "perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER, coef_std DOUBLE, shap_mean_abs_std DOUBLE, "
+            "group_id INTEGER, group_size INTEGER, group_shap_mean_abs DOUBLE, max_abs_corr DOUBLE"
+        ),
+        ("run_key", "feature"),
+    ),
+    "importance_changes": (
+        _columns(
+            "run_key VARCHAR, previous_run_key VARCHAR, feature VARCHAR, previous_rank INTEGER, rank INTEGER, "
+            "rank_shift INTEGER, previous_shap_mean_abs DOUBLE, shap_mean_abs DOUBLE, shap_change DOUBLE, "
+            "entered_top_k BOOLEAN, left_top_k BOOLEAN"
+        ),
+        ("run_key", "feature"),
+    ),
+    "feature_stability": (
+        _columns(
+            "as_of_run_key VARCHAR, feature VARCHAR, n_runs INTEGER, rank_mean DOUBLE, rank_std DOUBLE, "
+            "topk_frequency DOUBLE, sign_consistency DOUBLE, importance_cv DOUBLE"
+        ),
+        ("as_of_run_key", "feature"),
+    ),
+    "stability_summary": (
+        _columns(
+            "as_of_run_key VARCHAR, n_runs INTEGER, k INTEGER, n_features INTEGER, kendall_w DOUBLE, "
+            "mean_pairwise_spearman DOUBLE, latest_spearman DOUBLE, nogueira_phi DOUBLE, nogueira_ci_low DOUBLE, "
+            "nogueira_ci_high DOUBLE, mean_trade_overlap DOUBLE, note VARCHAR"
+        ),
+        ("as_of_run_key",),
+    ),
+    "feature_alpha": (
+        _columns(
+            "as_of_run_key VARCHAR, feature VARCHAR, n_runs INTEGER, ic_mean DOUBLE, ic_std DOUBLE, icir DOUBLE, "
+            "n_effective_runs DOUBLE, ic_t_stat DOUBLE, ic_p_value DOUBLE, ic_q_value DOUBLE, significance DOUBLE, ic_sign_consistency DOUBLE, importance_share DOUBLE, "
+            "importance_rel DOUBLE, stability DOUBLE, persistence DOUBLE, alpha_score DOUBLE, ic_slope DOUBLE, ic_slope_p_value DOUBLE, "
+            "half_life_runs DOUBLE, decaying BOOLEAN, perf_corr DOUBLE"
+        ),
+        ("as_of_run_key", "feature"),
+    ),
+    "feature_priors": (
+        _columns(
+            "as_of_run_key VARCHAR, feature VARCHAR, prior_coef DOUBLE, prior_strength DOUBLE, n_runs INTEGER"
+        ),
+        ("as_of_run_key", "feature"),
+    ),
+    "regime_weights": (
+        _columns(
+            "as_of_run_key VARCHAR, regime VARCHAR, n_oos INTEGER, oos_error DOUBLE, weight DOUBLE, "
+            "volatility_feature VARCHAR, trend_feature VARCHAR, volatility_cut_low DOUBLE, volatility_cut_high DOUBLE"
+        ),
+        ("as_of_run_key", "regime"),
+    ),
 }
 
 
 def _create_or_extend(con: duckdb.DuckDBPyConnection, table: str) -> None:
     columns, key = FIXED_TABLES[table]
-    existing = {row[0] for row in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+    existing = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+    }
     if not existing:
         body = ", ".join(f"{quote_identifier(name)} {kind}" for name, kind in columns)
         con.execute(f"CREATE TABLE {table} ({body}, PRIMARY KEY ({', '.join(key)}))")
@@ -197,18 +249,25 @@ class Warehouse(dg.ConfigurableResource):
     def trades_between(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Stored trades entered in [start, end), in entry order."""
         return self.query(
-            "SELECT * FROM trades WHERE entry_time >= ? AND entry_time < ? ORDER BY entry_time, trade_id", [start, end]
+            "SELECT * FROM trades WHERE entry_time >= ? AND entry_time < ? ORDER BY entry_time, trade_id",
+            [start, end],
         )
 
-    def replace_trades(self, trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, source: str, n_source: int) -> None:
+    def replace_trades(
+        self, trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, source: str, n_source: int
+    ) -> None:
         """Replace the trades entered in [start, end) with `trades` and record the load, in one transaction."""
         with self.transaction() as con:
             stored = {row[0] for row in con.execute("DESCRIBE trades").fetchall()}
             by_case = {name.casefold(): name for name in stored}
             for column in trades.columns:
                 if column not in stored and column.casefold() in by_case:
-                    raise InputDataError("warehouse table trades", column, None,
-                                         f"differs from the stored column {by_case[column.casefold()]!r} only by letter case")
+                    raise InputDataError(
+                        "warehouse table trades",
+                        column,
+                        None,
+                        f"differs from the stored column {by_case[column.casefold()]!r} only by letter case",
+                    )
                 if column not in stored:
                     con.execute(f"ALTER TABLE trades ADD COLUMN {quote_identifier(column)} DOUBLE")
             con.register("incoming_trades", trades)
@@ -219,7 +278,9 @@ class Warehouse(dg.ConfigurableResource):
             ).fetchone()
             if clash:
                 raise InputDataError(
-                    "warehouse table trades", "trade_id", None,
+                    "warehouse table trades",
+                    "trade_id",
+                    None,
                     f"trade_id {clash[0]!r} is already stored with entry {clash[1]}, outside this range",
                 )
             con.execute("DELETE FROM trades WHERE entry_time >= ? AND entry_time < ?", [start, end])
@@ -227,10 +288,14 @@ class Warehouse(dg.ConfigurableResource):
             con.unregister("incoming_trades")
             first, last = start.date(), (end - pd.Timedelta(days=1)).date()
             con.execute("DELETE FROM trade_loads WHERE range_start = ? AND range_end = ?", [first, last])
-            con.execute("INSERT INTO trade_loads VALUES (?, ?, ?, ?, ?, ?)",
-                        [first, last, source, n_source, len(trades), pd.Timestamp.now(tz="UTC")])
+            con.execute(
+                "INSERT INTO trade_loads VALUES (?, ?, ?, ?, ?, ?)",
+                [first, last, source, n_source, len(trades), pd.Timestamp.now(tz="UTC")],
+            )
 
-    def replace_run_rows(self, con: duckdb.DuckDBPyConnection, table: str, key_column: str, key: str, rows: pd.DataFrame) -> None:
+    def replace_run_rows(
+        self, con: duckdb.DuckDBPyConnection, table: str, key_column: str, key: str, rows: pd.DataFrame
+    ) -> None:
         """Inside a transaction: delete `table`'s rows for one run key, insert `rows` by column name."""
         if table not in FIXED_TABLES or key_column not in ("run_key", "as_of_run_key"):
             raise ValueError(f"unknown table or key {table!r}.{key_column!r}")
@@ -239,7 +304,9 @@ class Warehouse(dg.ConfigurableResource):
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
         con.unregister("incoming_rows")
 
-    def latest_as_of(self, table: str, before: pd.Timestamp, model_kind: str) -> tuple[str, pd.DataFrame] | None:
+    def latest_as_of(
+        self, table: str, before: pd.Timestamp, model_kind: str
+    ) -> tuple[str, pd.DataFrame] | None:
         """The rows of a cross-run table (`feature_priors`, `regime_weights`) computed as of the newest
         run of `model_kind` that ended before `before`: (that run's key, its rows)."""
         if table not in ("feature_priors", "regime_weights"):
@@ -277,8 +344,15 @@ class Warehouse(dg.ConfigurableResource):
             return np.empty((0, 3))
         start = pd.to_datetime(runs["range_start"]).dt.tz_localize("UTC")
         end = pd.to_datetime(runs["range_end"]).dt.tz_localize("UTC") + pd.Timedelta(days=1)
-        pairs = pd.DataFrame({"pair": np.arange(len(runs) - 1), "a_start": start.to_numpy()[:-1], "a_end": end.to_numpy()[:-1],
-                              "b_start": start.to_numpy()[1:], "b_end": end.to_numpy()[1:]})
+        pairs = pd.DataFrame(
+            {
+                "pair": np.arange(len(runs) - 1),
+                "a_start": start.to_numpy()[:-1],
+                "a_end": end.to_numpy()[:-1],
+                "b_start": start.to_numpy()[1:],
+                "b_end": end.to_numpy()[1:],
+            }
+        )
         with self.connect() as con:
             con.register("run_pairs", pairs)
             counts = con.execute(
@@ -330,7 +404,9 @@ class CheckpointStore(dg.ConfigurableResource):
 
         payload = Path(path).read_bytes()
         if hashlib.sha256(payload).hexdigest() != sha256:
-            raise ValueError(f"checkpoint {path} does not match the sha256 in the checkpoints index: refusing to load it")
+            raise ValueError(
+                f"checkpoint {path} does not match the sha256 in the checkpoints index: refusing to load it"
+            )
         untrusted = [t for t in sio.get_untrusted_types(data=payload) if t not in TRUSTED_CHECKPOINT_TYPES]
         if untrusted:
             raise ValueError(f"checkpoint {path} contains types that are not trusted: {untrusted}")
@@ -351,7 +427,11 @@ class TradeSource(dg.ConfigurableResource):
     max_hold: int = 10
 
     def describe(self) -> str:
-        return "embedded data (data/stocks_daily.parquet)" if self.kind == "embedded" else f"{self.kind} {self.path}"
+        return (
+            "embedded data (data/stocks_daily.parquet)"
+            if self.kind == "embedded"
+            else f"{self.kind} {self.path}"
+        )
 
     def load(self) -> pd.DataFrame:
         params = StrategyParams(self.z_entry, self.breakout_window, self.stop_atr, self.max_hold)
@@ -383,15 +463,22 @@ class ModelSettings(dg.ConfigurableResource):
 
     def model_params(self) -> ModelParams:
         return ModelParams(
-            kind=self.kind, ridge_alpha=self.ridge_alpha, n_folds=self.n_folds, embargo_days=self.embargo_days,
-            min_train_trades=self.min_train_trades, seed=self.seed,
+            kind=self.kind,
+            ridge_alpha=self.ridge_alpha,
+            n_folds=self.n_folds,
+            embargo_days=self.embargo_days,
+            min_train_trades=self.min_train_trades,
+            seed=self.seed,
         )
 
     def importance_params(self) -> ImportanceParams:
         return ImportanceParams(
-            perm_repeats=self.perm_repeats, shap_sample_size=self.shap_sample_size,
-            perm_sample_size=self.perm_sample_size, bootstrap_rounds=self.bootstrap_rounds,
-            bootstrap_sample_size=self.bootstrap_sample_size, seed=self.seed,
+            perm_repeats=self.perm_repeats,
+            shap_sample_size=self.shap_sample_size,
+            perm_sample_size=self.perm_sample_size,
+            bootstrap_rounds=self.bootstrap_rounds,
+            bootstrap_sample_size=self.bootstrap_sample_size,
+            seed=self.seed,
         )
 
 
@@ -412,7 +499,9 @@ class AnalysisSettings(dg.ConfigurableResource):
         return PriorParams(decay=self.prior_decay, strength_per_run=self.prior_strength_per_run)
 
     def curriculum_params(self) -> CurriculumParams:
-        return CurriculumParams(self.volatility_feature, self.trend_feature, self.min_regime_weight, self.max_regime_weight)
+        return CurriculumParams(
+            self.volatility_feature, self.trend_feature, self.min_regime_weight, self.max_regime_weight
+        )
 
 
 class DashboardStore(dg.ConfigurableResource):
@@ -441,7 +530,10 @@ class RetrainSettings(dg.ConfigurableResource):
 
 
 def resources_under(
-    folder: Path, trade_source: TradeSource, model_settings: ModelSettings, analysis_settings: AnalysisSettings | None = None
+    folder: Path,
+    trade_source: TradeSource,
+    model_settings: ModelSettings,
+    analysis_settings: AnalysisSettings | None = None,
 ) -> dict[str, dg.ConfigurableResource]:
     """Every resource of the code location, with the warehouse, checkpoints and dashboards under one
     folder (warehouse.duckdb, checkpoints/, dashboard/): for tests, benchmarks and side experiments."""

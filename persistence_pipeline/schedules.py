@@ -33,8 +33,13 @@ def nightly_retrain(
     start, end = pd.Timestamp(first, tz="UTC"), pd.Timestamp(last, tz="UTC") + pd.Timedelta(days=1)
     n_trades = int(((entries >= start) & (entries < end)).sum())
     if n_trades == 0:
-        return dg.SkipReason(f"no trades entered between {first} and {last} in {trade_source.describe()}: nothing to retrain on")
+        return dg.SkipReason(
+            f"no trades entered between {first} and {last} in {trade_source.describe()}: nothing to retrain on"
+        )
     return dg.RunRequest(
         run_key=f"nightly-{first}..{last}",
-        tags={"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)},
+        tags={
+            "dagster/asset_partition_range_start": str(first),
+            "dagster/asset_partition_range_end": str(last),
+        },
     )

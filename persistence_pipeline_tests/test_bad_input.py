@@ -28,7 +28,11 @@ def good_log() -> pd.DataFrame:
 
 def good_bars() -> pd.DataFrame:
     bars = load_embedded_bars()
-    bars = bars[(bars["symbol"] == "AAPL") & (bars["date"] < "2021-07-01")].drop(columns="symbol").reset_index(drop=True)
+    bars = (
+        bars[(bars["symbol"] == "AAPL") & (bars["date"] < "2021-07-01")]
+        .drop(columns="symbol")
+        .reset_index(drop=True)
+    )
     return bars.assign(date=bars["date"].dt.strftime("%Y-%m-%d"))
 
 
@@ -72,46 +76,253 @@ def _wide(log: pd.DataFrame) -> pd.DataFrame:
 
 # name: (source kind, write the bad input into a folder, named file (None: the folder), column, row, message)
 TRADE_LOG_CASES = {
-    "missing column": (lambda d, log: _log(d, log.drop(columns="exit_price")), "trades.csv", "exit_price", None, "required column is missing"),
-    "misnamed column": (lambda d, log: _log(d, log.rename(columns={"entry_time": "entry"})), "trades.csv", "entry_time", None, "required column is missing"),
-    "non-numeric price": (lambda d, log: _log(d, _set(log, 3, "entry_price", "abc")), "trades.csv", "entry_price", 3, "'abc' is not a number"),
-    "NaN price": (lambda d, log: _log(d, _set(log, 4, "exit_price", np.nan)), "trades.csv", "exit_price", 4, "is missing or infinite"),
-    "NaN feature": (lambda d, log: _log(d, _set(log, 5, "rsi_14", np.nan)), "trades.csv", "rsi_14", 5, "is missing or infinite"),
-    "inf feature": (lambda d, log: _log(d, _set(log, 7, "gap", np.inf)), "trades.csv", "gap", 7, "is missing or infinite"),
-    "text in a feature": (lambda d, log: _log(d, _set(log, 9, "zscore_20", "high")), "trades.csv", "zscore_20", 9, "'high' is not a number"),
-    "duplicate trade_id": (lambda d, log: _log(d, _set(log, 4, "trade_id", log.loc[1, "trade_id"])), "trades.csv", "trade_id", 4, "duplicate trade_id"),
-    "missing trade_id": (lambda d, log: _log(d, _set(log, 6, "trade_id", np.nan)), "trades.csv", "trade_id", 6, "trade_id is missing"),
-    "exit before entry": (lambda d, log: _log(d, _set(log, 6, "exit_time", "2020-01-01T00:00:00+0000")), "trades.csv", "exit_time", 6, "is before entry"),
-    "zero price": (lambda d, log: _log(d, _set(log, 2, "exit_price", 0.0)), "trades.csv", "exit_price", 2, "price 0.0 is not positive"),
-    "negative price": (lambda d, log: _log(d, _set(log, 8, "entry_price", -3.5)), "trades.csv", "entry_price", 8, "price -3.5 is not positive"),
-    "unknown side": (lambda d, log: _log(d, _set(log, 8, "side", "flat")), "trades.csv", "side", 8, "unknown side 'flat'"),
-    "fractional side": (lambda d, log: _log(d, _set(log, 10, "side", 2.5)), "trades.csv", "side", 10, "unknown side 2.5"),
-    "unparseable timestamp": (lambda d, log: _log(d, _set(log, 9, "entry_time", "next tuesday")), "trades.csv", "entry_time", 9, "cannot parse timestamp"),
-    "timestamp out of range": (lambda d, log: _log(d, _set(log, 11, "exit_time", "2150-01-01T00:00:00+0000")), "trades.csv", "exit_time", 11, "is out of range"),
-    "empty file": (lambda d, log: (d / "trades.csv").write_text(""), "trades.csv", None, None, "the file is empty"),
+    "missing column": (
+        lambda d, log: _log(d, log.drop(columns="exit_price")),
+        "trades.csv",
+        "exit_price",
+        None,
+        "required column is missing",
+    ),
+    "misnamed column": (
+        lambda d, log: _log(d, log.rename(columns={"entry_time": "entry"})),
+        "trades.csv",
+        "entry_time",
+        None,
+        "required column is missing",
+    ),
+    "non-numeric price": (
+        lambda d, log: _log(d, _set(log, 3, "entry_price", "abc")),
+        "trades.csv",
+        "entry_price",
+        3,
+        "'abc' is not a number",
+    ),
+    "NaN price": (
+        lambda d, log: _log(d, _set(log, 4, "exit_price", np.nan)),
+        "trades.csv",
+        "exit_price",
+        4,
+        "is missing or infinite",
+    ),
+    "NaN feature": (
+        lambda d, log: _log(d, _set(log, 5, "rsi_14", np.nan)),
+        "trades.csv",
+        "rsi_14",
+        5,
+        "is missing or infinite",
+    ),
+    "inf feature": (
+        lambda d, log: _log(d, _set(log, 7, "gap", np.inf)),
+        "trades.csv",
+        "gap",
+        7,
+        "is missing or infinite",
+    ),
+    "text in a feature": (
+        lambda d, log: _log(d, _set(log, 9, "zscore_20", "high")),
+        "trades.csv",
+        "zscore_20",
+        9,
+        "'high' is not a number",
+    ),
+    "duplicate trade_id": (
+        lambda d, log: _log(d, _set(log, 4, "trade_id", log.loc[1, "trade_id"])),
+        "trades.csv",
+        "trade_id",
+        4,
+        "duplicate trade_id",
+    ),
+    "missing trade_id": (
+        lambda d, log: _log(d, _set(log, 6, "trade_id", np.nan)),
+        "trades.csv",
+        "trade_id",
+        6,
+        "trade_id is missing",
+    ),
+    "exit before entry": (
+        lambda d, log: _log(d, _set(log, 6, "exit_time", "2020-01-01T00:00:00+0000")),
+        "trades.csv",
+        "exit_time",
+        6,
+        "is before entry",
+    ),
+    "zero price": (
+        lambda d, log: _log(d, _set(log, 2, "exit_price", 0.0)),
+        "trades.csv",
+        "exit_price",
+        2,
+        "price 0.0 is not positive",
+    ),
+    "negative price": (
+        lambda d, log: _log(d, _set(log, 8, "entry_price", -3.5)),
+        "trades.csv",
+        "entry_price",
+        8,
+        "price -3.5 is not positive",
+    ),
+    "unknown side": (
+        lambda d, log: _log(d, _set(log, 8, "side", "flat")),
+        "trades.csv",
+        "side",
+        8,
+        "unknown side 'flat'",
+    ),
+    "fractional side": (
+        lambda d, log: _log(d, _set(log, 10, "side", 2.5)),
+        "trades.csv",
+        "side",
+        10,
+        "unknown side 2.5",
+    ),
+    "unparseable timestamp": (
+        lambda d, log: _log(d, _set(log, 9, "entry_time", "next tuesday")),
+        "trades.csv",
+        "entry_time",
+        9,
+        "cannot parse timestamp",
+    ),
+    "timestamp out of range": (
+        lambda d, log: _log(d, _set(log, 11, "exit_time", "2150-01-01T00:00:00+0000")),
+        "trades.csv",
+        "exit_time",
+        11,
+        "is out of range",
+    ),
+    "empty file": (
+        lambda d, log: (d / "trades.csv").write_text(""),
+        "trades.csv",
+        None,
+        None,
+        "the file is empty",
+    ),
     "header only": (lambda d, log: _log(d, log.iloc[0:0]), "trades.csv", None, None, "the file has no rows"),
     "truncated parquet": (_truncated_parquet, "trades.parquet", None, None, "cannot be read"),
-    "single trade": (lambda d, log: _log(d, log.iloc[:1]), None, "exit_time", None, "only 1 of the 1 trades entered in the range exit by 2021-03-31"),
-    "constant feature": (lambda d, log: _log(d, log.assign(rsi_14=50.0)), "trades.csv", "rsi_14", None, "has the same value (50.0) in every row"),
-    "labels all equal": (lambda d, log: _log(d, log.assign(exit_price=log["entry_price"])), "trades.csv", "exit_price", None, "every trade has the same return (0.0)"),
-    "missing symbol": (lambda d, log: _log(d, _set(log, 12, "symbol", np.nan)), "trades.csv", "symbol", 12, "symbol is missing"),
-    "column names differing by case": (lambda d, log: _log(d, log.assign(RSI_14=log["rsi_14"] * 2)), "trades.csv", "RSI_14", None, "differs from column 'rsi_14' only by letter case"),
-    "more features than trades can carry": (lambda d, log: _log(d, _wide(log), "trades.parquet"), None, "exit_time", None, "5 per feature for 419 features"),
-    "empty range": (lambda d, log: _log(d, log.assign(entry_time="2019-01-02T14:30:00+0000", exit_time="2019-01-03T21:00:00+0000")),
-                    None, "entry_time", None, "no trades entered between 2021-01-04 and 2021-03-31"),
-    "trade_id in two files": (lambda d, log: (_log(d, log.iloc[:200], "a.csv"), _log(d, log.iloc[199:], "b.csv")), "b.csv", "trade_id", 1, "is also in"),
-    "feature columns differ between files": (lambda d, log: (_log(d, log.iloc[:200], "a.csv"), _log(d, log.iloc[200:].drop(columns="gap"), "b.csv")),
-                                             "b.csv", "gap", None, "feature columns differ from the first file"),
-    "no data files": (lambda d, log: (d / "notes.txt").write_text("hello"), None, None, None, "no .csv or .parquet files in the directory"),
+    "single trade": (
+        lambda d, log: _log(d, log.iloc[:1]),
+        None,
+        "exit_time",
+        None,
+        "only 1 of the 1 trades entered in the range exit by 2021-03-31",
+    ),
+    "constant feature": (
+        lambda d, log: _log(d, log.assign(rsi_14=50.0)),
+        "trades.csv",
+        "rsi_14",
+        None,
+        "has the same value (50.0) in every row",
+    ),
+    "labels all equal": (
+        lambda d, log: _log(d, log.assign(exit_price=log["entry_price"])),
+        "trades.csv",
+        "exit_price",
+        None,
+        "every trade has the same return (0.0)",
+    ),
+    "missing symbol": (
+        lambda d, log: _log(d, _set(log, 12, "symbol", np.nan)),
+        "trades.csv",
+        "symbol",
+        12,
+        "symbol is missing",
+    ),
+    "column names differing by case": (
+        lambda d, log: _log(d, log.assign(RSI_14=log["rsi_14"] * 2)),
+        "trades.csv",
+        "RSI_14",
+        None,
+        "differs from column 'rsi_14' only by letter case",
+    ),
+    "more features than trades can carry": (
+        lambda d, log: _log(d, _wide(log), "trades.parquet"),
+        None,
+        "exit_time",
+        None,
+        "5 per feature for 419 features",
+    ),
+    "empty range": (
+        lambda d, log: _log(
+            d, log.assign(entry_time="2019-01-02T14:30:00+0000", exit_time="2019-01-03T21:00:00+0000")
+        ),
+        None,
+        "entry_time",
+        None,
+        "no trades entered between 2021-01-04 and 2021-03-31",
+    ),
+    "trade_id in two files": (
+        lambda d, log: (_log(d, log.iloc[:200], "a.csv"), _log(d, log.iloc[199:], "b.csv")),
+        "b.csv",
+        "trade_id",
+        1,
+        "is also in",
+    ),
+    "feature columns differ between files": (
+        lambda d, log: (
+            _log(d, log.iloc[:200], "a.csv"),
+            _log(d, log.iloc[200:].drop(columns="gap"), "b.csv"),
+        ),
+        "b.csv",
+        "gap",
+        None,
+        "feature columns differ from the first file",
+    ),
+    "no data files": (
+        lambda d, log: (d / "notes.txt").write_text("hello"),
+        None,
+        None,
+        None,
+        "no .csv or .parquet files in the directory",
+    ),
 }
 OHLCV_CASES = {
-    "bars: missing volume": (lambda d, bars: _log(d, bars.drop(columns="volume"), "AAPL.csv"), "AAPL.csv", "volume", None, "required column is missing"),
-    "bars: negative low": (lambda d, bars: _log(d, _set(bars, 12, "low", -1.0), "AAPL.csv"), "AAPL.csv", "low", 12, "price -1.0 is not positive"),
-    "bars: high below low": (lambda d, bars: _log(d, _set(bars, 20, "high", bars.loc[19, "low"] * 0.5), "AAPL.csv"), "AAPL.csv", "high", 20, "high/low do not bracket"),
-    "bars: duplicate day": (lambda d, bars: _log(d, pd.concat([bars, bars.iloc[[5]]], ignore_index=True), "AAPL.csv"), "AAPL.csv", "date", len(good_bars()) + 1, "second bar for the same symbol and date"),
-    "bars: unparseable date": (lambda d, bars: _log(d, _set(bars, 30, "date", "31/02/2021x"), "AAPL.csv"), "AAPL.csv", "date", 30, "cannot parse timestamp"),
-    "bars: negative volume": (lambda d, bars: _log(d, _set(bars, 40, "volume", -100), "AAPL.csv"), "AAPL.csv", "volume", 40, "volume is negative"),
-    "bars: empty file": (lambda d, bars: (d / "AAPL.csv").write_text(""), "AAPL.csv", None, None, "the file is empty"),
+    "bars: missing volume": (
+        lambda d, bars: _log(d, bars.drop(columns="volume"), "AAPL.csv"),
+        "AAPL.csv",
+        "volume",
+        None,
+        "required column is missing",
+    ),
+    "bars: negative low": (
+        lambda d, bars: _log(d, _set(bars, 12, "low", -1.0), "AAPL.csv"),
+        "AAPL.csv",
+        "low",
+        12,
+        "price -1.0 is not positive",
+    ),
+    "bars: high below low": (
+        lambda d, bars: _log(d, _set(bars, 20, "high", bars.loc[19, "low"] * 0.5), "AAPL.csv"),
+        "AAPL.csv",
+        "high",
+        20,
+        "high/low do not bracket",
+    ),
+    "bars: duplicate day": (
+        lambda d, bars: _log(d, pd.concat([bars, bars.iloc[[5]]], ignore_index=True), "AAPL.csv"),
+        "AAPL.csv",
+        "date",
+        len(good_bars()) + 1,
+        "second bar for the same symbol and date",
+    ),
+    "bars: unparseable date": (
+        lambda d, bars: _log(d, _set(bars, 30, "date", "31/02/2021x"), "AAPL.csv"),
+        "AAPL.csv",
+        "date",
+        30,
+        "cannot parse timestamp",
+    ),
+    "bars: negative volume": (
+        lambda d, bars: _log(d, _set(bars, 40, "volume", -100), "AAPL.csv"),
+        "AAPL.csv",
+        "volume",
+        40,
+        "volume is negative",
+    ),
+    "bars: empty file": (
+        lambda d, bars: (d / "AAPL.csv").write_text(""),
+        "AAPL.csv",
+        None,
+        None,
+        "the file is empty",
+    ),
 }
 
 
@@ -124,7 +335,9 @@ def _run_case(stored, tmp_path, kind, write, data, named, column, row, problem):
     with pytest.raises(InputDataError) as error:
         failing.materialize(START, END)
     message = str(error.value)
-    assert message.startswith(f"file {folder / named}" if named else f"file {kind} {folder}" if column else f"file {folder}"), message
+    assert message.startswith(
+        f"file {folder / named}" if named else f"file {kind} {folder}" if column else f"file {folder}"
+    ), message
     assert (f"column {column!r}" in message) if column else ("column" not in message.split(":")[0]), message
     assert (f"row {row}:" in message) if row else (", row " not in message), message
     assert problem in message, message
@@ -134,7 +347,14 @@ def _run_case(stored, tmp_path, kind, write, data, named, column, row, problem):
 
 @pytest.mark.parametrize("case", list(TRADE_LOG_CASES))
 def test_bad_trade_log_is_refused_and_nothing_changes(stored, tmp_path, case):
-    _run_case(stored, tmp_path, "trade_log_dir", *TRADE_LOG_CASES[case][:1], stored[2].copy(), *TRADE_LOG_CASES[case][1:])
+    _run_case(
+        stored,
+        tmp_path,
+        "trade_log_dir",
+        *TRADE_LOG_CASES[case][:1],
+        stored[2].copy(),
+        *TRADE_LOG_CASES[case][1:],
+    )
 
 
 @pytest.mark.parametrize("case", list(OHLCV_CASES))
@@ -150,9 +370,14 @@ def test_outcome_column_configured_as_feature_is_refused(stored, tmp_path):
     project, before, log = stored
     (tmp_path / "log").mkdir()
     log.assign(pnl=np.arange(len(log))).to_csv(tmp_path / "log" / "trades.csv", index=False)
-    failing = Project(project.root, TradeSource(kind="trade_log_dir", path=str(tmp_path / "log"), features=["rsi_14", "pnl"]),
-                      ModelSettings())
-    with pytest.raises(InputDataError, match=r"trades.csv, column 'pnl': is an outcome column .* can never be a feature"):
+    failing = Project(
+        project.root,
+        TradeSource(kind="trade_log_dir", path=str(tmp_path / "log"), features=["rsi_14", "pnl"]),
+        ModelSettings(),
+    )
+    with pytest.raises(
+        InputDataError, match=r"trades.csv, column 'pnl': is an outcome column .* can never be a feature"
+    ):
         failing.materialize(START, END)
     assert snapshot(project) == before
 
@@ -161,19 +386,28 @@ def test_zoned_timestamps_are_converted_to_utc(stored, tmp_path):
     project, _, log = stored
     zoned = log.copy()
     for column in ["entry_time", "exit_time"]:
-        zoned[column] = pd.to_datetime(log[column], utc=True).dt.tz_convert("Asia/Tokyo").dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+        zoned[column] = (
+            pd.to_datetime(log[column], utc=True)
+            .dt.tz_convert("Asia/Tokyo")
+            .dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+        )
     (tmp_path / "log").mkdir()
     zoned.to_csv(tmp_path / "log" / "trades.csv", index=False)
     fresh = Project(tmp_path, TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")), ModelSettings())
     fresh.materialize(START, END)
-    pd.testing.assert_frame_equal(fresh.table("trades", order_by="trade_id"), project.table("trades", order_by="trade_id"))
+    pd.testing.assert_frame_equal(
+        fresh.table("trades", order_by="trade_id"), project.table("trades", order_by="trade_id")
+    )
 
 
 def test_outcome_columns_are_never_picked_as_features(stored, tmp_path):
     _, _, log = stored
     (tmp_path / "log").mkdir()
-    log.assign(pnl=np.arange(len(log)), holding_period=3.0 + np.arange(len(log)), exit_reason_code=1.0 + np.arange(len(log))).to_csv(
-        tmp_path / "log" / "trades.csv", index=False)
+    log.assign(
+        pnl=np.arange(len(log)),
+        holding_period=3.0 + np.arange(len(log)),
+        exit_reason_code=1.0 + np.arange(len(log)),
+    ).to_csv(tmp_path / "log" / "trades.csv", index=False)
     fresh = Project(tmp_path, TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")), ModelSettings())
     fresh.materialize(START, END)
     columns = set(fresh.table("trades").columns)
@@ -187,5 +421,7 @@ def test_trade_log_run_stores_the_log(stored):
     assert sorted(trades["trade_id"]) == sorted(log["trade_id"])
     merged = trades.merge(log, on="trade_id", suffixes=("", "_log"))
     np.testing.assert_allclose(merged["rsi_14"], merged["rsi_14_log"])
-    np.testing.assert_allclose(merged["return"], merged["side"] * (merged["exit_price"] / merged["entry_price"] - 1))
+    np.testing.assert_allclose(
+        merged["return"], merged["side"] * (merged["exit_price"] / merged["entry_price"] - 1)
+    )
     assert len(project.table("run_metrics")) == 1

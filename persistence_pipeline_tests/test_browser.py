@@ -20,8 +20,15 @@ from persistence_pipeline.definitions import defs
 from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline_tests.conftest import Project
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def _browser_or_skip():
@@ -63,16 +70,32 @@ def test_dashboard_image_renders_in_the_dagster_ui(tmp_path):
     home.mkdir()
     project = Project(tmp_path, TradeSource(), ModelSettings())
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = dg.materialize([*defs.assets, *defs.asset_checks], resources=project.resources(), instance=instance,
-                                tags={"dagster/asset_partition_range_start": "2021-01-04",
-                                      "dagster/asset_partition_range_end": "2021-06-30"})
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            resources=project.resources(),
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": "2021-01-04",
+                "dagster/asset_partition_range_end": "2021-06-30",
+            },
+        )
         assert result.success
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
-         "-m", "persistence_pipeline.definitions"],
-        cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-m",
+            "persistence_pipeline.definitions",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_for(f"http://127.0.0.1:{port}/server_info", 120)
@@ -99,7 +122,9 @@ def test_dashboard_image_renders_in_the_dagster_ui(tmp_path):
                     continue
                 decoded = "() => { const i = document.querySelector(\"img[src^='data:image/png;base64']\"); return i.complete; }"
                 page.wait_for_function(decoded, timeout=20_000)
-                found = page.evaluate("() => document.querySelector(\"img[src^='data:image/png;base64']\").naturalWidth")
+                found = page.evaluate(
+                    "() => document.querySelector(\"img[src^='data:image/png;base64']\").naturalWidth"
+                )
                 break
             page.wait_for_timeout(1500)  # let the dialog finish fading in
             page.screenshot(path=str(tmp_path / "dashboard_in_ui.png"))

@@ -23,8 +23,15 @@ def test_cli_partition_range_is_exactly_one_run(tmp_path):
         "PERSISTENCE_CHECKPOINTS": str(tmp_path / "checkpoints"),
     }
     command = [
-        str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "persistence_pipeline.definitions",
-        "--select", "*", "--partition-range", "2021-01-04...2021-06-30",
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "persistence_pipeline.definitions",
+        "--select",
+        "*",
+        "--partition-range",
+        "2021-01-04...2021-06-30",
     ]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -42,9 +42,16 @@ def history_from(ranks, coef=None, ic=None, shap=None):
     rows = []
     for r in range(m):
         for f in range(n):
-            rows.append({"run_key": f"run{r}", "feature": f"f{f}", "rank": int(ranks[r, f]),
-                         "coef": None if coef is None else coef[r, f], "ic": 0.0 if ic is None else ic[r, f],
-                         "shap_mean_abs": float(n - ranks[r, f] + 1) if shap is None else shap[r, f]})
+            rows.append(
+                {
+                    "run_key": f"run{r}",
+                    "feature": f"f{f}",
+                    "rank": int(ranks[r, f]),
+                    "coef": None if coef is None else coef[r, f],
+                    "ic": 0.0 if ic is None else ic[r, f],
+                    "shap_mean_abs": float(n - ranks[r, f] + 1) if shap is None else shap[r, f],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -55,7 +62,9 @@ def test_kendall_w_brute_force_and_spearman_identity():
     mean_sum = m * (n + 1) / 2
     expected = 12 * sum((s - mean_sum) ** 2 for s in sums) / (m**2 * (n**3 - n))
     assert kendall_w(ranks) == pytest.approx(expected)
-    spearman = [scipy.stats.spearmanr(ranks[a], ranks[b]).statistic for a, b in itertools.combinations(range(m), 2)]
+    spearman = [
+        scipy.stats.spearmanr(ranks[a], ranks[b]).statistic for a, b in itertools.combinations(range(m), 2)
+    ]
     np.testing.assert_allclose(pairwise_spearman(ranks), spearman)
     # for untied ranks, W = ((m - 1) * mean pairwise Spearman + 1) / m
     assert kendall_w(ranks) == pytest.approx(((m - 1) * np.mean(spearman) + 1) / m)
@@ -98,7 +107,9 @@ def test_nogueira_matches_the_paper_and_pearson_identity():
 
 
 def test_rank_matrix_keeps_common_features_and_reranks():
-    history = pd.DataFrame({"run_key": ["a", "a", "a", "b", "b"], "feature": ["x", "y", "z", "x", "z"], "rank": [3, 1, 2, 1, 2]})
+    history = pd.DataFrame(
+        {"run_key": ["a", "a", "a", "b", "b"], "feature": ["x", "y", "z", "x", "z"], "rank": [3, 1, 2, 1, 2]}
+    )
     matrix = rank_matrix(history, ["a", "b"])
     assert list(matrix.columns) == ["x", "z"]
     assert matrix.loc["a"].tolist() == [2.0, 1.0] and matrix.loc["b"].tolist() == [1.0, 2.0]
@@ -141,14 +152,22 @@ def test_summary_values_and_overlap_note():
 
 
 def test_jaccard_overlap():
-    np.testing.assert_allclose(jaccard_overlap(np.array([10, 5]), np.array([10, 5]), np.array([5, 0])), [5 / 15, 0.0])
+    np.testing.assert_allclose(
+        jaccard_overlap(np.array([10, 5]), np.array([10, 5]), np.array([5, 0])), [5 / 15, 0.0]
+    )
 
 
 def test_feature_alpha_against_scipy():
     rng = np.random.default_rng(9)
     m, n = 6, 4
-    ic = np.column_stack([0.05 + rng.normal(scale=0.01, size=m), np.linspace(0.10, 0.0, m) + rng.normal(scale=0.002, size=m),
-                          rng.normal(scale=0.02, size=m), -0.03 + rng.normal(scale=0.01, size=m)])
+    ic = np.column_stack(
+        [
+            0.05 + rng.normal(scale=0.01, size=m),
+            np.linspace(0.10, 0.0, m) + rng.normal(scale=0.002, size=m),
+            rng.normal(scale=0.02, size=m),
+            -0.03 + rng.normal(scale=0.01, size=m),
+        ]
+    )
     shap = rng.uniform(0.5, 2.0, size=(m, n))
     ranks = np.array([scipy.stats.rankdata(-row) for row in shap])
     history = history_from(ranks, ic=ic, shap=shap)
@@ -171,13 +190,17 @@ def test_feature_alpha_against_scipy():
         aligned = ic[:, j] * np.sign(ic[:, j].mean())
         slope, intercept = np.polyfit(np.arange(m), aligned, 1)
         assert row["ic_slope"] == pytest.approx(slope)
-        assert row["perf_corr"] == pytest.approx(scipy.stats.spearmanr(share, performance.to_numpy()).statistic)
+        assert row["perf_corr"] == pytest.approx(
+            scipy.stats.spearmanr(share, performance.to_numpy()).statistic
+        )
         consistency = np.mean(np.sign(ic[:, j]) == np.sign(ic[:, j].mean()))
         rel = share.mean() / max((shap[:, i] / shap.sum(axis=1)).mean() for i in range(n))
         fitted_latest = np.clip((intercept + slope * (m - 1)) / aligned.mean(), 0, 1)
         persistence = fitted_latest if row["decaying"] else 1.0
         assert row["persistence"] == pytest.approx(persistence)
-        assert row["alpha_score"] == pytest.approx((1 - q_values[j]) * persistence * (consistency + topk[f"f{j}"] + rel) / 3)
+        assert row["alpha_score"] == pytest.approx(
+            (1 - q_values[j]) * persistence * (consistency + topk[f"f{j}"] + rel) / 3
+        )
         assert 0 <= row["alpha_score"] <= 1
     slope, intercept = np.polyfit(np.arange(m), ic[:, 1], 1)
     assert table.loc["f1", "half_life_runs"] == pytest.approx(intercept / (2 * -slope))
@@ -191,7 +214,10 @@ def brute_benjamini_hochberg(p_values):
     n = len(p_values)
     order = sorted(range(n), key=lambda i: p_values[i])
     rank = {i: r + 1 for r, i in enumerate(order)}
-    return [min(1.0, min(p_values[j] * n / rank[j] for j in range(n) if p_values[j] >= p_values[i])) for i in range(n)]
+    return [
+        min(1.0, min(p_values[j] * n / rank[j] for j in range(n) if p_values[j] >= p_values[i]))
+        for i in range(n)
+    ]
 
 
 def test_overlapping_runs_count_as_fewer_independent_runs():
@@ -200,8 +226,12 @@ def test_overlapping_runs_count_as_fewer_independent_runs():
     ic = np.column_stack([0.03 + rng.normal(scale=0.01, size=m), rng.normal(scale=0.01, size=m)])
     history = history_from(np.tile([1, 2], (m, 1)), ic=ic)
     runs = [f"run{r}" for r in range(m)]
-    independent = feature_alpha(history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0}), overlap=0.0)
-    overlapping = feature_alpha(history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0}), overlap=0.9)
+    independent = feature_alpha(
+        history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0}), overlap=0.0
+    )
+    overlapping = feature_alpha(
+        history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0}), overlap=0.9
+    )
     a, b = independent.set_index("feature").loc["f0"], overlapping.set_index("feature").loc["f0"]
     assert b["n_effective_runs"] == pytest.approx(1 + 9 * 0.1)
     assert b["ic_t_stat"] == pytest.approx(a["ic_t_stat"] * np.sqrt(1.9 / 10))
@@ -215,7 +245,9 @@ def test_nan_ic_runs_are_skipped_and_absent_runs_count_as_zero():
     history = history_from(ranks, ic=ic)
     history = history[~((history["run_key"] == "run0") & (history["feature"] == "f1"))]  # f1 absent from run0
     runs = ["run0", "run1", "run2"]
-    table = feature_alpha(history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0})).set_index("feature")
+    table = feature_alpha(
+        history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0})
+    ).set_index("feature")
     assert table.loc["f0", "n_runs"] == 3 and table.loc["f1", "n_runs"] == 2
     assert table.loc["f1", "ic_mean"] == pytest.approx(0.015)
     stability = feature_stability(history, k=1).set_index("feature")
@@ -228,7 +260,11 @@ def test_nan_ic_runs_are_skipped_and_absent_runs_count_as_zero():
 def test_feature_alpha_with_one_run_is_null():
     history = history_from(np.array([[1, 2]]), ic=np.array([[0.1, -0.1]]))
     table = feature_alpha(history, ["run0"], pd.Series({"run0": 0.1}), pd.Series({"f0": 1.0, "f1": 0.0}))
-    assert table["alpha_score"].isna().all() and table["ic_t_stat"].isna().all() and table["ic_slope"].isna().all()
+    assert (
+        table["alpha_score"].isna().all()
+        and table["ic_t_stat"].isna().all()
+        and table["ic_slope"].isna().all()
+    )
     assert table["ic_mean"].notna().all()
 
 
@@ -246,23 +282,36 @@ def test_regimes_and_curriculum_weights_by_hand():
     cuts = volatility_cuts(volatility)
     assert cuts == pytest.approx((np.quantile(volatility, 1 / 3), np.quantile(volatility, 2 / 3)))
     labels = regimes(volatility, np.array([1, -1, 1, -1, 1, -1]), cuts)
-    assert labels.tolist() == ["vol_low/trend_up", "vol_low/trend_down", "vol_mid/trend_up", "vol_mid/trend_down",
-                               "vol_high/trend_up", "vol_high/trend_down"]
+    assert labels.tolist() == [
+        "vol_low/trend_up",
+        "vol_low/trend_down",
+        "vol_mid/trend_up",
+        "vol_mid/trend_down",
+        "vol_high/trend_up",
+        "vol_high/trend_down",
+    ]
     regime = np.array(["vol_low/trend_up"] * 4 + ["vol_high/trend_up"] * 4)
     realized = np.array([1.0, -1.0, 1.0, -1.0, 2.0, -2.0, 2.0, -2.0])
     prediction = np.array([1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-    weights = regime_weights(regime, prediction, realized, CurriculumParams(min_weight=0.5, max_weight=2.0)).set_index("regime")
+    weights = regime_weights(
+        regime, prediction, realized, CurriculumParams(min_weight=0.5, max_weight=2.0)
+    ).set_index("regime")
     low_error = np.mean((realized[:4] - prediction[:4]) ** 2) / np.var(realized[:4])  # 0.5
     overall = np.mean((realized - prediction) ** 2) / np.var(realized)
     assert weights.loc["vol_low/trend_up", "oos_error"] == pytest.approx(low_error)
     assert weights.loc["vol_low/trend_up", "weight"] == pytest.approx(max(0.5, low_error / overall))
     assert weights.loc["vol_high/trend_up", "weight"] == pytest.approx(min(2.0, 1.0 / overall))
-    assert weights.loc["vol_mid/trend_down", "weight"] == 1.0 and weights.loc["vol_mid/trend_down", "n_oos"] == 0
-    stored = weights.reset_index().assign(volatility_feature="vol", trend_feature="trend",
-                                          volatility_cut_low=0.25, volatility_cut_high=0.45)
+    assert (
+        weights.loc["vol_mid/trend_down", "weight"] == 1.0 and weights.loc["vol_mid/trend_down", "n_oos"] == 0
+    )
+    stored = weights.reset_index().assign(
+        volatility_feature="vol", trend_feature="trend", volatility_cut_low=0.25, volatility_cut_high=0.45
+    )
     trades = pd.DataFrame({"vol": [0.1, 0.9, 0.3], "trend": [1.0, 1.0, -1.0]})
-    np.testing.assert_allclose(curriculum_sample_weights(trades, stored),
-                               [weights.loc["vol_low/trend_up", "weight"], weights.loc["vol_high/trend_up", "weight"], 1.0])
+    np.testing.assert_allclose(
+        curriculum_sample_weights(trades, stored),
+        [weights.loc["vol_low/trend_up", "weight"], weights.loc["vol_high/trend_up", "weight"], 1.0],
+    )
 
 
 def test_psi_brute_force():
@@ -278,13 +327,21 @@ def test_psi_brute_force():
         total += (a - e) * np.log(a / e)
     assert psi(expected, actual) == pytest.approx(total)
     assert psi(expected, expected) == pytest.approx(0.0)
-    drift = feature_drift(pd.DataFrame({"x": expected[:400], "y": expected[:400]}), pd.DataFrame({"x": actual, "y": expected[100:]}), ["x", "y"])
+    drift = feature_drift(
+        pd.DataFrame({"x": expected[:400], "y": expected[:400]}),
+        pd.DataFrame({"x": actual, "y": expected[100:]}),
+        ["x", "y"],
+    )
     assert drift["feature"].tolist() == ["x", "y"] and drift["psi"].iloc[0] > 0.1
 
 
 def test_importance_changes_by_hand():
-    previous = pd.DataFrame({"feature": ["a", "b", "c", "gone"], "rank": [1, 2, 3, 4], "shap_mean_abs": [4.0, 3.0, 2.0, 1.0]})
-    current = pd.DataFrame({"feature": ["a", "b", "c", "new"], "rank": [3, 2, 1, 4], "shap_mean_abs": [2.0, 3.0, 5.0, 0.5]})
+    previous = pd.DataFrame(
+        {"feature": ["a", "b", "c", "gone"], "rank": [1, 2, 3, 4], "shap_mean_abs": [4.0, 3.0, 2.0, 1.0]}
+    )
+    current = pd.DataFrame(
+        {"feature": ["a", "b", "c", "new"], "rank": [3, 2, 1, 4], "shap_mean_abs": [2.0, 3.0, 5.0, 0.5]}
+    )
     changes = importance_changes(previous, current, k=1).set_index("feature")
     assert changes.loc["a", ["previous_rank", "rank", "rank_shift"]].tolist() == [1, 3, -2]
     assert changes.loc["c", "rank_shift"] == 2 and changes.loc["c", "shap_change"] == pytest.approx(3.0)

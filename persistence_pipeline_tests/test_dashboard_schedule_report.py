@@ -15,7 +15,13 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.core.alpha import feature_alpha
-from persistence_pipeline.core.dashboard import DashboardInputs, dashboard_figure, dashboard_summary, draw_dashboard, top_features
+from persistence_pipeline.core.dashboard import (
+    DashboardInputs,
+    dashboard_figure,
+    dashboard_summary,
+    draw_dashboard,
+    top_features,
+)
 from persistence_pipeline.core.stability import feature_stability, stability_summary
 from persistence_pipeline.resources import ModelSettings, RetrainSettings, TradeSource
 from persistence_pipeline.schedules import nightly_retrain, retrain_window
@@ -31,13 +37,34 @@ def synthetic_inputs(n_features: int, n_runs: int, seed: int = 0) -> DashboardIn
         shap = np.abs(rng.normal(size=n_features)) + np.linspace(2, 0, n_features)
         ranks = pd.Series(-shap).rank(method="first").astype(int).to_numpy()
         for j, name in enumerate(names):
-            rows.append({"run_key": run, "feature": name, "rank": ranks[j], "coef": rng.normal(), "shap_mean_abs": shap[j],
-                         "ic": 0.05 * (j < 3) + rng.normal(scale=0.02), "perm_importance": 0.0})
+            rows.append(
+                {
+                    "run_key": run,
+                    "feature": name,
+                    "rank": ranks[j],
+                    "coef": rng.normal(),
+                    "shap_mean_abs": shap[j],
+                    "ic": 0.05 * (j < 3) + rng.normal(scale=0.02),
+                    "perm_importance": 0.0,
+                }
+            )
     history = pd.DataFrame(rows)
-    runs = pd.DataFrame({"run_key": run_keys, "oos_rank_ic": rng.normal(scale=0.05, size=n_runs),
-                         "oos_hit_rate": rng.uniform(0.45, 0.6, n_runs), "n_train": 500, "priors_from_run_key": None})
+    runs = pd.DataFrame(
+        {
+            "run_key": run_keys,
+            "oos_rank_ic": rng.normal(scale=0.05, size=n_runs),
+            "oos_hit_rate": rng.uniform(0.45, 0.6, n_runs),
+            "n_train": 500,
+            "priors_from_run_key": None,
+        }
+    )
     stability = feature_stability(history, 5)
-    alpha = feature_alpha(history, run_keys, runs.set_index("run_key")["oos_rank_ic"], stability.set_index("feature")["topk_frequency"])
+    alpha = feature_alpha(
+        history,
+        run_keys,
+        runs.set_index("run_key")["oos_rank_ic"],
+        stability.set_index("feature")["topk_frequency"],
+    )
     summary = stability_summary(history, run_keys, 5, 0.0)
     return DashboardInputs(runs, history, stability, alpha, summary.__dict__, run_keys[-1], top_n=15)
 
@@ -49,7 +76,7 @@ def tick_labels_overlap(fig) -> list[tuple[str, str]]:
     for ax in fig.axes:
         labels = [t for t in [*ax.get_yticklabels(), *ax.texts] if t.get_text()]
         boxes = [t.get_window_extent(renderer) for t in labels]
-        for (a, box_a), (b, box_b) in itertools.combinations(zip(labels, boxes), 2):
+        for (a, box_a), (b, box_b) in itertools.combinations(zip(labels, boxes, strict=True), 2):
             if box_a.overlaps(box_b):
                 clashes.append((a.get_text(), b.get_text()))
     return clashes
@@ -78,7 +105,11 @@ def test_dashboard_png_is_deterministic():
 def test_one_run_dashboard_says_what_needs_two(tmp_path):
     project = Project(tmp_path, TradeSource(), ModelSettings())
     result = project.materialize("2021-01-04", "2021-06-30")
-    event = next(e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("persistence_dashboard"))
+    event = next(
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("persistence_dashboard")
+    )
     metadata = event.materialization.metadata
     assert "alpha scores need at least 2 runs" in metadata["summary"].value
     image = metadata["dashboard"].value
@@ -97,22 +128,31 @@ def test_schedule_requests_one_trailing_window_and_it_runs(tmp_path):
     project = Project(tmp_path, TradeSource(), ModelSettings())
     tick = dt.datetime(2021, 7, 1, 2, 0, tzinfo=dt.timezone.utc)
     assert retrain_window(tick, 90) == (dt.date(2021, 4, 2), dt.date(2021, 6, 30))
-    context = dg.build_schedule_context(scheduled_execution_time=tick,
-                                        resources={"trade_source": TradeSource(), "retrain_settings": RetrainSettings()})
+    context = dg.build_schedule_context(
+        scheduled_execution_time=tick,
+        resources={"trade_source": TradeSource(), "retrain_settings": RetrainSettings()},
+    )
     request = nightly_retrain(context)
     assert isinstance(request, dg.RunRequest)
-    assert request.tags == {"dagster/asset_partition_range_start": "2021-04-02", "dagster/asset_partition_range_end": "2021-06-30"}
+    assert request.tags == {
+        "dagster/asset_partition_range_start": "2021-04-02",
+        "dagster/asset_partition_range_end": "2021-06-30",
+    }
     from persistence_pipeline.definitions import defs
 
-    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=project.resources(), tags=request.tags)
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks], resources=project.resources(), tags=request.tags
+    )
     assert result.success
     assert project.table("run_metrics")["run_key"].tolist() == ["2021-04-02..2021-06-30/ridge"]
 
 
 def test_schedule_skips_a_window_without_trades():
     tick = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.timezone.utc)
-    context = dg.build_schedule_context(scheduled_execution_time=tick,
-                                        resources={"trade_source": TradeSource(), "retrain_settings": RetrainSettings(window_days=30)})
+    context = dg.build_schedule_context(
+        scheduled_execution_time=tick,
+        resources={"trade_source": TradeSource(), "retrain_settings": RetrainSettings(window_days=30)},
+    )
     skip = nightly_retrain(context)
     assert isinstance(skip, dg.SkipReason)
     assert "no trades entered between 2026-10-26 and 2026-11-24" in skip.skip_message
@@ -123,7 +163,12 @@ def test_schedule_is_nightly_at_two_utc():
 
 
 def run_report(*args):
-    return subprocess.run([sys.executable, "-m", "persistence_pipeline", "report", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "persistence_pipeline", "report", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_report_prints_latest_run_stability_and_alpha(tmp_path):
@@ -133,10 +178,12 @@ def test_report_prints_latest_run_stability_and_alpha(tmp_path):
     done = run_report("--warehouse", str(project.warehouse_path))
     assert done.returncode == 0, done.stderr
     latest = project.table("run_metrics", order_by="range_end").iloc[-1]
-    assert f"Latest run 2021-04-01..2021-06-30/ridge (2 runs stored)" in done.stdout
+    assert "Latest run 2021-04-01..2021-06-30/ridge (2 runs stored)" in done.stdout
     assert f"OOS rank IC {latest['oos_rank_ic']:+.4f}" in done.stdout
     assert "priors from 2021-01-04..2021-03-31/ridge" in done.stdout
-    summary = project.table("stability_summary").set_index("as_of_run_key").loc["2021-04-01..2021-06-30/ridge"]
+    summary = (
+        project.table("stability_summary").set_index("as_of_run_key").loc["2021-04-01..2021-06-30/ridge"]
+    )
     assert f"Kendall's W {summary['kendall_w']:.3f}" in done.stdout
     top = project.table("feature_alpha").query("as_of_run_key == '2021-04-01..2021-06-30/ridge'")
     assert top.sort_values("alpha_score", ascending=False)["feature"].iloc[0] in done.stdout

@@ -9,7 +9,13 @@ from persistence_pipeline.partitions import daily_partitions
 def test_every_asset_shares_the_one_partitions_definition_and_single_run_policy():
     assets = list(defs.assets)
     assert {key.to_user_string() for asset in assets for key in asset.keys} == {
-        "trades", "profit_model", "feature_importance", "feature_stability", "stability_summary", "feature_alpha", "feature_priors",
+        "trades",
+        "profit_model",
+        "feature_importance",
+        "feature_stability",
+        "stability_summary",
+        "feature_alpha",
+        "feature_priors",
         "persistence_dashboard",
     }
     for asset in assets:
@@ -42,5 +48,14 @@ def test_every_asset_is_in_the_warehouse_pool():
     from persistence_pipeline.resources import WAREHOUSE_POOL
 
     assert {asset.op.name: asset.op.pool for asset in defs.assets} == dict.fromkeys(
-        ["trades", "profit_model", "feature_importance", "feature_stability", "feature_alpha", "feature_priors",
-         "persistence_dashboard"], WAREHOUSE_POOL)
+        [
+            "trades",
+            "profit_model",
+            "feature_importance",
+            "feature_stability",
+            "feature_alpha",
+            "feature_priors",
+            "persistence_dashboard",
+        ],
+        WAREHOUSE_POOL,
+    )

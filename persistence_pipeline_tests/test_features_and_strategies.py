@@ -42,7 +42,9 @@ def test_zscore_and_rsi_by_hand(bars):
     features = bar_features(one)
     t = 300
     window = one["close"].iloc[t - 19 : t + 1]
-    assert features["zscore_20"].iloc[t] == pytest.approx((window.iloc[-1] - window.mean()) / window.std(ddof=1))
+    assert features["zscore_20"].iloc[t] == pytest.approx(
+        (window.iloc[-1] - window.mean()) / window.std(ddof=1)
+    )
     change = one["close"].diff().to_numpy()
     gain = loss = None
     for i in range(1, t + 1):  # Wilder's smoothing, brute force
@@ -73,7 +75,9 @@ def test_trades_enter_after_the_decision_and_carry_every_feature(bars, all_trade
         position = int(np.flatnonzero(sym["date"].dt.tz_localize(None) == entry_day)[0])
         assert trade["entry_price"] == sym["open"].iloc[position]
         features = bar_features(sym.iloc[:position])  # bars up to the decision day only
-        np.testing.assert_allclose(trade[BAR_FEATURES[:14]].to_numpy(float), features[BAR_FEATURES[:14]].iloc[-1], rtol=1e-9)
+        np.testing.assert_allclose(
+            trade[BAR_FEATURES[:14]].to_numpy(float), features[BAR_FEATURES[:14]].iloc[-1], rtol=1e-9
+        )
 
 
 def test_trades_are_deterministic(bars, all_trades):
@@ -84,6 +88,8 @@ def test_user_ohlcv_directory_gives_the_same_trades(tmp_path, bars):
     subset = bars[bars["symbol"].isin(["AAPL", "NVDA"])]
     for symbol, group in subset.groupby("symbol"):
         frame = group.drop(columns="symbol").assign(date=group["date"].dt.strftime("%Y-%m-%d"))
-        frame.to_csv(tmp_path / f"{symbol}.csv", index=False) if symbol == "AAPL" else frame.to_parquet(tmp_path / f"{symbol}.parquet")
+        frame.to_csv(tmp_path / f"{symbol}.csv", index=False) if symbol == "AAPL" else frame.to_parquet(
+            tmp_path / f"{symbol}.parquet"
+        )
     loaded = load_bars_dir(tmp_path)
     pd.testing.assert_frame_equal(generate_trades(loaded), generate_trades(subset.reset_index(drop=True)))

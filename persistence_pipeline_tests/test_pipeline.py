@@ -21,13 +21,15 @@ VOLATILE = ["dagster_run_id", "created_at"]  # differ between two runs by defini
 @pytest.fixture(scope="module")
 def expected_trades() -> pd.DataFrame:
     trades = generate_trades(load_embedded_bars())
-    return trades[(trades["entry_time"] >= START) & (trades["entry_time"] < "2021-07-01")].reset_index(drop=True)
+    return trades[(trades["entry_time"] >= START) & (trades["entry_time"] < "2021-07-01")].reset_index(
+        drop=True
+    )
 
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
-    from persistence_pipeline_tests.conftest import Project
     from persistence_pipeline.resources import TradeSource
+    from persistence_pipeline_tests.conftest import Project
 
     project = Project(tmp_path_factory.mktemp("ran"), TradeSource(), ModelSettings())
     result = project.materialize(START, END)
@@ -56,11 +58,17 @@ def test_run_metrics_are_the_out_of_sample_results(ran, expected_trades):
     assert row["priors_from_run_key"] is None or pd.isna(row["priors_from_run_key"])
     assert row["model_kind"] == "ridge" and row["n_features"] == len(FEATURES)
     fitted = train_and_evaluate(
-        labelled[FEATURES].to_numpy(), labelled["return"].to_numpy(), labelled["entry_time"].to_numpy("datetime64[us]"),
-        labelled["exit_time"].to_numpy("datetime64[us]"), FEATURES, ModelParams(),
+        labelled[FEATURES].to_numpy(),
+        labelled["return"].to_numpy(),
+        labelled["entry_time"].to_numpy("datetime64[us]"),
+        labelled["exit_time"].to_numpy("datetime64[us]"),
+        FEATURES,
+        ModelParams(),
     )
     realized = labelled["return"].to_numpy()[fitted.oos_positions]
-    assert row["oos_rank_ic"] == pytest.approx(scipy.stats.spearmanr(fitted.oos_prediction, realized).statistic)
+    assert row["oos_rank_ic"] == pytest.approx(
+        scipy.stats.spearmanr(fitted.oos_prediction, realized).statistic
+    )
     taken = fitted.oos_prediction > 0
     assert row["oos_hit_rate"] == pytest.approx((realized[taken] > 0).mean())
     assert row["oos_mean_return_all"] == pytest.approx(realized.mean())
@@ -77,7 +85,9 @@ def test_checkpoint_is_indexed_and_predicts(ran):
     path = Path(index["path"].iloc[0])
     assert hashlib.sha256(path.read_bytes()).hexdigest() == index["sha256"].iloc[0]
     assert list(path.parent.glob("*")) == [path]
-    checkpoint = CheckpointStore(directory=str(project.checkpoint_dir)).load(str(path), index["sha256"].iloc[0])
+    checkpoint = CheckpointStore(directory=str(project.checkpoint_dir)).load(
+        str(path), index["sha256"].iloc[0]
+    )
     trades = project.table("trades", order_by="entry_time, trade_id")
     prediction = checkpoint["model"].predict(trades[checkpoint["features"]].to_numpy())
     assert prediction.shape == (564,) and np.isfinite(prediction).all()
@@ -107,7 +117,9 @@ def test_importance_history_has_one_ranked_row_per_feature(ran):
     trades = project.table("trades")
     labelled = trades[trades["exit_time"] < pd.Timestamp("2021-07-01", tz="UTC")]
     for _, row in history.iloc[:3].iterrows():
-        assert row["ic"] == pytest.approx(scipy.stats.spearmanr(labelled[row["feature"]], labelled["return"]).statistic)
+        assert row["ic"] == pytest.approx(
+            scipy.stats.spearmanr(labelled[row["feature"]], labelled["return"]).statistic
+        )
 
 
 def test_same_range_twice_gives_identical_rows_and_no_duplicates(ran):
@@ -133,18 +145,35 @@ def test_next_range_adds_a_run_and_keeps_the_first(ran):
 
 
 def test_stored_priors_warm_start_the_model(tmp_path, ran):
-    from persistence_pipeline_tests.conftest import Project
     from persistence_pipeline.resources import TradeSource
+    from persistence_pipeline_tests.conftest import Project
 
     project = Project(tmp_path, TradeSource(), ModelSettings())
     warehouse = Warehouse(path=str(project.warehouse_path))
-    prior = pd.DataFrame({"as_of_run_key": "2020-07-01..2020-12-31/ridge", "feature": FEATURES,
-                          "prior_coef": np.linspace(-0.01, 0.01, len(FEATURES)), "prior_strength": 1e6, "n_runs": 1})
-    earlier_run = pd.DataFrame([{"run_key": "2020-07-01..2020-12-31/ridge", "range_start": pd.Timestamp("2020-07-01"),
-                                 "range_end": pd.Timestamp("2020-12-31"), "model_kind": "ridge",
-                                 "created_at": pd.Timestamp.now(tz="UTC")}])
+    prior = pd.DataFrame(
+        {
+            "as_of_run_key": "2020-07-01..2020-12-31/ridge",
+            "feature": FEATURES,
+            "prior_coef": np.linspace(-0.01, 0.01, len(FEATURES)),
+            "prior_strength": 1e6,
+            "n_runs": 1,
+        }
+    )
+    earlier_run = pd.DataFrame(
+        [
+            {
+                "run_key": "2020-07-01..2020-12-31/ridge",
+                "range_start": pd.Timestamp("2020-07-01"),
+                "range_end": pd.Timestamp("2020-12-31"),
+                "model_kind": "ridge",
+                "created_at": pd.Timestamp.now(tz="UTC"),
+            }
+        ]
+    )
     with warehouse.transaction() as con:
-        warehouse.replace_run_rows(con, "feature_priors", "as_of_run_key", "2020-07-01..2020-12-31/ridge", prior)
+        warehouse.replace_run_rows(
+            con, "feature_priors", "as_of_run_key", "2020-07-01..2020-12-31/ridge", prior
+        )
         warehouse.replace_run_rows(con, "run_metrics", "run_key", "2020-07-01..2020-12-31/ridge", earlier_run)
     project.materialize(START, END)
     row = project.table("run_metrics").set_index("run_key").loc[RUN_KEY]
@@ -155,10 +184,12 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
 
 
 def test_gradient_boosted_trees_are_selectable(tmp_path):
-    from persistence_pipeline_tests.conftest import Project
     from persistence_pipeline.resources import TradeSource
+    from persistence_pipeline_tests.conftest import Project
 
-    project = Project(tmp_path, TradeSource(), ModelSettings(kind="gbt", shap_sample_size=100, perm_repeats=2))
+    project = Project(
+        tmp_path, TradeSource(), ModelSettings(kind="gbt", shap_sample_size=100, perm_repeats=2)
+    )
     project.materialize(START, END)
     row = project.table("run_metrics").iloc[0]
     assert row["run_key"] == f"{START}..{END}/gbt" and row["explainer"] == "shap.TreeExplainer"
@@ -167,7 +198,9 @@ def test_gradient_boosted_trees_are_selectable(tmp_path):
     assert history["coef"].isna().all() and (history["shap_mean_abs"] > 0).any()
 
 
-@pytest.mark.parametrize("name", ['plain', 'quote"inside', "it's", "space name", "ünïcødé 数", "x; DROP TABLE trades; --"])
+@pytest.mark.parametrize(
+    "name", ["plain", 'quote"inside', "it's", "space name", "ünïcødé 数", "x; DROP TABLE trades; --"]
+)
 def test_quote_identifier_round_trips_any_name(tmp_path, name):
     import duckdb
 
@@ -184,17 +217,22 @@ def test_quote_identifier_refuses_nul():
 
 
 def test_progress_counts_and_stage_timings_are_logged(tmp_path):
-    import dagster as dg
     import re
 
+    import dagster as dg
+
     from persistence_pipeline.definitions import defs
-    from persistence_pipeline_tests.conftest import Project
     from persistence_pipeline.resources import TradeSource
+    from persistence_pipeline_tests.conftest import Project
 
     project = Project(tmp_path, TradeSource(), ModelSettings())
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=project.resources(), instance=instance,
-                            tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END})
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources=project.resources(),
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END},
+    )
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     text = "\n".join(messages)
     assert re.search(r"read and validated trades from embedded data .*: \d+\.\d\d s", text)
@@ -202,7 +240,9 @@ def test_progress_counts_and_stage_timings_are_logged(tmp_path):
     assert re.search(r"replaced the range's rows of table trades with 564 trades: \d+\.\d\d s", text)
     assert f"{RUN_KEY}: 502 labelled trades x 19 features" in text
     assert re.search(r"ridge: 5-fold purged walk-forward and final fit: \d+\.\d\d s", text)
-    assert re.search(r"importance of 19 features \(5 permutation repeats, 20 bootstrap rounds\): \d+\.\d\d s", text)
+    assert re.search(
+        r"importance of 19 features \(5 permutation repeats, 20 bootstrap rounds\): \d+\.\d\d s", text
+    )
 
 
 def test_fixed_tables_have_exactly_the_contract_columns(ran):
@@ -213,6 +253,6 @@ def test_fixed_tables_have_exactly_the_contract_columns(ran):
         stored = list(project.table(table).columns)
         expected = [name for name, _ in columns]
         if table == "trades":
-            assert stored[: len(expected)] == expected and stored[len(expected):] == FEATURES
+            assert stored[: len(expected)] == expected and stored[len(expected) :] == FEATURES
         else:
             assert stored == expected, table

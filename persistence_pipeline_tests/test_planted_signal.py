@@ -10,9 +10,16 @@ import pytest
 from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline_tests.conftest import Project
 
-QUARTERS = [("2021-01-01", "2021-03-31"), ("2021-04-01", "2021-06-30"), ("2021-07-01", "2021-09-30"),
-            ("2021-10-01", "2021-12-31"), ("2022-01-01", "2022-03-31"), ("2022-04-01", "2022-06-30"),
-            ("2022-07-01", "2022-09-30"), ("2022-10-01", "2022-12-31")]
+QUARTERS = [
+    ("2021-01-01", "2021-03-31"),
+    ("2021-04-01", "2021-06-30"),
+    ("2021-07-01", "2021-09-30"),
+    ("2021-10-01", "2021-12-31"),
+    ("2022-01-01", "2022-03-31"),
+    ("2022-04-01", "2022-06-30"),
+    ("2022-07-01", "2022-09-30"),
+    ("2022-10-01", "2022-12-31"),
+]
 PERSISTENT = ["persistent_a", "persistent_b"]
 
 
@@ -25,21 +32,41 @@ def planted_trade_log(seed: int = 0, per_day: int = 12) -> pd.DataFrame:
     entry = np.repeat(days, per_day) + pd.Timedelta(hours=14, minutes=30)
     n = len(entry)
     progress = np.repeat(np.linspace(0.0, 1.0, len(days)), per_day)
-    X = {name: rng.normal(size=n) for name in ["persistent_a", "persistent_b", "decaying", "regime_only",
-                                              "volatility_20", "momentum_20", "noise_1", "noise_2"]}
+    X = {
+        name: rng.normal(size=n)
+        for name in [
+            "persistent_a",
+            "persistent_b",
+            "decaying",
+            "regime_only",
+            "volatility_20",
+            "momentum_20",
+            "noise_1",
+            "noise_2",
+        ]
+    }
     high_volatility = X["volatility_20"] > 0.43  # top third
-    ret = (0.010 * X["persistent_a"] + 0.008 * X["persistent_b"] + 0.012 * (1 - progress) * X["decaying"]
-           + 0.012 * high_volatility * X["regime_only"] + rng.normal(scale=0.045, size=n))
-    log = pd.DataFrame({
-        "trade_id": [f"T{i:06d}" for i in range(n)],
-        "symbol": rng.choice(["AAA", "BBB", "CCC"], n),
-        "strategy": "planted",
-        "entry_time": entry.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "exit_time": (entry + pd.to_timedelta(rng.integers(1, 4, n), unit="D")).strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "entry_price": 100.0,
-        "exit_price": 100.0 * (1 + ret),
-        "side": 1,
-    })
+    ret = (
+        0.010 * X["persistent_a"]
+        + 0.008 * X["persistent_b"]
+        + 0.012 * (1 - progress) * X["decaying"]
+        + 0.012 * high_volatility * X["regime_only"]
+        + rng.normal(scale=0.045, size=n)
+    )
+    log = pd.DataFrame(
+        {
+            "trade_id": [f"T{i:06d}" for i in range(n)],
+            "symbol": rng.choice(["AAA", "BBB", "CCC"], n),
+            "strategy": "planted",
+            "entry_time": entry.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "exit_time": (entry + pd.to_timedelta(rng.integers(1, 4, n), unit="D")).strftime(
+                "%Y-%m-%dT%H:%M:%S%z"
+            ),
+            "entry_price": 100.0,
+            "exit_price": 100.0 * (1 + ret),
+            "side": 1,
+        }
+    )
     for name, values in X.items():
         log[name] = values
     log["leaky"] = ret + rng.normal(scale=0.01, size=n)
@@ -51,29 +78,35 @@ def planted(tmp_path_factory):
     root = tmp_path_factory.mktemp("planted")
     (root / "log").mkdir()
     planted_trade_log().to_parquet(root / "log" / "trades.parquet")
-    project = Project(root, TradeSource(kind="trade_log_dir", path=str(root / "log")), ModelSettings(curriculum=True))
+    project = Project(
+        root, TradeSource(kind="trade_log_dir", path=str(root / "log")), ModelSettings(curriculum=True)
+    )
     results = [project.materialize(a, b) for a, b in QUARTERS]
     return project, results
+
+
+def as_of(table: pd.DataFrame, run_key: str) -> pd.DataFrame:
+    return table[table["as_of_run_key"] == run_key]
 
 
 def test_persistent_features_rank_on_top(planted):
     project, _ = planted
     last = f"{QUARTERS[-1][0]}..{QUARTERS[-1][1]}/ridge"
-    alpha = project.table("feature_alpha").query("as_of_run_key == @last")
+    alpha = as_of(project.table("feature_alpha"), last)
     honest = alpha[alpha["feature"] != "leaky"].sort_values("alpha_score", ascending=False)
     assert set(honest["feature"].iloc[:2]) == set(PERSISTENT)
     scores = honest.set_index("feature")["alpha_score"]
     assert scores[PERSISTENT].min() > scores[["noise_1", "noise_2"]].max() + 0.3
-    stability = project.table("feature_stability").query("as_of_run_key == @last").set_index("feature")
+    stability = as_of(project.table("feature_stability"), last).set_index("feature")
     assert (stability.loc[PERSISTENT, "sign_consistency"] == 1.0).all()
-    summary = project.table("stability_summary").query("as_of_run_key == @last").iloc[0]
+    summary = as_of(project.table("stability_summary"), last).iloc[0]
     assert summary["n_runs"] == 8 and summary["mean_trade_overlap"] == 0.0
 
 
 def test_decaying_feature_is_marked(planted):
     project, _ = planted
     last = f"{QUARTERS[-1][0]}..{QUARTERS[-1][1]}/ridge"
-    alpha = project.table("feature_alpha").query("as_of_run_key == @last").set_index("feature")
+    alpha = as_of(project.table("feature_alpha"), last).set_index("feature")
     assert bool(alpha.loc["decaying", "decaying"])
     assert alpha.loc["decaying", "ic_slope"] < 0 and 0 < alpha.loc["decaying", "half_life_runs"] < 12
     assert not alpha.loc[PERSISTENT, "decaying"].any()
@@ -82,7 +115,9 @@ def test_decaying_feature_is_marked(planted):
 def test_leaky_feature_is_flagged_with_evidence(planted):
     _, results = planted
     for result in results:
-        evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "no_leaky_features")
+        evaluation = next(
+            e for e in result.get_asset_check_evaluations() if e.check_name == "no_leaky_features"
+        )
         assert not evaluation.passed
         assert evaluation.severity == dg.AssetCheckSeverity.ERROR
         assert "leaky (IC +0.9" in evaluation.description
@@ -93,7 +128,9 @@ def test_priors_flow_from_each_run_to_the_next(planted):
     project, _ = planted
     metrics = project.table("run_metrics", order_by="range_end")
     keys = metrics["run_key"].tolist()
-    assert pd.isna(metrics["priors_from_run_key"].iloc[0]) and pd.isna(metrics["curriculum_from_run_key"].iloc[0])
+    assert pd.isna(metrics["priors_from_run_key"].iloc[0]) and pd.isna(
+        metrics["curriculum_from_run_key"].iloc[0]
+    )
     assert metrics["priors_from_run_key"].iloc[1:].tolist() == keys[:-1]
     assert metrics["curriculum_from_run_key"].iloc[1:].tolist() == keys[:-1]
     assert metrics["alpha_used"].is_monotonic_increasing
@@ -105,8 +142,16 @@ def test_priors_flow_from_each_run_to_the_next(planted):
 
 def test_drift_check_compares_with_the_previous_run(planted):
     project, results = planted
-    first = next(e for e in results[0].get_asset_check_evaluations() if e.check_name == "feature_drift_since_previous_run")
+    first = next(
+        e
+        for e in results[0].get_asset_check_evaluations()
+        if e.check_name == "feature_drift_since_previous_run"
+    )
     assert first.passed and "nothing to compare with" in first.description
-    second = next(e for e in results[1].get_asset_check_evaluations() if e.check_name == "feature_drift_since_previous_run")
+    second = next(
+        e
+        for e in results[1].get_asset_check_evaluations()
+        if e.check_name == "feature_drift_since_previous_run"
+    )
     assert second.metadata["previous_run_key"].value == f"{QUARTERS[0][0]}..{QUARTERS[0][1]}/ridge"
     assert second.passed  # the planted features are stationary: every PSI is small

@@ -29,7 +29,7 @@ def test_sql_interpolations_are_only_allowlisted_names():
     for path in PACKAGE.rglob("*.py"):
         for line in path.read_text().splitlines():
             if SQL_START.search(line):
-                found += re.findall(r"\{([^{}]+)\}", line[SQL_START.search(line).start():])
+                found += re.findall(r"\{([^{}]+)\}", line[SQL_START.search(line).start() :])
     assert found and set(found) <= ALLOWED, set(found) - ALLOWED
 
 
@@ -46,6 +46,9 @@ def test_unknown_tables_are_refused(tmp_path):
 def test_data_values_are_bound_not_interpolated(tmp_path):
     warehouse = Warehouse(path=str(tmp_path / "w.duckdb"))
     hostile = "x' OR '1'='1"
-    assert warehouse.query("SELECT count(*) AS n FROM run_metrics WHERE run_key = ?", [hostile])["n"].iloc[0] == 0
+    assert (
+        warehouse.query("SELECT count(*) AS n FROM run_metrics WHERE run_key = ?", [hostile])["n"].iloc[0]
+        == 0
+    )
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
         assert {row[0] for row in con.execute("SHOW TABLES").fetchall()} == set(FIXED_TABLES)

@@ -36,7 +36,9 @@ def _data(n=300, p=4, seed=0):
 
 def _times(n, seed=1):
     rng = np.random.default_rng(seed)
-    entry = np.datetime64("2021-01-04T14:30", "us") + np.sort(rng.integers(0, 120, n)) * np.timedelta64(1, "D")
+    entry = np.datetime64("2021-01-04T14:30", "us") + np.sort(rng.integers(0, 120, n)) * np.timedelta64(
+        1, "D"
+    )
     exit = entry + rng.integers(0, 12, n) * np.timedelta64(1, "D")
     return entry, exit
 
@@ -80,7 +82,7 @@ def test_purged_walk_forward_matches_brute_force_loop():
         start = stop
     assert len(folds) == 4
     gap = np.timedelta64(2, "D")
-    for fold, block in zip(folds, bounds[1:]):
+    for fold, block in zip(folds, bounds[1:], strict=True):
         test_start = min(entry[i] for i in block)
         expected_train = [i for i in range(200) if entry[i] < test_start and not exit[i] >= test_start - gap]
         assert fold.test.tolist() == sorted(block)
@@ -165,7 +167,7 @@ def _brute_force_permutation(fold_models, folds, X, y, params):
     rng = np.random.default_rng(params.seed)
     increase = np.zeros((params.perm_repeats, X.shape[1]))
     n = 0
-    for model, fold in zip(fold_models, folds):
+    for model, fold in zip(fold_models, folds, strict=True):
         Xt, yt = X[fold.test], y[fold.test]
         base = np.sum((yt - model.predict(Xt)) ** 2)
         for j in range(X.shape[1]):
@@ -181,7 +183,9 @@ def _brute_force_permutation(fold_models, folds, X, y, params):
 def test_permutation_importance_matches_brute_force(kind):
     X, y = _data(n=300)
     entry, exit = _times(300)
-    fitted = train_and_evaluate(X, y, entry, exit, list("abcd"), ModelParams(kind=kind, n_folds=3, gbt_max_iter=20))
+    fitted = train_and_evaluate(
+        X, y, entry, exit, list("abcd"), ModelParams(kind=kind, n_folds=3, gbt_max_iter=20)
+    )
     params = ImportanceParams(perm_repeats=4, seed=7)
     mean, std = oos_permutation_importance(fitted.fold_models, fitted.folds, X, y, params)
     expected_mean, expected_std = _brute_force_permutation(fitted.fold_models, fitted.folds, X, y, params)
@@ -195,12 +199,14 @@ def test_walk_forward_metrics_are_out_of_sample():
     entry, exit = _times(300)
     fitted = train_and_evaluate(X, y, entry, exit, list("abcd"), ModelParams(n_folds=3))
     # recompute the OOS predictions by hand: refit each fold on its purged past only
-    for fold, model in zip(fitted.folds, fitted.fold_models):
+    for fold, model in zip(fitted.folds, fitted.fold_models, strict=True):
         refit = fit_prior_ridge(X[fold.train], y[fold.train], 10.0)
         np.testing.assert_allclose(model.predict(X[fold.test]), refit.predict(X[fold.test]))
         assert entry[fold.train].max() < entry[fold.test].min()
     realized = y[fitted.oos_positions]
-    assert fitted.metrics.rank_ic == pytest.approx(scipy.stats.spearmanr(fitted.oos_prediction, realized).statistic)
+    assert fitted.metrics.rank_ic == pytest.approx(
+        scipy.stats.spearmanr(fitted.oos_prediction, realized).statistic
+    )
     assert fitted.metrics.rank_ic > 0.3  # planted signal is found out of sample
     assert fitted.metrics.n_oos == len(set(fitted.oos_positions.tolist()))
 
@@ -216,7 +222,9 @@ def test_importance_table_ranks_and_ic():
     X, y = _data(n=300)
     entry, exit = _times(300)
     fitted = train_and_evaluate(X, y, entry, exit, list("abcd"), ModelParams(n_folds=3))
-    table, n = feature_importance(fitted.model, fitted.fold_models, fitted.folds, X, y, list("abcd"), ImportanceParams())
+    table, n = feature_importance(
+        fitted.model, fitted.fold_models, fitted.folds, X, y, list("abcd"), ImportanceParams()
+    )
     assert table["rank"].tolist() == [1, 2, 3, 4]
     assert table["shap_mean_abs"].is_monotonic_decreasing
     by_feature = table.set_index("feature")

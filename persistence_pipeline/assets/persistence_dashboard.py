@@ -24,7 +24,10 @@ from persistence_pipeline.resources import WAREHOUSE_POOL, DashboardStore, Model
     "written to data/dashboard/ (per run key, and latest.png for the newest run) and shown here.",
 )
 def persistence_dashboard(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings, dashboard_store: DashboardStore
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    model_settings: ModelSettings,
+    dashboard_store: DashboardStore,
 ) -> dg.MaterializeResult:
     window = run_range(context)
     run_key = window.run_key(model_settings.kind)
@@ -34,15 +37,22 @@ def persistence_dashboard(
         runs=runs,
         history=warehouse.importance_history(runs),
         stability=warehouse.query("SELECT * FROM feature_stability WHERE as_of_run_key = ?", [run_key]),
-        alpha=warehouse.query("SELECT * FROM feature_alpha WHERE as_of_run_key = ? ORDER BY alpha_score DESC NULLS LAST, feature", [run_key]),
+        alpha=warehouse.query(
+            "SELECT * FROM feature_alpha WHERE as_of_run_key = ? ORDER BY alpha_score DESC NULLS LAST, feature",
+            [run_key],
+        ),
         summary=summary.iloc[0].to_dict() if len(summary) else {},
         run_key=run_key,
         top_n=dashboard_store.top_n,
         seed=model_settings.seed,
     )
     png = draw_dashboard(inputs)
-    newest = warehouse.query("SELECT max(range_end) AS last FROM run_metrics WHERE model_kind = ?", [model_settings.kind])
-    path = dashboard_store.save(png, run_key, is_newest=pd.Timestamp(newest["last"].iloc[0]).date() <= window.last_day)
+    newest = warehouse.query(
+        "SELECT max(range_end) AS last FROM run_metrics WHERE model_kind = ?", [model_settings.kind]
+    )
+    path = dashboard_store.save(
+        png, run_key, is_newest=pd.Timestamp(newest["last"].iloc[0]).date() <= window.last_day
+    )
     markdown = dashboard_summary(inputs)
     context.log.info(f"{run_key}: dashboard of {len(runs)} runs written to {path}")
     image = f"![persistence dashboard](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"

@@ -20,23 +20,36 @@ from persistence_pipeline.resources import WAREHOUSE_POOL, ModelSettings, TradeS
     "of the `trades` table in one transaction.",
 )
 def trades(
-    context: dg.AssetExecutionContext, trade_source: TradeSource, warehouse: Warehouse, model_settings: ModelSettings
+    context: dg.AssetExecutionContext,
+    trade_source: TradeSource,
+    warehouse: Warehouse,
+    model_settings: ModelSettings,
 ) -> dg.MaterializeResult:
     window = run_range(context)
     with timed(context.log, f"read and validated trades from {trade_source.describe()}"):
         everything = trade_source.load()
     selected = trades_in_window(everything, window.start, window.end, trade_source.describe())
     check_trainable(selected, window.end, model_settings.min_train_trades, trade_source.describe())
-    context.log.info(f"{len(selected)} of {len(everything)} trades of the source entered in {window.first_day}..{window.last_day}")
+    context.log.info(
+        f"{len(selected)} of {len(everything)} trades of the source entered in {window.first_day}..{window.last_day}"
+    )
     with timed(context.log, f"replaced the range's rows of table trades with {len(selected)} trades"):
         warehouse.replace_trades(selected, window.start, window.end, trade_source.describe(), len(everything))
     features = feature_columns(selected)
-    context.log.info(f"stored {len(selected)} trades entered {window.first_day}..{window.last_day} with {len(features)} features")
+    context.log.info(
+        f"stored {len(selected)} trades entered {window.first_day}..{window.last_day} with {len(features)} features"
+    )
     realized = selected["exit_time"] < window.end
-    per_strategy = selected.assign(realized=realized).groupby("strategy").agg(
-        trades=("trade_id", "size"), exited_by_range_end=("realized", "sum"),
-        mean_return_exited=("return", lambda r: r[realized.loc[r.index]].mean()),
-    ).reset_index()
+    per_strategy = (
+        selected.assign(realized=realized)
+        .groupby("strategy")
+        .agg(
+            trades=("trade_id", "size"),
+            exited_by_range_end=("realized", "sum"),
+            mean_return_exited=("return", lambda r: r[realized.loc[r.index]].mean()),
+        )
+        .reset_index()
+    )
     return dg.MaterializeResult(
         metadata={
             "source": trade_source.describe(),
@@ -45,7 +58,9 @@ def trades(
             "n_features": len(features),
             "features": dg.MetadataValue.md(", ".join(f"`{f}`" for f in features)),
             "per_strategy": markdown_table(per_strategy),
-            "preview": markdown_table(selected[["trade_id", "entry_time", "exit_time", "side", "return"]], 10, "trades"),
+            "preview": markdown_table(
+                selected[["trade_id", "entry_time", "exit_time", "side", "return"]], 10, "trades"
+            ),
             "dagster/row_count": len(selected),
         }
     )

@@ -52,7 +52,11 @@ def effective_runs(m: int, overlap: float) -> float:
 
 
 def feature_alpha(
-    history: pd.DataFrame, run_order: list[str], run_rank_ic: pd.Series, topk_frequency: pd.Series, overlap: float = 0.0
+    history: pd.DataFrame,
+    run_order: list[str],
+    run_rank_ic: pd.Series,
+    topk_frequency: pd.Series,
+    overlap: float = 0.0,
 ) -> pd.DataFrame:
     """One row per feature; see the module docstring for every column."""
     position = {run_key: i for i, run_key in enumerate(run_order)}
@@ -65,10 +69,28 @@ def feature_alpha(
         ic = runs["ic"].to_numpy(dtype="float64")
         share = runs["share"].to_numpy(dtype="float64")
         m = len(ic)
-        row = {"feature": feature, "n_runs": m, "ic_mean": float(ic.mean()) if m else None,
-               "importance_share": float(share.sum() / max(len(run_order), 1))}
-        row.update(dict.fromkeys(["ic_std", "icir", "n_effective_runs", "ic_t_stat", "ic_p_value", "ic_sign_consistency",
-                                  "ic_slope", "ic_slope_p_value", "half_life_runs", "perf_corr"]))
+        row = {
+            "feature": feature,
+            "n_runs": m,
+            "ic_mean": float(ic.mean()) if m else None,
+            "importance_share": float(share.sum() / max(len(run_order), 1)),
+        }
+        row.update(
+            dict.fromkeys(
+                [
+                    "ic_std",
+                    "icir",
+                    "n_effective_runs",
+                    "ic_t_stat",
+                    "ic_p_value",
+                    "ic_sign_consistency",
+                    "ic_slope",
+                    "ic_slope_p_value",
+                    "half_life_runs",
+                    "perf_corr",
+                ]
+            )
+        )
         row["persistence"] = 1.0
         if m >= 2:
             std = float(ic.std(ddof=1))
@@ -80,7 +102,9 @@ def feature_alpha(
                 icir=float(ic.mean() / std) if std > 0 else None,
                 n_effective_runs=m_eff,
                 ic_t_stat=t_stat,
-                ic_p_value=float(2 * stats.t.sf(abs(t_stat), df=max(m_eff - 1, 1.0))) if t_stat is not None else 1.0,
+                ic_p_value=float(2 * stats.t.sf(abs(t_stat), df=max(m_eff - 1, 1.0)))
+                if t_stat is not None
+                else 1.0,
                 ic_sign_consistency=float((np.sign(ic) == sign).mean()) if sign != 0 else 0.0,
             )
         if m >= 3:
@@ -97,20 +121,29 @@ def feature_alpha(
                 ic_slope_p_value=p_value,
                 half_life_runs=float(start / (2 * -slope)) if slope < 0 and start > 0 else None,
                 perf_corr=float(stats.spearmanr(share, performance).statistic)
-                if np.ptp(share) > 0 and np.ptp(performance) > 0 else None,
+                if np.ptp(share) > 0 and np.ptp(performance) > 0
+                else None,
             )
         rows.append(row)
     table = pd.DataFrame(rows)
     tested = table["ic_p_value"].notna()
     table["ic_q_value"] = np.nan
     if tested.any():
-        table.loc[tested, "ic_q_value"] = stats.false_discovery_control(table.loc[tested, "ic_p_value"].astype("float64"), method="bh")
+        table.loc[tested, "ic_q_value"] = stats.false_discovery_control(
+            table.loc[tested, "ic_p_value"].astype("float64"), method="bh"
+        )
     table["significance"] = 1.0 - table["ic_q_value"]
     seen_twice = table.loc[table["n_runs"] >= 2, "importance_share"]
     largest = seen_twice.max() if len(seen_twice) else table["importance_share"].max()
     table["importance_rel"] = (table["importance_share"] / largest).clip(upper=1.0) if largest > 0 else 0.0
     table["stability"] = table["feature"].map(topk_frequency).astype("float64")
-    components = (table["ic_sign_consistency"].astype("float64") + table["stability"] + table["importance_rel"]) / 3
+    components = (
+        table["ic_sign_consistency"].astype("float64") + table["stability"] + table["importance_rel"]
+    ) / 3
     table["alpha_score"] = table["significance"].astype("float64") * table["persistence"] * components
-    table["decaying"] = table["half_life_runs"].notna() & (table["ic_slope_p_value"].astype("float64") < DECAY_P_VALUE)
-    return table.sort_values(["alpha_score", "feature"], ascending=[False, True], na_position="last", kind="stable").reset_index(drop=True)
+    table["decaying"] = table["half_life_runs"].notna() & (
+        table["ic_slope_p_value"].astype("float64") < DECAY_P_VALUE
+    )
+    return table.sort_values(
+        ["alpha_score", "feature"], ascending=[False, True], na_position="last", kind="stable"
+    ).reset_index(drop=True)

@@ -32,16 +32,22 @@ def spearman_matrix(X: np.ndarray) -> np.ndarray:
     return np.clip(corr, -1.0, 1.0)
 
 
-def correlated_groups(X: np.ndarray, features: list[str], threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+def correlated_groups(
+    X: np.ndarray, features: list[str], threshold: float = DEFAULT_THRESHOLD
+) -> pd.DataFrame:
     """feature, group_id, group_size, max_abs_corr (to another member; NaN alone)."""
     n = len(features)
     if n == 1:
-        return pd.DataFrame({"feature": features, "group_id": [1], "group_size": [1], "max_abs_corr": [np.nan]})
+        return pd.DataFrame(
+            {"feature": features, "group_id": [1], "group_size": [1], "max_abs_corr": [np.nan]}
+        )
     corr = spearman_matrix(X)
     distance = 1.0 - np.abs(corr)
     np.fill_diagonal(distance, 0.0)
-    labels = fcluster(linkage(squareform(distance, checks=False), method="average"), t=1.0 - threshold, criterion="distance")
-    first_name = {label: min(f for f, l in zip(features, labels) if l == label) for label in set(labels)}
+    labels = fcluster(
+        linkage(squareform(distance, checks=False), method="average"), t=1.0 - threshold, criterion="distance"
+    )
+    first_name = {label: min(f for f, group in zip(features, labels, strict=True) if group == label) for label in set(labels)}
     renumber = {label: i + 1 for i, label in enumerate(sorted(first_name, key=first_name.get))}
     group = np.array([renumber[label] for label in labels])
     sizes = pd.Series(group).map(pd.Series(group).value_counts()).to_numpy()

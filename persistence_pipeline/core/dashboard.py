@@ -52,13 +52,17 @@ def alpha_interval(inputs: DashboardInputs, features: list[str]) -> pd.DataFrame
         picked = sorted(rng.choice(len(order), size=len(order), replace=True))
         renamed = [f"{order[i]}#{j}" for j, i in enumerate(picked)]
         sample = pd.concat(
-            [history[history["run_key"] == order[i]].assign(run_key=name) for i, name in zip(picked, renamed)]
+            [history[history["run_key"] == order[i]].assign(run_key=name) for i, name in zip(picked, renamed, strict=True)]
         )
         table = feature_alpha(sample, renamed, pd.Series(performance.to_numpy()[picked], index=renamed), topk)
         scores.append(table.set_index("feature")["alpha_score"].reindex(features))
     stacked = pd.concat(scores, axis=1)
     return pd.DataFrame(
-        {"feature": features, "low": stacked.quantile(0.05, axis=1).to_numpy(), "high": stacked.quantile(0.95, axis=1).to_numpy()}
+        {
+            "feature": features,
+            "low": stacked.quantile(0.05, axis=1).to_numpy(),
+            "high": stacked.quantile(0.95, axis=1).to_numpy(),
+        }
     )
 
 
@@ -72,7 +76,7 @@ def _label_points(ax, points: pd.DataFrame, x_column: str, y_column: str, featur
     renderer = ax.figure.canvas.get_renderer()
     shown = points.set_index("feature").reindex([f for f in features if f in set(points["feature"])])
     kept = []
-    for label, x, y in zip(shown.index, shown[x_column], shown[y_column]):
+    for label, x, y in zip(shown.index, shown[x_column], shown[y_column], strict=True):
         text = ax.annotate(label, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
         box = text.get_window_extent(renderer)
         if any(box.overlaps(other) for other in kept):
@@ -106,19 +110,26 @@ def dashboard_figure(inputs: DashboardInputs):
     colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
 
     fig, axes = plt.subplots(3, 2, figsize=(16, 17), dpi=80, layout="constrained")
-    fig.suptitle(f"persistence dashboard as of {inputs.run_key} ({n_runs} run{'s' if n_runs != 1 else ''})", fontsize=15)
+    fig.suptitle(
+        f"persistence dashboard as of {inputs.run_key} ({n_runs} run{'s' if n_runs != 1 else ''})",
+        fontsize=15,
+    )
 
     ax = axes[0, 0]
     wide = share.pivot(index="run_key", columns="feature", values="share").reindex(inputs.runs["run_key"])
     for i, feature in enumerate(features[:10]):
         ax.plot(range(n_runs), wide[feature].to_numpy(), marker="o", color=colors[i % 20], label=feature)
-    ax.set_title("importance share (mean |SHAP|) over runs" + (f" (top {min(10, len(features))})" if features else ""))
+    ax.set_title(
+        "importance share (mean |SHAP|) over runs" + (f" (top {min(10, len(features))})" if features else "")
+    )
     ax.set_xticks(range(n_runs), labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("share of the run's total mean |SHAP|")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
     ax = axes[0, 1]
-    ranks = history.pivot(index="feature", columns="run_key", values="rank").reindex(index=features, columns=inputs.runs["run_key"])
+    ranks = history.pivot(index="feature", columns="run_key", values="rank").reindex(
+        index=features, columns=inputs.runs["run_key"]
+    )
     image = ax.imshow(ranks.to_numpy(dtype="float64"), aspect="auto", cmap="viridis_r")
     ax.set_yticks(range(len(features)), features, fontsize=8)
     ax.set_xticks(range(n_runs), labels, rotation=45, ha="right", fontsize=8)
@@ -140,7 +151,10 @@ def dashboard_figure(inputs: DashboardInputs):
         ax.set_yticks(y, shown, fontsize=8)
         ax.set_xlim(0, 1)
         hidden = len(alpha) - len(shown)
-        ax.set_title("alpha score, 5-95% bootstrap over runs (red = decaying)" + (f"; {hidden} hidden" if hidden else ""))
+        ax.set_title(
+            "alpha score, 5-95% bootstrap over runs (red = decaying)"
+            + (f"; {hidden} hidden" if hidden else "")
+        )
 
     ax = axes[1, 1]
     if n_runs < 2:
@@ -161,7 +175,9 @@ def dashboard_figure(inputs: DashboardInputs):
     else:
         mean_share = share.groupby("feature")["share"].mean()
         merged = stability.assign(share=stability["feature"].map(mean_share)).dropna(subset=["share"])
-        ax.scatter(merged["rank_std"], merged["share"], c=merged["topk_frequency"], cmap="viridis", vmin=0, vmax=1)
+        ax.scatter(
+            merged["rank_std"], merged["share"], c=merged["topk_frequency"], cmap="viridis", vmin=0, vmax=1
+        )
         ax.set_xlabel("rank std across runs (lower = more stable)")
         ax.set_ylabel("mean importance share")
         ax.set_title("stability: importance vs rank variability (colour = top-k frequency)")
@@ -214,10 +230,14 @@ def dashboard_summary(inputs: DashboardInputs) -> str:
     if alpha.empty:
         lines.append("- alpha scores need at least 2 runs")
     else:
-        lines.append("\n| feature | alpha score | IC mean | t-stat | stability | decaying |\n|---|---:|---:|---:|---:|---|")
+        lines.append(
+            "\n| feature | alpha score | IC mean | t-stat | stability | decaying |\n|---|---:|---:|---:|---:|---|"
+        )
         for _, row in alpha.iterrows():
-            lines.append(f"| {row['feature']} | {row['alpha_score']:.3f} | {row['ic_mean']:+.4f} | {_fmt(row['ic_t_stat'], '+.2f')} | "
-                         f"{_fmt(row['stability'], '.2f')} | {'yes' if row['decaying'] else ''} |")
+            lines.append(
+                f"| {row['feature']} | {row['alpha_score']:.3f} | {row['ic_mean']:+.4f} | {_fmt(row['ic_t_stat'], '+.2f')} | "
+                f"{_fmt(row['stability'], '.2f')} | {'yes' if row['decaying'] else ''} |"
+            )
         hidden = int(inputs.alpha["alpha_score"].notna().sum()) - len(alpha)
         if hidden:
             lines.append(f"\n{hidden} more features not shown.")

@@ -18,11 +18,13 @@ class TrainingSet:
     n_read: int
     n_unrealized: int  # exit after the range end: label not known at the end of the range
 
-    def without(self, excluded: list[str]) -> "TrainingSet":
+    def without(self, excluded: list[str]) -> TrainingSet:
         """The same trades with some features left out of the model."""
         kept = [f for f in self.features if f not in set(excluded)]
         if not kept:
-            raise InputDataError("warehouse table trades", None, None, f"no feature is left after excluding {excluded}")
+            raise InputDataError(
+                "warehouse table trades", None, None, f"no feature is left after excluding {excluded}"
+            )
         return TrainingSet(self.trades, kept, self.n_read, self.n_unrealized)
 
     @property
@@ -58,12 +60,14 @@ def feature_coverage(trades: pd.DataFrame, used: list[str]) -> pd.DataFrame:
     """Per stored feature column: values present among the range's trades, and whether the model used it."""
     columns = [c for c in trades.columns if c not in TRADE_BASE_COLUMNS]
     counts = trades[columns].notna().sum()
-    return pd.DataFrame({
-        "feature": columns,
-        "n_values": counts.to_numpy(dtype="int64"),
-        "coverage": (counts / max(len(trades), 1)).to_numpy(dtype="float64"),
-        "used": [c in set(used) for c in columns],
-    })
+    return pd.DataFrame(
+        {
+            "feature": columns,
+            "n_values": counts.to_numpy(dtype="int64"),
+            "coverage": (counts / max(len(trades), 1)).to_numpy(dtype="float64"),
+            "used": [c in set(used) for c in columns],
+        }
+    )
 
 
 def feature_columns(trades: pd.DataFrame) -> list[str]:
@@ -71,7 +75,9 @@ def feature_columns(trades: pd.DataFrame) -> list[str]:
     return [c for c in trades.columns if c not in TRADE_BASE_COLUMNS and trades[c].notna().any()]
 
 
-def training_set(trades: pd.DataFrame, range_end_exclusive: pd.Timestamp, source: str = "warehouse table trades") -> TrainingSet:
+def training_set(
+    trades: pd.DataFrame, range_end_exclusive: pd.Timestamp, source: str = "warehouse table trades"
+) -> TrainingSet:
     """The trades of a range whose label is known by its end (exit before `range_end_exclusive`)."""
     features = feature_columns(trades)
     refuse_outcome_features(features, source)

@@ -28,6 +28,13 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
 
 def feature_drift(previous: pd.DataFrame, current: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     """PSI per feature present in both frames, largest first."""
-    rows = [{"feature": f, "psi": psi(previous[f].to_numpy(), current[f].to_numpy())} for f in features if f in previous]
-    return pd.DataFrame(rows, columns=["feature", "psi"]).sort_values(["psi", "feature"], ascending=[False, True]).reset_index(drop=True)
-
+    rows = [
+        {"feature": f, "psi": psi(previous[f].to_numpy(), current[f].to_numpy())}
+        for f in features
+        if f in previous
+    ]
+    return (
+        pd.DataFrame(rows, columns=["feature", "psi"])
+        .sort_values(["psi", "feature"], ascending=[False, True])
+        .reset_index(drop=True)
+    )

@@ -59,7 +59,9 @@ def _symbol_features(bars: pd.DataFrame) -> pd.DataFrame:
     sma50, std50 = close.rolling(50).mean(), close.rolling(50).std()
     high252 = close.rolling(252, min_periods=WARMUP_BARS).max()
     low252 = close.rolling(252, min_periods=WARMUP_BARS).min()
-    true_range = pd.concat([high - low, (high - close.shift()).abs(), (low - close.shift()).abs()], axis=1).max(axis=1)
+    true_range = pd.concat(
+        [high - low, (high - close.shift()).abs(), (low - close.shift()).abs()], axis=1
+    ).max(axis=1)
     ema12 = close.ewm(span=12, adjust=False, min_periods=26).mean()
     ema26 = close.ewm(span=26, adjust=False, min_periods=26).mean()
     macd = ema12 - ema26

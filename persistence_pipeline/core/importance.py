@@ -27,7 +27,12 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from persistence_pipeline.core.metrics import rank_ic_columns
-from persistence_pipeline.core.model import Fold, prior_ridge_coefficients, standardized_coefficients, standardized_inputs
+from persistence_pipeline.core.model import (
+    Fold,
+    prior_ridge_coefficients,
+    standardized_coefficients,
+    standardized_inputs,
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,11 @@ def shap_values(model: object, X: np.ndarray, params: ImportanceParams) -> np.nd
     import shap  # heavy import (about 5 s): only where trees are explained
 
     rng = np.random.default_rng(params.seed)
-    sample = X if len(X) <= params.shap_sample_size else X[np.sort(rng.choice(len(X), params.shap_sample_size, replace=False))]
+    sample = (
+        X
+        if len(X) <= params.shap_sample_size
+        else X[np.sort(rng.choice(len(X), params.shap_sample_size, replace=False))]
+    )
     return shap.TreeExplainer(model).shap_values(sample, check_additivity=False)
 
 
@@ -77,14 +86,21 @@ def mean_abs_shap(model: object, X: np.ndarray, params: ImportanceParams) -> tup
 
 
 def bootstrap_spread(
-    model: object, X: np.ndarray, y: np.ndarray, prior_coef: np.ndarray | None, sample_weight: np.ndarray | None,
+    model: object,
+    X: np.ndarray,
+    y: np.ndarray,
+    prior_coef: np.ndarray | None,
+    sample_weight: np.ndarray | None,
     params: ImportanceParams,
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """(coef_std or None for trees, shap_mean_abs_std) over bootstrap resamples of the trades."""
     rng = np.random.default_rng([params.seed, 1])
     if not isinstance(model, Pipeline):
         magnitude = np.abs(shap_values(model, X, params))
-        means = [magnitude[rng.integers(0, len(magnitude), len(magnitude))].mean(axis=0) for _ in range(params.bootstrap_rounds)]
+        means = [
+            magnitude[rng.integers(0, len(magnitude), len(magnitude))].mean(axis=0)
+            for _ in range(params.bootstrap_rounds)
+        ]
         return None, np.std(means, axis=0, ddof=1)
     alpha = model.named_steps["ridge"].alpha
     clip = model.named_steps["clip"].kw_args["a_max"]
@@ -93,9 +109,13 @@ def bootstrap_spread(
     for _ in range(params.bootstrap_rounds):
         rows = rng.integers(0, len(X), size)
         weights = None if sample_weight is None else sample_weight[rows]
-        coef, Z = prior_ridge_coefficients(X[rows], y[rows], alpha, prior_coef, weights, clip, overwrite_x=True)
+        coef, Z = prior_ridge_coefficients(
+            X[rows], y[rows], alpha, prior_coef, weights, clip, overwrite_x=True
+        )
         coefs.append(coef)
-        shaps.append(np.abs(coef) * np.array([np.abs(Z[:, j] - Z[:, j].mean()).mean() for j in range(Z.shape[1])]))
+        shaps.append(
+            np.abs(coef) * np.array([np.abs(Z[:, j] - Z[:, j].mean()).mean() for j in range(Z.shape[1])])
+        )
     return np.std(coefs, axis=0, ddof=1), np.std(shaps, axis=0, ddof=1)
 
 
@@ -108,7 +128,7 @@ def oos_permutation_importance(
     total_test = sum(fold.test.size for fold in folds)
     sq_error_increase = np.zeros((params.perm_repeats, n_features))
     n_scored = 0
-    for model, fold in zip(fold_models, folds):
+    for model, fold in zip(fold_models, folds, strict=True):
         test = fold.test
         linear = isinstance(model, Pipeline)
         if not linear and total_test > params.perm_sample_size:
@@ -131,7 +151,9 @@ def oos_permutation_importance(
                 sq_error_increase[r, j] += ((y_test - prediction) ** 2 - base_sq).sum()
         n_scored += test.size
     per_repeat = sq_error_increase / n_scored
-    return per_repeat.mean(axis=0), per_repeat.std(axis=0, ddof=1) if params.perm_repeats > 1 else np.zeros(n_features)
+    return per_repeat.mean(axis=0), per_repeat.std(axis=0, ddof=1) if params.perm_repeats > 1 else np.zeros(
+        n_features
+    )
 
 
 def importance_ranks(score: np.ndarray, features: list[str]) -> np.ndarray:

@@ -35,4 +35,9 @@ def quarantine(X: np.ndarray, y: np.ndarray, features: list[str], max_abs_ic: fl
     threshold = leakage_threshold(max_abs_ic, len(y))
     ic = rank_ic_columns(X, y)
     suspects = leakage_suspects(pd.DataFrame({"feature": features, "ic": ic}), threshold)
-    return suspects.assign(reason=[f"in-sample |rank IC| {abs(v):.3f} > {threshold:.3f}: likely computed after entry" for v in suspects["ic"]])
+    return suspects.assign(
+        reason=[
+            f"in-sample |rank IC| {abs(v):.3f} > {threshold:.3f}: likely computed after entry"
+            for v in suspects["ic"]
+        ]
+    )

@@ -40,7 +40,10 @@ def load_bars_dir(directory: Path) -> pd.DataFrame:
     if clash.any():
         first = bars[clash].iloc[0]
         raise InputDataError(
-            str(directory), "date", None, f"symbol {first['symbol']!r} has two bars on {first['date'].date()} across files"
+            str(directory),
+            "date",
+            None,
+            f"symbol {first['symbol']!r} has two bars on {first['date'].date()} across files",
         )
     return bars.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
 
@@ -56,11 +59,17 @@ def validate_bars(frame: Frame) -> pd.DataFrame:
     bad = np.flatnonzero(out["volume"].to_numpy() < 0)
     if bad.size:
         raise InputDataError(frame.source, "volume", frame.row_number(bad[0]), "volume is negative")
-    inconsistent = (out["high"] < out[["open", "close", "low"]].max(axis=1)) | (out["low"] > out[["open", "close"]].min(axis=1))
+    inconsistent = (out["high"] < out[["open", "close", "low"]].max(axis=1)) | (
+        out["low"] > out[["open", "close"]].min(axis=1)
+    )
     bad = np.flatnonzero(inconsistent.to_numpy())
     if bad.size:
-        raise InputDataError(frame.source, "high", frame.row_number(bad[0]), "high/low do not bracket open and close")
+        raise InputDataError(
+            frame.source, "high", frame.row_number(bad[0]), "high/low do not bracket open and close"
+        )
     duplicated = np.flatnonzero(out.duplicated(["symbol", "date"]).to_numpy())
     if duplicated.size:
-        raise InputDataError(frame.source, "date", frame.row_number(duplicated[0]), "second bar for the same symbol and date")
+        raise InputDataError(
+            frame.source, "date", frame.row_number(duplicated[0]), "second bar for the same symbol and date"
+        )
     return out.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)

@@ -32,7 +32,9 @@ def rank_ic_columns(columns: np.ndarray, realized: np.ndarray) -> np.ndarray:
     if len(realized) < 3:
         return np.full(columns.shape[1], np.nan)
     y = average_ranks(np.asarray(realized, dtype="float64"))
-    return np.array([_pearson_columns(average_ranks(columns[:, j])[:, None], y)[0] for j in range(columns.shape[1])])
+    return np.array(
+        [_pearson_columns(average_ranks(columns[:, j])[:, None], y)[0] for j in range(columns.shape[1])]
+    )
 
 
 def r_squared(prediction: np.ndarray, realized: np.ndarray) -> float:

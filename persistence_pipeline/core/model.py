@@ -109,10 +109,12 @@ def fit_prior_ridge(
     clip_z: float = 5.0,
 ) -> Pipeline:
     """Ridge on standardized (and clipped) X shrunk toward prior_coef (standardized scale); plain ridge without one."""
-    features = Pipeline([
-        ("scale", StandardScaler()),
-        ("clip", FunctionTransformer(np.clip, kw_args={"a_min": -clip_z, "a_max": clip_z})),
-    ]).fit(X)
+    features = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("clip", FunctionTransformer(np.clip, kw_args={"a_min": -clip_z, "a_max": clip_z})),
+        ]
+    ).fit(X)
     Z = features.transform(X)
     b0 = np.zeros(X.shape[1]) if prior_coef is None else np.asarray(prior_coef, dtype="float64")
     ridge = Ridge(alpha=alpha).fit(Z, y - Z @ b0, sample_weight=sample_weight)
@@ -121,8 +123,13 @@ def fit_prior_ridge(
 
 
 def prior_ridge_coefficients(
-    X: np.ndarray, y: np.ndarray, alpha: float, prior_coef: np.ndarray | None, sample_weight: np.ndarray | None,
-    clip_z: float, overwrite_x: bool = False,
+    X: np.ndarray,
+    y: np.ndarray,
+    alpha: float,
+    prior_coef: np.ndarray | None,
+    sample_weight: np.ndarray | None,
+    clip_z: float,
+    overwrite_x: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The coefficients fit_prior_ridge would fit, and the standardized inputs, by the weighted normal
     equations in numpy: for the bootstrap, where twenty sklearn pipelines per run cost more than the
@@ -150,7 +157,11 @@ def standardized_inputs(model: Pipeline, X: np.ndarray) -> np.ndarray:
 
 
 def fit_model(
-    X: np.ndarray, y: np.ndarray, params: ModelParams, prior_coef: np.ndarray | None, sample_weight: np.ndarray | None
+    X: np.ndarray,
+    y: np.ndarray,
+    params: ModelParams,
+    prior_coef: np.ndarray | None,
+    sample_weight: np.ndarray | None,
 ) -> object:
     if params.kind == "ridge":
         return fit_prior_ridge(X, y, params.ridge_alpha, prior_coef, sample_weight, params.clip_z)
@@ -190,7 +201,9 @@ def train_and_evaluate(
     prior = prior_coef if params.kind == "ridge" else None
     folds, fold_models, predictions = [], [], []
     min_fold_train = max(params.min_train_trades, 5 * X.shape[1])
-    for fold in purged_walk_forward_splits(entry, exit, params.n_folds, pd.Timedelta(days=params.embargo_days)):
+    for fold in purged_walk_forward_splits(
+        entry, exit, params.n_folds, pd.Timedelta(days=params.embargo_days)
+    ):
         if fold.train.size < min_fold_train:
             continue
         weights = None if sample_weight is None else sample_weight[fold.train]

@@ -53,7 +53,9 @@ def ema_priors(coef_by_run: pd.DataFrame, params: PriorParams) -> pd.DataFrame:
             prior = value if prior is None else params.decay * prior + (1 - params.decay) * value
             n += 1
         if prior is not None:
-            strength = params.strength_per_run * (n if params.decay == 1 else (1 - params.decay**n) / (1 - params.decay))
+            strength = params.strength_per_run * (
+                n if params.decay == 1 else (1 - params.decay**n) / (1 - params.decay)
+            )
             rows.append({"feature": feature, "prior_coef": prior, "prior_strength": strength, "n_runs": n})
     return pd.DataFrame(rows, columns=["feature", "prior_coef", "prior_strength", "n_runs"])
 
@@ -68,7 +70,10 @@ def regimes(volatility: np.ndarray, trend: np.ndarray, cuts: tuple[float, float]
     """Regime label per trade from entry-time volatility and trend, with given tercile cuts."""
     tercile = np.searchsorted(np.asarray(cuts), np.asarray(volatility, dtype="float64"), side="right")
     direction = np.asarray(trend, dtype="float64") >= 0
-    return np.array([f"{VOLATILITY_LABELS[t]}/{'trend_up' if up else 'trend_down'}" for t, up in zip(tercile, direction)], dtype=object)
+    return np.array(
+        [f"{VOLATILITY_LABELS[t]}/{'trend_up' if up else 'trend_down'}" for t, up in zip(tercile, direction, strict=True)],
+        dtype=object,
+    )
 
 
 def relative_error(prediction: np.ndarray, realized: np.ndarray) -> float | None:
@@ -78,15 +83,25 @@ def relative_error(prediction: np.ndarray, realized: np.ndarray) -> float | None
     return float(np.mean((realized - prediction) ** 2) / np.var(realized))
 
 
-def regime_weights(regime: np.ndarray, prediction: np.ndarray, realized: np.ndarray, params: CurriculumParams) -> pd.DataFrame:
+def regime_weights(
+    regime: np.ndarray, prediction: np.ndarray, realized: np.ndarray, params: CurriculumParams
+) -> pd.DataFrame:
     """Per regime (all six, even those without trades): n_oos, oos_error (MSE / variance), weight."""
-    regime, prediction, realized = np.asarray(regime), np.asarray(prediction, float), np.asarray(realized, float)
+    regime, prediction, realized = (
+        np.asarray(regime),
+        np.asarray(prediction, float),
+        np.asarray(realized, float),
+    )
     overall = relative_error(prediction, realized)
     rows = []
     for label in [f"{v}/{t}" for v in VOLATILITY_LABELS for t in ("trend_down", "trend_up")]:
         mask = regime == label
         error = relative_error(prediction[mask], realized[mask])
-        weight = 1.0 if error is None or not overall else float(np.clip(error / overall, params.min_weight, params.max_weight))
+        weight = (
+            1.0
+            if error is None or not overall
+            else float(np.clip(error / overall, params.min_weight, params.max_weight))
+        )
         rows.append({"regime": label, "n_oos": int(mask.sum()), "oos_error": error, "weight": weight})
     return pd.DataFrame(rows)
 

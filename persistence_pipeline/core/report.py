@@ -10,7 +10,14 @@ def _value(value: object, spec: str) -> str:
     return "n/a" if value is None or pd.isna(value) else format(value, spec)
 
 
-def render_report(latest: pd.Series, summary: pd.Series | None, alpha: pd.DataFrame, n_runs: int, markdown: bool, top_n: int = 10) -> str:
+def render_report(
+    latest: pd.Series,
+    summary: pd.Series | None,
+    alpha: pd.DataFrame,
+    n_runs: int,
+    markdown: bool,
+    top_n: int = 10,
+) -> str:
     """The report of the latest run (by range end) and what is known as of it."""
     heading = "## " if markdown else ""
     bullet = "- " if markdown else "  "
@@ -40,8 +47,14 @@ def render_report(latest: pd.Series, summary: pd.Series | None, alpha: pd.DataFr
     if scored.empty:
         lines.append(f"{bullet}alpha scores need at least 2 runs")
     else:
-        shown = scored.head(top_n)[["feature", "alpha_score", "ic_mean", "ic_t_stat", "stability", "decaying"]]
-        table = shown.to_markdown(index=False, floatfmt=".4f") if markdown else shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+        shown = scored.head(top_n)[
+            ["feature", "alpha_score", "ic_mean", "ic_t_stat", "stability", "decaying"]
+        ]
+        table = (
+            shown.to_markdown(index=False, floatfmt=".4f")
+            if markdown
+            else shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+        )
         lines.append(table)
         if len(scored) > top_n:
             lines.append(f"{len(scored) - top_n} more features not shown.")

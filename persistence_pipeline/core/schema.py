@@ -13,7 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-TRADE_KEY_COLUMNS = ["trade_id", "symbol", "strategy", "entry_time", "exit_time", "entry_price", "exit_price", "side"]
+TRADE_KEY_COLUMNS = [
+    "trade_id",
+    "symbol",
+    "strategy",
+    "entry_time",
+    "exit_time",
+    "entry_price",
+    "exit_price",
+    "side",
+]
 TRADE_LOG_REQUIRED = ["trade_id", "symbol", "entry_time", "exit_time", "entry_price", "exit_price", "side"]
 TRADE_LOG_OPTIONAL = ["strategy", "quantity"]
 # Columns of the stored `trades` table that are not features.
@@ -125,7 +134,10 @@ def require_columns(frame: Frame, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in frame.data.columns]
     if missing:
         raise InputDataError(
-            frame.source, missing[0], None, f"required column is missing (columns found: {list(frame.data.columns)})"
+            frame.source,
+            missing[0],
+            None,
+            f"required column is missing (columns found: {list(frame.data.columns)})",
         )
 
 
@@ -135,14 +147,23 @@ def numeric_column(frame: Frame, column: str, *, positive: bool = False) -> np.n
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
     bad = _first_bad(np.isnan(values) & raw.notna().to_numpy())
     if bad is not None:
-        raise InputDataError(frame.source, column, frame.row_number(bad), f"value {_plain(raw.iloc[bad])!r} is not a number")
+        raise InputDataError(
+            frame.source, column, frame.row_number(bad), f"value {_plain(raw.iloc[bad])!r} is not a number"
+        )
     bad = _first_bad(~np.isfinite(values))
     if bad is not None:
-        raise InputDataError(frame.source, column, frame.row_number(bad), f"value {_plain(raw.iloc[bad])!r} is missing or infinite")
+        raise InputDataError(
+            frame.source,
+            column,
+            frame.row_number(bad),
+            f"value {_plain(raw.iloc[bad])!r} is missing or infinite",
+        )
     if positive:
         bad = _first_bad(values <= 0)
         if bad is not None:
-            raise InputDataError(frame.source, column, frame.row_number(bad), f"price {float(values[bad])!r} is not positive")
+            raise InputDataError(
+                frame.source, column, frame.row_number(bad), f"price {float(values[bad])!r} is not positive"
+            )
     return values
 
 
@@ -158,11 +179,17 @@ def timestamp_column(frame: Frame, column: str) -> pd.Series:
         parsed[retry] = pd.to_datetime(raw[retry].astype(str), utc=True, errors="coerce", format="mixed")
     bad = _first_bad(parsed.isna().to_numpy())
     if bad is not None:
-        raise InputDataError(frame.source, column, frame.row_number(bad), f"cannot parse timestamp {raw.iloc[bad]!r}")
-    out_of_range = (parsed < pd.Timestamp("1970-01-01", tz="UTC")) | (parsed > pd.Timestamp("2100-01-01", tz="UTC"))
+        raise InputDataError(
+            frame.source, column, frame.row_number(bad), f"cannot parse timestamp {raw.iloc[bad]!r}"
+        )
+    out_of_range = (parsed < pd.Timestamp("1970-01-01", tz="UTC")) | (
+        parsed > pd.Timestamp("2100-01-01", tz="UTC")
+    )
     bad = _first_bad(out_of_range.to_numpy())
     if bad is not None:
-        raise InputDataError(frame.source, column, frame.row_number(bad), f"timestamp {raw.iloc[bad]!r} is out of range")
+        raise InputDataError(
+            frame.source, column, frame.row_number(bad), f"timestamp {raw.iloc[bad]!r} is out of range"
+        )
     return parsed.dt.as_unit("us")
 
 
@@ -175,7 +202,10 @@ def side_column(frame: Frame) -> np.ndarray:
     bad = _first_bad(~np.isin(side, (1.0, -1.0)))
     if bad is not None:
         raise InputDataError(
-            frame.source, "side", frame.row_number(bad), f"unknown side {_plain(raw.iloc[bad])!r} (use 1/-1 or long/short)"
+            frame.source,
+            "side",
+            frame.row_number(bad),
+            f"unknown side {_plain(raw.iloc[bad])!r} (use 1/-1 or long/short)",
         )
     return side.astype("int8")
 
@@ -189,7 +219,10 @@ def refuse_outcome_features(features: Sequence[str], source: str) -> None:
     for name in features:
         if is_outcome_column(name):
             raise InputDataError(
-                source, name, None, "is an outcome column (known only after the trade closed) and can never be a feature"
+                source,
+                name,
+                None,
+                "is an outcome column (known only after the trade closed) and can never be a feature",
             )
 
 
@@ -213,7 +246,9 @@ def _mostly_numeric(column: pd.Series) -> bool:
     return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().mean() >= 0.5
 
 
-def trade_log_features(columns: Sequence[str], numeric: Sequence[str], configured: Sequence[str] | None) -> list[str]:
+def trade_log_features(
+    columns: Sequence[str], numeric: Sequence[str], configured: Sequence[str] | None
+) -> list[str]:
     """The feature columns of a trade log: the configured list, or every other numeric column."""
     if configured:
         return list(configured)
@@ -239,7 +274,9 @@ def validate_trade_log(frame: Frame, configured_features: Sequence[str] | None) 
     duplicated = trade_id.duplicated().to_numpy()
     bad = _first_bad(duplicated)
     if bad is not None:
-        raise InputDataError(frame.source, "trade_id", frame.row_number(bad), f"duplicate trade_id {trade_id.iloc[bad]!r}")
+        raise InputDataError(
+            frame.source, "trade_id", frame.row_number(bad), f"duplicate trade_id {trade_id.iloc[bad]!r}"
+        )
     symbol = data["symbol"]
     bad = _first_bad(symbol.isna().to_numpy() | (symbol.astype(str).str.strip() == "").to_numpy())
     if bad is not None:
@@ -249,7 +286,10 @@ def validate_trade_log(frame: Frame, configured_features: Sequence[str] | None) 
     bad = _first_bad((exit_time < entry_time).to_numpy())
     if bad is not None:
         raise InputDataError(
-            frame.source, "exit_time", frame.row_number(bad), f"exit {exit_time.iloc[bad]} is before entry {entry_time.iloc[bad]}"
+            frame.source,
+            "exit_time",
+            frame.row_number(bad),
+            f"exit {exit_time.iloc[bad]} is before entry {entry_time.iloc[bad]}",
         )
     out = pd.DataFrame(
         {
@@ -266,11 +306,22 @@ def validate_trade_log(frame: Frame, configured_features: Sequence[str] | None) 
     for name in features:
         out[name] = numeric_column(frame, name)
         if len(out) > 1 and out[name].nunique() == 1:
-            raise InputDataError(frame.source, name, None,
-                                 f"has the same value ({float(out[name].iloc[0])!r}) in every row: it carries no information")
-    returns = realized_return(out["side"].to_numpy(), out["entry_price"].to_numpy(), out["exit_price"].to_numpy())
+            raise InputDataError(
+                frame.source,
+                name,
+                None,
+                f"has the same value ({float(out[name].iloc[0])!r}) in every row: it carries no information",
+            )
+    returns = realized_return(
+        out["side"].to_numpy(), out["entry_price"].to_numpy(), out["exit_price"].to_numpy()
+    )
     if len(out) > 1 and np.ptp(returns) == 0:
-        raise InputDataError(frame.source, "exit_price", None, f"every trade has the same return ({float(returns[0]) + 0.0!r}): there is nothing to learn")
+        raise InputDataError(
+            frame.source,
+            "exit_price",
+            None,
+            f"every trade has the same return ({float(returns[0]) + 0.0!r}): there is nothing to learn",
+        )
     return out
 
 

@@ -46,7 +46,9 @@ def rank_matrix(history: pd.DataFrame, run_order: list[str]) -> pd.DataFrame:
     """Runs x features of importance ranks over the features every run has, re-ranked 1..n."""
     wide = history.pivot(index="run_key", columns="feature", values="rank").reindex(run_order)
     common = wide.dropna(axis=1)
-    return pd.DataFrame(average_ranks(common.to_numpy(dtype="float64").T).T, index=common.index, columns=common.columns)
+    return pd.DataFrame(
+        average_ranks(common.to_numpy(dtype="float64").T).T, index=common.index, columns=common.columns
+    )
 
 
 def kendall_w(ranks: np.ndarray) -> float:
@@ -75,7 +77,9 @@ def nogueira_stability(selected: np.ndarray, alpha: float = 0.05) -> tuple[float
     denominator = (k_bar / d) * (1 - k_bar / d)
     phi = 1 - (M / (M - 1)) * np.mean(p * (1 - p)) / denominator
     k = Z.sum(axis=1)
-    phi_i = ((Z * p).mean(axis=1) - k * k_bar / d**2 + (phi / 2) * (2 * k * k_bar / d**2 - k / d - k_bar / d + 1)) / denominator
+    phi_i = (
+        (Z * p).mean(axis=1) - k * k_bar / d**2 + (phi / 2) * (2 * k * k_bar / d**2 - k / d - k_bar / d + 1)
+    ) / denominator
     variance = 4 / M**2 * ((phi_i - phi_i.mean()) ** 2).sum()
     half_width = norm.ppf(1 - alpha / 2) * np.sqrt(variance)
     return float(phi), float(variance), float(phi - half_width), float(phi + half_width)
@@ -107,19 +111,25 @@ def feature_stability(history: pd.DataFrame, k: int) -> pd.DataFrame:
                 "rank_std": float(runs["rank"].std(ddof=1)) if n > 1 else None,
                 "topk_frequency": float((runs["rank"] <= k).sum() / n_total),
                 "sign_consistency": float(majority / n) if n > 1 else None,
-                "importance_cv": float(shap_values.std(ddof=1) / shap_values.mean()) if n > 1 and shap_values.mean() > 0 else None,
+                "importance_cv": float(shap_values.std(ddof=1) / shap_values.mean())
+                if n > 1 and shap_values.mean() > 0
+                else None,
             }
         )
     return pd.DataFrame(rows).sort_values(["rank_mean", "feature"], kind="stable").reset_index(drop=True)
 
 
-def stability_summary(history: pd.DataFrame, run_order: list[str], k: int, mean_trade_overlap: float | None) -> StabilitySummary:
+def stability_summary(
+    history: pd.DataFrame, run_order: list[str], k: int, mean_trade_overlap: float | None
+) -> StabilitySummary:
     """Cross-run stability of the importance ranking (None figures, with the reason, below two runs)."""
     ranks = rank_matrix(history, run_order)
     m, n = ranks.shape
     k = effective_k(k, n)
     if m < 2 or n < 2:
-        reason = f"{m} run(s) with {n} common feature(s): cross-run stability needs at least 2 runs and 2 features"
+        reason = (
+            f"{m} run(s) with {n} common feature(s): cross-run stability needs at least 2 runs and 2 features"
+        )
         return StabilitySummary(m, k, n, None, None, None, None, None, None, mean_trade_overlap, reason)
     values = ranks.to_numpy()
     phi, _, low, high = nogueira_stability(values <= k)

@@ -47,7 +47,9 @@ def _signals(name: str, bars: pd.DataFrame, features: pd.DataFrame, params: Stra
     """Rows (index of `bars`) where the strategy fires, with side, strength and confidence."""
     z, rsi = features["zscore_20"], features["rsi_14"]
     if name == "mean_reversion":
-        side = np.where((z < -params.z_entry) & (rsi < 50), 1, np.where((z > params.z_entry) & (rsi > 50), -1, 0))
+        side = np.where(
+            (z < -params.z_entry) & (rsi < 50), 1, np.where((z > params.z_entry) & (rsi > 50), -1, 0)
+        )
         strength = z.abs()
         confidence = ((rsi - 50).abs() / 50).clip(0, 1)
     else:
@@ -62,11 +64,15 @@ def _signals(name: str, bars: pd.DataFrame, features: pd.DataFrame, params: Stra
         distance = np.where(side > 0, bars["close"] - prior_high, prior_low - bars["close"])
         strength = pd.Series(distance, index=bars.index) / atr
         confidence = (features["trend_slope_20"].abs() / features["volatility_20"] * np.sqrt(20)).clip(0, 1)
-    out = pd.DataFrame({"side": side, "signal_strength": strength, "strategy_confidence": confidence}, index=bars.index)
+    out = pd.DataFrame(
+        {"side": side, "signal_strength": strength, "strategy_confidence": confidence}, index=bars.index
+    )
     return out[out["side"] != 0]
 
 
-def _exits(name: str, bars: pd.DataFrame, features: pd.DataFrame, entries: pd.DataFrame, params: StrategyParams) -> np.ndarray:
+def _exits(
+    name: str, bars: pd.DataFrame, features: pd.DataFrame, entries: pd.DataFrame, params: StrategyParams
+) -> np.ndarray:
     """Positional index of the exit bar of each signal (decided at t, entered at t + 1)."""
     position = entries["position"].to_numpy()
     side = entries["side"].to_numpy()
@@ -94,26 +100,39 @@ def generate_trades(bars: pd.DataFrame, params: StrategyParams = StrategyParams(
     bars = bars.reset_index(drop=True)
     features = bar_features(bars)
     symbols = bars["symbol"].to_numpy()
-    last_position = bars.groupby("symbol", sort=False).cumcount(ascending=False).to_numpy() + np.arange(len(bars))
+    last_position = bars.groupby("symbol", sort=False).cumcount(ascending=False).to_numpy() + np.arange(
+        len(bars)
+    )
     warm = bars.groupby("symbol", sort=False).cumcount().to_numpy() >= WARMUP_BARS
     parts = []
     for name in STRATEGIES:
         signals = _signals(name, bars, features, params)
         position = signals.index.to_numpy()
         keep = (position < last_position[position]) & warm[position]
-        keep &= features.loc[signals.index].notna().all(axis=1).to_numpy() & np.isfinite(signals[STRATEGY_FEATURES]).all(axis=1).to_numpy()
+        keep &= (
+            features.loc[signals.index].notna().all(axis=1).to_numpy()
+            & np.isfinite(signals[STRATEGY_FEATURES]).all(axis=1).to_numpy()
+        )
         signals = signals[keep]
         position = signals.index.to_numpy()
-        entries = pd.DataFrame({"position": position, "side": signals["side"].to_numpy(), "last_position": last_position[position]})
+        entries = pd.DataFrame(
+            {
+                "position": position,
+                "side": signals["side"].to_numpy(),
+                "last_position": last_position[position],
+            }
+        )
         exit_position = _exits(name, bars, features, entries, params)
         entry_dates = bars["date"].iloc[position + 1].reset_index(drop=True)
         trades = pd.DataFrame(
             {
-                "trade_id": [f"{name}:{s}:{d:%Y-%m-%d}" for s, d in zip(symbols[position], entry_dates)],
+                "trade_id": [f"{name}:{s}:{d:%Y-%m-%d}" for s, d in zip(symbols[position], entry_dates, strict=True)],
                 "symbol": symbols[position],
                 "strategy": name,
                 "entry_time": _session_time(entry_dates, NEW_YORK_OPEN),
-                "exit_time": _session_time(bars["date"].iloc[exit_position].reset_index(drop=True), NEW_YORK_CLOSE),
+                "exit_time": _session_time(
+                    bars["date"].iloc[exit_position].reset_index(drop=True), NEW_YORK_CLOSE
+                ),
                 "entry_price": bars["open"].to_numpy()[position + 1],
                 "exit_price": bars["close"].to_numpy()[exit_position],
                 "side": signals["side"].to_numpy().astype("int8"),
@@ -125,5 +144,11 @@ def generate_trades(bars: pd.DataFrame, params: StrategyParams = StrategyParams(
             trades[column] = signals[column].to_numpy()
         parts.append(trades)
     trades = pd.concat(parts, ignore_index=True)
-    trades.insert(8, "return", realized_return(trades["side"].to_numpy(), trades["entry_price"].to_numpy(), trades["exit_price"].to_numpy()))
+    trades.insert(
+        8,
+        "return",
+        realized_return(
+            trades["side"].to_numpy(), trades["entry_price"].to_numpy(), trades["exit_price"].to_numpy()
+        ),
+    )
     return trades.sort_values(["entry_time", "trade_id"], kind="stable").reset_index(drop=True)

@@ -33,20 +33,33 @@ def load_trade_logs(directory: Path, features: Sequence[str] | None) -> pd.DataF
             feature_set = file_features
         elif set(file_features) != set(feature_set):
             differing = sorted(set(file_features) ^ set(feature_set))[0]
-            raise InputDataError(str(path), differing, None, f"feature columns differ from the first file ({feature_set})")
+            raise InputDataError(
+                str(path), differing, None, f"feature columns differ from the first file ({feature_set})"
+            )
         for position, trade_id in enumerate(trades["trade_id"]):
             if trade_id in seen_ids:
                 raise InputDataError(
-                    str(path), "trade_id", frame.row_number(position), f"trade_id {trade_id!r} is also in {seen_ids[trade_id]}"
+                    str(path),
+                    "trade_id",
+                    frame.row_number(position),
+                    f"trade_id {trade_id!r} is also in {seen_ids[trade_id]}",
                 )
         seen_ids.update(dict.fromkeys(trades["trade_id"], str(path)))
         parts.append(trades)
     trades = pd.concat(parts, ignore_index=True)
-    trades.insert(8, "return", realized_return(trades["side"].to_numpy(), trades["entry_price"].to_numpy(), trades["exit_price"].to_numpy()))
+    trades.insert(
+        8,
+        "return",
+        realized_return(
+            trades["side"].to_numpy(), trades["entry_price"].to_numpy(), trades["exit_price"].to_numpy()
+        ),
+    )
     return trades
 
 
-def load_source_trades(kind: str, path: str, features: Sequence[str] | None, params: StrategyParams) -> pd.DataFrame:
+def load_source_trades(
+    kind: str, path: str, features: Sequence[str] | None, params: StrategyParams
+) -> pd.DataFrame:
     """All trades of a source, in the stored trade schema."""
     if kind == "embedded":
         return generate_trades(load_embedded_bars(), params)
@@ -57,12 +70,17 @@ def load_source_trades(kind: str, path: str, features: Sequence[str] | None, par
     raise ValueError(f"trade source kind {kind!r} is not one of {SOURCE_KINDS}")
 
 
-def trades_in_window(trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, source: str) -> pd.DataFrame:
+def trades_in_window(
+    trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, source: str
+) -> pd.DataFrame:
     """Trades entered in [start, end); an empty window is an error that names the source."""
     window = trades[(trades["entry_time"] >= start) & (trades["entry_time"] < end)]
     if window.empty:
         raise InputDataError(
-            source, "entry_time", None, f"no trades entered between {start:%Y-%m-%d} and {end - pd.Timedelta(days=1):%Y-%m-%d}"
+            source,
+            "entry_time",
+            None,
+            f"no trades entered between {start:%Y-%m-%d} and {end - pd.Timedelta(days=1):%Y-%m-%d}",
         )
     return window.sort_values(["entry_time", "trade_id"], kind="stable").reset_index(drop=True)
 
@@ -75,7 +93,9 @@ def check_trainable(trades: pd.DataFrame, end: pd.Timestamp, min_trades: int, so
     needed = max(min_trades, 5 * n_features)
     if labelled < needed:
         raise InputDataError(
-            source, "exit_time", None,
+            source,
+            "exit_time",
+            None,
             f"only {labelled} of the {len(trades)} trades entered in the range exit by {end - pd.Timedelta(days=1):%Y-%m-%d}; "
             f"{needed} are needed (min_train_trades = {min_trades}, 5 per feature for {n_features} features): use a longer range",
         )
