@@ -33,13 +33,13 @@ def synthetic(n: int, p: int, seed: int = 0):
     entry = np.datetime64("2015-01-01", "us") + np.sort(rng.integers(0, 3000 * 86400, n)) * np.timedelta64(
         1, "s"
     )
-    exit = entry + rng.integers(3600, 10 * 86400, n) * np.timedelta64(1, "s")
-    return X, y, entry, exit
+    exit_time = entry + rng.integers(3600, 10 * 86400, n) * np.timedelta64(1, "s")
+    return X, y, entry, exit_time
 
 
-def pipeline(X, y, entry, exit):
+def pipeline(X, y, entry, exit_time):
     features = [f"f{j}" for j in range(X.shape[1])]
-    fitted = train_and_evaluate(X, y, entry, exit, features, ModelParams())
+    fitted = train_and_evaluate(X, y, entry, exit_time, features, ModelParams())
     feature_importance(fitted.model, fitted.fold_models, fitted.folds, X, y, features, ImportanceParams())
 
 
@@ -54,12 +54,14 @@ def _ridge(Z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     return np.linalg.solve(Zc.T @ Zc + alpha * np.eye(Z.shape[1]), Zc.T @ yc)
 
 
-def numpy_floor(X, y, entry, exit):
+def numpy_floor(X, y, entry, exit_time):
     """The same statistics in bare numpy: no sklearn, no pandas, no validation."""
     params, importance = ModelParams(), ImportanceParams()
     rng = np.random.default_rng(0)
     Z = (X - X.mean(0)) / X.std(0)
-    folds = purged_walk_forward_splits(entry, exit, params.n_folds, pd.Timedelta(days=params.embargo_days))
+    folds = purged_walk_forward_splits(
+        entry, exit_time, params.n_folds, pd.Timedelta(days=params.embargo_days)
+    )
     for fold in folds:
         b = _ridge(Z[fold.train], y[fold.train], params.ridge_alpha)
         Zt = Z[fold.test]
@@ -153,12 +155,15 @@ def main() -> None:
         base = group["us_per_trade"].iloc[0]
         print(
             f"- {p} features: "
-            + ", ".join(f"{n:,}: {u / base:.2f}" for n, u in zip(group["trades"], group["us_per_trade"], strict=True))
+            + ", ".join(
+                f"{n:,}: {u / base:.2f}" for n, u in zip(group["trades"], group["us_per_trade"], strict=True)
+            )
         )
     history = synthetic_history(1000, 100)
     seconds = statistics.median(timed(history_analytics, *history) for _ in range(args.repeats))
     print(
-        f"\n## History analytics\n\nstability (per feature + summary) and alpha over 1,000 runs x 100 features: "
+        "\n## History analytics\n\n"
+        f"stability (per feature + summary) and alpha over 1,000 runs x 100 features: "
         f"{seconds:.3f} s (median of {args.repeats})"
     )
 

@@ -47,8 +47,11 @@ def correlated_groups(
     labels = fcluster(
         linkage(squareform(distance, checks=False), method="average"), t=1.0 - threshold, criterion="distance"
     )
-    first_name = {label: min(f for f, group in zip(features, labels, strict=True) if group == label) for label in set(labels)}
-    renumber = {label: i + 1 for i, label in enumerate(sorted(first_name, key=first_name.get))}
+    first_name = {
+        label: min(f for f, group in zip(features, labels, strict=True) if group == label)
+        for label in set(labels)
+    }
+    renumber = {label: i + 1 for i, label in enumerate(sorted(first_name, key=first_name.__getitem__))}
     group = np.array([renumber[label] for label in labels])
     sizes = pd.Series(group).map(pd.Series(group).value_counts()).to_numpy()
     partner = np.where(group[:, None] == group[None, :], np.abs(corr), np.nan)

@@ -95,7 +95,23 @@ def require_enough(data: TrainingSet, min_train_trades: int, first_day, last_day
     """Fail with the whole count when too few labelled trades are left to train on."""
     if len(data.trades) < min_train_trades:
         raise NotEnoughDataError(
-            f"only {len(data.trades)} of the {data.n_read} trades entered {first_day}..{last_day} have a realized label "
-            f"({data.n_unrealized} exit after {last_day}); at least min_train_trades = {min_train_trades} are needed: "
+            f"only {len(data.trades)} of the {data.n_read} trades entered {first_day}..{last_day} "
+            f"have a realized label ({data.n_unrealized} exit after {last_day}); "
+            f"at least min_train_trades = {min_train_trades} are needed: "
             "use a longer range or lower model_settings.min_train_trades"
         )
+
+
+def per_strategy_counts(trades: pd.DataFrame, range_end_exclusive: pd.Timestamp) -> pd.DataFrame:
+    """Per strategy: trades entered, how many exited by the range end, their mean return."""
+    realized = trades["exit_time"] < range_end_exclusive
+    return (
+        trades.assign(realized=realized, realized_return=trades["return"].where(realized))
+        .groupby("strategy")
+        .agg(
+            trades=("trade_id", "size"),
+            exited_by_range_end=("realized", "sum"),
+            mean_return_exited=("realized_return", "mean"),
+        )
+        .reset_index()
+    )

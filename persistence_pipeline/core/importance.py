@@ -20,6 +20,7 @@ importance and univariate IC, and the importance rank.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from sklearn.pipeline import Pipeline
 from persistence_pipeline.core.metrics import rank_ic_columns
 from persistence_pipeline.core.model import (
     Fold,
+    Regressor,
     prior_ridge_coefficients,
     standardized_coefficients,
     standardized_inputs,
@@ -50,12 +52,13 @@ def explainer_name(model: object) -> str:
 
 
 def linear_shap_values(model: Pipeline, X: np.ndarray) -> np.ndarray:
-    """Exact SHAP values of a linear pipeline for the rows of X, against the mean of X (the training trades)."""
+    """Exact SHAP values of a linear pipeline for the rows of X, against the mean of X (the training
+    trades)."""
     Z = standardized_inputs(model, X)
     return (Z - Z.mean(axis=0)) * model.named_steps["ridge"].coef_
 
 
-def shap_values(model: object, X: np.ndarray, params: ImportanceParams) -> np.ndarray:
+def shap_values(model: Regressor, X: np.ndarray, params: ImportanceParams) -> np.ndarray:
     """SHAP values: every trade for a linear model, a seeded sample of shap_sample_size for trees."""
     if isinstance(model, Pipeline):
         return linear_shap_values(model, X)
@@ -70,14 +73,20 @@ def shap_values(model: object, X: np.ndarray, params: ImportanceParams) -> np.nd
     return shap.TreeExplainer(model).shap_values(sample, check_additivity=False)
 
 
+def mean_abs_linear_shap(coef: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """Mean |SHAP| of a linear model with coefficients coef over the standardized inputs Z:
+    mean_i |coef_j (z_ij - mean z_j)| = |coef_j| * mean_i |z_ij - mean z_j|, one feature at a time (no
+    n x p matrix of SHAP values)."""
+    spread = np.array([np.abs(Z[:, j] - Z[:, j].mean()).mean() for j in range(Z.shape[1])])
+    return np.abs(coef) * spread
+
+
 def linear_mean_abs_shap(model: Pipeline, X: np.ndarray) -> np.ndarray:
-    """Mean |SHAP| of a linear pipeline, one feature at a time (no n x p matrix of SHAP values)."""
-    Z = standardized_inputs(model, X)
-    coef = model.named_steps["ridge"].coef_
-    return np.array([abs(coef[j]) * np.abs(Z[:, j] - Z[:, j].mean()).mean() for j in range(Z.shape[1])])
+    """Mean |SHAP| of a linear pipeline over the rows of X."""
+    return mean_abs_linear_shap(model.named_steps["ridge"].coef_, standardized_inputs(model, X))
 
 
-def mean_abs_shap(model: object, X: np.ndarray, params: ImportanceParams) -> tuple[np.ndarray, int]:
+def mean_abs_shap(model: Regressor, X: np.ndarray, params: ImportanceParams) -> tuple[np.ndarray, int]:
     """Mean |SHAP| per feature and the number of trades it was computed on."""
     if isinstance(model, Pipeline):
         return linear_mean_abs_shap(model, X), len(X)
@@ -86,7 +95,7 @@ def mean_abs_shap(model: object, X: np.ndarray, params: ImportanceParams) -> tup
 
 
 def bootstrap_spread(
-    model: object,
+    model: Regressor,
     X: np.ndarray,
     y: np.ndarray,
     prior_coef: np.ndarray | None,
@@ -113,14 +122,29 @@ def bootstrap_spread(
             X[rows], y[rows], alpha, prior_coef, weights, clip, overwrite_x=True
         )
         coefs.append(coef)
-        shaps.append(
-            np.abs(coef) * np.array([np.abs(Z[:, j] - Z[:, j].mean()).mean() for j in range(Z.shape[1])])
-        )
+        shaps.append(mean_abs_linear_shap(coef, Z))
     return np.std(coefs, axis=0, ddof=1), np.std(shaps, axis=0, ddof=1)
 
 
+def permuted_predictor(
+    model: Regressor, X_test: np.ndarray, base: np.ndarray
+) -> Callable[[int, np.ndarray], np.ndarray]:
+    """(j, order) -> the model's prediction of X_test with column j reordered by `order`; `base` is
+    the prediction of X_test itself. Exact and closed-form for a linear pipeline."""
+    if isinstance(model, Pipeline):
+        Z_test, coef = standardized_inputs(model, X_test), model.named_steps["ridge"].coef_
+        return lambda j, order: base + coef[j] * (Z_test[order, j] - Z_test[:, j])
+
+    def predict(j: int, order: np.ndarray) -> np.ndarray:
+        shuffled = X_test.copy()
+        shuffled[:, j] = X_test[order, j]
+        return model.predict(shuffled)
+
+    return predict
+
+
 def oos_permutation_importance(
-    fold_models: list[object], folds: list[Fold], X: np.ndarray, y: np.ndarray, params: ImportanceParams
+    fold_models: list[Regressor], folds: list[Fold], X: np.ndarray, y: np.ndarray, params: ImportanceParams
 ) -> tuple[np.ndarray, np.ndarray]:
     """Increase of the pooled OOS MSE when one feature is permuted: (mean, std over repeats)."""
     rng = np.random.default_rng(params.seed)
@@ -130,30 +154,21 @@ def oos_permutation_importance(
     n_scored = 0
     for model, fold in zip(fold_models, folds, strict=True):
         test = fold.test
-        linear = isinstance(model, Pipeline)
-        if not linear and total_test > params.perm_sample_size:
+        if not isinstance(model, Pipeline) and total_test > params.perm_sample_size:  # trees: a sample
             keep = max(1, int(round(test.size * params.perm_sample_size / total_test)))
             test = np.sort(rng.choice(test, size=min(keep, test.size), replace=False))
         X_test, y_test = X[test], y[test]
         base = model.predict(X_test)
         base_sq = (y_test - base) ** 2
-        if linear:
-            Z_test, coef = standardized_inputs(model, X_test), model.named_steps["ridge"].coef_
+        permuted = permuted_predictor(model, X_test, base)
         for j in range(n_features):
             for r in range(params.perm_repeats):
-                order = rng.permutation(test.size)
-                if linear:
-                    prediction = base + coef[j] * (Z_test[order, j] - Z_test[:, j])
-                else:
-                    shuffled = X_test.copy()
-                    shuffled[:, j] = X_test[order, j]
-                    prediction = model.predict(shuffled)
+                prediction = permuted(j, rng.permutation(test.size))
                 sq_error_increase[r, j] += ((y_test - prediction) ** 2 - base_sq).sum()
         n_scored += test.size
     per_repeat = sq_error_increase / n_scored
-    return per_repeat.mean(axis=0), per_repeat.std(axis=0, ddof=1) if params.perm_repeats > 1 else np.zeros(
-        n_features
-    )
+    spread = per_repeat.std(axis=0, ddof=1) if params.perm_repeats > 1 else np.zeros(n_features)
+    return per_repeat.mean(axis=0), spread
 
 
 def importance_ranks(score: np.ndarray, features: list[str]) -> np.ndarray:
@@ -165,8 +180,8 @@ def importance_ranks(score: np.ndarray, features: list[str]) -> np.ndarray:
 
 
 def feature_importance(
-    model: object,
-    fold_models: list[object],
+    model: Regressor,
+    fold_models: list[Regressor],
     folds: list[Fold],
     X: np.ndarray,
     y: np.ndarray,

@@ -9,12 +9,14 @@ feature that barely moved in the training window (market-wide features over a fe
 producing 50-sigma inputs, and absurd predictions, out of sample.
 
 A walk-forward fold is evaluated only when its purged training set holds at least
-max(min_train_trades, 5 x number of features) trades; earlier folds are skipped.
+max(min_train_trades, 5 x number of features) trades (min_fold_train_trades, also the trainability
+check of a trade source); earlier folds are skipped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,12 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from persistence_pipeline.core.metrics import OutOfSampleMetrics, out_of_sample_metrics
 
 MODEL_KINDS = ("ridge", "gbt")
+
+
+class Regressor(Protocol):
+    """A fitted profit model: the ridge Pipeline or the gradient-boosted trees of fit_model."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
 
 
 class NotEnoughDataError(ValueError):
@@ -63,18 +71,26 @@ class Fold:
 class FittedModel:
     """A model fit on all training trades, plus the walk-forward fold models and their OOS results."""
 
-    model: object
+    model: Regressor
     features: list[str]
     folds: list[Fold]
-    fold_models: list[object]
+    fold_models: list[Regressor]
     oos_prediction: np.ndarray  # aligned with oos_positions
     oos_positions: np.ndarray
     metrics: OutOfSampleMetrics
     prior_coef: np.ndarray | None = field(default=None)
 
 
+def min_fold_train_trades(min_train_trades: int, n_features: int) -> int:
+    """The fewest purged training trades a walk-forward fold needs: min_train_trades, and 5 per feature."""
+    return max(min_train_trades, 5 * n_features)
+
+
 def purged_walk_forward_splits(
-    entry: np.ndarray, exit: np.ndarray, n_folds: int, embargo: np.timedelta64 | pd.Timedelta
+    entry_time: np.ndarray,
+    exit_time: np.ndarray,
+    n_folds: int,
+    embargo: np.timedelta64 | pd.Timedelta,
 ) -> list[Fold]:
     """Walk-forward folds over trades sorted by entry time, purged of label overlap.
 
@@ -85,17 +101,17 @@ def purged_walk_forward_splits(
     Training only ever uses the past, so the embargo is a gap before the test block (an embargo
     after it, as in purged k-fold, would never bind here).
     """
-    entry = np.asarray(entry, dtype="datetime64[us]")
-    exit = np.asarray(exit, dtype="datetime64[us]")
+    entry_time = np.asarray(entry_time, dtype="datetime64[us]")
+    exit_time = np.asarray(exit_time, dtype="datetime64[us]")
     embargo = np.timedelta64(pd.Timedelta(embargo).to_timedelta64(), "us")
-    order = np.argsort(entry, kind="stable")
+    order = np.argsort(entry_time, kind="stable")
     blocks = np.array_split(order, n_folds + 1)
     folds = []
     for block in blocks[1:]:
         if block.size == 0:
             continue
-        test_start = entry[block].min()
-        train = np.flatnonzero((entry < test_start) & (exit < test_start - embargo))
+        test_start = entry_time[block].min()
+        train = np.flatnonzero((entry_time < test_start) & (exit_time < test_start - embargo))
         folds.append(Fold(train=train, test=np.sort(block)))
     return folds
 
@@ -108,7 +124,8 @@ def fit_prior_ridge(
     sample_weight: np.ndarray | None = None,
     clip_z: float = 5.0,
 ) -> Pipeline:
-    """Ridge on standardized (and clipped) X shrunk toward prior_coef (standardized scale); plain ridge without one."""
+    """Ridge on standardized (and clipped) X shrunk toward prior_coef (standardized scale); plain
+    ridge without one."""
     features = Pipeline(
         [
             ("scale", StandardScaler()),
@@ -162,7 +179,8 @@ def fit_model(
     params: ModelParams,
     prior_coef: np.ndarray | None,
     sample_weight: np.ndarray | None,
-) -> object:
+) -> Regressor:
+    """The params.kind model fit on (X, y): the prior ridge Pipeline or gradient-boosted trees."""
     if params.kind == "ridge":
         return fit_prior_ridge(X, y, params.ridge_alpha, prior_coef, sample_weight, params.clip_z)
     model = HistGradientBoostingRegressor(
@@ -186,8 +204,8 @@ def standardized_coefficients(model: object) -> np.ndarray | None:
 def train_and_evaluate(
     X: np.ndarray,
     y: np.ndarray,
-    entry: np.ndarray,
-    exit: np.ndarray,
+    entry_time: np.ndarray,
+    exit_time: np.ndarray,
     features: list[str],
     params: ModelParams,
     prior_coef: np.ndarray | None = None,
@@ -196,13 +214,16 @@ def train_and_evaluate(
     """Walk-forward OOS evaluation, then the final model fit on every training trade."""
     if len(y) < params.min_train_trades:
         raise NotEnoughDataError(
-            f"only {len(y)} trades with a realized label; at least {params.min_train_trades} are needed (min_train_trades)"
+            f"only {len(y)} trades with a realized label; "
+            f"at least {params.min_train_trades} are needed (min_train_trades)"
         )
     prior = prior_coef if params.kind == "ridge" else None
-    folds, fold_models, predictions = [], [], []
-    min_fold_train = max(params.min_train_trades, 5 * X.shape[1])
+    folds: list[Fold] = []
+    fold_models: list[Regressor] = []
+    predictions: list[np.ndarray] = []
+    min_fold_train = min_fold_train_trades(params.min_train_trades, X.shape[1])
     for fold in purged_walk_forward_splits(
-        entry, exit, params.n_folds, pd.Timedelta(days=params.embargo_days)
+        entry_time, exit_time, params.n_folds, pd.Timedelta(days=params.embargo_days)
     ):
         if fold.train.size < min_fold_train:
             continue

@@ -71,7 +71,10 @@ def regimes(volatility: np.ndarray, trend: np.ndarray, cuts: tuple[float, float]
     tercile = np.searchsorted(np.asarray(cuts), np.asarray(volatility, dtype="float64"), side="right")
     direction = np.asarray(trend, dtype="float64") >= 0
     return np.array(
-        [f"{VOLATILITY_LABELS[t]}/{'trend_up' if up else 'trend_down'}" for t, up in zip(tercile, direction, strict=True)],
+        [
+            f"{VOLATILITY_LABELS[t]}/{'trend_up' if up else 'trend_down'}"
+            for t, up in zip(tercile, direction, strict=True)
+        ],
         dtype=object,
     )
 
@@ -115,3 +118,23 @@ def curriculum_sample_weights(trades: pd.DataFrame, weights: pd.DataFrame) -> np
         (float(first["volatility_cut_low"]), float(first["volatility_cut_high"])),
     )
     return pd.Series(labels).map(weights.set_index("regime")["weight"]).fillna(1.0).to_numpy(dtype="float64")
+
+
+def oos_regime_weights(
+    trades: pd.DataFrame, features: list[str], oos: pd.DataFrame, params: CurriculumParams
+) -> pd.DataFrame | None:
+    """Curriculum weights per regime from a run's out-of-sample predictions (`oos`: trade_id,
+    prediction, realized), with the regime definition beside them; None when the regime features
+    are not among the run's features."""
+    if not {params.volatility_feature, params.trend_feature} <= set(features):
+        return None
+    cuts = volatility_cuts(trades[params.volatility_feature])
+    scored = trades.merge(oos, on="trade_id")
+    labels = regimes(scored[params.volatility_feature], scored[params.trend_feature], cuts)
+    weights = regime_weights(labels, scored["prediction"].to_numpy(), scored["realized"].to_numpy(), params)
+    return weights.assign(
+        volatility_feature=params.volatility_feature,
+        trend_feature=params.trend_feature,
+        volatility_cut_low=cuts[0],
+        volatility_cut_high=cuts[1],
+    )

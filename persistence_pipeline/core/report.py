@@ -21,14 +21,20 @@ def render_report(
     """The report of the latest run (by range end) and what is known as of it."""
     heading = "## " if markdown else ""
     bullet = "- " if markdown else "  "
+    priors = latest["priors_from_run_key"]
     lines = [
         f"{heading}Latest run {latest['run_key']} ({n_runs} run{'s' if n_runs != 1 else ''} stored)",
-        f"{bullet}range {latest['range_start']:%Y-%m-%d} .. {latest['range_end']:%Y-%m-%d}, Dagster run {latest['dagster_run_id']}",
-        f"{bullet}trained on {latest['n_train']} of {latest['n_trades']} trades ({latest['n_unrealized']} not yet exited)",
-        f"{bullet}OOS rank IC {_value(latest['oos_rank_ic'], '+.4f')}, R^2 {_value(latest['oos_r2'], '+.4f')}, "
-        f"hit rate {_value(latest['oos_hit_rate'], '.3f')} (base rate {_value(latest.get('oos_base_rate'), '.3f')}), mean return taken {_value(latest['oos_mean_return_taken'], '+.5f')} "
+        f"{bullet}range {latest['range_start']:%Y-%m-%d} .. {latest['range_end']:%Y-%m-%d}, "
+        f"Dagster run {latest['dagster_run_id']}",
+        f"{bullet}trained on {latest['n_train']} of {latest['n_trades']} trades "
+        f"({latest['n_unrealized']} not yet exited)",
+        f"{bullet}OOS rank IC {_value(latest['oos_rank_ic'], '+.4f')}, "
+        f"R^2 {_value(latest['oos_r2'], '+.4f')}, "
+        f"hit rate {_value(latest['oos_hit_rate'], '.3f')} "
+        f"(base rate {_value(latest.get('oos_base_rate'), '.3f')}), "
+        f"mean return taken {_value(latest['oos_mean_return_taken'], '+.5f')} "
         f"vs all {_value(latest['oos_mean_return_all'], '+.5f')}",
-        f"{bullet}priors from {latest['priors_from_run_key'] if isinstance(latest['priors_from_run_key'], str) else 'none (cold start)'}",
+        f"{bullet}priors from {priors if isinstance(priors, str) else 'none (cold start)'}",
         "",
         f"{heading}Stability",
     ]
@@ -37,7 +43,8 @@ def render_report(
     else:
         lines += [
             f"{bullet}Kendall's W {_value(summary['kendall_w'], '.3f')}, mean pairwise Spearman "
-            f"{_value(summary['mean_pairwise_spearman'], '.3f')}, latest Spearman {_value(summary['latest_spearman'], '.3f')}",
+            f"{_value(summary['mean_pairwise_spearman'], '.3f')}, "
+            f"latest Spearman {_value(summary['latest_spearman'], '.3f')}",
             f"{bullet}top-{summary['k']} Nogueira stability {_value(summary['nogueira_phi'], '.3f')} "
             f"[{_value(summary['nogueira_ci_low'], '.3f')}, {_value(summary['nogueira_ci_high'], '.3f')}]",
             f"{bullet}{summary['note']}",

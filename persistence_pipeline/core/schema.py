@@ -227,7 +227,8 @@ def refuse_outcome_features(features: Sequence[str], source: str) -> None:
 
 
 def refuse_case_clashes(columns: Sequence[str], source: str) -> None:
-    """Stored column names are case-insensitive (DuckDB): two names equal but for case cannot both be stored."""
+    """Stored column names are case-insensitive (DuckDB): two names equal but for case cannot both be
+    stored."""
     seen: dict[str, str] = {}
     for name in columns:
         other = seen.setdefault(name.casefold(), name)

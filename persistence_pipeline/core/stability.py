@@ -135,7 +135,6 @@ def stability_summary(
     phi, _, low, high = nogueira_stability(values <= k)
     note = f"{m} runs, {n} features common to all runs, top-{k} selection"
     if m < 3:
-        low = high = None
         note += "; the confidence interval of the top-k stability needs at least 3 runs"
     if mean_trade_overlap is not None and mean_trade_overlap > 0.5:
         note += (
@@ -150,8 +149,8 @@ def stability_summary(
         mean_pairwise_spearman=float(pairwise_spearman(values).mean()),
         latest_spearman=float(pairwise_spearman(values[-2:])[0]),
         nogueira_phi=phi,
-        nogueira_ci_low=low,
-        nogueira_ci_high=high,
+        nogueira_ci_low=low if m >= 3 else None,
+        nogueira_ci_high=high if m >= 3 else None,
         mean_trade_overlap=mean_trade_overlap,
         note=note,
     )
@@ -161,3 +160,11 @@ def jaccard_overlap(n_a: np.ndarray, n_b: np.ndarray, n_both: np.ndarray) -> np.
     """|A ∩ B| / |A ∪ B| from set sizes."""
     union = n_a + n_b - n_both
     return np.where(union > 0, n_both / np.maximum(union, 1), 0.0)
+
+
+def mean_jaccard_overlap(counts: np.ndarray) -> float | None:
+    """Mean Jaccard overlap over consecutive pairs of runs, from rows (|A|, |B|, |A ∩ B|); None
+    without a pair."""
+    if len(counts) == 0:
+        return None
+    return float(jaccard_overlap(counts[:, 0], counts[:, 1], counts[:, 2]).mean())

@@ -126,7 +126,9 @@ def generate_trades(bars: pd.DataFrame, params: StrategyParams = StrategyParams(
         entry_dates = bars["date"].iloc[position + 1].reset_index(drop=True)
         trades = pd.DataFrame(
             {
-                "trade_id": [f"{name}:{s}:{d:%Y-%m-%d}" for s, d in zip(symbols[position], entry_dates, strict=True)],
+                "trade_id": [
+                    f"{name}:{s}:{d:%Y-%m-%d}" for s, d in zip(symbols[position], entry_dates, strict=True)
+                ],
                 "symbol": symbols[position],
                 "strategy": name,
                 "entry_time": _session_time(entry_dates, NEW_YORK_OPEN),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from persistence_pipeline.core.market_data import load_bars_dir, load_embedded_bars
+from persistence_pipeline.core.model import min_fold_train_trades
 from persistence_pipeline.core.schema import (
     TRADE_KEY_COLUMNS,
     Frame,
@@ -24,7 +25,9 @@ SOURCE_KINDS = ("embedded", "ohlcv_dir", "trade_log_dir")
 
 def load_trade_logs(directory: Path, features: Sequence[str] | None) -> pd.DataFrame:
     """Every trade-log file of a directory, validated, with the realized `return` label."""
-    parts, seen_ids, feature_set = [], {}, None
+    parts: list[pd.DataFrame] = []
+    seen_ids: dict[str, str] = {}  # trade_id: the file that holds it
+    feature_set: list[str] | None = None
     for path in list_table_files(directory):
         frame = Frame(str(path), read_table_file(path))
         trades = validate_trade_log(frame, features)
@@ -90,12 +93,13 @@ def check_trainable(trades: pd.DataFrame, end: pd.Timestamp, min_trades: int, so
     min_trades, and 5 per feature for a walk-forward fold)."""
     n_features = len([c for c in trades.columns if c not in TRADE_KEY_COLUMNS and c != "return"])
     labelled = int((trades["exit_time"] < end).sum())
-    needed = max(min_trades, 5 * n_features)
+    needed = min_fold_train_trades(min_trades, n_features)
     if labelled < needed:
         raise InputDataError(
             source,
             "exit_time",
             None,
-            f"only {labelled} of the {len(trades)} trades entered in the range exit by {end - pd.Timedelta(days=1):%Y-%m-%d}; "
-            f"{needed} are needed (min_train_trades = {min_trades}, 5 per feature for {n_features} features): use a longer range",
+            f"only {labelled} of the {len(trades)} trades entered in the range exit by "
+            f"{end - pd.Timedelta(days=1):%Y-%m-%d}; {needed} are needed (min_train_trades = {min_trades}, "
+            f"5 per feature for {n_features} features): use a longer range",
         )
