@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from persistence_pipeline.core.importance import ImportanceParams, feature_impor
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.schema import Frame, validate_trade_log
 from persistence_pipeline.resources import Warehouse
+from persistence_pipeline.storage.trades import replace_trades
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -65,7 +67,7 @@ def synthetic_trade_log(n: int, n_features: int = 18, seed: int = 0) -> pd.DataF
     entry = pd.Timestamp("2015-01-01", tz="UTC") + pd.to_timedelta(
         np.sort(rng.integers(0, 3000 * 86400, n)), unit="s"
     )
-    exit = entry + pd.to_timedelta(rng.integers(3600, 10 * 86400, n), unit="s")
+    exit_time = entry + pd.to_timedelta(rng.integers(3600, 10 * 86400, n), unit="s")
     side = rng.choice([-1, 1], n)
     ret = X[:, :3] @ np.array([0.02, -0.01, 0.005]) + rng.normal(scale=0.05, size=n)
     entry_price = rng.uniform(10, 500, n)
@@ -74,7 +76,7 @@ def synthetic_trade_log(n: int, n_features: int = 18, seed: int = 0) -> pd.DataF
             "trade_id": [f"t{i}" for i in range(n)],
             "symbol": rng.choice(["A", "B", "C"], n),
             "entry_time": entry,
-            "exit_time": exit,
+            "exit_time": exit_time,
             "entry_price": entry_price,
             "exit_price": entry_price * (1 + side * ret),
             "side": side,
@@ -85,10 +87,10 @@ def synthetic_trade_log(n: int, n_features: int = 18, seed: int = 0) -> pd.DataF
     return log
 
 
-def stages(n: int, workdir: Path) -> dict[str, callable]:
+def stages(n: int, workdir: Path) -> dict[str, Callable[[], None]]:
     log = synthetic_trade_log(n)
     state: dict = {}
-    warehouse = Warehouse(path=str(workdir / f"bench_{n}.duckdb"))
+    database = Warehouse(path=str(workdir / f"bench_{n}.duckdb")).database()
     start, end = pd.Timestamp("2015-01-01", tz="UTC"), pd.Timestamp("2024-01-01", tz="UTC")
 
     def validate():
@@ -97,7 +99,7 @@ def stages(n: int, workdir: Path) -> dict[str, callable]:
         state["trades"] = trades
 
     def store():
-        warehouse.replace_trades(state["trades"], start, end, "synthetic", len(state["trades"]))
+        replace_trades(database, state["trades"], start, end, "synthetic", len(state["trades"]))
 
     def model():
         data = training_set(state["trades"], end)
@@ -115,8 +117,8 @@ def stages(n: int, workdir: Path) -> dict[str, callable]:
     return {"validate": validate, "store": store, "model": model, "importance": importance}
 
 
-def measure_stages(n: int, workdir: Path) -> list[dict]:
-    rows = []
+def measure_stages(n: int, workdir: Path) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
     timed = stages(n, workdir)
     seconds = {}
     for name, run in timed.items():
@@ -124,15 +126,22 @@ def measure_stages(n: int, workdir: Path) -> list[dict]:
         run()
         seconds[name] = time.perf_counter() - t
     traced = stages(n, workdir)
+    matrix_mib = n * 18 * 8 / 2**20
     for name, run in traced.items():
         tracemalloc.start()
         run()
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        rows.append({"trades": n, "stage": name, "seconds": seconds[name], "peak_MiB": peak / 2**20})
-    matrix_mib = n * 18 * 8 / 2**20
-    for row in rows:
-        row["peak_x_feature_matrix"] = row["peak_MiB"] / matrix_mib
+        peak_mib = peak / 2**20
+        rows.append(
+            {
+                "trades": n,
+                "stage": name,
+                "seconds": seconds[name],
+                "peak_MiB": peak_mib,
+                "peak_x_feature_matrix": peak_mib / matrix_mib,
+            }
+        )
     return rows
 
 
@@ -150,12 +159,11 @@ def main() -> None:
     ]
     print(f"## CLI range run {RANGE} (median of {args.repeats})\n")
     print("| run | median s | all runs s |\n|---|---:|---|")
-    print(
-        f"| persistence_pipeline, embedded data | {statistics.median(real):.2f} | {', '.join(f'{s:.2f}' for s in real)} |"
-    )
-    print(
-        f"| trivial, same number of assets and checks | {statistics.median(trivial):.2f} | {', '.join(f'{s:.2f}' for s in trivial)} |"
-    )
+    for label, seconds in [
+        ("persistence_pipeline, embedded data", real),
+        ("trivial, same number of assets and checks", trivial),
+    ]:
+        print(f"| {label} | {statistics.median(seconds):.2f} | {', '.join(f'{s:.2f}' for s in seconds)} |")
     print(f"| ratio | {statistics.median(real) / statistics.median(trivial):.2f} | |\n")
 
     print("## Per-stage compute at scale (18 features)\n")

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from persistence_pipeline.definitions import defs
+from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
 from persistence_pipeline.resources import ModelSettings, TradeSource, resources_under
 
 WAYS = {
@@ -50,7 +50,7 @@ def run_way(settings: ModelSettings, windows: list[tuple[str, str]], folder: Pat
     resources = resources_under(folder, TradeSource(), settings)
     for a, b in windows:
         dg.materialize(
-            [*defs.assets, *defs.asset_checks],
+            [*ASSETS, *ASSET_CHECKS],
             resources=resources,
             tags={"dagster/asset_partition_range_start": a, "dagster/asset_partition_range_end": b},
         )
@@ -89,7 +89,8 @@ def main() -> None:
     print(f"## Walk-forward: {args.ranges} consecutive {args.months}-month ranges from {args.start}\n")
     print(table.to_markdown(index=False, floatfmt="+.4f"))
     print(
-        "\n| way | mean OOS rank IC | mean hit rate | IC - cold, 95% CI (runs 2..n) | hit rate - cold, 95% CI | wall s |"
+        "\n| way | mean OOS rank IC | mean hit rate | IC - cold, 95% CI (runs 2..n)"
+        " | hit rate - cold, 95% CI | wall s |"
     )
     print("|---|---:|---:|---|---|---:|")
     for name in WAYS:
@@ -102,7 +103,8 @@ def main() -> None:
                 paired(hit[1:] - table["hit cold"].to_numpy()[1:]),
             )
         print(
-            f"| {name} | {ic.mean():+.4f} | {hit.mean():.4f} | {versus[0]} | {versus[1]} | {seconds[name]:.0f} |"
+            f"| {name} | {ic.mean():+.4f} | {hit.mean():.4f} | {versus[0]} | {versus[1]}"
+            f" | {seconds[name]:.0f} |"
         )
 
 

@@ -5,51 +5,18 @@ import os
 import sys
 from pathlib import Path
 
-import duckdb
-
 from persistence_pipeline.core.report import render_report
+from persistence_pipeline.storage.report import WarehouseUnreadable, latest_run
 
 
 def report(warehouse: Path, markdown: bool, top_n: int) -> int:
-    if not warehouse.exists():
-        print(f"no warehouse at {warehouse}: materialize a range first (see README)", file=sys.stderr)
+    try:
+        latest = latest_run(warehouse)
+    except WarehouseUnreadable as problem:
+        print(problem, file=sys.stderr)
         return 1
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        con.execute("SET TimeZone = 'UTC'")
-        tables = {
-            row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        }
-        if "run_metrics" not in tables or con.execute("SELECT count(*) FROM run_metrics").fetchone()[0] == 0:
-            print(
-                f"the warehouse {warehouse} holds no run yet: materialize a range first (see README)",
-                file=sys.stderr,
-            )
-            return 1
-        runs = con.execute("SELECT * FROM run_metrics ORDER BY range_end, range_start, run_key").df()
-        latest = runs.iloc[-1]
-        same_kind = int((runs["model_kind"] == latest["model_kind"]).sum())
-        summary = (
-            con.execute("SELECT * FROM stability_summary WHERE as_of_run_key = ?", [latest["run_key"]]).df()
-            if "stability_summary" in tables
-            else None
-        )
-        alpha = (
-            con.execute(
-                "SELECT * FROM feature_alpha WHERE as_of_run_key = ? ORDER BY alpha_score DESC NULLS LAST, feature",
-                [latest["run_key"]],
-            ).df()
-            if "feature_alpha" in tables
-            else None
-        )
     print(
-        render_report(
-            latest,
-            summary.iloc[0] if summary is not None and len(summary) else None,
-            alpha if alpha is not None else runs.iloc[0:0].assign(alpha_score=[], feature=[]),
-            same_kind,
-            markdown,
-            top_n,
-        ),
+        render_report(latest.latest, latest.summary, latest.alpha, latest.n_runs_same_kind, markdown, top_n),
         end="",
     )
     return 0

@@ -1,4 +1,5 @@
-"""Asset checks: data quality of the stored trades, sanity of the model, leakage, drift and top-feature flips."""
+"""Asset checks: data quality of the stored trades, sanity of the model, leakage, drift and
+top-feature flips."""
 
 import datetime as dt
 
@@ -13,8 +14,10 @@ from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.changes import CHANGE_COLUMNS, top_set_change
 from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.drift import feature_drift
-from persistence_pipeline.partitions import daily_partitions, run_range
+from persistence_pipeline.partitions import daily_partitions, run_range, run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
+from persistence_pipeline.storage import history, runs
+from persistence_pipeline.storage.trades import trades_between
 
 
 @dg.asset_check(
@@ -28,7 +31,7 @@ from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Ware
 )
 def trades_are_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
     window = run_range(context)
-    stored = warehouse.trades_between(window.start, window.end)
+    stored = trades_between(warehouse.database(), window.start, window.end)
     features = feature_columns(stored)
     values = stored[features].to_numpy(dtype="float64")
     problems = {
@@ -55,11 +58,11 @@ def trades_are_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehous
 def profit_model_is_sane(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.AssetCheckResult:
-    run_key = run_range(context).run_key(model_settings.kind)
-    row = warehouse.query("SELECT n_oos, oos_rank_ic, oos_r2 FROM run_metrics WHERE run_key = ?", [run_key])
-    if row.empty:
+    run_key = run_scope(context, model_settings.kind).run_key
+    row = runs.run_metrics_row(warehouse.database(), run_key)
+    if row is None:
         return dg.AssetCheckResult(passed=False, description=f"no run_metrics row for {run_key}")
-    n_oos, ic, r2 = int(row["n_oos"].iloc[0]), float(row["oos_rank_ic"].iloc[0]), float(row["oos_r2"].iloc[0])
+    n_oos, ic, r2 = int(row["n_oos"]), float(row["oos_rank_ic"]), float(row["oos_r2"])
     passed = bool(n_oos > 0 and np.isfinite(ic) and np.isfinite(r2))
     return dg.AssetCheckResult(
         passed=passed,
@@ -83,10 +86,8 @@ def no_leaky_features(
     model_settings: ModelSettings,
     analysis_settings: AnalysisSettings,
 ) -> dg.AssetCheckResult:
-    run_key = run_range(context).run_key(model_settings.kind)
-    suspects = warehouse.query(
-        "SELECT feature, ic, reason FROM excluded_features WHERE run_key = ? ORDER BY abs(ic) DESC", [run_key]
-    )
+    run_key = run_scope(context, model_settings.kind).run_key
+    suspects = runs.excluded_features(warehouse.database(), run_key)
     return dg.AssetCheckResult(
         passed=suspects.empty,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -116,7 +117,8 @@ def feature_drift_since_previous_run(
     analysis_settings: AnalysisSettings,
 ) -> dg.AssetCheckResult:
     window = run_range(context)
-    earlier = warehouse.runs_as_of(window.first_day - dt.timedelta(days=1), model_settings.kind)
+    db = warehouse.database()
+    earlier = runs.runs_as_of(db, window.first_day - dt.timedelta(days=1), model_settings.kind)
     if earlier.empty:
         return dg.AssetCheckResult(
             passed=True, description="no earlier run ended before this range starts: nothing to compare with"
@@ -124,8 +126,8 @@ def feature_drift_since_previous_run(
     previous = earlier.iloc[-1]
     previous_start = pd.Timestamp(previous["range_start"]).tz_localize("UTC")
     previous_end = pd.Timestamp(previous["range_end"]).tz_localize("UTC") + pd.Timedelta(days=1)
-    current_trades = warehouse.trades_between(window.start, window.end)
-    previous_trades = warehouse.trades_between(previous_start, previous_end)
+    current_trades = trades_between(db, window.start, window.end)
+    previous_trades = trades_between(db, previous_start, previous_end)
     features = feature_columns(current_trades)
     compared = [f for f in features if f in previous_trades and previous_trades[f].notna().any()]
     if not compared:
@@ -165,8 +167,8 @@ def top_features_unchanged(
     warehouse: Warehouse,
     model_settings: ModelSettings,
 ) -> dg.AssetCheckResult:
-    run_key = run_range(context).run_key(model_settings.kind)
-    changes = warehouse.query("SELECT * FROM importance_changes WHERE run_key = ?", [run_key])
+    run_key = run_scope(context, model_settings.kind).run_key
+    changes = history.importance_changes(warehouse.database(), run_key)
     if changes.empty or changes["previous_run_key"].isna().all():
         return dg.AssetCheckResult(passed=True, description="first run of this kind: nothing to compare with")
     entered, left = top_set_change(changes, 3)
@@ -177,7 +179,8 @@ def top_features_unchanged(
         description=(
             f"top 3 unchanged since {previous}"
             if not entered and not left
-            else f"top 3 flipped since {previous}: entered {', '.join(entered) or 'none'}; left {', '.join(left) or 'none'}"
+            else f"top 3 flipped since {previous}: entered {', '.join(entered) or 'none'}; "
+            f"left {', '.join(left) or 'none'}"
         ),
         metadata={
             "previous_run_key": previous,

@@ -1,4 +1,6 @@
-"""The one Dagster code location: every stage's assets, the checks, the resources and the executor."""
+"""The one Dagster code location: every stage's assets, the checks, the schedule, the resources and
+the executor. Settings that come from the environment are `dg.EnvVar`s, resolved when a run is
+launched; `ENVIRONMENT_DEFAULTS` are the values used when a variable is not set."""
 
 import os
 
@@ -24,38 +26,51 @@ from persistence_pipeline.resources import (
     Warehouse,
 )
 
+ENVIRONMENT_DEFAULTS = {
+    "PERSISTENCE_WAREHOUSE": "data/warehouse.duckdb",
+    "PERSISTENCE_CHECKPOINTS": "data/checkpoints",
+    "PERSISTENCE_TRADE_SOURCE": "embedded",
+    "PERSISTENCE_TRADE_PATH": "",
+    "PERSISTENCE_MODEL_KIND": "ridge",
+    "PERSISTENCE_DASHBOARDS": "data/dashboard",
+    "PERSISTENCE_RETRAIN_WINDOW_DAYS": "90",
+}
+# dg.EnvVar has no default (dagster-io/dagster#16232): an unset variable takes its default here, in
+# this process's environment, and is still read by Dagster when the run is launched.
+for name, value in ENVIRONMENT_DEFAULTS.items():
+    os.environ.setdefault(name, value)
 
-def _env(name: str, default: str | int) -> str | int | dg.EnvVar:
-    """dg.EnvVar(name) when the variable is set (the UI shows where the value came from), else the default."""
-    if name not in os.environ:
-        return default
-    return dg.EnvVar.int(name) if isinstance(default, int) else dg.EnvVar(name)
-
+ASSETS = [
+    trades.trades,
+    profit_model.profit_model,
+    feature_importance.feature_importance,
+    feature_stability.feature_stability,
+    feature_alpha.feature_alpha,
+    feature_priors.feature_priors,
+    persistence_dashboard.persistence_dashboard,
+]
+ASSET_CHECKS = [
+    checks.trades_are_valid,
+    checks.profit_model_is_sane,
+    checks.no_leaky_features,
+    checks.feature_drift_since_previous_run,
+    checks.top_features_unchanged,
+]
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(
-        [
-            trades,
-            profit_model,
-            feature_importance,
-            feature_stability,
-            feature_alpha,
-            feature_priors,
-            persistence_dashboard,
-        ]
-    ),
-    asset_checks=dg.load_asset_checks_from_modules([checks]),
+    assets=ASSETS,
+    asset_checks=ASSET_CHECKS,
     schedules=[schedules.nightly_retrain],
     resources={
-        "warehouse": Warehouse(path=_env("PERSISTENCE_WAREHOUSE", "data/warehouse.duckdb")),
-        "checkpoint_store": CheckpointStore(directory=_env("PERSISTENCE_CHECKPOINTS", "data/checkpoints")),
+        "warehouse": Warehouse(path=dg.EnvVar("PERSISTENCE_WAREHOUSE")),
+        "checkpoint_store": CheckpointStore(directory=dg.EnvVar("PERSISTENCE_CHECKPOINTS")),
         "trade_source": TradeSource(
-            kind=_env("PERSISTENCE_TRADE_SOURCE", "embedded"), path=_env("PERSISTENCE_TRADE_PATH", "")
+            kind=dg.EnvVar("PERSISTENCE_TRADE_SOURCE"), path=dg.EnvVar("PERSISTENCE_TRADE_PATH")
         ),
-        "model_settings": ModelSettings(kind=_env("PERSISTENCE_MODEL_KIND", "ridge")),
+        "model_settings": ModelSettings(kind=dg.EnvVar("PERSISTENCE_MODEL_KIND")),
         "analysis_settings": AnalysisSettings(),
-        "dashboard_store": DashboardStore(directory=_env("PERSISTENCE_DASHBOARDS", "data/dashboard")),
-        "retrain_settings": RetrainSettings(window_days=_env("PERSISTENCE_RETRAIN_WINDOW_DAYS", 90)),
+        "dashboard_store": DashboardStore(directory=dg.EnvVar("PERSISTENCE_DASHBOARDS")),
+        "retrain_settings": RetrainSettings(window_days=dg.EnvVar.int("PERSISTENCE_RETRAIN_WINDOW_DAYS")),
     },
     executor=dg.in_process_executor,
 )

@@ -1,4 +1,5 @@
-"""THE daily partitions definition and backfill policy shared by every asset.
+"""THE daily partitions definition and backfill policy shared by every asset, and the run a
+partition range stands for.
 
 A partition key is a trade entry date (UTC). Every asset uses this one object and the single-run
 backfill policy, so a date range (a UI backfill or `--partition-range A...B`) is one Dagster run.
@@ -6,6 +7,8 @@ The first date defaults to the embedded data's first day; users whose trades sta
 PERSISTENCE_PARTITIONS_START (YYYY-MM-DD). It is read once, at import, because Dagster needs the
 partitions definition when the code location loads.
 """
+
+from __future__ import annotations
 
 import datetime as dt
 import os
@@ -29,6 +32,12 @@ class RunRange:
     start: pd.Timestamp
     end: pd.Timestamp
 
+    @classmethod
+    def from_keys(cls, first_key: str, last_key: str) -> RunRange:
+        """The range of the daily partitions first_key..last_key (both included)."""
+        start = pd.Timestamp(first_key, tz="UTC")
+        return cls(start, pd.Timestamp(last_key, tz="UTC") + pd.Timedelta(days=1))
+
     @property
     def first_day(self) -> dt.date:
         return self.start.date()
@@ -37,11 +46,26 @@ class RunRange:
     def last_day(self) -> dt.date:
         return (self.end - pd.Timedelta(days=1)).date()
 
-    def run_key(self, model_kind: str) -> str:
-        """The key of the analysis run over this range, e.g. `2021-01-04..2021-06-30/ridge`."""
-        return f"{self.first_day}..{self.last_day}/{model_kind}"
+
+@dataclass(frozen=True)
+class RunScope:
+    """One analysis run: a partition range and a model kind. Its `run_key` (e.g.
+    `2021-01-04..2021-06-30/ridge`) keys every per-run row, and `as_of_run_key` every cross-run row."""
+
+    window: RunRange
+    model_kind: str
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.window.first_day}..{self.window.last_day}/{self.model_kind}"
 
 
 def run_range(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunRange:
-    window = context.partition_time_window
-    return RunRange(pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC"))
+    """The range of the partitions the step runs for (a range run, one partition, or an asset
+    invoked directly with `build_asset_context(partition_key_range=...)`)."""
+    keys = context.partition_key_range
+    return RunRange.from_keys(keys.start, keys.end)
+
+
+def run_scope(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, model_kind: str) -> RunScope:
+    return RunScope(run_range(context), model_kind)

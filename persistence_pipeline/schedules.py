@@ -34,7 +34,8 @@ def nightly_retrain(
     n_trades = int(((entries >= start) & (entries < end)).sum())
     if n_trades == 0:
         return dg.SkipReason(
-            f"no trades entered between {first} and {last} in {trade_source.describe()}: nothing to retrain on"
+            f"no trades entered between {first} and {last} in {trade_source.describe()}:"
+            " nothing to retrain on"
         )
     return dg.RunRequest(
         run_key=f"nightly-{first}..{last}",

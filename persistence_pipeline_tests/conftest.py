@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from persistence_pipeline.definitions import defs
+from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, TradeSource, resources_under
 
 
@@ -37,10 +38,19 @@ class Project:
     def materialize(self, start: str, end: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         """Every asset and check of the code location over [start, end], as one range run."""
         return dg.materialize(
-            [*defs.assets, *defs.asset_checks],
+            [*ASSETS, *ASSET_CHECKS],
             resources=self.resources(),
             tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
             raise_on_error=raise_on_error,
+        )
+
+    def invoke(self, asset: dg.AssetsDefinition, start: str, end: str) -> object:
+        """One stage alone, invoked directly over [start, end] (`build_asset_context`), on this
+        project's warehouse: the asset layer without a Dagster run."""
+        context = dg.build_asset_context(partition_key_range=dg.PartitionKeyRange(start, end))
+        resources = self.resources()
+        return asset(
+            context, **{key: resources[key] for key in asset.required_resource_keys if key in resources}
         )
 
     def table(self, name: str, order_by: str | None = None) -> pd.DataFrame:
@@ -52,3 +62,33 @@ class Project:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return Project(tmp_path, TradeSource(), ModelSettings())
+
+
+@dataclass(frozen=True)
+class EmbeddedRuns:
+    """Two consecutive quarterly runs of the embedded data (Q1 cold, Q2 warm-started from Q1):
+    `one` is the project as it was after Q1, `two` after both. Tests that write work on a copy."""
+
+    one: Project
+    two: Project
+    first_result: dg.ExecuteInProcessResult
+
+
+Q1, Q2 = ("2021-01-04", "2021-03-31"), ("2021-04-01", "2021-06-30")
+
+
+@pytest.fixture(scope="session")
+def embedded_runs(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedRuns:
+    root = tmp_path_factory.mktemp("embedded_runs")
+    two = Project(root / "two", TradeSource(), ModelSettings())
+    first = two.materialize(*Q1)
+    shutil.copytree(two.root, root / "one")
+    two.materialize(*Q2)
+    return EmbeddedRuns(Project(root / "one", TradeSource(), ModelSettings()), two, first)
+
+
+def copy_of(project: Project, destination: Path) -> Project:
+    """The project's files copied under `destination` (checkpoint paths still name the originals,
+    which are only read)."""
+    shutil.copytree(project.root, destination, dirs_exist_ok=True)
+    return Project(destination, project.trade_source, project.model_settings, project.analysis_settings)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.core.strategies import generate_trades
@@ -15,6 +16,7 @@ from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline_tests.conftest import Project
 
 START, END = "2021-01-04", "2021-03-31"
+pytestmark = pytest.mark.assets
 
 
 def good_log() -> pd.DataFrame:
@@ -60,6 +62,12 @@ def _set(frame, row, column, value):
 
 def _log(folder: Path, frame: pd.DataFrame, name: str = "trades.csv") -> None:
     frame.to_csv(folder / name, index=False) if name.endswith(".csv") else frame.to_parquet(folder / name)
+
+
+def _logs(folder: Path, *files: tuple[pd.DataFrame, str]) -> None:
+    """Several trade log files in one folder: (frame, file name) each."""
+    for frame, name in files:
+        _log(folder, frame, name)
 
 
 def _truncated_parquet(folder: Path, log: pd.DataFrame) -> None:
@@ -249,16 +257,17 @@ TRADE_LOG_CASES = {
         "no trades entered between 2021-01-04 and 2021-03-31",
     ),
     "trade_id in two files": (
-        lambda d, log: (_log(d, log.iloc[:200], "a.csv"), _log(d, log.iloc[199:], "b.csv")),
+        lambda d, log: _logs(d, (log.iloc[:200], "a.csv"), (log.iloc[199:], "b.csv")),
         "b.csv",
         "trade_id",
         1,
         "is also in",
     ),
     "feature columns differ between files": (
-        lambda d, log: (
-            _log(d, log.iloc[:200], "a.csv"),
-            _log(d, log.iloc[200:].drop(columns="gap"), "b.csv"),
+        lambda d, log: _logs(
+            d,
+            (log.iloc[:200], "a.csv"),
+            (log.iloc[200:].drop(columns="gap"), "b.csv"),
         ),
         "b.csv",
         "gap",
@@ -326,14 +335,16 @@ OHLCV_CASES = {
 }
 
 
-def _run_case(stored, tmp_path, kind, write, data, named, column, row, problem):
+def _run_case(stored, tmp_path, kind, write, data, named, column, row, problem, whole_run=False):
+    """The `trades` stage alone (the asset layer, invoked directly) or, with `whole_run`, every asset
+    of the code location as one range run: refused with the file, column and row, nothing written."""
     project, before, _ = stored
     folder = tmp_path / "input"
     folder.mkdir()
     write(folder, data)
     failing = Project(project.root, TradeSource(kind=kind, path=str(folder)), ModelSettings())
     with pytest.raises(InputDataError) as error:
-        failing.materialize(START, END)
+        failing.materialize(START, END) if whole_run else failing.invoke(trades, START, END)
     message = str(error.value)
     assert message.startswith(
         f"file {folder / named}" if named else f"file {kind} {folder}" if column else f"file {folder}"
@@ -362,6 +373,14 @@ def test_bad_bar_file_is_refused_and_nothing_changes(stored, tmp_path, case):
     _run_case(stored, tmp_path, "ohlcv_dir", *OHLCV_CASES[case][:1], good_bars(), *OHLCV_CASES[case][1:])
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", ["text in a feature", "feature columns differ between files"])
+def test_a_bad_trade_log_fails_the_whole_run_and_nothing_changes(stored, tmp_path, case):
+    write, named, column, row, problem = TRADE_LOG_CASES[case]
+    data = stored[2].copy()
+    _run_case(stored, tmp_path, "trade_log_dir", write, data, named, column, row, problem, whole_run=True)
+
+
 def test_the_corpus_is_large_enough():
     assert len(TRADE_LOG_CASES) + len(OHLCV_CASES) >= 25
 
@@ -378,7 +397,7 @@ def test_outcome_column_configured_as_feature_is_refused(stored, tmp_path):
     with pytest.raises(
         InputDataError, match=r"trades.csv, column 'pnl': is an outcome column .* can never be a feature"
     ):
-        failing.materialize(START, END)
+        failing.invoke(trades, START, END)
     assert snapshot(project) == before
 
 
@@ -394,7 +413,7 @@ def test_zoned_timestamps_are_converted_to_utc(stored, tmp_path):
     (tmp_path / "log").mkdir()
     zoned.to_csv(tmp_path / "log" / "trades.csv", index=False)
     fresh = Project(tmp_path, TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")), ModelSettings())
-    fresh.materialize(START, END)
+    fresh.invoke(trades, START, END)
     pd.testing.assert_frame_equal(
         fresh.table("trades", order_by="trade_id"), project.table("trades", order_by="trade_id")
     )
@@ -409,7 +428,7 @@ def test_outcome_columns_are_never_picked_as_features(stored, tmp_path):
         exit_reason_code=1.0 + np.arange(len(log)),
     ).to_csv(tmp_path / "log" / "trades.csv", index=False)
     fresh = Project(tmp_path, TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")), ModelSettings())
-    fresh.materialize(START, END)
+    fresh.invoke(trades, START, END)
     columns = set(fresh.table("trades").columns)
     assert not {"pnl", "holding_period", "exit_reason_code"} & columns and "rsi_14" in columns
 

@@ -16,9 +16,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from persistence_pipeline.definitions import defs
+from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
 from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline_tests.conftest import Project
+
+pytestmark = pytest.mark.e2e
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -71,7 +73,7 @@ def test_dashboard_image_renders_in_the_dagster_ui(tmp_path):
     project = Project(tmp_path, TradeSource(), ModelSettings())
     with dg.DagsterInstance.from_config(str(home)) as instance:
         result = dg.materialize(
-            [*defs.assets, *defs.asset_checks],
+            [*ASSETS, *ASSET_CHECKS],
             resources=project.resources(),
             instance=instance,
             tags={
@@ -120,7 +122,10 @@ def test_dashboard_image_renders_in_the_dagster_ui(tmp_path):
                 except Exception:  # this link's markdown holds no image (the summary row)
                     page.keyboard.press("Escape")
                     continue
-                decoded = "() => { const i = document.querySelector(\"img[src^='data:image/png;base64']\"); return i.complete; }"
+                decoded = (
+                    "() => { const i = document.querySelector(\"img[src^='data:image/png;base64']\");"
+                    " return i.complete; }"
+                )
                 page.wait_for_function(decoded, timeout=20_000)
                 found = page.evaluate(
                     "() => document.querySelector(\"img[src^='data:image/png;base64']\").naturalWidth"

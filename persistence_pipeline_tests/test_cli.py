@@ -7,8 +7,11 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
-from persistence_pipeline.definitions import defs
+from persistence_pipeline.definitions import ASSETS
+
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,9 +46,10 @@ def test_cli_partition_range_is_exactly_one_run(tmp_path):
         assert run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["dagster/asset_partition_range_start"] == "2021-01-04"
         assert run.tags["dagster/asset_partition_range_end"] == "2021-06-30"
-        every_asset = {key for asset in defs.assets for key in asset.keys}
+        every_asset = {key for asset in ASSETS for key in asset.keys}
         for key in every_asset:
-            assert instance.get_latest_materialization_event(key).run_id == run.run_id
+            event = instance.get_latest_materialization_event(key)
+            assert event is not None and event.run_id == run.run_id
         checks = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("trades"), "trades_are_valid"), limit=1
         )

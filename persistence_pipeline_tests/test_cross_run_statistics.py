@@ -30,6 +30,8 @@ from persistence_pipeline.core.stability import (
     stability_summary,
 )
 
+pytestmark = pytest.mark.core
+
 
 def random_rankings(m, n, seed=0):
     rng = np.random.default_rng(seed)
@@ -145,7 +147,9 @@ def test_summary_values_and_overlap_note():
     summary = stability_summary(history, [f"run{r}" for r in range(5)], k=3, mean_trade_overlap=0.9)
     assert summary.kendall_w == pytest.approx(kendall_w(ranks))
     assert summary.latest_spearman == pytest.approx(scipy.stats.spearmanr(ranks[3], ranks[4]).statistic)
-    assert summary.nogueira_ci_low < summary.nogueira_phi < summary.nogueira_ci_high
+    low, phi, high = summary.nogueira_ci_low, summary.nogueira_phi, summary.nogueira_ci_high
+    assert low is not None and phi is not None and high is not None
+    assert low < phi < high
     assert "share 90% of their training trades" in summary.note
     two = stability_summary(history_from(ranks[:2]), ["run0", "run1"], k=3, mean_trade_overlap=0.0)
     assert two.nogueira_phi is not None and two.nogueira_ci_low is None and "at least 3 runs" in two.note
@@ -322,8 +326,8 @@ def test_psi_brute_force():
     for b in range(10):
         low = -np.inf if b == 0 else edges[b - 1]
         high = np.inf if b == 9 else edges[b]
-        e = max(np.mean((expected >= low) & (expected < high)), 1e-4)
-        a = max(np.mean((actual >= low) & (actual < high)), 1e-4)
+        e = max(float(np.mean((expected >= low) & (expected < high))), 1e-4)
+        a = max(float(np.mean((actual >= low) & (actual < high))), 1e-4)
         total += (a - e) * np.log(a / e)
     assert psi(expected, actual) == pytest.approx(total)
     assert psi(expected, expected) == pytest.approx(0.0)

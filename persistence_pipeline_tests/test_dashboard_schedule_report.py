@@ -7,8 +7,10 @@ import io
 import itertools
 import subprocess
 import sys
+from collections.abc import Mapping
 
 import dagster as dg
+import duckdb
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -25,7 +27,9 @@ from persistence_pipeline.core.dashboard import (
 from persistence_pipeline.core.stability import feature_stability, stability_summary
 from persistence_pipeline.resources import ModelSettings, RetrainSettings, TradeSource
 from persistence_pipeline.schedules import nightly_retrain, retrain_window
-from persistence_pipeline_tests.conftest import Project
+from persistence_pipeline_tests.conftest import EmbeddedRuns, Project
+
+pytestmark = pytest.mark.e2e
 
 
 def synthetic_inputs(n_features: int, n_runs: int, seed: int = 0) -> DashboardInputs:
@@ -102,26 +106,28 @@ def test_dashboard_png_is_deterministic():
     assert first == second and first[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_one_run_dashboard_says_what_needs_two(tmp_path):
-    project = Project(tmp_path, TradeSource(), ModelSettings())
-    result = project.materialize("2021-01-04", "2021-06-30")
+def markdown_of(metadata: Mapping[str, dg.MetadataValue], name: str) -> str:
+    value = metadata[name]
+    assert isinstance(value, dg.MarkdownMetadataValue) and value.md_str is not None
+    return value.md_str
+
+
+def test_one_run_dashboard_says_what_needs_two(embedded_runs: EmbeddedRuns):
     event = next(
         e
-        for e in result.get_asset_materialization_events()
+        for e in embedded_runs.first_result.get_asset_materialization_events()
         if e.asset_key == dg.AssetKey("persistence_dashboard")
     )
     metadata = event.materialization.metadata
-    assert "alpha scores need at least 2 runs" in metadata["summary"].value
-    image = metadata["dashboard"].value
+    assert "alpha scores need at least 2 runs" in markdown_of(metadata, "summary")
+    image = markdown_of(metadata, "dashboard")
     assert image.startswith("![persistence dashboard](data:image/png;base64,")
     png = base64.b64decode(image.split("base64,")[1].rstrip(")"))
-    assert png == (tmp_path / "dashboard" / "latest.png").read_bytes()
-    assert png == (tmp_path / "dashboard" / "2021-01-04..2021-06-30_ridge.png").read_bytes()
+    folder = embedded_runs.one.root / "dashboard"
+    assert png == (folder / "latest.png").read_bytes()
+    assert png == (folder / "2021-01-04..2021-03-31_ridge.png").read_bytes()
     fig = plt.imread(io.BytesIO(png))
     assert fig.shape[:2] == (1360, 1280)
-    project.materialize("2020-07-01", "2020-12-31")  # a backfill of an older range
-    assert (tmp_path / "dashboard" / "latest.png").read_bytes() == png
-    assert (tmp_path / "dashboard" / "2020-07-01..2020-12-31_ridge.png").exists()
 
 
 def test_schedule_requests_one_trailing_window_and_it_runs(tmp_path):
@@ -138,11 +144,9 @@ def test_schedule_requests_one_trailing_window_and_it_runs(tmp_path):
         "dagster/asset_partition_range_start": "2021-04-02",
         "dagster/asset_partition_range_end": "2021-06-30",
     }
-    from persistence_pipeline.definitions import defs
+    from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
 
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks], resources=project.resources(), tags=request.tags
-    )
+    result = dg.materialize([*ASSETS, *ASSET_CHECKS], resources=project.resources(), tags=request.tags)
     assert result.success
     assert project.table("run_metrics")["run_key"].tolist() == ["2021-04-02..2021-06-30/ridge"]
 
@@ -155,6 +159,7 @@ def test_schedule_skips_a_window_without_trades():
     )
     skip = nightly_retrain(context)
     assert isinstance(skip, dg.SkipReason)
+    assert skip.skip_message is not None
     assert "no trades entered between 2026-10-26 and 2026-11-24" in skip.skip_message
 
 
@@ -171,10 +176,8 @@ def run_report(*args):
     )
 
 
-def test_report_prints_latest_run_stability_and_alpha(tmp_path):
-    project = Project(tmp_path, TradeSource(), ModelSettings())
-    project.materialize("2021-01-04", "2021-03-31")
-    project.materialize("2021-04-01", "2021-06-30")
+def test_report_prints_latest_run_stability_and_alpha(embedded_runs: EmbeddedRuns):
+    project = embedded_runs.two
     done = run_report("--warehouse", str(project.warehouse_path))
     assert done.returncode == 0, done.stderr
     latest = project.table("run_metrics", order_by="range_end").iloc[-1]
@@ -192,11 +195,19 @@ def test_report_prints_latest_run_stability_and_alpha(tmp_path):
     assert "more features not shown." in markdown.stdout
 
 
-def test_report_on_missing_or_empty_warehouse(tmp_path):
-    missing = run_report("--warehouse", str(tmp_path / "none.duckdb"))
-    assert missing.returncode == 1 and "no warehouse at" in missing.stderr
-    import duckdb
-
-    duckdb.connect(str(tmp_path / "empty.duckdb")).close()
-    empty = run_report("--warehouse", str(tmp_path / "empty.duckdb"))
-    assert empty.returncode == 1 and "holds no run yet" in empty.stderr
+def test_report_on_a_path_that_is_no_warehouse_says_so_in_one_line(tmp_path):
+    (tmp_path / "empty.bin").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a database\n" * 100)
+    duckdb.connect(str(tmp_path / "fresh.duckdb")).close()
+    for path, problem in [
+        (tmp_path / "none.duckdb", "no warehouse at"),
+        (tmp_path, "is a directory, not a DuckDB warehouse file"),
+        (tmp_path / "empty.bin", "is an empty file, not a DuckDB warehouse"),
+        (tmp_path / "notes.txt", "cannot be read as a DuckDB warehouse"),
+        (tmp_path / "fresh.duckdb", "holds no run yet"),
+    ]:
+        done = run_report("--warehouse", str(path))
+        assert done.returncode == 1 and done.stdout == "", path
+        assert len(done.stderr.splitlines()) == 1 and str(path) in done.stderr and problem in done.stderr, (
+            done.stderr
+        )

@@ -1,13 +1,16 @@
 """The code location loads and every asset shares what makes a range one run."""
 
 import dagster as dg
+import pytest
 
-from persistence_pipeline.definitions import defs
+from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS, defs
 from persistence_pipeline.partitions import daily_partitions
+
+pytestmark = pytest.mark.assets
 
 
 def test_every_asset_shares_the_one_partitions_definition_and_single_run_policy():
-    assets = list(defs.assets)
+    assets = list(ASSETS)
     assert {key.to_user_string() for asset in assets for key in asset.keys} == {
         "trades",
         "profit_model",
@@ -21,7 +24,7 @@ def test_every_asset_shares_the_one_partitions_definition_and_single_run_policy(
     for asset in assets:
         assert asset.partitions_def is daily_partitions
         assert asset.backfill_policy == dg.BackfillPolicy.single_run()
-    for check in defs.asset_checks:
+    for check in ASSET_CHECKS:
         assert check.partitions_def is daily_partitions
 
 
@@ -37,17 +40,18 @@ def test_benchmark_floor_has_the_same_shape_as_the_code_location():
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "trivial_definitions.py"
     spec = importlib.util.spec_from_file_location("trivial_definitions", path)
+    assert spec is not None and spec.loader is not None
     trivial = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(trivial)
-    assert trivial.N_ASSETS == len({key for asset in defs.assets for key in asset.keys})
-    assert trivial.N_CHECKS == len({key for check in defs.asset_checks for key in check.check_keys})
+    assert trivial.N_ASSETS == len({key for asset in ASSETS for key in asset.keys})
+    assert trivial.N_CHECKS == len({key for check in ASSET_CHECKS for key in check.check_keys})
     assert len(trivial.defs.resolve_all_asset_keys()) == trivial.N_ASSETS
 
 
 def test_every_asset_is_in_the_warehouse_pool():
     from persistence_pipeline.resources import WAREHOUSE_POOL
 
-    assert {asset.op.name: asset.op.pool for asset in defs.assets} == dict.fromkeys(
+    assert {asset.op.name: asset.op.pool for asset in ASSETS} == dict.fromkeys(
         [
             "trades",
             "profit_model",

@@ -8,6 +8,8 @@ from persistence_pipeline.core.features import BAR_FEATURES, bar_features
 from persistence_pipeline.core.market_data import load_bars_dir, load_embedded_bars
 from persistence_pipeline.core.strategies import FEATURES, generate_trades
 
+pytestmark = pytest.mark.core
+
 
 @pytest.fixture(scope="module")
 def bars():
@@ -55,6 +57,7 @@ def test_zscore_and_rsi_by_hand(bars):
             gain, loss = np.mean(np.clip(change[1:15], 0, None)), np.mean(np.clip(-change[1:15], 0, None))
             continue
         gain, loss = gain + (g - gain) / 14, loss + (l_ - loss) / 14
+    assert gain is not None and loss is not None
     assert features["rsi_14"].iloc[t] == pytest.approx(100 - 100 / (1 + gain / loss), rel=1e-6)
 
 

@@ -11,7 +11,11 @@ import scipy.stats
 from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.strategies import FEATURES, generate_trades
-from persistence_pipeline.resources import CheckpointStore, ModelSettings, Warehouse, quote_identifier
+from persistence_pipeline.resources import CheckpointStore, ModelSettings
+from persistence_pipeline.storage.contract import FIXED_TABLES, quote_identifier
+from persistence_pipeline.storage.database import Database, replace_run_rows
+
+pytestmark = pytest.mark.e2e
 
 START, END = "2021-01-04", "2021-06-30"
 RUN_KEY = f"{START}..{END}/ridge"
@@ -149,7 +153,7 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
     from persistence_pipeline_tests.conftest import Project
 
     project = Project(tmp_path, TradeSource(), ModelSettings())
-    warehouse = Warehouse(path=str(project.warehouse_path))
+    warehouse = Database(str(project.warehouse_path))
     prior = pd.DataFrame(
         {
             "as_of_run_key": "2020-07-01..2020-12-31/ridge",
@@ -171,10 +175,8 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
         ]
     )
     with warehouse.transaction() as con:
-        warehouse.replace_run_rows(
-            con, "feature_priors", "as_of_run_key", "2020-07-01..2020-12-31/ridge", prior
-        )
-        warehouse.replace_run_rows(con, "run_metrics", "run_key", "2020-07-01..2020-12-31/ridge", earlier_run)
+        replace_run_rows(con, "feature_priors", "as_of_run_key", "2020-07-01..2020-12-31/ridge", prior)
+        replace_run_rows(con, "run_metrics", "run_key", "2020-07-01..2020-12-31/ridge", earlier_run)
     project.materialize(START, END)
     row = project.table("run_metrics").set_index("run_key").loc[RUN_KEY]
     assert row["priors_from_run_key"] == "2020-07-01..2020-12-31/ridge"
@@ -221,14 +223,14 @@ def test_progress_counts_and_stage_timings_are_logged(tmp_path):
 
     import dagster as dg
 
-    from persistence_pipeline.definitions import defs
+    from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
     from persistence_pipeline.resources import TradeSource
     from persistence_pipeline_tests.conftest import Project
 
     project = Project(tmp_path, TradeSource(), ModelSettings())
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [*defs.assets, *defs.asset_checks],
+        [*ASSETS, *ASSET_CHECKS],
         resources=project.resources(),
         instance=instance,
         tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END},
@@ -247,7 +249,6 @@ def test_progress_counts_and_stage_timings_are_logged(tmp_path):
 
 def test_fixed_tables_have_exactly_the_contract_columns(ran):
     project, _ = ran
-    from persistence_pipeline.resources import FIXED_TABLES
 
     for table, (columns, _) in FIXED_TABLES.items():
         stored = list(project.table(table).columns)

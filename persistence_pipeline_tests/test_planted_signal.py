@@ -10,6 +10,8 @@ import pytest
 from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline_tests.conftest import Project
 
+pytestmark = pytest.mark.e2e
+
 QUARTERS = [
     ("2021-01-01", "2021-03-31"),
     ("2021-04-01", "2021-06-30"),

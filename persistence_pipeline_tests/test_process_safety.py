@@ -11,6 +11,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 VOLATILE = {"dagster_run_id", "created_at", "loaded_at"}
@@ -117,6 +120,7 @@ def test_a_run_killed_while_writing_leaves_no_partial_rows(tmp_path):
     before = tables(tmp_path / "warehouse.duckdb")
     victim = cli(tmp_path, "2021-04-01", "2021-06-30", start_new_session=True)
     deadline = time.monotonic() + 300
+    assert victim.stdout is not None
     for line in victim.stdout:  # kill it once it is writing the model's rows
         if 'Started execution of step "feature_importance"' in line or time.monotonic() > deadline:
             break

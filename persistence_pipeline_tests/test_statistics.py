@@ -7,6 +7,7 @@ import scipy.stats
 import shap
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import r2_score
+from sklearn.pipeline import Pipeline
 
 from persistence_pipeline.core.importance import (
     ImportanceParams,
@@ -25,6 +26,8 @@ from persistence_pipeline.core.model import (
     purged_walk_forward_splits,
     train_and_evaluate,
 )
+
+pytestmark = pytest.mark.core
 
 
 def _data(n=300, p=4, seed=0):
@@ -107,7 +110,8 @@ def test_prior_ridge_matches_normal_equations():
     alpha = 7.0
     model = fit_prior_ridge(X, y, alpha, b0, weights)
     Z = (X - X.mean(0)) / X.std(0)
-    # minimize sum w (y - c - Z b)^2 + alpha |b - b0|^2 by the weighted normal equations, intercept unpenalized
+    # minimize sum w (y - c - Z b)^2 + alpha |b - b0|^2 by the weighted normal equations,
+    # intercept unpenalized
     zw = (Z * weights[:, None]).sum(0) / weights.sum()
     yw = (y * weights).sum() / weights.sum()
     Zc, yc = Z - zw, y - yw
@@ -230,6 +234,7 @@ def test_importance_table_ranks_and_ic():
     by_feature = table.set_index("feature")
     for j, name in enumerate("abcd"):
         assert by_feature.loc[name, "ic"] == pytest.approx(scipy.stats.spearmanr(X[:, j], y).statistic)
+    assert isinstance(fitted.model, Pipeline)
     coef = fitted.model.named_steps["ridge"].coef_
     np.testing.assert_allclose(by_feature.loc[list("abcd"), "coef"], coef)
 

@@ -1,19 +1,22 @@
 """Stage 4a: how stable the importance ranking is across every run stored as of this range's end."""
 
 import dataclasses
+from collections.abc import Iterator
 
 import dagster as dg
-import pandas as pd
 
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import finite_or_none, markdown_table
+from persistence_pipeline.assets.stage import STAGE
 from persistence_pipeline.core.stability import feature_stability as per_feature_stability
-from persistence_pipeline.core.stability import jaccard_overlap, stability_summary
-from persistence_pipeline.partitions import daily_partitions, run_range, single_run_backfill
-from persistence_pipeline.resources import WAREHOUSE_POOL, AnalysisSettings, ModelSettings, Warehouse
+from persistence_pipeline.core.stability import mean_jaccard_overlap, stability_summary
+from persistence_pipeline.partitions import run_scope
+from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
+from persistence_pipeline.storage import cross_run, history, runs
 
 
 @dg.multi_asset(
+    **STAGE,
     specs=[
         dg.AssetSpec(
             "feature_stability",
@@ -32,36 +35,21 @@ from persistence_pipeline.resources import WAREHOUSE_POOL, AnalysisSettings, Mod
             "top-k stability with 95% CI, and the training-trade overlap of consecutive runs.",
         ),
     ],
-    partitions_def=daily_partitions,
-    backfill_policy=single_run_backfill,
-    pool=WAREHOUSE_POOL,
 )
 def feature_stability(
     context: dg.AssetExecutionContext,
     warehouse: Warehouse,
     model_settings: ModelSettings,
     analysis_settings: AnalysisSettings,
-):
-    window = run_range(context)
-    run_key = window.run_key(model_settings.kind)
-    runs = warehouse.runs_as_of(window.last_day, model_settings.kind)
-    history = warehouse.importance_history(runs)
-    counts = warehouse.consecutive_training_overlap(runs)
-    overlap = float(jaccard_overlap(counts[:, 0], counts[:, 1], counts[:, 2]).mean()) if len(counts) else None
-    per_feature = per_feature_stability(history, analysis_settings.top_k)
-    summary = stability_summary(history, runs["run_key"].tolist(), analysis_settings.top_k, overlap)
-    with warehouse.transaction() as con:
-        warehouse.replace_run_rows(
-            con, "feature_stability", "as_of_run_key", run_key, per_feature.assign(as_of_run_key=run_key)
-        )
-        warehouse.replace_run_rows(
-            con,
-            "stability_summary",
-            "as_of_run_key",
-            run_key,
-            pd.DataFrame([{"as_of_run_key": run_key, **dataclasses.asdict(summary)}]),
-        )
-    context.log.info(f"{run_key}: stability over {summary.n_runs} runs: {summary.note}")
+) -> Iterator[dg.MaterializeResult]:
+    scope, db = run_scope(context, model_settings.kind), warehouse.database()
+    stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
+    importance = history.importance_history(db, stored["run_key"].tolist())
+    overlap = mean_jaccard_overlap(history.consecutive_training_overlap(db, stored))
+    per_feature = per_feature_stability(importance, analysis_settings.top_k)
+    summary = stability_summary(importance, stored["run_key"].tolist(), analysis_settings.top_k, overlap)
+    cross_run.write_stability(db, scope.run_key, per_feature, dataclasses.asdict(summary))
+    context.log.info(f"{scope.run_key}: stability over {summary.n_runs} runs: {summary.note}")
     figures = {
         name: finite_or_none(value) if isinstance(value, float) else value
         for name, value in dataclasses.asdict(summary).items()
@@ -70,7 +58,7 @@ def feature_stability(
     yield dg.MaterializeResult(
         asset_key="feature_stability",
         metadata={
-            "as_of_run_key": run_key,
+            "as_of_run_key": scope.run_key,
             "n_runs": summary.n_runs,
             "note": summary.note,
             "most_stable": markdown_table(per_feature, 15, "features"),
@@ -78,5 +66,6 @@ def feature_stability(
         },
     )
     yield dg.MaterializeResult(
-        asset_key="stability_summary", metadata={"as_of_run_key": run_key, **figures, "note": summary.note}
+        asset_key="stability_summary",
+        metadata={"as_of_run_key": scope.run_key, **figures, "note": summary.note},
     )

@@ -1,0 +1,162 @@
+"""The public data contract (README): every table's columns and key, the schema migration, and the
+one helper through which a name that comes from data (a feature column) enters SQL text."""
+
+from __future__ import annotations
+
+import duckdb
+
+
+def _columns(spec: str) -> list[tuple[str, str]]:
+    pairs = [part.strip().split(" ", 1) for part in spec.split(",")]
+    return [(name, kind) for name, kind in pairs]
+
+
+# table -> (columns, primary key). Columns are only ever added: a warehouse written by an older
+# version gets the new columns (NULL) when it is next opened for writing.
+FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
+    "trades": (
+        _columns(
+            "trade_id VARCHAR, symbol VARCHAR, strategy VARCHAR, entry_time TIMESTAMPTZ, "
+            "exit_time TIMESTAMPTZ, entry_price DOUBLE, exit_price DOUBLE, side TINYINT, return DOUBLE"
+        ),
+        ("trade_id",),
+    ),
+    "run_metrics": (
+        _columns(
+            "run_key VARCHAR, range_start DATE, range_end DATE, dagster_run_id VARCHAR, model_kind VARCHAR, "
+            "n_trades INTEGER, n_train INTEGER, n_unrealized INTEGER, n_features INTEGER, n_folds INTEGER, "
+            "n_oos INTEGER, oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, oos_base_rate DOUBLE, "
+            "oos_n_taken INTEGER, oos_mean_return_taken DOUBLE, oos_mean_return_all DOUBLE, "
+            "priors_from_run_key VARCHAR, curriculum_from_run_key VARCHAR, alpha_used DOUBLE, seed INTEGER, "
+            "model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER, "
+            "created_at TIMESTAMPTZ"
+        ),
+        ("run_key",),
+    ),
+    "oos_predictions": (
+        _columns("run_key VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE, realized DOUBLE"),
+        ("run_key", "trade_id"),
+    ),
+    "trade_loads": (
+        _columns(
+            "range_start DATE, range_end DATE, source VARCHAR, n_source INTEGER, n_in_range INTEGER, "
+            "loaded_at TIMESTAMPTZ"
+        ),
+        ("range_start", "range_end"),
+    ),
+    "data_loss": (_columns("run_key VARCHAR, reason VARCHAR, n_trades INTEGER"), ("run_key", "reason")),
+    "feature_coverage": (
+        _columns("run_key VARCHAR, feature VARCHAR, n_values INTEGER, coverage DOUBLE, used BOOLEAN"),
+        ("run_key", "feature"),
+    ),
+    "excluded_features": (
+        _columns("run_key VARCHAR, feature VARCHAR, ic DOUBLE, reason VARCHAR"),
+        ("run_key", "feature"),
+    ),
+    "checkpoints": (
+        _columns(
+            "run_key VARCHAR, model_kind VARCHAR, range_start DATE, range_end DATE, path VARCHAR, "
+            "sha256 VARCHAR, oos_rank_ic DOUBLE, oos_r2 DOUBLE, oos_hit_rate DOUBLE, created_at TIMESTAMPTZ"
+        ),
+        ("run_key",),
+    ),
+    "feature_importance_history": (
+        _columns(
+            "run_key VARCHAR, feature VARCHAR, range_end DATE, coef DOUBLE, shap_mean_abs DOUBLE, "
+            "perm_importance DOUBLE, perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER, coef_std DOUBLE, "
+            "shap_mean_abs_std DOUBLE, group_id INTEGER, group_size INTEGER, group_shap_mean_abs DOUBLE, "
+            "max_abs_corr DOUBLE"
+        ),
+        ("run_key", "feature"),
+    ),
+    "importance_changes": (
+        _columns(
+            "run_key VARCHAR, previous_run_key VARCHAR, feature VARCHAR, previous_rank INTEGER, "
+            "rank INTEGER, "
+            "rank_shift INTEGER, previous_shap_mean_abs DOUBLE, shap_mean_abs DOUBLE, shap_change DOUBLE, "
+            "entered_top_k BOOLEAN, left_top_k BOOLEAN"
+        ),
+        ("run_key", "feature"),
+    ),
+    "feature_stability": (
+        _columns(
+            "as_of_run_key VARCHAR, feature VARCHAR, n_runs INTEGER, rank_mean DOUBLE, rank_std DOUBLE, "
+            "topk_frequency DOUBLE, sign_consistency DOUBLE, importance_cv DOUBLE"
+        ),
+        ("as_of_run_key", "feature"),
+    ),
+    "stability_summary": (
+        _columns(
+            "as_of_run_key VARCHAR, n_runs INTEGER, k INTEGER, n_features INTEGER, kendall_w DOUBLE, "
+            "mean_pairwise_spearman DOUBLE, latest_spearman DOUBLE, nogueira_phi DOUBLE, "
+            "nogueira_ci_low DOUBLE, nogueira_ci_high DOUBLE, mean_trade_overlap DOUBLE, note VARCHAR"
+        ),
+        ("as_of_run_key",),
+    ),
+    "feature_alpha": (
+        _columns(
+            "as_of_run_key VARCHAR, feature VARCHAR, n_runs INTEGER, ic_mean DOUBLE, ic_std DOUBLE, "
+            "icir DOUBLE, n_effective_runs DOUBLE, ic_t_stat DOUBLE, ic_p_value DOUBLE, ic_q_value DOUBLE, "
+            "significance DOUBLE, ic_sign_consistency DOUBLE, importance_share DOUBLE, "
+            "importance_rel DOUBLE, "
+            "stability DOUBLE, persistence DOUBLE, alpha_score DOUBLE, ic_slope DOUBLE, "
+            "ic_slope_p_value DOUBLE, half_life_runs DOUBLE, decaying BOOLEAN, perf_corr DOUBLE"
+        ),
+        ("as_of_run_key", "feature"),
+    ),
+    "feature_priors": (
+        _columns(
+            "as_of_run_key VARCHAR, feature VARCHAR, prior_coef DOUBLE, prior_strength DOUBLE, n_runs INTEGER"
+        ),
+        ("as_of_run_key", "feature"),
+    ),
+    "regime_weights": (
+        _columns(
+            "as_of_run_key VARCHAR, regime VARCHAR, n_oos INTEGER, oos_error DOUBLE, weight DOUBLE, "
+            "volatility_feature VARCHAR, trend_feature VARCHAR, volatility_cut_low DOUBLE, "
+            "volatility_cut_high DOUBLE"
+        ),
+        ("as_of_run_key", "regime"),
+    ),
+}
+
+# Keyed by the run they describe (`run_key`) or by the run they were computed as of (`as_of_run_key`).
+RUN_KEY_COLUMNS = ("run_key", "as_of_run_key")
+
+
+def column_names(table: str) -> list[str]:
+    """The contract's columns of a fixed table (a `trades` table also has one column per feature)."""
+    return [name for name, _ in FIXED_TABLES[checked_table(table)][0]]
+
+
+def checked_table(table: str) -> str:
+    """`table` if it is a table of the contract; anything else is refused before it reaches SQL."""
+    if table not in FIXED_TABLES:
+        raise ValueError(f"unknown table {table!r}")
+    return table
+
+
+def quote_identifier(name: str) -> str:
+    """A DuckDB identifier for any name (quotes doubled); the one place a name enters SQL text."""
+    if not name or "\x00" in name:
+        raise ValueError(f"{name!r} cannot be a column name")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table of the contract that is missing and add every missing column (NULL)."""
+    for table, (columns, key) in FIXED_TABLES.items():
+        existing = {
+            row[0]
+            for row in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+            ).fetchall()
+        }
+        if not existing:
+            body = ", ".join(f"{quote_identifier(name)} {kind}" for name, kind in columns)
+            primary = ", ".join(quote_identifier(name) for name in key)
+            con.execute(f"CREATE TABLE {table} ({body}, PRIMARY KEY ({primary}))")
+            continue
+        for name, kind in columns:
+            if name not in existing:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(name)} {kind}")

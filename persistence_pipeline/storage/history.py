@@ -1,0 +1,93 @@
+"""The long importance history (`feature_importance_history`, `importance_changes`) and the
+training-trade overlap of consecutive runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from persistence_pipeline.storage.database import Database, registered_join, replace_run_rows
+
+
+def write_importance(
+    db: Database,
+    run_key: str,
+    range_end: dt.date,
+    importance: pd.DataFrame,
+    changes: pd.DataFrame,
+    previous_run_key: str | None,
+    explainer: str,
+    shap_sample_size: int,
+) -> None:
+    """Replace the run's importance rows and its changes since the previous run, and record how the
+    run was explained in run_metrics, in one transaction."""
+    with db.transaction() as con:
+        replace_run_rows(
+            con, "feature_importance_history", "run_key", run_key, importance.assign(range_end=range_end)
+        )
+        replace_run_rows(
+            con, "importance_changes", "run_key", run_key, changes.assign(previous_run_key=previous_run_key)
+        )
+        con.execute(
+            "UPDATE run_metrics SET explainer = ?, shap_sample_size = ? WHERE run_key = ?",
+            [explainer, shap_sample_size, run_key],
+        )
+
+
+def importance_history(db: Database, run_keys: list[str]) -> pd.DataFrame:
+    """feature_importance_history rows of the given runs."""
+    with db.connect() as con:
+        return registered_join(
+            con,
+            "wanted_runs",
+            pd.DataFrame({"run_key": pd.Series(run_keys, dtype="object")}),
+            "SELECT h.* FROM feature_importance_history h JOIN wanted_runs USING (run_key)"
+            " ORDER BY h.run_key, h.rank",
+        )
+
+
+def importance_changes(db: Database, run_key: str) -> pd.DataFrame:
+    """The run's importance_changes rows (rank and mean |SHAP| against the previous run)."""
+    return db.query("SELECT * FROM importance_changes WHERE run_key = ? ORDER BY feature", [run_key])
+
+
+def consecutive_training_overlap(db: Database, runs: pd.DataFrame) -> np.ndarray:
+    """For each consecutive pair of runs (oldest first): sizes of their training-trade sets and of the
+    intersection, counted from `trades` (a run trains on trades entered in its range that exited by
+    its end)."""
+    if len(runs) < 2:
+        return np.empty((0, 3))
+    start = pd.to_datetime(runs["range_start"]).dt.tz_localize("UTC")
+    end = pd.to_datetime(runs["range_end"]).dt.tz_localize("UTC") + pd.Timedelta(days=1)
+    pairs = pd.DataFrame(
+        {
+            "pair": np.arange(len(runs) - 1),
+            "a_start": start.to_numpy()[:-1],
+            "a_end": end.to_numpy()[:-1],
+            "b_start": start.to_numpy()[1:],
+            "b_end": end.to_numpy()[1:],
+        }
+    )
+    with db.connect() as con:
+        counts = registered_join(
+            con,
+            "run_pairs",
+            pairs,
+            """SELECT p.pair,
+                 count(*) FILTER (WHERE t.entry_time >= p.a_start AND t.entry_time < p.a_end
+                                    AND t.exit_time < p.a_end) AS n_a,
+                 count(*) FILTER (WHERE t.entry_time >= p.b_start AND t.entry_time < p.b_end
+                                    AND t.exit_time < p.b_end) AS n_b,
+                 count(*) FILTER (WHERE t.entry_time >= greatest(p.a_start, p.b_start)
+                                    AND t.entry_time < least(p.a_end, p.b_end)
+                                    AND t.exit_time < least(p.a_end, p.b_end)) AS n_both
+               FROM run_pairs p JOIN trades t
+                 ON t.entry_time >= least(p.a_start, p.b_start) AND t.entry_time < greatest(p.a_end, p.b_end)
+               GROUP BY p.pair ORDER BY p.pair""",
+        )
+    table = np.zeros((len(pairs), 3))
+    for pair, n_a, n_b, n_both in counts.itertuples(index=False):
+        table[int(pair)] = (n_a, n_b, n_both)
+    return table

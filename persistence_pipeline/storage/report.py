@@ -1,0 +1,69 @@
+"""What `python -m persistence_pipeline report` reads: the newest run, its stability summary and its
+alpha table, from a read-only connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from persistence_pipeline.storage.database import Database
+
+# a report waits this long for a writing run to release the file, then says so
+REPORT_LOCK_WAIT_SECONDS = 30.0
+
+
+class WarehouseUnreadable(Exception):
+    """The path is not a readable warehouse with a run in it; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class LatestRun:
+    latest: pd.Series  # run_metrics row of the newest run (by range end)
+    n_runs_same_kind: int
+    summary: pd.Series | None  # its stability_summary row
+    alpha: pd.DataFrame  # its feature_alpha rows, best first
+
+
+def latest_run(path: Path) -> LatestRun:
+    """The newest run of the warehouse at `path`, or WarehouseUnreadable naming the path and the problem."""
+    if not path.exists():
+        raise WarehouseUnreadable(f"no warehouse at {path}: materialize a range first (see README)")
+    if path.is_dir():
+        raise WarehouseUnreadable(f"{path} is a directory, not a DuckDB warehouse file")
+    if path.stat().st_size == 0:
+        raise WarehouseUnreadable(f"{path} is an empty file, not a DuckDB warehouse")
+    try:
+        return _read_latest(Database(str(path), REPORT_LOCK_WAIT_SECONDS))
+    except duckdb.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WarehouseUnreadable(f"{path} cannot be read as a DuckDB warehouse: {first_line}") from exc
+
+
+def _read_latest(db: Database) -> LatestRun:
+    with db.connect(read_only=True) as con:
+        tables = {
+            row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
+        if not {"run_metrics", "stability_summary", "feature_alpha"} <= tables:
+            raise WarehouseUnreadable(f"{db.path} holds no run yet: materialize a range first (see README)")
+        runs = con.execute("SELECT * FROM run_metrics ORDER BY range_end, range_start, run_key").df()
+        if runs.empty:
+            raise WarehouseUnreadable(f"the warehouse {db.path} holds no run yet: materialize a range first")
+        latest = runs.iloc[-1]
+        summary = con.execute(
+            "SELECT * FROM stability_summary WHERE as_of_run_key = ?", [latest["run_key"]]
+        ).df()
+        alpha = con.execute(
+            "SELECT * FROM feature_alpha WHERE as_of_run_key = ?"
+            " ORDER BY alpha_score DESC NULLS LAST, feature",
+            [latest["run_key"]],
+        ).df()
+    return LatestRun(
+        latest=latest,
+        n_runs_same_kind=int((runs["model_kind"] == latest["model_kind"]).sum()),
+        summary=summary.iloc[0] if len(summary) else None,
+        alpha=alpha,
+    )

@@ -1,0 +1,92 @@
+"""Per-run tables of the model stage: `run_metrics`, `checkpoints`, `oos_predictions`,
+`excluded_features`, `data_loss`, `feature_coverage`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+
+from persistence_pipeline.storage.contract import column_names
+from persistence_pipeline.storage.database import Database, MissingRowsError, replace_run_rows
+
+# run_metrics columns filled later in the run, by the importance stage
+FILLED_BY_IMPORTANCE = frozenset({"explainer", "shap_sample_size"})
+
+
+def write_model_run(
+    db: Database,
+    run_key: str,
+    run_row: dict[str, Any],
+    checkpoint_row: dict[str, Any],
+    oos_predictions: pd.DataFrame,
+    excluded_features: pd.DataFrame,
+    data_loss: pd.DataFrame,
+    feature_coverage: pd.DataFrame,
+) -> None:
+    """Replace every row the model stage writes for `run_key`, in one transaction. The run row must
+    carry every contract column (but those the importance stage fills): a column added to the
+    contract cannot be forgotten here."""
+    for table, row in (("run_metrics", run_row), ("checkpoints", checkpoint_row)):
+        missing = set(column_names(table)) - set(row) - {"run_key"} - FILLED_BY_IMPORTANCE
+        unknown = set(row) - set(column_names(table))
+        if missing or unknown:
+            raise ValueError(
+                f"{table} row of {run_key}: missing {sorted(missing)}, unknown {sorted(unknown)}"
+            )
+    with db.transaction() as con:
+        replace_run_rows(con, "run_metrics", "run_key", run_key, pd.DataFrame([run_row]))
+        replace_run_rows(con, "checkpoints", "run_key", run_key, pd.DataFrame([checkpoint_row]))
+        replace_run_rows(con, "oos_predictions", "run_key", run_key, oos_predictions)
+        replace_run_rows(con, "excluded_features", "run_key", run_key, excluded_features)
+        replace_run_rows(con, "data_loss", "run_key", run_key, data_loss)
+        replace_run_rows(con, "feature_coverage", "run_key", run_key, feature_coverage)
+
+
+def runs_as_of(db: Database, range_end: dt.date, model_kind: str) -> pd.DataFrame:
+    """run_metrics of the runs of one model kind that ended on or before `range_end`, oldest first."""
+    return db.query(
+        "SELECT * FROM run_metrics WHERE model_kind = ? AND range_end <= ?"
+        " ORDER BY range_end, range_start, run_key",
+        [model_kind, range_end],
+    )
+
+
+def newest_range_end(db: Database, model_kind: str) -> dt.date | None:
+    """The last day of the newest stored run of one model kind."""
+    newest = db.query("SELECT max(range_end) AS last FROM run_metrics WHERE model_kind = ?", [model_kind])
+    last = newest["last"].iloc[0]
+    return None if pd.isna(last) else pd.Timestamp(last).date()
+
+
+def run_metrics_row(db: Database, run_key: str) -> pd.Series | None:
+    """The run_metrics row of one run."""
+    rows = db.query("SELECT * FROM run_metrics WHERE run_key = ?", [run_key])
+    return rows.iloc[0] if len(rows) else None
+
+
+def checkpoint_of(db: Database, run_key: str) -> tuple[str, str]:
+    """(path, sha256) of the run's indexed checkpoint."""
+    index = db.query("SELECT path, sha256 FROM checkpoints WHERE run_key = ?", [run_key])
+    if index.empty:
+        raise MissingRowsError(
+            f"no checkpoint is indexed for run {run_key}: materialize profit_model for this range first"
+        )
+    return str(index["path"].iloc[0]), str(index["sha256"].iloc[0])
+
+
+def oos_predictions(db: Database, run_key: str) -> pd.DataFrame:
+    """The run's walk-forward out-of-sample predictions: trade_id, prediction, realized."""
+    return db.query(
+        "SELECT trade_id, prediction, realized FROM oos_predictions WHERE run_key = ? ORDER BY trade_id",
+        [run_key],
+    )
+
+
+def excluded_features(db: Database, run_key: str) -> pd.DataFrame:
+    """Features quarantined from the run's model, strongest |IC| first."""
+    return db.query(
+        "SELECT feature, ic, reason FROM excluded_features WHERE run_key = ? ORDER BY abs(ic) DESC, feature",
+        [run_key],
+    )

@@ -1,0 +1,97 @@
+"""The asset layer: each stage invoked alone (`build_asset_context` with a partition range) on a copy
+of a warehouse seeded by real range runs. A stage alone gives the rows the whole run gave, refuses to
+run without the upstream rows it reads (naming the stage to materialize), and its lineage names
+every table it reads."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from persistence_pipeline.assets.feature_alpha import feature_alpha
+from persistence_pipeline.assets.feature_importance import feature_importance
+from persistence_pipeline.assets.persistence_dashboard import persistence_dashboard
+from persistence_pipeline.assets.profit_model import profit_model
+from persistence_pipeline.assets.trades import trades
+from persistence_pipeline.storage.database import Database, MissingRowsError
+from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, copy_of
+
+pytestmark = pytest.mark.assets
+
+Q2_KEY = f"{Q2[0]}..{Q2[1]}/ridge"
+VOLATILE = ["dagster_run_id", "created_at"]
+
+
+def test_feature_alpha_alone_gives_the_rows_of_the_whole_run(embedded_runs: EmbeddedRuns, tmp_path):
+    project = copy_of(embedded_runs.two, tmp_path)
+    expected = project.table("feature_alpha", order_by="as_of_run_key, feature")
+    Database(str(project.warehouse_path)).query("DELETE FROM feature_alpha")
+    result = project.invoke(feature_alpha, *Q2)
+    assert isinstance(result, dg.MaterializeResult) and result.metadata is not None
+    assert result.metadata["n_runs"] == 2
+    stored = project.table("feature_alpha", order_by="as_of_run_key, feature")
+    pd.testing.assert_frame_equal(
+        stored, expected[expected["as_of_run_key"] == Q2_KEY].reset_index(drop=True)
+    )
+
+
+def test_feature_alpha_refuses_to_run_without_its_stability_summary(embedded_runs: EmbeddedRuns, tmp_path):
+    project = copy_of(embedded_runs.two, tmp_path)
+    Database(str(project.warehouse_path)).query(
+        "DELETE FROM stability_summary WHERE as_of_run_key = ?", [Q2_KEY]
+    )
+    with pytest.raises(
+        MissingRowsError, match="no stability_summary row as of .*materialize feature_stability"
+    ):
+        project.invoke(feature_alpha, *Q2)
+
+
+def test_profit_model_alone_warm_starts_like_the_whole_run(embedded_runs: EmbeddedRuns, tmp_path):
+    project = copy_of(embedded_runs.one, tmp_path)
+    project.invoke(trades, *Q2)
+    project.invoke(profit_model, *Q2)
+    alone = project.table("run_metrics").set_index("run_key").loc[Q2_KEY]
+    whole = embedded_runs.two.table("run_metrics").set_index("run_key").loc[Q2_KEY]
+    assert alone["priors_from_run_key"] == f"{Q1[0]}..{Q1[1]}/ridge"
+    compared = [c for c in whole.index if c not in [*VOLATILE, "explainer", "shap_sample_size"]]
+    pd.testing.assert_series_equal(alone[compared], whole[compared])
+
+
+def test_feature_importance_without_a_checkpoint_says_what_to_materialize(
+    embedded_runs: EmbeddedRuns, tmp_path
+):
+    project = copy_of(embedded_runs.one, tmp_path)
+    project.invoke(trades, *Q2)
+    with pytest.raises(
+        MissingRowsError, match=f"no checkpoint is indexed for run {Q2_KEY}: materialize profit_model"
+    ):
+        project.invoke(feature_importance, *Q2)
+
+
+def test_the_dashboard_of_an_older_range_does_not_replace_the_newest(embedded_runs: EmbeddedRuns, tmp_path):
+    project = copy_of(embedded_runs.two, tmp_path)
+    folder = project.root / "dashboard"
+    newest = (folder / "latest.png").read_bytes()
+    (folder / "2021-01-04..2021-03-31_ridge.png").unlink()
+    project.invoke(persistence_dashboard, *Q1)  # a backfill of the older range
+    assert (folder / "latest.png").read_bytes() == newest
+    assert (folder / "2021-01-04..2021-03-31_ridge.png").read_bytes() != newest
+
+
+def test_lineage_names_every_table_a_stage_reads():
+    reads = {
+        "feature_alpha": {"feature_importance", "feature_stability", "stability_summary"},
+        "persistence_dashboard": {
+            "feature_importance",
+            "feature_stability",
+            "stability_summary",
+            "feature_alpha",
+            "feature_priors",
+        },
+        "feature_priors": {"feature_importance"},
+        "feature_importance": {"profit_model"},
+        "profit_model": {"trades"},
+    }
+    for asset in [feature_alpha, persistence_dashboard, feature_importance, profit_model]:
+        key = asset.key
+        deps = {dep.to_user_string() for dep in asset.asset_deps[key]}
+        assert reads[key.to_user_string()] <= deps, key
