@@ -68,6 +68,7 @@ def test_every_asset_is_in_the_warehouse_pool():
 def test_environment_variables_are_read_when_a_run_launches_not_at_import(monkeypatch, tmp_path):
     monkeypatch.setenv("PERSISTENCE_WAREHOUSE", str(tmp_path / "elsewhere.duckdb"))
     monkeypatch.setenv("PERSISTENCE_RETRAIN_WINDOW_DAYS", "30")
+    assert defs.resources is not None
     wanted = {name: defs.resources[name] for name in ("warehouse", "retrain_settings")}
     with dg.build_resources(wanted) as resources:
         assert resources.warehouse.path == str(tmp_path / "elsewhere.duckdb")
