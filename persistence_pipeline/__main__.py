@@ -16,7 +16,15 @@ def report(warehouse: Path, markdown: bool, top_n: int) -> int:
         print(problem, file=sys.stderr)
         return 1
     print(
-        render_report(latest.latest, latest.summary, latest.alpha, latest.n_runs_same_kind, markdown, top_n),
+        render_report(
+            latest.latest,
+            latest.summary,
+            latest.alpha,
+            latest.n_runs_same_kind,
+            markdown,
+            top_n,
+            latest.quarantined,
+        ),
         end="",
     )
     return 0

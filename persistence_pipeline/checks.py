@@ -10,14 +10,17 @@ import pandas as pd
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table
 from persistence_pipeline.assets.profit_model import profit_model
+from persistence_pipeline.assets.stage import run_database
 from persistence_pipeline.assets.trades import trades
-from persistence_pipeline.core.changes import CHANGE_COLUMNS, top_set_change
+from persistence_pipeline.core.changes import CHANGE_COLUMNS, material_top_changes
 from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.drift import feature_drift
 from persistence_pipeline.partitions import daily_partitions, run_range, run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
 from persistence_pipeline.storage import history, runs
 from persistence_pipeline.storage.trades import trades_between
+
+TOP_N = 3  # the top features whose flips warn
 
 
 @dg.asset_check(
@@ -31,7 +34,7 @@ from persistence_pipeline.storage.trades import trades_between
 )
 def trades_are_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
     window = run_range(context)
-    stored = trades_between(warehouse.database(), window.start, window.end)
+    stored = trades_between(run_database(context, warehouse), window.start, window.end)
     features = feature_columns(stored)
     values = stored[features].to_numpy(dtype="float64")
     problems = {
@@ -59,7 +62,7 @@ def profit_model_is_sane(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.AssetCheckResult:
     run_key = run_scope(context, model_settings.kind).run_key
-    row = runs.run_metrics_row(warehouse.database(), run_key)
+    row = runs.run_metrics_row(run_database(context, warehouse), run_key)
     if row is None:
         return dg.AssetCheckResult(passed=False, description=f"no run_metrics row for {run_key}")
     n_oos, ic, r2 = int(row["n_oos"]), float(row["oos_rank_ic"]), float(row["oos_r2"])
@@ -87,7 +90,7 @@ def no_leaky_features(
     analysis_settings: AnalysisSettings,
 ) -> dg.AssetCheckResult:
     run_key = run_scope(context, model_settings.kind).run_key
-    suspects = runs.excluded_features(warehouse.database(), run_key)
+    suspects = runs.excluded_features(run_database(context, warehouse), run_key)
     return dg.AssetCheckResult(
         passed=suspects.empty,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -117,7 +120,7 @@ def feature_drift_since_previous_run(
     analysis_settings: AnalysisSettings,
 ) -> dg.AssetCheckResult:
     window = run_range(context)
-    db = warehouse.database()
+    db = run_database(context, warehouse)
     earlier = runs.runs_as_of(db, window.first_day - dt.timedelta(days=1), model_settings.kind)
     if earlier.empty:
         return dg.AssetCheckResult(
@@ -159,7 +162,9 @@ def feature_drift_since_previous_run(
     asset=feature_importance,
     partitions_def=daily_partitions,
     description=(
-        "Warns when the set of the top 3 features differs from the previous run's (table importance_changes)."
+        "Warns when a feature entered the top 3 in place of another by more than the bootstrap spread of "
+        "their importances (mean |SHAP| gap > 2 x sqrt(sd_a^2 + sd_b^2), from shap_mean_abs_std), and "
+        "names who moved by how much; flips within the spread are reported but do not warn."
     ),
 )
 def top_features_unchanged(
@@ -168,22 +173,33 @@ def top_features_unchanged(
     model_settings: ModelSettings,
 ) -> dg.AssetCheckResult:
     run_key = run_scope(context, model_settings.kind).run_key
-    changes = history.importance_changes(warehouse.database(), run_key)
+    db = run_database(context, warehouse)
+    changes = history.importance_changes(db, run_key)
     if changes.empty or changes["previous_run_key"].isna().all():
         return dg.AssetCheckResult(passed=True, description="first run of this kind: nothing to compare with")
-    entered, left = top_set_change(changes, 3)
+    flips = material_top_changes(changes, history.importance_history(db, [run_key]), TOP_N)
+    material = flips[flips["material"]]
     previous = str(changes["previous_run_key"].iloc[0])
     return dg.AssetCheckResult(
-        passed=not entered and not left,
+        passed=material.empty,
         severity=dg.AssetCheckSeverity.WARN,
         description=(
-            f"top 3 unchanged since {previous}"
-            if not entered and not left
-            else f"top 3 flipped since {previous}: entered {', '.join(entered) or 'none'}; "
-            f"left {', '.join(left) or 'none'}"
+            f"top {TOP_N} unchanged since {previous}"
+            if flips.empty
+            else f"top {TOP_N} changed since {previous} within the bootstrap spread of the importances: "
+            + ", ".join(f"{r.entered} for {r.left}" for r in flips.itertuples())
+            if material.empty
+            else f"top {TOP_N} flipped since {previous}: "
+            + "; ".join(
+                f"{r.entered} replaced {r.left} (mean |SHAP| {r.gap:+.3g} above it, spread {r.spread:.3g})"
+                if pd.notna(r.gap)
+                else f"{r.entered} replaced {r.left} (no longer a feature)"
+                for r in material.itertuples()
+            )
         ),
         metadata={
             "previous_run_key": previous,
+            "flips": markdown_table(flips) if len(flips) else "none",
             "changes": markdown_table(changes[CHANGE_COLUMNS], 10, "features"),
         },
     )

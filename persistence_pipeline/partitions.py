@@ -25,6 +25,10 @@ daily_partitions = dg.DailyPartitionsDefinition(
 single_run_backfill = dg.BackfillPolicy.single_run()
 
 
+class ReversedRangeError(ValueError):
+    """A partition range whose end comes before its start."""
+
+
 @dataclass(frozen=True)
 class RunRange:
     """The date range a run covers: [start, end) in UTC, end exclusive."""
@@ -64,6 +68,11 @@ def run_range(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext)
     """The range of the partitions the step runs for (a range run, one partition, or an asset
     invoked directly with `build_asset_context(partition_key_range=...)`)."""
     keys = context.partition_key_range
+    if keys.start > keys.end:  # daily keys are ISO dates: text order is date order
+        raise ReversedRangeError(
+            f"the partition range {keys.start}...{keys.end} is reversed: the first date comes first "
+            f"(--partition-range {keys.end}...{keys.start})"
+        )
     return RunRange.from_keys(keys.start, keys.end)
 
 

@@ -30,8 +30,9 @@ class Warehouse(dg.ConfigurableResource):
     path: str = "data/warehouse.duckdb"
     lock_wait_seconds: float = 300.0
 
-    def database(self) -> Database:
-        return Database(self.path, self.lock_wait_seconds)
+    def database(self, staged_by: str | None = None) -> Database:
+        """The warehouse; `staged_by` (a Dagster run id): that run's staged view (storage/database.py)."""
+        return Database(self.path, self.lock_wait_seconds, staged_by)
 
 
 class CheckpointStore(dg.ConfigurableResource):
@@ -40,34 +41,41 @@ class CheckpointStore(dg.ConfigurableResource):
 
     directory: str = "data/checkpoints"
 
-    def save(self, checkpoint: dict[str, Any], run_key: str) -> tuple[str, str]:
-        return files.save_checkpoint(Path(self.directory), checkpoint, run_key)
-
-    def remove_superseded(self, run_key: str, keep_path: str) -> None:
-        files.remove_superseded_checkpoints(Path(self.directory), run_key, keep_path)
+    def save(self, checkpoint: dict[str, Any], run_key: str, staged_by: str | None) -> tuple[str, str]:
+        return files.save_checkpoint(Path(self.directory), checkpoint, run_key, staged_by)
 
     def load(self, path: str, sha256: str) -> dict[str, Any]:
         return files.load_checkpoint(path, sha256)
 
 
 class DashboardStore(dg.ConfigurableResource):
-    """Where dashboard PNGs go: one per run key and `latest.png` (the newest run's)."""
+    """Where dashboard PNGs go: one per run key and `latest.png` (the newest run's), written before
+    the run is published and moved into place after it (storage/files.py)."""
 
     directory: str = "data/dashboard"
     top_n: int = 15
 
-    def save(self, png: bytes, run_key: str, is_newest: bool) -> str:
-        return files.save_dashboard(Path(self.directory), png, run_key, is_newest)
+    def stage(self, png: bytes, run_key: str, staged_by: str | None, is_newest: bool) -> list[Path]:
+        return files.stage_dashboard(Path(self.directory), png, run_key, staged_by, is_newest)
+
+    def publish(self, staged: list[Path]) -> str:
+        return files.publish_dashboard(staged)
 
 
 class TradeSource(dg.ConfigurableResource):
     """Where trades come from: `embedded` (built-in strategies on the embedded bars), `ohlcv_dir`
     (the same strategies on a directory of the user's OHLCV files) or `trade_log_dir` (a directory
-    of the user's trade logs, CSV or Parquet)."""
+    of the user's trade logs, CSV or Parquet). `timestamp_format`: the strptime format of the user's
+    dates and timestamps (e.g. `%d/%m/%Y %H:%M`), ISO 8601 when empty; `max_gap_days`: the longest gap
+    in calendar days allowed between two bars of a symbol (0: no limit); `split_check`: refuse bars
+    that open at a split-like multiple of the previous close (core/market_data.py)."""
 
     kind: str = "embedded"
     path: str = ""
     features: list[str] = []
+    timestamp_format: str = ""
+    max_gap_days: int = 7
+    split_check: bool = True
     z_entry: float = 1.0
     breakout_window: int = 20
     stop_atr: float = 2.0
@@ -80,7 +88,15 @@ class TradeSource(dg.ConfigurableResource):
 
     def load(self) -> pd.DataFrame:
         params = StrategyParams(self.z_entry, self.breakout_window, self.stop_atr, self.max_hold)
-        return load_source_trades(self.kind, self.path, self.features or None, params)
+        return load_source_trades(
+            self.kind,
+            self.path,
+            self.features or None,
+            params,
+            self.timestamp_format,
+            self.max_gap_days,
+            self.split_check,
+        )
 
 
 class ModelSettings(dg.ConfigurableResource):

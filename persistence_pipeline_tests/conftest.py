@@ -35,10 +35,14 @@ class Project:
     def resources(self) -> dict:
         return resources_under(self.root, self.trade_source, self.model_settings, self.analysis_settings)
 
-    def materialize(self, start: str, end: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-        """Every asset and check of the code location over [start, end], as one range run."""
+    def materialize(
+        self, start: str, end: str, raise_on_error: bool = True, without: tuple[str, ...] = ()
+    ) -> dg.ExecuteInProcessResult:
+        """Every asset and check of the code location over [start, end] (but the assets named in
+        `without`), as one range run."""
         return dg.materialize(
             [*ASSETS, *ASSET_CHECKS],
+            selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*without) if without else None,
             resources=self.resources(),
             tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
             raise_on_error=raise_on_error,

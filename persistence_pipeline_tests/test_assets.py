@@ -12,7 +12,7 @@ from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.persistence_dashboard import persistence_dashboard
 from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.assets.trades import trades
-from persistence_pipeline.storage.database import Database, MissingRowsError
+from persistence_pipeline.storage.database import Database
 from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, copy_of
 
 pytestmark = pytest.mark.assets
@@ -39,9 +39,7 @@ def test_feature_alpha_refuses_to_run_without_its_stability_summary(embedded_run
     Database(str(project.warehouse_path)).query(
         "DELETE FROM stability_summary WHERE as_of_run_key = ?", [Q2_KEY]
     )
-    with pytest.raises(
-        MissingRowsError, match="no stability_summary row as of .*materialize feature_stability"
-    ):
+    with pytest.raises(dg.Failure, match="no stability_summary row as of .*materialize feature_stability"):
         project.invoke(feature_alpha, *Q2)
 
 
@@ -62,7 +60,7 @@ def test_feature_importance_without_a_checkpoint_says_what_to_materialize(
     project = copy_of(embedded_runs.one, tmp_path)
     project.invoke(trades, *Q2)
     with pytest.raises(
-        MissingRowsError, match=f"no checkpoint is indexed for run {Q2_KEY}: materialize profit_model"
+        dg.Failure, match=f"no checkpoint is indexed for run {Q2_KEY}: materialize profit_model"
     ):
         project.invoke(feature_importance, *Q2)
 

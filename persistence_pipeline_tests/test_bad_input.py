@@ -3,14 +3,15 @@ names the file, the column and the row, and leaves the warehouse file and the ch
 byte-identical. The README's table of messages is this corpus."""
 
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
 from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.market_data import load_embedded_bars
-from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.core.strategies import generate_trades
 from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline_tests.conftest import Project
@@ -36,6 +37,38 @@ def good_bars() -> pd.DataFrame:
         .reset_index(drop=True)
     )
     return bars.assign(date=bars["date"].dt.strftime("%Y-%m-%d"))
+
+
+def _bar_row(bars: pd.DataFrame, date: str) -> int:
+    """The 1-based data row of a date in a bar file written from `bars`."""
+    return int(np.flatnonzero(bars["date"] == date)[0]) + 1
+
+
+def _unadjusted_split(bars: pd.DataFrame, date: str, factor: float) -> pd.DataFrame:
+    """The bars as an unadjusted source shows them: prices before a `factor`:1 split are `factor` times
+    higher."""
+    before = bars["date"] < date
+    prices = {c: bars[c].where(~before, bars[c] * factor) for c in ["open", "high", "low", "close"]}
+    return bars.assign(**prices)
+
+
+def _without(bars: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
+    return bars[(bars["date"] < first) | (bars["date"] > last)].reset_index(drop=True)
+
+
+def _timestamps(log: pd.DataFrame, layout: str, rows: slice | None = None) -> pd.DataFrame:
+    """The log with its timestamps written in `layout` (strftime), in `rows` only when given."""
+    log = log.copy()
+    for column in ["entry_time", "exit_time"]:
+        written = pd.to_datetime(log[column], utc=True).dt.strftime(layout)
+        log[column] = written if rows is None else written.where(log.index.isin(log.index[rows]), log[column])
+    return log
+
+
+def _days_up_to_12(log: pd.DataFrame) -> pd.DataFrame:
+    """Trades entered and exited on days 1-12 of a month: day-first dates of these read either way."""
+    entry, exit_ = pd.to_datetime(log["entry_time"], utc=True), pd.to_datetime(log["exit_time"], utc=True)
+    return log[(entry.dt.day <= 12) & (exit_.dt.day <= 12)].reset_index(drop=True)
 
 
 def snapshot(project: Project) -> dict[str, bytes]:
@@ -82,8 +115,10 @@ def _wide(log: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([log, extra], axis=1)
 
 
-# name: (source kind, write the bad input into a folder, named file (None: the folder), column, row, message)
-TRADE_LOG_CASES = {
+# name: (write the bad input into a folder, named file (None: the folder), column, row, message[, more
+# settings of the trade source])
+Case = tuple[Any, ...]
+TRADE_LOG_CASES: dict[str, Case] = {
     "missing column": (
         lambda d, log: _log(d, log.drop(columns="exit_price")),
         "trades.csv",
@@ -281,8 +316,40 @@ TRADE_LOG_CASES = {
         None,
         "no .csv or .parquet files in the directory",
     ),
+    "day-first dates, every day <= 12": (
+        lambda d, log: _log(d, _timestamps(_days_up_to_12(log), "%d/%m/%Y")),
+        "trades.csv",
+        "entry_time",
+        1,
+        "'04/01/2021' is not an ISO 8601 timestamp (YYYY-MM-DD[THH:MM[:SS]][zone]); set "
+        "trade_source.timestamp_format ('%d/%m/%Y' if the day comes first, '%m/%d/%Y' if the month does: "
+        "the column fits both) for other formats",
+    ),
+    "a day-first date among ISO timestamps": (
+        lambda d, log: _log(d, _set(log, 3, "entry_time", "13/01/2021 14:30")),
+        "trades.csv",
+        "entry_time",
+        3,
+        "'13/01/2021 14:30' is not an ISO 8601 timestamp (YYYY-MM-DD[THH:MM[:SS]][zone]); set "
+        "trade_source.timestamp_format (e.g. '%d/%m/%Y %H:%M') for other formats",
+    ),
+    "timestamp not in timestamp_format": (
+        lambda d, log: _log(d, _timestamps(log, "%d/%m/%Y %H:%M", slice(0, 4))),
+        "trades.csv",
+        "entry_time",
+        5,
+        "'2021-01-05T14:30:00+0000' does not match trade_source.timestamp_format '%d/%m/%Y %H:%M'",
+        {"timestamp_format": "%d/%m/%Y %H:%M"},
+    ),
+    "several required columns missing": (
+        lambda d, log: _log(d, log.drop(columns=["entry_price", "exit_price"])),
+        "trades.csv",
+        None,
+        None,
+        "required columns are missing: entry_price, exit_price (columns found: [",
+    ),
 }
-OHLCV_CASES = {
+OHLCV_CASES: dict[str, Case] = {
     "bars: missing volume": (
         lambda d, bars: _log(d, bars.drop(columns="volume"), "AAPL.csv"),
         "AAPL.csv",
@@ -332,20 +399,75 @@ OHLCV_CASES = {
         None,
         "the file is empty",
     ),
+    "bars: day-first dates": (
+        lambda d, bars: _log(
+            d, bars.assign(date=pd.to_datetime(bars["date"]).dt.strftime("%d/%m/%Y")), "AAPL.csv"
+        ),
+        "AAPL.csv",
+        "date",
+        1,
+        "'02/01/2013' is not an ISO 8601 timestamp (YYYY-MM-DD[THH:MM[:SS]][zone]); set "
+        "trade_source.timestamp_format (e.g. '%d/%m/%Y') for other formats",
+    ),
+    "bars: close only": (
+        lambda d, bars: _log(d, bars[["date", "close"]], "AAPL.csv"),
+        "AAPL.csv",
+        None,
+        None,
+        "required columns are missing: open, high, low, volume (columns found: ['symbol', 'date', 'close']); "
+        "the built-in strategies enter at the next open and use high/low/volume: supply OHLCV bars, "
+        "or bring trade logs",
+    ),
+    "bars: no intraday range (open = high = low = close)": (
+        lambda d, bars: _log(
+            d, bars.assign(open=bars["close"], high=bars["close"], low=bars["close"]), "AAPL.csv"
+        ),
+        "AAPL.csv",
+        "open",
+        None,
+        "AAPL has open = high = low = close in every bar: the bars carry no intraday range",
+    ),
+    "bars: constant volume": (
+        lambda d, bars: _log(d, bars.assign(volume=1_000_000), "AAPL.csv"),
+        "AAPL.csv",
+        "volume_ratio_20",
+        None,
+        "has the same value (1.0) in every trade made from the bars: it carries no information",
+    ),
+    "bars: unadjusted 4:1 split": (
+        lambda d, bars: _log(d, _unadjusted_split(bars, "2020-08-31", 4.0), "AAPL.csv"),
+        "AAPL.csv",
+        "open",
+        _bar_row(good_bars(), "2020-08-31"),
+        "AAPL 2020-08-31 opens at 0.26x the previous close, like an unadjusted 4:1 split: "
+        "use split-adjusted bars",
+    ),
+    "bars: ten missing trading days": (
+        lambda d, bars: _log(d, _without(bars, "2020-03-02", "2020-03-13"), "AAPL.csv"),
+        "AAPL.csv",
+        "date",
+        _bar_row(_without(good_bars(), "2020-03-02", "2020-03-13"), "2020-03-16"),
+        "AAPL has no bars between 2020-02-28 and 2020-03-16 (17 calendar days apart, more than "
+        "max_gap_days = 7): supply the missing bars, or raise trade_source.max_gap_days",
+    ),
 }
 
 
-def _run_case(stored, tmp_path, kind, write, data, named, column, row, problem, whole_run=False):
+def _run_case(
+    stored, tmp_path, kind, write, data, named, column, row, problem, settings=None, whole_run=False
+):
     """The `trades` stage alone (the asset layer, invoked directly) or, with `whole_run`, every asset
-    of the code location as one range run: refused with the file, column and row, nothing written."""
+    of the code location as one range run: refused with the file, column and row, nothing written.
+    `settings`: more fields of the trade source (e.g. its timestamp_format)."""
     project, before, _ = stored
     folder = tmp_path / "input"
     folder.mkdir()
     write(folder, data)
-    failing = Project(project.root, TradeSource(kind=kind, path=str(folder)), ModelSettings())
-    with pytest.raises(InputDataError) as error:
+    source = TradeSource(kind=kind, path=str(folder), **(settings or {}))
+    failing = Project(project.root, source, ModelSettings())
+    with pytest.raises(dg.Failure) as error:  # the step fails with the message as its description
         failing.materialize(START, END) if whole_run else failing.invoke(trades, START, END)
-    message = str(error.value)
+    message = str(error.value.description)
     assert message.startswith(
         f"file {folder / named}" if named else f"file {kind} {folder}" if column else f"file {folder}"
     ), message
@@ -358,25 +480,20 @@ def _run_case(stored, tmp_path, kind, write, data, named, column, row, problem, 
 
 @pytest.mark.parametrize("case", list(TRADE_LOG_CASES))
 def test_bad_trade_log_is_refused_and_nothing_changes(stored, tmp_path, case):
-    _run_case(
-        stored,
-        tmp_path,
-        "trade_log_dir",
-        *TRADE_LOG_CASES[case][:1],
-        stored[2].copy(),
-        *TRADE_LOG_CASES[case][1:],
-    )
+    write, *expected = TRADE_LOG_CASES[case]
+    _run_case(stored, tmp_path, "trade_log_dir", write, stored[2].copy(), *expected)
 
 
 @pytest.mark.parametrize("case", list(OHLCV_CASES))
 def test_bad_bar_file_is_refused_and_nothing_changes(stored, tmp_path, case):
-    _run_case(stored, tmp_path, "ohlcv_dir", *OHLCV_CASES[case][:1], good_bars(), *OHLCV_CASES[case][1:])
+    write, *expected = OHLCV_CASES[case]
+    _run_case(stored, tmp_path, "ohlcv_dir", write, good_bars(), *expected)
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("case", ["text in a feature", "feature columns differ between files"])
 def test_a_bad_trade_log_fails_the_whole_run_and_nothing_changes(stored, tmp_path, case):
-    write, named, column, row, problem = TRADE_LOG_CASES[case]
+    write, named, column, row, problem = TRADE_LOG_CASES[case][:5]
     data = stored[2].copy()
     _run_case(stored, tmp_path, "trade_log_dir", write, data, named, column, row, problem, whole_run=True)
 
@@ -395,7 +512,7 @@ def test_outcome_column_configured_as_feature_is_refused(stored, tmp_path):
         ModelSettings(),
     )
     with pytest.raises(
-        InputDataError, match=r"trades.csv, column 'pnl': is an outcome column .* can never be a feature"
+        dg.Failure, match=r"trades.csv, column 'pnl': is an outcome column .* can never be a feature"
     ):
         failing.invoke(trades, START, END)
     assert snapshot(project) == before

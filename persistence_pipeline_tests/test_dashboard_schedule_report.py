@@ -1,4 +1,4 @@
-"""The dashboard (readable at 18 and 100 features, one run and many), the nightly schedule evaluated
+"""The dashboard (readable at 18, 100 and 300 features, one run and many), the nightly schedule evaluated
 at a fixed time and executed, and the report-only CLI."""
 
 import base64
@@ -58,6 +58,8 @@ def synthetic_inputs(n_features: int, n_runs: int, seed: int = 0) -> DashboardIn
             "run_key": run_keys,
             "oos_rank_ic": rng.normal(scale=0.05, size=n_runs),
             "oos_hit_rate": rng.uniform(0.45, 0.6, n_runs),
+            "oos_base_rate": rng.uniform(0.45, 0.55, n_runs),
+            "n_oos": 600,
             "n_train": 500,
             "priors_from_run_key": None,
         }
@@ -86,7 +88,7 @@ def tick_labels_overlap(fig) -> list[tuple[str, str]]:
     return clashes
 
 
-@pytest.mark.parametrize("n_features", [18, 100])
+@pytest.mark.parametrize("n_features", [18, 100, 300])
 def test_dashboard_is_readable_with_many_features(n_features):
     inputs = synthetic_inputs(n_features, n_runs=6)
     fig = dashboard_figure(inputs)
@@ -119,8 +121,11 @@ def test_one_run_dashboard_says_what_needs_two(embedded_runs: EmbeddedRuns):
         if e.asset_key == dg.AssetKey("persistence_dashboard")
     )
     metadata = event.materialization.metadata
-    assert "alpha scores need at least 2 runs" in markdown_of(metadata, "summary")
-    image = markdown_of(metadata, "dashboard")
+    assert "alpha scores need at least 2 runs" in markdown_of(metadata, "summary (markdown)")
+    headline = metadata["headline"]
+    assert isinstance(headline, dg.TextMetadataValue)
+    assert headline.text is not None and headline.text.startswith("As of 2021-01-04..2021-03-31/ridge")
+    image = markdown_of(metadata, "dashboard (image)")
     assert image.startswith("![persistence dashboard](data:image/png;base64,")
     png = base64.b64decode(image.split("base64,")[1].rstrip(")"))
     folder = embedded_runs.one.root / "dashboard"
@@ -188,6 +193,9 @@ def test_report_prints_latest_run_stability_and_alpha(embedded_runs: EmbeddedRun
         project.table("stability_summary").set_index("as_of_run_key").loc["2021-04-01..2021-06-30/ridge"]
     )
     assert f"Kendall's W {summary['kendall_w']:.3f}" in done.stdout
+    excluded = project.table("excluded_features")
+    latest_excluded = excluded[excluded["run_key"] == "2021-04-01..2021-06-30/ridge"]
+    assert ("Quarantined: none" in done.stdout) == latest_excluded.empty
     top = project.table("feature_alpha").query("as_of_run_key == '2021-04-01..2021-06-30/ridge'")
     assert top.sort_values("alpha_score", ascending=False)["feature"].iloc[0] in done.stdout
     markdown = run_report("--warehouse", str(project.warehouse_path), "--markdown", "--top", "3")

@@ -5,7 +5,15 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.core.features import BAR_FEATURES, bar_features
-from persistence_pipeline.core.market_data import load_bars_dir, load_embedded_bars
+from persistence_pipeline.core.market_data import (
+    DEFAULT_MAX_GAP_DAYS,
+    MARKET_MOVE_LIMIT,
+    SPLIT_TOLERANCE,
+    load_bars_dir,
+    load_embedded_bars,
+    split_like,
+)
+from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.core.strategies import FEATURES, generate_trades
 
 pytestmark = pytest.mark.core
@@ -96,3 +104,100 @@ def test_user_ohlcv_directory_gives_the_same_trades(tmp_path, bars):
         )
     loaded = load_bars_dir(tmp_path)
     pd.testing.assert_frame_equal(generate_trades(loaded), generate_trades(subset.reset_index(drop=True)))
+
+
+def test_embedded_bars_pass_the_split_and_gap_checks_unchanged(tmp_path, bars):
+    """The embedded bars (split-adjusted) read through the user's bar loader, every check on, are the
+    embedded bars: no split-like jump and no gap longer than max_gap_days = 7."""
+    for symbol, group in bars.groupby("symbol"):
+        group.drop(columns="symbol").assign(date=group["date"].dt.strftime("%Y-%m-%d")).to_csv(
+            tmp_path / f"{symbol}.csv", index=False
+        )
+    pd.testing.assert_frame_equal(load_bars_dir(tmp_path), bars, check_exact=True)
+    same_symbol = bars["symbol"].eq(bars["symbol"].shift())
+    overnight = (bars["open"] / bars["close"].shift())[same_symbol].to_numpy()
+    assert np.isnan(split_like(overnight)).all()
+    assert bars.groupby("symbol")["date"].diff().dt.days.max() <= DEFAULT_MAX_GAP_DAYS
+
+
+def _synthetic_bars(seed: int, n: int = 120) -> pd.DataFrame:
+    """Daily bars opening exactly at the previous close (overnight ratio 1)."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = np.concatenate([[close[0]], close[:-1]])
+    return pd.DataFrame(
+        {
+            "date": pd.bdate_range("2021-01-04", periods=n).strftime("%Y-%m-%d"),
+            "open": open_,
+            "high": np.maximum(open_, close) * 1.01,
+            "low": np.minimum(open_, close) * 0.99,
+            "close": close,
+            "volume": rng.integers(1_000, 2_000, n),
+        }
+    )
+
+
+def _jump(bars: pd.DataFrame, at: int, factor: float) -> pd.DataFrame:
+    """Every price from bar `at` on times `factor`: bar `at` opens at `factor` x the previous close."""
+    prices = ["open", "high", "low", "close"]
+    scaled = bars.copy()
+    scaled.loc[at:, prices] = scaled.loc[at:, prices] * factor
+    return scaled
+
+
+@pytest.mark.parametrize(
+    ("factor", "looks_like"),
+    [
+        (0.5, "2:1 split"),
+        (1 / 3, "3:1 split"),
+        (0.25 * 1.04, "4:1 split"),
+        (2 / 3, "3:2 split"),
+        (2.0, "1:2 reverse split"),
+        (1.5 * 0.96, "2:3 reverse split"),
+    ],
+)
+def test_a_split_like_jump_of_one_symbol_is_refused(tmp_path, factor, looks_like):
+    _jump(_synthetic_bars(0), 50, factor).to_csv(tmp_path / "AAA.csv", index=False)
+    _synthetic_bars(1).to_csv(tmp_path / "BBB.csv", index=False)
+    with pytest.raises(InputDataError) as error:
+        load_bars_dir(tmp_path)
+    day = _synthetic_bars(0)["date"].iloc[50]
+    assert str(error.value) == (
+        f"file {tmp_path / 'AAA.csv'}, column 'open', row 51: AAA {day} opens at {factor:.2f}x the previous "
+        f"close, like an unadjusted {looks_like}: use split-adjusted bars (or set "
+        "trade_source.split_check to false if the move is real)"
+    )
+
+
+def test_a_real_move_that_looks_like_a_split_passes_with_the_check_off(tmp_path):
+    _jump(_synthetic_bars(0), 50, 0.5).to_csv(tmp_path / "AAA.csv", index=False)
+    assert len(load_bars_dir(tmp_path, split_check=False)) == 120
+
+
+def test_a_symbol_alone_is_judged_by_its_own_jump(tmp_path):
+    _jump(_synthetic_bars(0), 50, 0.5).to_csv(tmp_path / "AAA.csv", index=False)
+    with pytest.raises(
+        InputDataError, match=r"AAA.csv, column 'open', row 51: .* like an unadjusted 2:1 split"
+    ):
+        load_bars_dir(tmp_path)
+
+
+@pytest.mark.parametrize("factor", [0.5 * 1.06, 0.5 * 0.94, 0.8, 1.3, 2.0 * 1.06])
+def test_a_jump_that_is_not_split_like_passes(tmp_path, factor):
+    _jump(_synthetic_bars(0), 50, factor).to_csv(tmp_path / "AAA.csv", index=False)
+    _synthetic_bars(1).to_csv(tmp_path / "BBB.csv", index=False)
+    assert len(load_bars_dir(tmp_path)) == 240
+
+
+def test_a_split_like_jump_of_the_whole_market_passes(tmp_path):
+    """Every symbol halving overnight is the market (more than MARKET_MOVE_LIMIT), not a split."""
+    assert MARKET_MOVE_LIMIT == 0.15 and SPLIT_TOLERANCE == 0.05
+    _jump(_synthetic_bars(0), 50, 0.5).to_csv(tmp_path / "AAA.csv", index=False)
+    _jump(_synthetic_bars(1), 50, 0.8).to_csv(tmp_path / "BBB.csv", index=False)  # down 20%
+    _jump(_synthetic_bars(2), 50, 0.5).to_csv(tmp_path / "CCC.csv", index=False)
+    assert len(load_bars_dir(tmp_path)) == 360
+    # one of three symbols halving while the others move 10% is a split
+    _jump(_synthetic_bars(1), 50, 0.9).to_csv(tmp_path / "BBB.csv", index=False)
+    _synthetic_bars(2).to_csv(tmp_path / "CCC.csv", index=False)
+    with pytest.raises(InputDataError, match=r"AAA.csv, column 'open', row 51: .* unadjusted 2:1 split"):
+        load_bars_dir(tmp_path)

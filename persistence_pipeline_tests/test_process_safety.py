@@ -1,17 +1,18 @@
-"""What real use does to a warehouse: the same range in two fresh processes, two runs at once on one
-warehouse, and a run killed (SIGKILL) in the middle of writing."""
+"""What real use does through the CLI (`dagster asset materialize`): a partition range is exactly one
+Dagster run, the same range in two fresh processes gives identical tables, checkpoints and PNG, and
+two runs at once on one warehouse both finish. (Runs killed mid-write: test_whole_or_absent.py.)"""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
+
+from persistence_pipeline.definitions import ASSETS
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,9 @@ TABLES = [
 ]
 
 
-def cli(folder: Path, first: str, last: str, **popen) -> subprocess.Popen:
+def cli(
+    folder: Path, first: str, last: str, extra_env: dict[str, str] | None = None, **popen
+) -> subprocess.Popen:
     """`dagster asset materialize --select '*' --partition-range first...last` with everything under folder.
     The Dagster instance is created first: two processes creating the same new SQLite instance at once
     race in Dagster's own schema migration (a one-time set-up, not the warehouse)."""
@@ -47,6 +50,7 @@ def cli(folder: Path, first: str, last: str, **popen) -> subprocess.Popen:
         "PERSISTENCE_WAREHOUSE": str(folder / "warehouse.duckdb"),
         "PERSISTENCE_CHECKPOINTS": str(folder / "checkpoints"),
         "PERSISTENCE_DASHBOARDS": str(folder / "dashboard"),
+        **(extra_env or {}),
     }
     command = [
         str(Path(sys.executable).parent / "dagster"),
@@ -89,16 +93,40 @@ def tables(warehouse: Path) -> dict[str, pd.DataFrame]:
         return out
 
 
-def test_same_range_in_two_fresh_processes_gives_identical_tables_and_png(tmp_path):
+def assert_exactly_one_run(folder: Path, first: str, last: str) -> None:
+    """The CLI's partition range ran as ONE Dagster run: its tags, every asset's latest
+    materialization and the checks belong to it, and run_metrics names it."""
+    with dg.DagsterInstance.from_config(str(folder / "home")) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 1
+        run = runs[0]
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags["dagster/asset_partition_range_start"] == first
+        assert run.tags["dagster/asset_partition_range_end"] == last
+        for key in {key for asset in ASSETS for key in asset.keys}:
+            event = instance.get_latest_materialization_event(key)
+            assert event is not None and event.run_id == run.run_id
+        checks = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("trades"), "trades_are_valid"), limit=1
+        )
+        assert checks[0].run_id == run.run_id
+    with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT run_key, dagster_run_id FROM run_metrics").fetchall() == [
+            (f"{first}..{last}/ridge", run.run_id)
+        ]
+
+
+def test_the_cli_range_is_one_run_and_two_fresh_processes_give_identical_tables_and_png(tmp_path):
     first, second = (
         cli(tmp_path / "a", "2021-01-04", "2021-03-31"),
         cli(tmp_path / "b", "2021-01-04", "2021-03-31"),
     )
     finish(first), finish(second)
+    assert_exactly_one_run(tmp_path / "a", "2021-01-04", "2021-03-31")
     a, b = tables(tmp_path / "a" / "warehouse.duckdb"), tables(tmp_path / "b" / "warehouse.duckdb")
     for name in TABLES:
         pd.testing.assert_frame_equal(a[name], b[name], obj=name)
-    assert len(a["feature_importance_history"]) == 19
+    assert len(a["feature_importance_history"]) == 19 and len(a["trades"]) == 213
     png = lambda folder: (folder / "dashboard" / "latest.png").read_bytes()  # noqa: E731
     assert png(tmp_path / "a") == png(tmp_path / "b")
 
@@ -113,49 +141,3 @@ def test_two_runs_at_once_on_one_warehouse_both_finish(tmp_path):
     ]
     assert stored["trades"]["trade_id"].is_unique
     assert stored["feature_importance_history"].groupby("run_key").size().tolist() == [19, 19]
-
-
-def test_a_run_killed_while_writing_leaves_no_partial_rows(tmp_path):
-    finish(cli(tmp_path, "2021-01-04", "2021-03-31"))
-    before = tables(tmp_path / "warehouse.duckdb")
-    victim = cli(tmp_path, "2021-04-01", "2021-06-30", start_new_session=True)
-    deadline = time.monotonic() + 300
-    assert victim.stdout is not None
-    for line in victim.stdout:  # kill it once it is writing the model's rows
-        if 'Started execution of step "feature_importance"' in line or time.monotonic() > deadline:
-            break
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait(timeout=60)
-    assert victim.returncode == -signal.SIGKILL
-    killed = tables(tmp_path / "warehouse.duckdb")  # the file opens: the unfinished transaction is gone
-    first_run = "2021-01-04..2021-03-31/ridge"
-    for name in [
-        "run_metrics",
-        "checkpoints",
-        "feature_importance_history",
-        "feature_stability",
-        "feature_alpha",
-    ]:
-        key = "run_key" if "run_key" in killed[name] else "as_of_run_key"
-        kept = killed[name][killed[name][key] == first_run].reset_index(drop=True)
-        pd.testing.assert_frame_equal(
-            kept, before[name], obj=name, check_dtype=False
-        )  # NULLs of run B widen dtypes
-    earlier_trades = killed["trades"][killed["trades"]["entry_time"] < pd.Timestamp("2021-04-01", tz="UTC")]
-    pd.testing.assert_frame_equal(earlier_trades.reset_index(drop=True), before["trades"], obj="trades")
-    # every table holds whole runs: a run's importance rows are all there or none are
-    assert set(killed["feature_importance_history"].groupby("run_key").size()) <= {19}
-    finish(cli(tmp_path, "2021-04-01", "2021-06-30"))
-    after = tables(tmp_path / "warehouse.duckdb")
-    assert sorted(after["run_metrics"]["run_key"]) == [
-        "2021-01-04..2021-03-31/ridge",
-        "2021-04-01..2021-06-30/ridge",
-    ]
-    assert after["trades"]["trade_id"].is_unique
-    assert after["feature_importance_history"].groupby("run_key").size().tolist() == [19, 19]
-    first = after["feature_importance_history"]
-    pd.testing.assert_frame_equal(
-        first[first["run_key"].str.startswith("2021-01-04")].reset_index(drop=True),
-        before["feature_importance_history"],
-    )
-    assert len(list((tmp_path / "checkpoints").rglob("*.skops"))) == 2

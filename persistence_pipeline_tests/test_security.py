@@ -1,6 +1,7 @@
 """No SQL text is built from data: SQL lives only in storage/, and every interpolation into SQL text
 is a fixed table or column of the contract (checked before use) or goes through quote_identifier."""
 
+import ast
 import datetime as dt
 import re
 from pathlib import Path
@@ -18,14 +19,40 @@ PACKAGE = Path(__file__).resolve().parents[1] / "persistence_pipeline"
 SQL = re.compile(r"\b(SELECT|INSERT INTO|DELETE FROM|CREATE TABLE|ALTER TABLE|UPDATE \w+ SET|DROP TABLE)\b")
 # what may be interpolated into SQL text, and why it is not data
 ALLOWED = {
-    "table",  # a key of FIXED_TABLES, checked before use (checked_table / WARM_START_TABLES)
+    "table",  # a key of FIXED_TABLES / RUN_TABLES / STAGING_REGISTRY, checked before use
+    "schema",  # "main" or "staging"
+    "key",  # a run-key column name of the contract (RUN_TABLES)
     "key_column",  # "run_key" or "as_of_run_key", checked before use
     "body",  # joined quote_identifier(...) column definitions of FIXED_TABLES
-    "primary",  # joined quote_identifier(...) key columns of FIXED_TABLES
+    "constraint",  # the PRIMARY KEY clause of quote_identifier(...) key columns of FIXED_TABLES
     "kind",  # a column type of FIXED_TABLES
+    "catalog_name(con)",  # the warehouse file's catalog, through quote_identifier
+    "prefix",  # likewise
+    "mine",  # a fixed predicate: staged_by = getvariable('staged_by')
+    "public(con, table)",  # a contract table, checked, qualified with the quoted catalog
+    "public(con, 'run_metrics')",
+    "public_trades",  # public(con, "trades")
+    "loads",  # public(con, "trade_loads")
     "quote_identifier(name)",
     "quote_identifier(column)",
 }
+SQL_CALLS = {"execute", "query", "sql"}
+
+
+def sql_interpolations(path: Path) -> list[str]:
+    """The expressions formatted into the SQL text of every execute/query call of a module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SQL_CALLS
+        ):
+            for argument in node.args[:1]:
+                for part in ast.walk(argument):
+                    if isinstance(part, ast.FormattedValue):
+                        found.append(ast.unparse(part.value))
+    return found
 
 
 def test_sql_lives_only_in_storage():
@@ -40,13 +67,14 @@ def test_sql_lives_only_in_storage():
 
 
 def test_sql_interpolations_are_only_allowlisted_names():
-    found = []
-    for path in (PACKAGE / "storage").rglob("*.py"):
-        for line in path.read_text().splitlines():
-            start = line.find('f"')
-            if start >= 0 and SQL.search(line[start:]):
-                found += re.findall(r"\{([^{}]+)\}", line[start:])
+    found = [name for path in (PACKAGE / "storage").rglob("*.py") for name in sql_interpolations(path)]
     assert found and set(found) <= ALLOWED, set(found) - ALLOWED
+
+
+def test_the_scan_sees_interpolations_on_continuation_lines(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text('con.execute(f"ALTER TABLE t"\n    f" ADD COLUMN {data_value} DOUBLE")\n')
+    assert sql_interpolations(module) == ["data_value"]
 
 
 def test_unknown_tables_and_keys_are_refused(tmp_path):

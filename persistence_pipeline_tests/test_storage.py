@@ -261,6 +261,17 @@ def test_files_are_written_atomically_and_checkpoints_are_verified(tmp_path):
     np.testing.assert_array_equal(files.load_checkpoint(path, digest)["coef"], np.arange(3.0))
     with pytest.raises(ValueError, match="does not match the sha256"):
         files.load_checkpoint(path, "0" * 64)
-    newest = files.save_dashboard(tmp_path / "d", b"png-new", RUN, is_newest=True)
-    files.save_dashboard(tmp_path / "d", b"png-old", "2020-01-01..2020-03-31/ridge", is_newest=False)
+    staged = files.stage_dashboard(tmp_path / "d", b"png-new", RUN, "run-1", is_newest=True)
+    assert not (tmp_path / "d" / "latest.png").exists()  # nothing in place before publication
+    newest = files.publish_dashboard(staged)
+    files.publish_dashboard(
+        files.stage_dashboard(
+            tmp_path / "d", b"png-old", "2020-01-01..2020-03-31/ridge", "run-2", is_newest=False
+        )
+    )
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [
+        "2020-01-01..2020-03-31_ridge.png",
+        "2021-01-04..2021-03-31_ridge.png",
+        "latest.png",
+    ]
     assert (tmp_path / "d" / "latest.png").read_bytes() == b"png-new" and newest.endswith("_ridge.png")

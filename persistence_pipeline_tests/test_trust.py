@@ -1,6 +1,7 @@
 """Numbers a quant can trust: what changed, spreads, data loss and coverage, correlated groups, and
 300 features with any names through the whole pipeline."""
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,7 +145,7 @@ def test_views_show_the_top_n_and_say_how_many_are_hidden(wide):
         e.asset_key.to_user_string(): e.materialization.metadata
         for e in results[1].get_asset_materialization_events()
     }
-    assert "285 more features not shown." in events["persistence_dashboard"]["summary"].value
+    assert "285 more features not shown." in events["persistence_dashboard"]["summary (markdown)"].value
     assert "285 more features not shown." in events["feature_importance"]["top_features"].value
     assert "290 more features not shown." in events["feature_alpha"]["top_alpha"].value
 
@@ -222,10 +223,8 @@ def test_too_little_data_fails_with_the_counts(tmp_path):
     project = Project(
         tmp_path, TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")), ModelSettings()
     )
-    from persistence_pipeline.core.schema import InputDataError
-
     with pytest.raises(
-        InputDataError,
+        dg.Failure,
         match=r"column 'exit_time': only 36 of the 40 trades entered in the range exit by 2022-01-14; "
         r"50 are needed \(min_train_trades = 50, 5 per feature for 2 features\)",
     ):

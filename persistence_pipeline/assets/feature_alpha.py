@@ -5,7 +5,7 @@ import pandas as pd
 
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table
-from persistence_pipeline.assets.stage import STAGE
+from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.alpha import alpha_note
 from persistence_pipeline.core.alpha import feature_alpha as alpha_table
 from persistence_pipeline.partitions import run_scope
@@ -36,10 +36,11 @@ SHOWN = [
     "stability, alpha score in [0, 1] (formula in the README) with its components, IC decay (slope, "
     "half-life) and the correlation of its importance with realized run performance.",
 )
+@user_errors_fail_the_step
 def feature_alpha(
     context: dg.AssetExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.MaterializeResult:
-    scope, db = run_scope(context, model_settings.kind), warehouse.database()
+    scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
     importance = history.importance_history(db, stored["run_key"].tolist())
     topk_frequency = cross_run.feature_stability(db, scope.run_key).set_index("feature")["topk_frequency"]
@@ -53,6 +54,7 @@ def feature_alpha(
         overlap,
     )
     cross_run.write_alpha(db, scope.run_key, table)
+    finish(context, db)
     note = alpha_note(len(stored), overlap, scope.window.last_day)
     context.log.info(f"{scope.run_key}: alpha of {len(table)} features; {note}")
     return dg.MaterializeResult(

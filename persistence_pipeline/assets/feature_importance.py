@@ -5,7 +5,7 @@ import dagster as dg
 
 from persistence_pipeline.assets.metadata import markdown_table, timed
 from persistence_pipeline.assets.profit_model import profit_model
-from persistence_pipeline.assets.stage import STAGE
+from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.changes import describe_changes, importance_changes
 from persistence_pipeline.core.correlation import correlated_groups
 from persistence_pipeline.core.dataset import TrainingSet, training_set
@@ -54,6 +54,7 @@ def trained_set(data: TrainingSet, checkpoint: dict, run_key: str) -> TrainingSe
     "permutation importance (mean, std), univariate IC, rank, and its group of correlated features; "
     "`importance_changes` against the previous run. Replaces the run's rows in one transaction.",
 )
+@user_errors_fail_the_step
 def feature_importance(
     context: dg.AssetExecutionContext,
     warehouse: Warehouse,
@@ -61,7 +62,7 @@ def feature_importance(
     model_settings: ModelSettings,
     analysis_settings: AnalysisSettings,
 ) -> dg.MaterializeResult:
-    scope, db = run_scope(context, model_settings.kind), warehouse.database()
+    scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     checkpoint = checkpoint_store.load(*runs.checkpoint_of(db, scope.run_key))
     stored = trades_between(db, scope.window.start, scope.window.end)
     data = trained_set(training_set(stored, scope.window.end), checkpoint, scope.run_key)
@@ -99,6 +100,7 @@ def feature_importance(
     history.write_importance(
         db, scope.run_key, scope.window.last_day, table, changes, previous_key, explainer, shap_n
     )
+    finish(context, db)
     context.log.info(
         f"{scope.run_key}: importance of {len(table)} features, SHAP by {explainer} on {shap_n} trades"
     )

@@ -6,7 +6,7 @@ import pandas as pd
 
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table
-from persistence_pipeline.assets.stage import STAGE
+from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.priors import CurriculumParams, ema_priors, oos_regime_weights
 from persistence_pipeline.partitions import run_scope
@@ -31,13 +31,14 @@ def curriculum_note(weights: pd.DataFrame | None, curriculum: CurriculumParams) 
     "strength grows with the runs), and `regime_weights`: bounded sample weights per volatility-tercile x "
     "trend regime from this run's out-of-sample error. The next profit_model run starts from both.",
 )
+@user_errors_fail_the_step
 def feature_priors(
     context: dg.AssetExecutionContext,
     warehouse: Warehouse,
     model_settings: ModelSettings,
     analysis_settings: AnalysisSettings,
 ) -> dg.MaterializeResult:
-    scope, db = run_scope(context, model_settings.kind), warehouse.database()
+    scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
     importance = history.importance_history(db, stored["run_key"].tolist())
     coef_by_run = importance.pivot(index="run_key", columns="feature", values="coef").reindex(
@@ -50,6 +51,7 @@ def feature_priors(
         data.trades, data.features, runs.oos_predictions(db, scope.run_key), curriculum
     )
     cross_run.write_priors(db, scope.run_key, priors, weights)
+    finish(context, db)
     notes = [
         f"priors over {len(stored)} run(s)"
         if len(priors)

@@ -7,7 +7,7 @@ import dagster as dg
 
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import finite_or_none, markdown_table
-from persistence_pipeline.assets.stage import STAGE
+from persistence_pipeline.assets.stage import STAGE, finish, run_database
 from persistence_pipeline.core.stability import feature_stability as per_feature_stability
 from persistence_pipeline.core.stability import mean_jaccard_overlap, stability_summary
 from persistence_pipeline.partitions import run_scope
@@ -42,13 +42,14 @@ def feature_stability(
     model_settings: ModelSettings,
     analysis_settings: AnalysisSettings,
 ) -> Iterator[dg.MaterializeResult]:
-    scope, db = run_scope(context, model_settings.kind), warehouse.database()
+    scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
     importance = history.importance_history(db, stored["run_key"].tolist())
     overlap = mean_jaccard_overlap(history.consecutive_training_overlap(db, stored))
     per_feature = per_feature_stability(importance, analysis_settings.top_k)
     summary = stability_summary(importance, stored["run_key"].tolist(), analysis_settings.top_k, overlap)
     cross_run.write_stability(db, scope.run_key, per_feature, dataclasses.asdict(summary))
+    finish(context, db)
     context.log.info(f"{scope.run_key}: stability over {summary.n_runs} runs: {summary.note}")
     figures = {
         name: finite_or_none(value) if isinstance(value, float) else value

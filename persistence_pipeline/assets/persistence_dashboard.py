@@ -7,8 +7,13 @@ import dagster as dg
 from persistence_pipeline.assets.feature_alpha import feature_alpha
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.feature_priors import feature_priors
-from persistence_pipeline.assets.stage import STAGE
-from persistence_pipeline.core.dashboard import DashboardInputs, dashboard_summary, draw_dashboard
+from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
+from persistence_pipeline.core.dashboard import (
+    DashboardInputs,
+    dashboard_headline,
+    dashboard_summary,
+    draw_dashboard,
+)
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import DashboardStore, ModelSettings, Warehouse
 from persistence_pipeline.storage import cross_run, history, runs
@@ -29,13 +34,14 @@ from persistence_pipeline.storage import cross_run, history, runs
     "uncertainty, importance vs realized performance, stability, run performance) and a markdown summary; "
     "written to data/dashboard/ (per run key, and latest.png for the newest run) and shown here.",
 )
+@user_errors_fail_the_step
 def persistence_dashboard(
     context: dg.AssetExecutionContext,
     warehouse: Warehouse,
     model_settings: ModelSettings,
     dashboard_store: DashboardStore,
 ) -> dg.MaterializeResult:
-    scope, db = run_scope(context, model_settings.kind), warehouse.database()
+    scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
     inputs = DashboardInputs(
         runs=stored,
@@ -46,18 +52,21 @@ def persistence_dashboard(
         run_key=scope.run_key,
         top_n=dashboard_store.top_n,
         seed=model_settings.seed,
+        quarantined=runs.quarantined_features(db, stored["run_key"].tolist()),
     )
     png = draw_dashboard(inputs)
-    newest = runs.newest_range_end(db, model_settings.kind)
-    path = dashboard_store.save(
-        png, scope.run_key, is_newest=newest is None or newest <= scope.window.last_day
-    )
+    newest = runs.newest_range_end(db, model_settings.kind)  # this run's included
+    is_newest = newest is None or newest <= scope.window.last_day
+    staged = dashboard_store.stage(png, scope.run_key, db.staged_by, is_newest)
+    finish(context, db)  # the dashboard is the last stage: the run's rows are public from here
+    path = dashboard_store.publish(staged)
     context.log.info(f"{scope.run_key}: dashboard of {len(stored)} runs written to {path}")
     image = f"![persistence dashboard](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
     return dg.MaterializeResult(
         metadata={
-            "summary": dg.MetadataValue.md(dashboard_summary(inputs)),
-            "dashboard": dg.MetadataValue.md(image),
+            "headline": dashboard_headline(inputs),
+            "summary (markdown)": dg.MetadataValue.md(dashboard_summary(inputs)),
+            "dashboard (image)": dg.MetadataValue.md(image),
             "path": dg.MetadataValue.path(path),
             "n_runs": len(stored),
         }

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from persistence_pipeline.assets.metadata import finite_or_none, markdown_table, timed
-from persistence_pipeline.assets.stage import STAGE
+from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.dataset import (
     TrainingSet,
@@ -94,7 +94,7 @@ def checkpoint_payload(fitted: FittedModel, data: TrainingSet, warm: WarmStart) 
 
 def run_metrics_row(
     scope: RunScope,
-    dagster_run_id: str,
+    dagster_run_id: str | None,
     data: TrainingSet,
     fitted: FittedModel,
     warm: WarmStart,
@@ -147,6 +147,7 @@ def oos_prediction_rows(data: TrainingSet, fitted: FittedModel) -> pd.DataFrame:
     "with an implausible in-sample IC are quarantined; purged walk-forward out-of-sample metrics and "
     "predictions; skops checkpoint.",
 )
+@user_errors_fail_the_step
 def profit_model(
     context: dg.AssetExecutionContext,
     warehouse: Warehouse,
@@ -154,7 +155,7 @@ def profit_model(
     model_settings: ModelSettings,
     analysis_settings: AnalysisSettings,
 ) -> dg.MaterializeResult:
-    scope, db = run_scope(context, model_settings.kind), warehouse.database()
+    scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     window = scope.window
     stored = trades_between(db, window.start, window.end)
     data = training_set(stored, window.end)
@@ -181,7 +182,9 @@ def profit_model(
             warm.sample_weight,
         )
     with timed(context.log, "saved the skops checkpoint"):
-        path, sha256 = checkpoint_store.save(checkpoint_payload(fitted, data, warm), scope.run_key)
+        path, sha256 = checkpoint_store.save(
+            checkpoint_payload(fitted, data, warm), scope.run_key, db.staged_by
+        )
     now, m = pd.Timestamp.now(tz="UTC"), fitted.metrics
     checkpoint_row = {
         "model_kind": warm.params.kind,
@@ -197,14 +200,14 @@ def profit_model(
     write_model_run(
         db,
         scope.run_key,
-        run_metrics_row(scope, context.run_id, data, fitted, warm, now),
+        run_metrics_row(scope, db.staged_by, data, fitted, warm, now),  # staged_by: the Dagster run id
         checkpoint_row,
         oos_predictions=oos_prediction_rows(data, fitted),
         excluded_features=excluded,
         data_loss=loss,
         feature_coverage=feature_coverage(stored, data.features),
     )
-    checkpoint_store.remove_superseded(scope.run_key, path)
+    finish(context, db)
     context.log.info(
         f"{scope.run_key}: trained on {len(data.y)} trades ({data.n_unrealized} dropped: exit after "
         f"{window.last_day}), {len(fitted.folds)} walk-forward folds, OOS rank IC {m.rank_ic:.4f}; "

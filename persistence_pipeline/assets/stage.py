@@ -1,13 +1,70 @@
 """What every stage asset shares: the one partitions definition, the single-run backfill policy (a
-date range is one run) and the warehouse concurrency pool. Every asset decorator spreads `STAGE`."""
+date range is one run) and the warehouse concurrency pool (`STAGE`, spread into every decorator);
+the run's staged view of the warehouse; and `finish`, which publishes the run whole when its last
+selected stage is done (storage/publish.py)."""
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from persistence_pipeline.partitions import daily_partitions, single_run_backfill
-from persistence_pipeline.resources import WAREHOUSE_POOL
+import dagster as dg
+from dagster._core.errors import DagsterInvalidPropertyError  # not re-exported by `dagster`
+
+from persistence_pipeline.core.model import NotEnoughDataError
+from persistence_pipeline.core.schema import InputDataError
+from persistence_pipeline.partitions import ReversedRangeError, daily_partitions, single_run_backfill
+from persistence_pipeline.resources import WAREHOUSE_POOL, Warehouse
+from persistence_pipeline.storage.database import Database, MissingRowsError
+from persistence_pipeline.storage.publish import finish_stage
 
 STAGE: dict[str, Any] = {
     "partitions_def": daily_partitions,
     "backfill_policy": single_run_backfill,
     "pool": WAREHOUSE_POOL,
 }
+
+Context = dg.AssetExecutionContext | dg.AssetCheckExecutionContext
+
+
+def dagster_run(context: Context) -> dg.DagsterRun | None:
+    """The Dagster run of the step (None for an asset invoked directly, outside a run)."""
+    try:
+        return context.run
+    except DagsterInvalidPropertyError:
+        return None
+
+
+def run_database(context: Context, warehouse: Warehouse) -> Database:
+    """The warehouse as the step's Dagster run sees it: its own staged rows in place of the public
+    rows they replace. Outside a run (direct invocation) a stage writes the public tables."""
+    run = dagster_run(context)
+    return warehouse.database(staged_by=run.run_id if run is not None else None)
+
+
+def finish(context: dg.AssetExecutionContext, db: Database) -> bool:
+    """Mark this step's stages done; publish the run when every stage selected for it is. Returns
+    whether the run is published."""
+    done = [key.to_user_string() for key in context.selected_asset_keys]
+    if dagster_run(context) is None:
+        return finish_stage(db, done, done)
+    selected = [key.to_user_string() for key in context.job_def.asset_layer.selected_asset_keys]
+    return finish_stage(db, done, selected)
+
+
+# errors of the user's input or of the order of materializations, not of our code
+USER_ERRORS = (InputDataError, NotEnoughDataError, MissingRowsError, ReversedRangeError)
+Step = TypeVar("Step", bound=Callable[..., Any])
+
+
+def user_errors_fail_the_step(step: Step) -> Step:
+    """Bad input, too little data and missing upstream rows fail the step with their message as the
+    step failure's description (what the UI and the CLI show), without a stack trace of our code."""
+
+    @functools.wraps(step)
+    def failing_with_the_message(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return step(*args, **kwargs)
+        except USER_ERRORS as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+
+    return failing_with_the_message  # type: ignore[return-value]  # same signature, by functools.wraps

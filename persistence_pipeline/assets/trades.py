@@ -3,7 +3,7 @@
 import dagster as dg
 
 from persistence_pipeline.assets.metadata import markdown_table, timed
-from persistence_pipeline.assets.stage import STAGE
+from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.dataset import feature_columns, per_strategy_counts
 from persistence_pipeline.core.trade_sources import check_trainable, trades_in_window
 from persistence_pipeline.partitions import run_range
@@ -19,6 +19,7 @@ from persistence_pipeline.storage.trades import replace_trades
     "Refuses a range with too few trades to train on before storing anything; replaces the range's rows "
     "of the `trades` table in one transaction.",
 )
+@user_errors_fail_the_step
 def trades(
     context: dg.AssetExecutionContext,
     trade_source: TradeSource,
@@ -36,7 +37,9 @@ def trades(
         f"{window.first_day}..{window.last_day}"
     )
     with timed(context.log, f"replaced the range's rows of table trades with {len(selected)} trades"):
-        replace_trades(warehouse.database(), selected, window.start, window.end, source, len(everything))
+        db = run_database(context, warehouse)
+        replace_trades(db, selected, window.start, window.end, source, len(everything))
+    finish(context, db)
     features = feature_columns(selected)
     context.log.info(
         f"stored {len(selected)} trades entered {window.first_day}..{window.last_day} "

@@ -3,6 +3,7 @@ moves and the largest importance changes, measured against the previous run of t
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 CHANGE_COLUMNS = [
@@ -38,11 +39,41 @@ def importance_changes(previous: pd.DataFrame, current: pd.DataFrame, k: int) ->
     return merged[CHANGE_COLUMNS].reset_index(drop=True)
 
 
+def _in_top(ranks: pd.Series, n: int) -> np.ndarray:
+    """rank <= n, with a missing rank (a feature absent from that run) never in the top. Ranks read
+    from the warehouse are nullable integers, whose comparisons give <NA>, not False."""
+    return (pd.to_numeric(ranks, errors="coerce").astype("float64") <= n).to_numpy(dtype=bool)
+
+
 def top_set_change(changes: pd.DataFrame, n: int) -> tuple[list[str], list[str]]:
     """(entered, left) the top n between the two runs, each sorted by name."""
-    entered = sorted(changes.loc[(changes["rank"] <= n) & ~(changes["previous_rank"] <= n), "feature"])
-    left = sorted(changes.loc[(changes["previous_rank"] <= n) & ~(changes["rank"] <= n), "feature"])
+    now, before = _in_top(changes["rank"], n), _in_top(changes["previous_rank"], n)
+    entered = sorted(changes.loc[now & ~before, "feature"])
+    left = sorted(changes.loc[before & ~now, "feature"])
     return entered, left
+
+
+def material_top_changes(
+    changes: pd.DataFrame, current: pd.DataFrame, n: int, z: float = 2.0
+) -> pd.DataFrame:
+    """The top-n flips larger than the bootstrap spread of the importances: for each feature that
+    entered the top n and each that left it, the gap between their mean |SHAP| in the current run
+    and the spread sqrt(sd_entered^2 + sd_left^2) of that gap (`shap_mean_abs_std` of the run).
+    A flip is material when gap > z * spread, or when the feature that left is gone from the run.
+    One row per (entered, left) pair: entered, left, gap, spread, material."""
+    entered, left = top_set_change(changes, n)
+    shap = current.set_index("feature")["shap_mean_abs"].astype("float64")
+    spread = current.set_index("feature")["shap_mean_abs_std"].astype("float64").fillna(0.0)
+    rows = []
+    for a in entered:
+        for b in left:
+            if b not in shap.index:
+                rows.append({"entered": a, "left": b, "gap": np.nan, "spread": np.nan, "material": True})
+                continue
+            gap = float(shap[a] - shap[b])
+            noise = float(np.sqrt(spread[a] ** 2 + spread[b] ** 2))
+            rows.append({"entered": a, "left": b, "gap": gap, "spread": noise, "material": gap > z * noise})
+    return pd.DataFrame(rows, columns=["entered", "left", "gap", "spread", "material"])
 
 
 def describe_changes(changes: pd.DataFrame, previous_run_key: str | None, k: int) -> str:

@@ -1,16 +1,21 @@
 """The persistence dashboard: one PNG of six panels and a markdown summary, from warehouse frames.
 
 Panels: (1) importance over runs of the top features, (2) rank heatmap features x runs, (3) alpha
-scores of the top features with a bootstrap interval over runs, (4) importance vs realized
-performance, (5) stability: importance vs rank variability, (6) run performance over time.
-Views show the top `top_n` features and say how many are hidden; panels that need two runs say so.
-Each panel is drawn by its own function; dashboard_figure lays the six out.
+scores of the top features with a bootstrap interval over runs, plus every decaying and every
+quarantined (possible leakage) feature whatever the top-N cut, (4) importance vs realized
+performance, (5) stability: importance vs rank variability, (6) run performance over time: OOS rank IC
+with an approximate 95% interval and a zero line above, hit rate against the base rate below, each on
+its own scale. Views show the top `top_n` features and say how many are hidden; only the panels that
+need two runs (alpha scores, stability) say so. Each panel is drawn by its own function;
+dashboard_figure lays the six out. dashboard_headline is the summary's one-line plain-text lead.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,16 +24,48 @@ import pandas as pd
 from persistence_pipeline.core.alpha import feature_alpha
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.gridspec import SubplotSpec
     from matplotlib.transforms import Bbox
 
 BOOTSTRAP_ROUNDS = 100
+# A bootstrap over m runs has few distinct resamples when m is small (2 runs: 3 distinct samples), so
+# its percentiles are no interval: below this many runs none is computed or drawn, and the panel says so.
+MIN_RUNS_FOR_INTERVAL = 5
+# Approximate 95% interval of a run's OOS rank IC r over its n OOS trades: Fisher z = atanh(r) with
+# standard error 1/sqrt(n - 3), z +- 1.96/sqrt(n - 3) mapped back with tanh. For a Spearman correlation
+# this is a slight underestimate (Fieller, Hartley & Pearson 1957 give 1.06/(n - 3) as the variance of
+# z); it ignores that walk-forward folds are fitted by different models. A rough band, not a test.
+IC_INTERVAL_Z = 1.96
+# How many features the importance-share panel draws; tab10 gives each its own hue.
+IMPORTANCE_LINES = 10
+QUARANTINED_COLUMNS = ["run_key", "feature", "ic", "reason"]
+HEADLINE_NAMES = 3  # names listed per category in the headline before "and N more"
+
+ALPHA_COLOR = "#2e86c1"
+DECAYING_COLOR = "#c0392b"
+QUARANTINED_COLOR = "#8e44ad"
+BASE_RATE_COLOR = "0.35"
+HIT_RATE_COLOR = "#e67e22"
+
+
+def _empty_quarantined() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run_key": pd.Series(dtype="object"),
+            "feature": pd.Series(dtype="object"),
+            "ic": pd.Series(dtype="float64"),
+            "reason": pd.Series(dtype="object"),
+        }
+    )
 
 
 @dataclass(frozen=True)
 class DashboardInputs:
-    runs: pd.DataFrame  # run_metrics rows, oldest first
+    # run_metrics rows, oldest first (the panels use oos_rank_ic, n_oos, oos_hit_rate, oos_base_rate)
+    runs: pd.DataFrame
     history: pd.DataFrame  # feature_importance_history of those runs
     stability: pd.DataFrame  # feature_stability as of the latest run
     alpha: pd.DataFrame  # feature_alpha as of the latest run
@@ -36,6 +73,16 @@ class DashboardInputs:
     run_key: str
     top_n: int = 15
     seed: int = 0
+    # excluded_features rows (run_key, feature, ic, reason) of those runs: features quarantined as
+    # possible leakage; rows of runs not in `runs` are ignored (a backfill never shows its future)
+    quarantined: pd.DataFrame = field(default_factory=_empty_quarantined)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in QUARANTINED_COLUMNS if c not in self.quarantined.columns]
+        if missing:
+            raise ValueError(
+                f"DashboardInputs.quarantined needs the columns {QUARANTINED_COLUMNS} (missing: {missing})"
+            )
 
 
 def top_features(inputs: DashboardInputs) -> list[str]:
@@ -46,9 +93,10 @@ def top_features(inputs: DashboardInputs) -> list[str]:
 
 
 def alpha_interval(inputs: DashboardInputs, features: list[str]) -> pd.DataFrame:
-    """5th-95th percentile of each feature's alpha score over bootstrap resamples of the runs."""
+    """5th-95th percentile of each feature's alpha score over bootstrap resamples of the runs; NaN
+    with fewer than MIN_RUNS_FOR_INTERVAL runs."""
     order = inputs.runs["run_key"].tolist()
-    if len(order) < 2:
+    if len(order) < MIN_RUNS_FOR_INTERVAL:
         return pd.DataFrame({"feature": features, "low": np.nan, "high": np.nan})
     rng = np.random.default_rng(inputs.seed)
     performance = inputs.runs.set_index("run_key")["oos_rank_ic"]
@@ -76,22 +124,126 @@ def alpha_interval(inputs: DashboardInputs, features: list[str]) -> pd.DataFrame
     )
 
 
+def _number(value: object) -> float:
+    """A float, NaN for None, NA or anything that is no number."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    """Float64 values, NaN for NULL (nullable dtypes included)."""
+    return pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+
+
+def ic_interval(ic: object, n: object) -> tuple[float, float]:
+    """Approximate 95% interval of a rank IC over n trades (Fisher z, see IC_INTERVAL_Z); NaNs when
+    the IC or n is missing or n < 4."""
+    r, trades = _number(ic), _number(n)
+    if not (np.isfinite(r) and np.isfinite(trades) and trades >= 4):
+        return float("nan"), float("nan")
+    z = float(np.arctanh(np.clip(r, -0.999999, 0.999999)))
+    half = IC_INTERVAL_Z / np.sqrt(trades - 3.0)
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
+def quarantined_by_feature(quarantined: pd.DataFrame, run_order: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per quarantined feature: its latest quarantining run (by `run_order`, else by run
+    key), the IC and reason there, and `n_runs` quarantining it; strongest |IC| first, then by name.
+    With `run_order`, rows of other runs are left out."""
+    columns = ["feature", "run_key", "ic", "reason", "n_runs"]
+    rows = quarantined
+    if "run_key" not in rows.columns:
+        rows = rows.assign(run_key=None)
+    if run_order is not None:
+        position = {run_key: i for i, run_key in enumerate(run_order)}
+        rows = rows[rows["run_key"].isin(list(position))]
+        rows = rows.assign(_order=rows["run_key"].map(position))
+    else:
+        rows = rows.assign(_order=rows["run_key"].fillna("").astype(str))
+    if rows.empty:
+        return pd.DataFrame({c: pd.Series(dtype="float64" if c == "ic" else "object") for c in columns})
+    rows = rows.sort_values(["feature", "_order"], kind="stable")
+    latest = rows.groupby("feature", sort=True).tail(1).set_index("feature")
+    latest["n_runs"] = rows.groupby("feature")["run_key"].size()
+    table = latest.reset_index()[columns]
+    order = table.assign(_abs=-table["ic"].abs().fillna(0.0)).sort_values(["_abs", "feature"], kind="stable")
+    return order[columns].reset_index(drop=True)
+
+
 def _run_label(run_key: str) -> str:
     return run_key.split("/")[0].replace("..", "→")
 
 
-def _label_points(ax: Axes, points: pd.DataFrame, x_column: str, y_column: str, features: list[str]) -> None:
-    """Label the scatter points of `features` (in that priority order) that `points` holds, leaving
-    out any label that would overlap a kept one (extents from the figure's own renderer)."""
-    shown = points.set_index("feature").reindex([f for f in features if f in set(points["feature"])])
+# Where a point's label may go, tried in this order: (dx, dy) in points, horizontal and vertical alignment.
+_LABEL_PLACES = (
+    (4, 4, "left", "bottom"),
+    (-4, 4, "right", "bottom"),
+    (4, -4, "left", "top"),
+    (-4, -4, "right", "top"),
+)
+_POINT_RADIUS_PX = 3.0  # half the side of the square a scatter point occupies for labels to avoid
+
+
+def _label_points(
+    ax: Axes,
+    points: pd.DataFrame,
+    x_column: str,
+    y_column: str,
+    features: list[str],
+    laid_out: bool = False,
+) -> int:
+    """Label the scatter points of `features` (in that priority order) that `points` holds, each at the
+    first of four places around its point that lies inside the axes and overlaps neither a kept label
+    nor another point; a label with no such place is left out. Extents are measured after the figure's
+    layout and the axis limits are final (a label placed by the default 0..1 limits lands elsewhere);
+    the labels do not take part in the layout, so it stays as measured (`laid_out`: the caller has just
+    laid the figure out). Returns how many were placed."""
+    figure = ax.get_figure(root=True)
+    assert figure is not None
+    if not laid_out:
+        figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    frame = ax.get_window_extent(renderer)
+    from matplotlib.transforms import Bbox
+
+    def inside(box: Bbox) -> bool:
+        return bool(box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1)
+
+    data = points.dropna(subset=[x_column, y_column])
+    pixels = ax.transData.transform(data[[x_column, y_column]].to_numpy(dtype="float64"))
+    r = _POINT_RADIUS_PX
+    others = {
+        feature: Bbox.from_extents(px - r, py - r, px + r, py + r)
+        for feature, (px, py) in zip(data["feature"], pixels, strict=True)
+    }
+    shown = data.set_index("feature").reindex([f for f in features if f in others])
     kept: list[Bbox] = []
     for label, x, y in zip(shown.index, shown[x_column], shown[y_column], strict=True):
-        text = ax.annotate(label, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
-        box = text.get_window_extent()
-        if any(box.overlaps(other) for other in kept):
+        obstacles = kept + [box for feature, box in others.items() if feature != label]
+        for dx, dy, ha, va in _LABEL_PLACES:
+            text = ax.annotate(
+                label, (x, y), fontsize=8, xytext=(dx, dy), textcoords="offset points", ha=ha, va=va
+            )
+            text.set_in_layout(False)
+            box = text.get_window_extent(renderer)
+            if inside(box) and not any(box.overlaps(other) for other in obstacles):
+                kept.append(box)
+                break
             text.remove()
-        else:
-            kept.append(box)
+    return len(kept)
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """Point labels a panel asks for; placed once every panel is drawn and the layout is final."""
+
+    ax: Axes
+    points: pd.DataFrame
+    x_column: str
+    y_column: str
+    features: list[str]
 
 
 def _needs_two_runs(ax: Axes, title: str) -> None:
@@ -99,6 +251,23 @@ def _needs_two_runs(ax: Axes, title: str) -> None:
     ax.text(0.5, 0.5, "needs at least 2 runs", ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _legend_above(ax: Axes, handles: Sequence[Artist], title: str, ncol: int = 2) -> None:
+    """A legend between the title and the axes, where it crosses no data; the title is lifted over it."""
+    rows = -(-len(handles) // ncol)
+    ax.legend(
+        handles=handles,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncol=ncol,
+        fontsize=8,
+        frameon=False,
+        borderaxespad=0.2,
+        handlelength=1.6,
+        columnspacing=1.2,
+    )
+    ax.set_title(title, pad=6 + 12.5 * rows)
 
 
 @dataclass(frozen=True)
@@ -111,6 +280,7 @@ class _View:
     labels: list[str]  # one x tick label per run
     history: pd.DataFrame  # feature_importance_history rows of the shown features
     share: pd.DataFrame  # history with `share`: of the run's total mean |SHAP| over ALL features
+    quarantined: pd.DataFrame  # quarantined_by_feature over the runs
 
 
 def _view(inputs: DashboardInputs) -> _View:
@@ -125,6 +295,7 @@ def _view(inputs: DashboardInputs) -> _View:
         labels=[_run_label(k) for k in inputs.runs["run_key"]],
         history=history,
         share=history.assign(share=history["shap_mean_abs"] / history["run_key"].map(totals)),
+        quarantined=quarantined_by_feature(inputs.quarantined, inputs.runs["run_key"].tolist()),
     )
 
 
@@ -132,17 +303,32 @@ def _run_ticks(ax: Axes, view: _View) -> None:
     ax.set_xticks(range(view.n_runs), view.labels, rotation=45, ha="right", fontsize=8)
 
 
-def _importance_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
-    """(1) Importance share over runs of the top ten features."""
+def _line_styles(n: int) -> list[tuple[tuple[float, float, float], str, str]]:
+    """(colour, line style, marker) of n lines: tab10's ten hues (no light/dark pairs as in tab20),
+    then the same hues again with another line style and marker."""
     import matplotlib.pyplot as plt
 
-    colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
+    colors = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]
+    styles, markers = ["-", "--", ":", "-."], ["o", "s", "^", "D"]
+    return [(colors[i % 10], styles[(i // 10) % 4], markers[(i // 10) % 4]) for i in range(n)]
+
+
+def _importance_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
+    """(1) Importance share over runs of the top ten features, one hue each."""
     wide = view.share.pivot(index="run_key", columns="feature", values="share").reindex(
         inputs.runs["run_key"]
     )
-    for i, feature in enumerate(view.features[:10]):
-        ax.plot(range(view.n_runs), wide[feature].to_numpy(), marker="o", color=colors[i % 20], label=feature)
-    shown = f" (top {min(10, len(view.features))})" if view.features else ""
+    drawn = view.features[:IMPORTANCE_LINES]
+    for feature, (color, style, marker) in zip(drawn, _line_styles(len(drawn)), strict=True):
+        ax.plot(
+            range(view.n_runs),
+            wide[feature].to_numpy(),
+            marker=marker,
+            linestyle=style,
+            color=color,
+            label=feature,
+        )
+    shown = f" (top {len(drawn)})" if drawn else ""
     ax.set_title("importance share (mean |SHAP|) over runs" + shown)
     _run_ticks(ax, view)
     ax.set_ylabel("share of the run's total mean |SHAP|")
@@ -161,47 +347,152 @@ def _rank_heatmap_panel(fig: Figure, ax: Axes, inputs: DashboardInputs, view: _V
     fig.colorbar(image, ax=ax, label="rank (1 = most important)")
 
 
+def _decaying(alpha: pd.DataFrame) -> pd.Series:
+    return alpha["decaying"].astype("boolean").fillna(False).astype(bool)
+
+
+def alpha_panel_rows(inputs: DashboardInputs, view: _View | None = None) -> pd.DataFrame:
+    """The rows of the alpha panel, top to bottom: feature, alpha_score (NaN for a quarantined feature
+    without one), kind ("quarantined", "decaying" or "alpha"), ic (the quarantining run's IC).
+    Every decaying and every quarantined feature is a row whatever the cut; the others fill the
+    remaining of the view's top-N places by alpha score."""
+    view = view or _view(inputs)
+    scored = inputs.alpha.dropna(subset=["alpha_score"])
+    quarantined = view.quarantined.set_index("feature")
+    decaying = set(scored.loc[_decaying(scored), "feature"])
+    forced = decaying | set(quarantined.index)
+    ranked = scored.sort_values(["alpha_score", "feature"], ascending=[False, True], kind="stable")
+    others = ranked[~ranked["feature"].isin(forced)].head(max(inputs.top_n - len(forced), 0))
+    shown = ranked[ranked["feature"].isin(forced) | ranked["feature"].isin(others["feature"])]
+    unscored = [f for f in quarantined.index if f not in set(scored["feature"])]
+    rows = pd.concat(
+        [
+            shown[["feature", "alpha_score"]],
+            pd.DataFrame({"feature": unscored, "alpha_score": np.nan}),
+        ],
+        ignore_index=True,
+    )
+    rows["kind"] = [
+        "quarantined" if f in quarantined.index else "decaying" if f in decaying else "alpha"
+        for f in rows["feature"]
+    ]
+    rows["ic"] = rows["feature"].map(quarantined["ic"]).astype("float64")
+    return rows
+
+
 def _alpha_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
-    """(3) Alpha scores of the top features with their bootstrap interval over runs."""
-    alpha = inputs.alpha.set_index("feature")
-    if view.n_runs < 2 or alpha["alpha_score"].isna().all():
+    """(3) Alpha scores of the top features with their bootstrap interval over runs, and every
+    decaying and quarantined feature in its own colour."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    scored = bool(inputs.alpha["alpha_score"].notna().any()) and view.n_runs >= 2
+    if not scored and view.quarantined.empty:
         _needs_two_runs(ax, "alpha score")
         return
-    shown = alpha["alpha_score"].dropna().sort_values(ascending=False).index[: len(view.features)].tolist()
-    interval = alpha_interval(inputs, shown).set_index("feature")
-    score = alpha.loc[shown, "alpha_score"].to_numpy()
-    y = np.arange(len(shown))[::-1]
-    bar_colors = ["#c0392b" if d else "#2e86c1" for d in alpha.loc[shown, "decaying"]]
-    ax.barh(y, score, color=bar_colors, alpha=0.8)
-    ax.hlines(y, interval["low"].to_numpy(), interval["high"].to_numpy(), color="black", lw=1.5)
-    ax.set_yticks(y, shown, fontsize=8)
+    rows = alpha_panel_rows(inputs, view)
+    rows = (rows if scored else rows[rows["kind"] == "quarantined"]).reset_index(drop=True)
+    y = np.arange(len(rows))[::-1].astype("float64")
+    colors = {"alpha": ALPHA_COLOR, "decaying": DECAYING_COLOR, "quarantined": QUARANTINED_COLOR}
+    score = rows["alpha_score"].fillna(0.0).to_numpy()
+    ax.barh(y, score, color=[colors[k] for k in rows["kind"]], alpha=0.85)
+    title = "alpha score"
+    enough = view.n_runs >= MIN_RUNS_FOR_INTERVAL
+    if scored and enough:
+        interval = alpha_interval(inputs, rows["feature"].tolist())
+        ax.hlines(
+            y,
+            interval["low"].to_numpy(),
+            interval["high"].to_numpy(),
+            color="black",
+            lw=1.5,
+            gid="alpha_interval",
+        )
+        title += ", 5-95% bootstrap over runs"
+    elif scored:
+        title += f" (intervals need >= {MIN_RUNS_FOR_INTERVAL} runs; {view.n_runs} so far)"
+    else:
+        title += " (needs at least 2 runs)"
+    flagged = (rows["kind"] != "alpha").to_numpy()
+    if flagged.any():  # a marker at the score, so a flagged feature with a score of 0 still shows
+        ax.scatter(
+            score[flagged],
+            y[flagged],
+            marker="D",
+            s=22,
+            color=[colors[k] for k in rows.loc[flagged, "kind"]],
+            edgecolors="black",
+            linewidths=0.5,
+            zorder=3,
+            clip_on=False,
+            gid="alpha_flagged",
+        )
+    for position, (_, row) in zip(y, rows.iterrows(), strict=True):
+        if row["kind"] == "quarantined":
+            ic = "n/a" if pd.isna(row["ic"]) else f"{row['ic']:+.3f}"
+            ax.text(
+                (0.0 if pd.isna(row["alpha_score"]) else float(row["alpha_score"])) + 0.025,
+                position,
+                f"quarantined, IC {ic}",
+                va="center",
+                fontsize=7,
+                color=QUARANTINED_COLOR,
+            )
+    ax.set_yticks(y, rows["feature"], fontsize=8 if len(rows) <= 25 else max(4.0, 200 / len(rows)))
+    for tick, kind in zip(ax.get_yticklabels(), rows["kind"], strict=True):
+        tick.set_color(colors[kind] if kind != "alpha" else "black")
     ax.set_xlim(0, 1)
-    hidden = len(alpha) - len(shown)
-    ax.set_title(
-        "alpha score, 5-95% bootstrap over runs (red = decaying)" + (f"; {hidden} hidden" if hidden else "")
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel("alpha score (0 = no reliable, persistent IC)")
+    n_decaying = int((rows["kind"] == "decaying").sum())
+    decay_note = str(n_decaying) if view.n_runs >= 3 else "needs 3 runs"
+    handles: list[Artist] = []
+    if scored:
+        handles += [
+            Patch(color=ALPHA_COLOR, alpha=0.85, label="alpha score"),
+            Patch(color=DECAYING_COLOR, alpha=0.85, label=f"decaying IC ({decay_note})"),
+        ]
+    handles.append(
+        Patch(
+            color=QUARANTINED_COLOR,
+            alpha=0.85,
+            label=f"quarantined, possible leakage ({len(view.quarantined)})",
+        )
     )
+    if scored and enough:
+        handles.append(Line2D([], [], color="black", lw=1.5, label="5-95% bootstrap over runs"))
+    n_scored = int(inputs.alpha["alpha_score"].notna().sum())
+    hidden = n_scored - int(rows["alpha_score"].notna().sum()) if scored else 0
+    _legend_above(ax, handles, title + (f"; {hidden} hidden" if hidden else ""))
 
 
-def _importance_vs_performance_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
-    """(4) Each feature's mean importance share against its mean per-run IC."""
-    if view.n_runs < 2:
-        _needs_two_runs(ax, "importance vs realized performance")
-        return
-    points = inputs.alpha.dropna(subset=["ic_mean"])
-    ax.scatter(points["importance_share"], points["ic_mean"], color="#2e86c1")
+def _importance_vs_performance_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> _Labels | None:
+    """(4) Each feature's mean importance share against its mean per-run IC (one run is enough)."""
+    points = inputs.alpha.dropna(subset=["ic_mean", "importance_share"])
+    title = "importance vs realized performance (feature IC" + (", 1 run)" if view.n_runs == 1 else ")")
+    if points.empty:
+        ax.set_title(title)
+        ax.text(0.5, 0.5, "no feature IC", ha="center", va="center", transform=ax.transAxes, color="0.4")
+        return None
+    decaying = _decaying(points) if "decaying" in points else pd.Series(False, index=points.index)
+    ax.scatter(
+        points["importance_share"],
+        points["ic_mean"],
+        color=np.where(decaying, DECAYING_COLOR, ALPHA_COLOR).tolist(),
+    )
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("mean importance share (model's view)")
     ax.set_ylabel("mean per-run IC with realized trade return")
-    ax.set_title("importance vs realized performance (feature IC)")
-    _label_points(ax, points, "importance_share", "ic_mean", view.features[:8])
+    ax.set_title(title + ("" if not decaying.any() else "; red = decaying"))
+    return _Labels(ax, points, "importance_share", "ic_mean", view.features[:8])
 
 
-def _stability_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
+def _stability_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> _Labels | None:
     """(5) Each feature's mean importance share against its rank variability, coloured by top-k frequency."""
     stability = inputs.stability.dropna(subset=["rank_std"])
     if view.n_runs < 2 or stability.empty:
         _needs_two_runs(ax, "stability: importance vs rank variability")
-        return
+        return None
     mean_share = view.share.groupby("feature")["share"].mean()
     merged = stability.assign(share=stability["feature"].map(mean_share)).dropna(subset=["share"])
     ax.scatter(
@@ -210,23 +501,82 @@ def _stability_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
     ax.set_xlabel("rank std across runs (lower = more stable)")
     ax.set_ylabel("mean importance share")
     ax.set_title("stability: importance vs rank variability (colour = top-k frequency)")
-    _label_points(ax, merged, "rank_std", "share", view.features[:8])
+    return _Labels(ax, merged, "rank_std", "share", view.features[:8])
 
 
-def _run_performance_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
-    """(6) OOS rank IC and hit rate of every run, oldest first."""
-    ax.plot(range(view.n_runs), inputs.runs["oos_rank_ic"], marker="o", color="#2e86c1", label="OOS rank IC")
-    ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_ylabel("OOS rank IC")
-    twin = ax.twinx()
-    twin.plot(
-        range(view.n_runs), inputs.runs["oos_hit_rate"], marker="s", color="#e67e22", label="OOS hit rate"
+def _run_performance_panel(fig: Figure, slot: SubplotSpec, inputs: DashboardInputs, view: _View) -> None:
+    """(6) OOS rank IC of every run with its approximate 95% interval and the zero line (above), and
+    the OOS hit rate against the base rate it must beat (below): two axes, each with its own scale."""
+    from matplotlib.lines import Line2D
+
+    grid = slot.subgridspec(2, 1, height_ratios=[1, 1])
+    ic_ax = fig.add_subplot(grid[0], label="run_ic")
+    hit_ax = fig.add_subplot(grid[1], sharex=ic_ax, label="run_hit_rate")
+    x = np.arange(view.n_runs, dtype="float64")
+    ic = _floats(inputs.runs["oos_rank_ic"])
+    bands = [ic_interval(r, n) for r, n in zip(inputs.runs["oos_rank_ic"], inputs.runs["n_oos"], strict=True)]
+    low = np.array([b[0] for b in bands])
+    high = np.array([b[1] for b in bands])
+    ic_ax.axhline(0, color="0.3", lw=1.0, linestyle="--", gid="ic_zero")
+    has_band = np.isfinite(low) & np.isfinite(high)
+    if has_band.any():
+        ic_ax.errorbar(
+            x[has_band],
+            ic[has_band],
+            yerr=[ic[has_band] - low[has_band], high[has_band] - ic[has_band]],
+            fmt="none",
+            ecolor=ALPHA_COLOR,
+            elinewidth=1.2,
+            capsize=3,
+            alpha=0.6,
+            gid="ic_interval",
+        )
+    ic_ax.plot(x, ic, marker="o", color=ALPHA_COLOR, gid="ic_line")
+    ic_ax.set_ylabel("OOS rank IC")
+    ic_ax.tick_params(labelbottom=False)
+    _legend_above(
+        ic_ax,
+        [
+            Line2D([], [], color=ALPHA_COLOR, marker="o", label="OOS rank IC, ~95% interval (Fisher z)"),
+            Line2D([], [], color="0.3", lw=1.0, linestyle="--", label="IC = 0 (no skill)"),
+        ],
+        "run performance over time (out of sample)",
     )
-    twin.set_ylabel("OOS hit rate")
-    _run_ticks(ax, view)
-    ax.set_title("run performance over time (out of sample)")
-    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles, ["OOS rank IC", "OOS hit rate"], fontsize=8, loc="upper left")
+    hit_ax.plot(
+        x,
+        _floats(inputs.runs["oos_hit_rate"]),
+        marker="s",
+        color=HIT_RATE_COLOR,
+        gid="hit_rate",
+    )
+    hit_ax.plot(
+        x,
+        _floats(inputs.runs["oos_base_rate"]),
+        marker="_",
+        markersize=12,
+        linestyle="--",
+        color=BASE_RATE_COLOR,
+        gid="base_rate",
+    )
+    hit_ax.margins(y=0.25)
+    hit_ax.set_ylabel("share of trades that won")
+    hit_ax.legend(
+        handles=[
+            Line2D([], [], color=HIT_RATE_COLOR, marker="s", label="OOS hit rate (trades the model takes)"),
+            Line2D(
+                [], [], color=BASE_RATE_COLOR, linestyle="--", marker="_", label="base rate (all OOS trades)"
+            ),
+        ],
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+        borderaxespad=0.2,
+    )
+    hit_ax.set_xticks(range(view.n_runs), view.labels, rotation=45, ha="right", fontsize=8)
+    if view.n_runs == 1:
+        ic_ax.set_xlim(-0.5, 0.5)
 
 
 def dashboard_figure(inputs: DashboardInputs) -> Figure:
@@ -237,17 +587,31 @@ def dashboard_figure(inputs: DashboardInputs) -> Figure:
     import matplotlib.pyplot as plt
 
     view = _view(inputs)
-    fig, axes = plt.subplots(3, 2, figsize=(16, 17), dpi=80, layout="constrained")
+    fig = plt.figure(figsize=(16, 17), dpi=80, layout="constrained")
+    grid = fig.add_gridspec(3, 2)
     fig.suptitle(
         f"persistence dashboard as of {inputs.run_key} ({view.n_runs} run{'s' if view.n_runs != 1 else ''})",
         fontsize=15,
     )
-    _importance_panel(axes[0, 0], inputs, view)
-    _rank_heatmap_panel(fig, axes[0, 1], inputs, view)
-    _alpha_panel(axes[1, 0], inputs, view)
-    _importance_vs_performance_panel(axes[1, 1], inputs, view)
-    _stability_panel(axes[2, 0], inputs, view)
-    _run_performance_panel(axes[2, 1], inputs, view)
+    _importance_panel(fig.add_subplot(grid[0, 0]), inputs, view)
+    _rank_heatmap_panel(fig, fig.add_subplot(grid[0, 1]), inputs, view)
+    _alpha_panel(fig.add_subplot(grid[1, 0]), inputs, view)
+    labels = [
+        _importance_vs_performance_panel(fig.add_subplot(grid[1, 1]), inputs, view),
+        _stability_panel(fig.add_subplot(grid[2, 0]), inputs, view),
+    ]
+    _run_performance_panel(fig, grid[2, 1], inputs, view)
+    fig.draw_without_rendering()  # the layout and axis limits, once, before measuring labels
+    for request in labels:
+        if request is not None:
+            _label_points(
+                request.ax,
+                request.points,
+                request.x_column,
+                request.y_column,
+                request.features,
+                laid_out=True,
+            )
     return fig
 
 
@@ -266,14 +630,89 @@ def _fmt(value: object, spec: str = ".3f") -> str:
     return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
 
 
+def _plain(name: object) -> str:
+    """A feature or run name on one line (tabs, newlines and other control characters as spaces)."""
+    return re.sub(r"\s+", " ", str(name)).strip()
+
+
+def _names(names: list[str], none: str = "none") -> str:
+    if not names:
+        return none
+    listed = ", ".join(_plain(n) for n in names[:HEADLINE_NAMES])
+    return listed + (f" and {len(names) - HEADLINE_NAMES} more" if len(names) > HEADLINE_NAMES else "")
+
+
+def dashboard_headline(inputs: DashboardInputs) -> str:
+    """One plain-text line (no markdown): the top feature, the decaying and quarantined ones, and the
+    latest run's OOS rank IC (with its ~95% interval) and hit rate against the base rate."""
+    latest = inputs.runs.set_index("run_key").loc[inputs.run_key]
+    scored = inputs.alpha.dropna(subset=["alpha_score"]).sort_values(
+        ["alpha_score", "feature"], ascending=[False, True], kind="stable"
+    )
+    if len(scored):
+        best = scored.iloc[0]
+        q_value = _fmt(best.get("ic_q_value"), ".2f")
+        top = f"top feature {_plain(best['feature'])} (alpha {best['alpha_score']:.2f}, q {q_value})"
+    else:
+        ranked = top_features(inputs)
+        top = (
+            f"top feature {_plain(ranked[0])} by importance rank (alpha needs 2 runs)"
+            if ranked
+            else "no features"
+        )
+    if len(inputs.runs) >= 3:
+        decaying = _names(inputs.alpha.loc[_decaying(inputs.alpha), "feature"].tolist())
+    else:
+        decaying = "n/a (needs 3 runs)"
+    quarantined = quarantined_by_feature(inputs.quarantined, inputs.runs["run_key"].tolist())
+    low, high = ic_interval(latest["oos_rank_ic"], latest.get("n_oos"))
+    band = f" [{low:+.3f}, {high:+.3f}]" if np.isfinite(low) else ""
+    line = (
+        f"As of {_plain(inputs.run_key)}: {top}; decaying: {decaying}; "
+        f"quarantined: {_names(quarantined['feature'].tolist())}; "
+        f"OOS rank IC {_fmt(latest['oos_rank_ic'], '+.3f')}{band} vs 0 "
+        f"(hit {_fmt(latest['oos_hit_rate'], '.2f')} vs base {_fmt(latest.get('oos_base_rate'), '.2f')})"
+    )
+    return _plain(line)
+
+
+def _cell(value: object) -> str:
+    return _plain(value).replace("|", "\\|")
+
+
+def _quarantined_section(inputs: DashboardInputs) -> list[str]:
+    table = quarantined_by_feature(inputs.quarantined, inputs.runs["run_key"].tolist())
+    if table.empty:
+        return ["\nQuarantined (possible leakage): none."]
+    lines = [
+        "\n### Quarantined (possible leakage)",
+        "Left out of the model: in-sample |IC| too high to be real. Latest quarantining run shown.\n",
+        "| feature | run | IC | runs quarantined | reason |",
+        "|---|---|---:|---:|---|",
+    ]
+    for _, row in table.head(inputs.top_n).iterrows():
+        lines.append(
+            f"| {_cell(row['feature'])} | `{row['run_key']}` | {_fmt(row['ic'], '+.3f')} | "
+            f"{int(row['n_runs'])} of {len(inputs.runs)} | {_cell(row['reason'])} |"
+        )
+    if len(table) > inputs.top_n:
+        lines.append(f"\n{len(table) - inputs.top_n} more quarantined features not shown.")
+    return lines
+
+
 def dashboard_summary(inputs: DashboardInputs) -> str:
-    """Markdown: the latest run, stability, the top alpha features and the decaying ones."""
+    """The headline (one plain-text line), then markdown: the latest run, stability, the top alpha
+    features, the decaying ones and the quarantined ones."""
     latest = inputs.runs.set_index("run_key").loc[inputs.run_key]
     s = inputs.summary
     priors = latest["priors_from_run_key"]
+    low, high = ic_interval(latest["oos_rank_ic"], latest.get("n_oos"))
+    band = f" (~95% interval [{low:+.4f}, {high:+.4f}])" if np.isfinite(low) else ""
     lines = [
+        dashboard_headline(inputs),
+        "",
         f"## Persistence as of `{inputs.run_key}`",
-        f"- runs: {len(inputs.runs)}; latest OOS rank IC {_fmt(latest['oos_rank_ic'], '+.4f')}, "
+        f"- runs: {len(inputs.runs)}; latest OOS rank IC {_fmt(latest['oos_rank_ic'], '+.4f')}{band}, "
         f"hit rate {_fmt(latest['oos_hit_rate'])} (base rate {_fmt(latest.get('oos_base_rate'))}), "
         f"trained on {int(latest['n_train'])} trades; "
         f"priors from `{priors if isinstance(priors, str) else 'none (cold start)'}`",
@@ -299,6 +738,7 @@ def dashboard_summary(inputs: DashboardInputs) -> str:
         hidden = int(inputs.alpha["alpha_score"].notna().sum()) - len(alpha)
         if hidden:
             lines.append(f"\n{hidden} more features not shown.")
-    decaying = inputs.alpha.loc[inputs.alpha["decaying"].fillna(False).astype(bool), "feature"].tolist()
+    decaying = inputs.alpha.loc[_decaying(inputs.alpha), "feature"].tolist()
     lines.append(f"\nDecaying: {', '.join(decaying) if decaying else 'none'}.")
+    lines += _quarantined_section(inputs)
     return "\n".join(lines)

@@ -1,13 +1,35 @@
-"""The report-only view: the latest run, its stability summary and the top alpha features, as text
-or markdown, from warehouse frames (nothing is trained)."""
+"""The report-only view: the latest run, the features quarantined as possible leakage, its stability
+summary and the top alpha features, as text or markdown, from warehouse frames (nothing is trained)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from persistence_pipeline.core.dashboard import quarantined_by_feature
+
+QUARANTINED_LISTED = 10  # quarantined features named in the report before "and N more"
+
 
 def _value(value: object, spec: str) -> str:
     return "n/a" if value is None or pd.isna(value) else format(value, spec)
+
+
+def _quarantined_line(quarantined: pd.DataFrame | None, run_key: str) -> str:
+    """The quarantine line: "Quarantined (possible leakage): leaky (IC +0.912, run A..B/ridge), ...";
+    "Quarantined: none" for an empty frame; for None (the caller read no excluded_features) that it was
+    not read, since an unread table is no evidence of no leakage."""
+    if quarantined is None:
+        return "Quarantined: not read (no excluded_features given)"
+    if quarantined.empty:
+        return "Quarantined: none"
+    rows = quarantined if "run_key" in quarantined.columns else quarantined.assign(run_key=run_key)
+    table = quarantined_by_feature(rows.assign(run_key=rows["run_key"].fillna(run_key)))
+    listed = [
+        f"{' '.join(str(row['feature']).split())} (IC {_value(row['ic'], '+.3f')}, run {row['run_key']})"
+        for _, row in table.head(QUARANTINED_LISTED).iterrows()
+    ]
+    more = len(table) - len(listed)
+    return "Quarantined (possible leakage): " + ", ".join(listed) + (f" and {more} more" if more else "")
 
 
 def render_report(
@@ -17,8 +39,11 @@ def render_report(
     n_runs: int,
     markdown: bool,
     top_n: int = 10,
+    quarantined: pd.DataFrame | None = None,
 ) -> str:
-    """The report of the latest run (by range end) and what is known as of it."""
+    """The report of the latest run (by range end) and what is known as of it. `quarantined` holds
+    excluded_features rows (feature, ic, reason and, optionally, run_key: the latest run's when
+    absent); empty prints "Quarantined: none", None says it was not read."""
     heading = "## " if markdown else ""
     bullet = "- " if markdown else "  "
     priors = latest["priors_from_run_key"]
@@ -35,6 +60,7 @@ def render_report(
         f"mean return taken {_value(latest['oos_mean_return_taken'], '+.5f')} "
         f"vs all {_value(latest['oos_mean_return_all'], '+.5f')}",
         f"{bullet}priors from {priors if isinstance(priors, str) else 'none (cold start)'}",
+        f"{bullet}{_quarantined_line(quarantined, str(latest['run_key']))}",
         "",
         f"{heading}Stability",
     ]

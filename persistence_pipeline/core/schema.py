@@ -6,12 +6,16 @@ the first offending row, so a user can open the file and fix it.
 
 from __future__ import annotations
 
+import csv
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 TRADE_KEY_COLUMNS = [
     "trade_id",
@@ -89,12 +93,39 @@ class Frame:
         return int(self.data.index[position]) + 1
 
 
+# A CSV's delimiter is read from its header line: the candidate that splits it into the most fields
+# (ties: the comma). A semicolon file whose numbers are written with a decimal comma is read as such.
+CSV_DELIMITERS = (",", ";", "\t")
+_DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
+_DECIMAL_POINT = re.compile(r"-?\d*\.\d+")
+
+
+def sniff_csv(path: Path, sample_lines: int = 50) -> tuple[str, str]:
+    """The delimiter and decimal mark of a CSV file, from its header and first lines."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        lines = [line for _, line in zip(range(sample_lines), handle, strict=False)]
+    if not lines:
+        return ",", "."
+    fields = {d: len(next(csv.reader([lines[0]], delimiter=d), [])) for d in CSV_DELIMITERS}
+    delimiter = max(CSV_DELIMITERS, key=lambda d: fields[d])
+    decimal = "."
+    if delimiter == ";":
+        values = [v.strip() for row in csv.reader(lines[1:], delimiter=";") for v in row]
+        if any(_DECIMAL_COMMA.fullmatch(v) for v in values) and not any(
+            _DECIMAL_POINT.fullmatch(v) for v in values
+        ):
+            decimal = ","
+    return delimiter, decimal
+
+
 def read_table_file(path: Path) -> pd.DataFrame:
-    """Read one CSV or Parquet file; unreadable or empty files raise InputDataError."""
+    """Read one CSV (comma, semicolon or tab delimited) or Parquet file; unreadable or empty files raise
+    InputDataError."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path)
+            delimiter, decimal = sniff_csv(path)
+            frame = pd.read_csv(path, sep=delimiter, decimal=decimal)
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
@@ -130,15 +161,17 @@ def _first_bad(mask: np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def require_columns(frame: Frame, columns: Sequence[str]) -> None:
+def require_columns(frame: Frame, columns: Sequence[str], hint: str = "") -> None:
+    """Every missing column is named: one as the message's column, several in its text."""
     missing = [c for c in columns if c not in frame.data.columns]
-    if missing:
-        raise InputDataError(
-            frame.source,
-            missing[0],
-            None,
-            f"required column is missing (columns found: {list(frame.data.columns)})",
-        )
+    if not missing:
+        return
+    found = f"(columns found: {list(frame.data.columns)})" + (f"; {hint}" if hint else "")
+    if len(missing) == 1:
+        raise InputDataError(frame.source, missing[0], None, f"required column is missing {found}")
+    raise InputDataError(
+        frame.source, None, None, f"required columns are missing: {', '.join(missing)} {found}"
+    )
 
 
 def numeric_column(frame: Frame, column: str, *, positive: bool = False) -> np.ndarray:
@@ -167,21 +200,90 @@ def numeric_column(frame: Frame, column: str, *, positive: bool = False) -> np.n
     return values
 
 
-def timestamp_column(frame: Frame, column: str) -> pd.Series:
-    """Parse a timestamp column to UTC; naive timestamps are taken as UTC, zoned ones converted."""
+ISO_8601 = "YYYY-MM-DD[THH:MM[:SS]][zone]"
+TIMESTAMP_SETTING = "trade_source.timestamp_format"
+
+
+def _count_parsed(text: pd.Series, timestamp_format: str) -> int:
+    try:
+        return int(pd.to_datetime(text, utc=True, errors="coerce", format=timestamp_format).notna().sum())
+    except ValueError:
+        return 0
+
+
+def _formats_that_fit(text: pd.Series, position: int) -> tuple[list[str], bool]:
+    """strptime formats guessed from the value at `position` (month first and day first) that parse the
+    most values of the column (none for a value that is no date), and whether they parse every value."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = str(text.iloc[position])
+        guesses = dict.fromkeys([guess_datetime_format(value), guess_datetime_format(value, dayfirst=True)])
+        fits = {f: _count_parsed(text, f) for f in guesses if f}
+    best = max(fits.values(), default=0)
+    return [f for f, n in fits.items() if n == best and n > 0], best == len(text)
+
+
+def _not_iso_problem(text: pd.Series, position: int) -> str:
+    value = text.iloc[position]
+    formats, fit_every_row = _formats_that_fit(text, position)
+    if not formats:
+        return (
+            f"cannot parse timestamp {value!r}: it is not ISO 8601 ({ISO_8601}); "
+            f"set {TIMESTAMP_SETTING} for other formats"
+        )
+    day_first, *month_first = sorted(formats, key=lambda f: f.find("%d"))
+    if not month_first:
+        example = f"e.g. {day_first!r}"
+    elif fit_every_row:  # every value reads both ways: 02/01/2019 is 2 January or 1 February
+        example = (
+            f"{day_first!r} if the day comes first, {month_first[0]!r} if the month does: "
+            "the column fits both"
+        )
+    else:
+        example = f"e.g. {day_first!r} or {month_first[0]!r}"
+    return (
+        f"{value!r} is not an ISO 8601 timestamp ({ISO_8601}); set {TIMESTAMP_SETTING} ({example}) "
+        "for other formats"
+    )
+
+
+def timestamp_column(frame: Frame, column: str, timestamp_format: str = "") -> pd.Series:
+    """Parse a timestamp column to UTC with ONE format for the whole column: ISO 8601 (what pandas'
+    `format="ISO8601"` reads: a date, or a date and time with `T` or a space and an optional zone), or
+    the strptime `timestamp_format` when one is set. A value in any other layout is refused at its row,
+    never guessed per value (02/01/2019 could be either month). Columns already holding timestamps
+    (Parquet) are taken as they are. Naive timestamps are taken as UTC, zoned ones converted."""
     raw = frame.data[column]
     bad = _first_bad(raw.isna().to_numpy())
     if bad is not None:
         raise InputDataError(frame.source, column, frame.row_number(bad), "timestamp is missing")
-    parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
-    retry = parsed.isna()
-    if retry.any():  # other layouts ("01/04/2021 09:30") are parsed one by one
-        parsed[retry] = pd.to_datetime(raw[retry].astype(str), utc=True, errors="coerce", format="mixed")
-    bad = _first_bad(parsed.isna().to_numpy())
-    if bad is not None:
-        raise InputDataError(
-            frame.source, column, frame.row_number(bad), f"cannot parse timestamp {raw.iloc[bad]!r}"
-        )
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = pd.to_datetime(raw, utc=True)
+    else:
+        text = raw.astype(str).str.strip()
+        if timestamp_format:
+            try:
+                parsed = pd.to_datetime(text, utc=True, errors="coerce", format=timestamp_format)
+            except ValueError as exc:
+                raise InputDataError(
+                    frame.source,
+                    column,
+                    None,
+                    f"{TIMESTAMP_SETTING} {timestamp_format!r} is not usable ({exc})",
+                ) from None
+            bad = _first_bad(parsed.isna().to_numpy())
+            if bad is not None:
+                raise InputDataError(
+                    frame.source,
+                    column,
+                    frame.row_number(bad),
+                    f"{raw.iloc[bad]!r} does not match {TIMESTAMP_SETTING} {timestamp_format!r}",
+                )
+        else:
+            parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+            bad = _first_bad(parsed.isna().to_numpy())
+            if bad is not None:
+                raise InputDataError(frame.source, column, frame.row_number(bad), _not_iso_problem(text, bad))
     out_of_range = (parsed < pd.Timestamp("1970-01-01", tz="UTC")) | (
         parsed > pd.Timestamp("2100-01-01", tz="UTC")
     )
@@ -257,8 +359,11 @@ def trade_log_features(
     return [c for c in columns if c in numeric and c not in taken and not is_outcome_column(c)]
 
 
-def validate_trade_log(frame: Frame, configured_features: Sequence[str] | None) -> pd.DataFrame:
-    """Check one trade-log file and return it in the stored trade schema (without `return`)."""
+def validate_trade_log(
+    frame: Frame, configured_features: Sequence[str] | None, timestamp_format: str = ""
+) -> pd.DataFrame:
+    """Check one trade-log file and return it in the stored trade schema (without `return`);
+    `timestamp_format` (strptime) reads the timestamps, ISO 8601 when empty."""
     data = frame.data
     require_columns(frame, TRADE_LOG_REQUIRED)
     if configured_features:
@@ -282,8 +387,8 @@ def validate_trade_log(frame: Frame, configured_features: Sequence[str] | None) 
     bad = _first_bad(symbol.isna().to_numpy() | (symbol.astype(str).str.strip() == "").to_numpy())
     if bad is not None:
         raise InputDataError(frame.source, "symbol", frame.row_number(bad), "symbol is missing")
-    entry_time = timestamp_column(frame, "entry_time")
-    exit_time = timestamp_column(frame, "exit_time")
+    entry_time = timestamp_column(frame, "entry_time", timestamp_format)
+    exit_time = timestamp_column(frame, "exit_time", timestamp_format)
     bad = _first_bad((exit_time < entry_time).to_numpy())
     if bad is not None:
         raise InputDataError(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from persistence_pipeline.core.market_data import load_bars_dir, load_embedded_bars
+from persistence_pipeline.core.market_data import DEFAULT_MAX_GAP_DAYS, load_bars_dir, load_embedded_bars
 from persistence_pipeline.core.model import min_fold_train_trades
 from persistence_pipeline.core.schema import (
     TRADE_KEY_COLUMNS,
@@ -18,19 +19,27 @@ from persistence_pipeline.core.schema import (
     realized_return,
     validate_trade_log,
 )
-from persistence_pipeline.core.strategies import StrategyParams, generate_trades
+from persistence_pipeline.core.strategies import FEATURES, StrategyParams, generate_trades
 
 SOURCE_KINDS = ("embedded", "ohlcv_dir", "trade_log_dir")
+# What usually makes a bar feature constant, for the message that refuses it.
+CONSTANT_FEATURE_HINTS = {
+    "volume_ratio_20": " (is the volume the same in every bar?)",
+    "day_of_week": " (are the bars daily?)",
+}
 
 
-def load_trade_logs(directory: Path, features: Sequence[str] | None) -> pd.DataFrame:
-    """Every trade-log file of a directory, validated, with the realized `return` label."""
+def load_trade_logs(
+    directory: Path, features: Sequence[str] | None, timestamp_format: str = ""
+) -> pd.DataFrame:
+    """Every trade-log file of a directory, validated, with the realized `return` label; timestamps are
+    ISO 8601 or `timestamp_format` (strptime)."""
     parts: list[pd.DataFrame] = []
     seen_ids: dict[str, str] = {}  # trade_id: the file that holds it
     feature_set: list[str] | None = None
     for path in list_table_files(directory):
         frame = Frame(str(path), read_table_file(path))
-        trades = validate_trade_log(frame, features)
+        trades = validate_trade_log(frame, features, timestamp_format)
         file_features = [c for c in trades.columns if c not in TRADE_KEY_COLUMNS]
         if feature_set is None:
             feature_set = file_features
@@ -60,16 +69,47 @@ def load_trade_logs(directory: Path, features: Sequence[str] | None) -> pd.DataF
     return trades
 
 
+def refuse_constant_features(trades: pd.DataFrame, source: str) -> None:
+    """Trades made by the built-in strategies from a user's bars: a feature with the same value in every
+    trade carries no information and is refused, as a constant column of a trade log is."""
+    if len(trades) < 2:
+        return
+    for name in FEATURES:
+        values = trades[name].to_numpy(dtype="float64")
+        if np.allclose(values, values[0], rtol=1e-9, atol=1e-12):
+            raise InputDataError(
+                source,
+                name,
+                None,
+                f"has the same value ({float(f'{values[0]:.12g}')!r}) in every trade made from the bars: "
+                f"it carries no information{CONSTANT_FEATURE_HINTS.get(name, '')}",
+            )
+
+
 def load_source_trades(
-    kind: str, path: str, features: Sequence[str] | None, params: StrategyParams
+    kind: str,
+    path: str,
+    features: Sequence[str] | None,
+    params: StrategyParams,
+    timestamp_format: str = "",
+    max_gap_days: int = DEFAULT_MAX_GAP_DAYS,
+    split_check: bool = True,
 ) -> pd.DataFrame:
-    """All trades of a source, in the stored trade schema."""
+    """All trades of a source, in the stored trade schema. `timestamp_format` (strptime; ISO 8601 when
+    empty) reads the user's dates and timestamps; `max_gap_days` bounds the gap between bars;
+    `split_check` refuses split-like overnight jumps of bars."""
     if kind == "embedded":
         return generate_trades(load_embedded_bars(), params)
     if kind == "ohlcv_dir":
-        return generate_trades(load_bars_dir(Path(path)), params)
+        directory = Path(path)
+        trades = generate_trades(
+            load_bars_dir(directory, timestamp_format, max_gap_days, split_check), params
+        )
+        files = list_table_files(directory)
+        refuse_constant_features(trades, str(files[0]) if len(files) == 1 else str(directory))
+        return trades
     if kind == "trade_log_dir":
-        return load_trade_logs(Path(path), features)
+        return load_trade_logs(Path(path), features, timestamp_format)
     raise ValueError(f"trade source kind {kind!r} is not one of {SOURCE_KINDS}")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import duckdb
 
+from persistence_pipeline.core.schema import InputDataError
+
 
 def _columns(spec: str) -> list[tuple[str, str]]:
     pairs = [part.strip().split(" ", 1) for part in spec.split(",")]
@@ -122,6 +124,20 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
 
 # Keyed by the run they describe (`run_key`) or by the run they were computed as of (`as_of_run_key`).
 RUN_KEY_COLUMNS = ("run_key", "as_of_run_key")
+# the column a run's rows of each table are replaced by (trades and trade_loads go by date range)
+RUN_TABLES: dict[str, str] = {
+    table: columns[0][0] for table, (columns, _) in FIXED_TABLES.items() if columns[0][0] in RUN_KEY_COLUMNS
+}
+
+# A Dagster run writes its rows into the `staging` schema (same columns plus `staged_by`, the run's
+# id); they reach the public tables in ONE transaction when the run's last stage is done
+# (storage/publish.py). `replaced` lists the run keys a run replaces (also where it writes no row),
+# `trade_ranges` the entry-date ranges whose trades it replaces, `stages_done` its finished stages.
+STAGING_REGISTRY: dict[str, str] = {
+    "replaced": "staged_by VARCHAR, table_name VARCHAR, key_value VARCHAR",
+    "trade_ranges": "staged_by VARCHAR, range_start TIMESTAMPTZ, range_end TIMESTAMPTZ",
+    "stages_done": "staged_by VARCHAR, stage VARCHAR",
+}
 
 
 def column_names(table: str) -> list[str]:
@@ -143,20 +159,68 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def catalog_name(con: duckdb.DuckDBPyConnection) -> str:
+    """The warehouse file's catalog, quoted (its name comes from the file name). Names qualified
+    with it reach the stored tables even where a run's overlay views shadow them."""
+    return quote_identifier(str(con.execute("SELECT current_database()").fetchall()[0][0]))
+
+
+def _existing_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+    return [
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?"
+            " ORDER BY ordinal_position",
+            [schema, table],
+        ).fetchall()
+    ]
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table of the contract that is missing and add every missing column (NULL)."""
+    """Create every table of the contract (and its staging twin) that is missing and add every
+    missing column (NULL)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     for table, (columns, key) in FIXED_TABLES.items():
-        existing = {
-            row[0]
-            for row in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-            ).fetchall()
-        }
-        if not existing:
-            body = ", ".join(f"{quote_identifier(name)} {kind}" for name, kind in columns)
-            primary = ", ".join(quote_identifier(name) for name in key)
-            con.execute(f"CREATE TABLE {table} ({body}, PRIMARY KEY ({primary}))")
-            continue
-        for name, kind in columns:
-            if name not in existing:
-                con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(name)} {kind}")
+        for schema in ("main", "staging"):
+            existing = set(_existing_columns(con, schema, table))
+            wanted = columns if schema == "main" else [*columns, ("staged_by", "VARCHAR")]
+            if not existing:
+                body = ", ".join(f"{quote_identifier(name)} {kind}" for name, kind in wanted)
+                primary = ", ".join(quote_identifier(name) for name in key)
+                constraint = f", PRIMARY KEY ({primary})" if schema == "main" else ""
+                con.execute(f"CREATE TABLE {schema}.{table} ({body}{constraint})")
+                continue
+            for name, kind in wanted:
+                if name not in existing:
+                    con.execute(f"ALTER TABLE {schema}.{table} ADD COLUMN {quote_identifier(name)} {kind}")
+    for table, body in STAGING_REGISTRY.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS staging.{table} ({body})")
+
+
+def refuse_case_clashes(stored: list[str], incoming: list[str]) -> None:
+    """Refuse an incoming trades column whose name differs from a stored one only by letter case."""
+    by_case = {name.casefold(): name for name in stored}
+    for column in incoming:
+        if column not in stored and column.casefold() in by_case:
+            raise InputDataError(
+                "warehouse table trades",
+                column,
+                None,
+                f"differs from the stored column {by_case[column.casefold()]!r} only by letter case",
+            )
+
+
+def add_feature_columns(con: duckdb.DuckDBPyConnection, schema: str, columns: list[str]) -> None:
+    """Add the columns a trades table (public `main` or `staging`) lacks; features are DOUBLE."""
+    stored = set(_existing_columns(con, schema, "trades"))
+    for column in columns:
+        if column not in stored:
+            con.execute(
+                f"ALTER TABLE {catalog_name(con)}.{schema}.trades"
+                f" ADD COLUMN {quote_identifier(column)} DOUBLE"
+            )
+
+
+def trades_columns(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+    return _existing_columns(con, schema, "trades")

@@ -58,16 +58,45 @@ def canonical_skops(payload: bytes) -> bytes:
     return out.getvalue()
 
 
-def save_checkpoint(directory: Path, checkpoint: dict[str, Any], run_key: str) -> tuple[str, str]:
-    """Write the checkpoint; returns (path, sha256). The file name carries its hash, so a run that
-    fails later never overwrites the file an existing index row points to."""
+STAGING_FOLDER = ".staging"
+
+
+def save_checkpoint(
+    directory: Path, checkpoint: dict[str, Any], run_key: str, staged_by: str | None = None
+) -> tuple[str, str]:
+    """Write the checkpoint; returns (path, sha256). The file name carries its hash. A staged run's
+    file goes to `.staging/<dagster run id>/` and moves into place when the run is published, so a
+    run that fails leaves the checkpoint folder as it was."""
     import skops.io as sio
 
     payload = canonical_skops(sio.dumps(checkpoint))
     digest = hashlib.sha256(payload).hexdigest()
-    path = directory / run_folder_name(run_key) / f"{digest[:16]}.skops"
+    folder = directory if staged_by is None else directory / STAGING_FOLDER / staged_by
+    path = folder / run_folder_name(run_key) / f"{digest[:16]}.skops"
     atomic_write(path, payload)
     return str(path), digest
+
+
+def published_checkpoint_path(path: Path) -> Path:
+    """Where a staged checkpoint (`DIR/.staging/RUN/RUN_KEY/HASH.skops`) goes when its run is
+    published: `DIR/RUN_KEY/HASH.skops`. A checkpoint already in place stays where it is."""
+    if len(path.parents) < 4 or path.parents[2].name != STAGING_FOLDER:
+        return path
+    return path.parents[3] / path.parent.name / path.name
+
+
+def promote_checkpoint(path: Path) -> Path:
+    """After the run's publication has committed: move its staged checkpoint into place and remove
+    the staging folders it leaves empty."""
+    final = published_checkpoint_path(path)
+    if final == path or not path.exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, final)
+    if not any(path.parent.iterdir()):
+        path.parent.rmdir()
+    _remove_empty_staging(path.parents[1])
+    return final
 
 
 def remove_superseded_checkpoints(directory: Path, run_key: str, keep_path: str) -> None:
@@ -81,6 +110,8 @@ def load_checkpoint(path: str, sha256: str) -> dict[str, Any]:
     """The checkpoint at `path`, if its bytes match the index's sha256 and it holds only trusted types."""
     import skops.io as sio
 
+    if not Path(path).exists():
+        _recover_published_checkpoint(Path(path))
     payload = Path(path).read_bytes()
     if hashlib.sha256(payload).hexdigest() != sha256:
         raise ValueError(
@@ -93,11 +124,42 @@ def load_checkpoint(path: str, sha256: str) -> dict[str, Any]:
     return loaded
 
 
-def save_dashboard(directory: Path, png: bytes, run_key: str, is_newest: bool) -> str:
-    """Write the run's PNG; also `latest.png` when the run is the newest stored (a backfill of an
-    old range does not replace the newest dashboard)."""
-    path = directory / f"{run_folder_name(run_key)}.png"
-    atomic_write(path, png)
-    if is_newest:
-        atomic_write(directory / "latest.png", png)
-    return str(path)
+def _recover_published_checkpoint(path: Path) -> None:
+    """A run killed between its publication's commit and the move of its checkpoint left the file in
+    staging: move it to the path the index names (the sha256 is checked on load)."""
+    for staged in sorted(path.parent.parent.glob(f"{STAGING_FOLDER}/*/{path.parent.name}/{path.name}")):
+        promote_checkpoint(staged)
+        return
+
+
+def stage_dashboard(
+    directory: Path, png: bytes, run_key: str, staged_by: str | None, is_newest: bool
+) -> list[Path]:
+    """Write the run's PNG (and `latest.png` when the run is the newest stored: a backfill of an old
+    range does not replace the newest dashboard) into the run's staging folder, before the run is
+    published; `publish_dashboard` moves them into place after. Returns the staged files."""
+    folder = directory / STAGING_FOLDER / (staged_by or "direct")
+    staged = [folder / f"{run_folder_name(run_key)}.png", *([folder / "latest.png"] if is_newest else [])]
+    for path in staged:
+        atomic_write(path, png)
+    return staged
+
+
+def publish_dashboard(staged: list[Path]) -> str:
+    """Move staged dashboard files into place (a rename: no new disk space); returns the run's PNG."""
+    published = []
+    for path in staged:
+        final = path.parents[2] / path.name
+        os.replace(path, final)
+        published.append(final)
+    _remove_empty_staging(staged[0].parent)
+    return str(published[0])
+
+
+def _remove_empty_staging(run_folder: Path) -> None:
+    """Remove a run's staging folder and the staging folder itself once they are empty."""
+    for folder in (run_folder, run_folder.parent):
+        if folder.name != STAGING_FOLDER and folder.parent.name != STAGING_FOLDER:
+            return
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()

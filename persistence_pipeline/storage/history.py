@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.storage.database import Database, registered_join, replace_run_rows
+from persistence_pipeline.storage.database import (
+    Database,
+    public,
+    registered_join,
+    replace_run_rows,
+    staged_by,
+)
 
 
 def write_importance(
@@ -30,10 +37,34 @@ def write_importance(
         replace_run_rows(
             con, "importance_changes", "run_key", run_key, changes.assign(previous_run_key=previous_run_key)
         )
+        record_explainer(con, run_key, explainer, shap_sample_size)
+
+
+def record_explainer(
+    con: duckdb.DuckDBPyConnection, run_key: str, explainer: str, shap_sample_size: int
+) -> None:
+    """Set how the run was explained on its run_metrics row (the run's staged row when staged; a
+    run that explains a published model stages a copy of its row first)."""
+    run = staged_by(con)
+    if run is None:
         con.execute(
-            "UPDATE run_metrics SET explainer = ?, shap_sample_size = ? WHERE run_key = ?",
+            f"UPDATE {public(con, 'run_metrics')} SET explainer = ?, shap_sample_size = ? WHERE run_key = ?",
             [explainer, shap_sample_size, run_key],
         )
+        return
+    staged = con.execute(
+        "SELECT count(*) FROM staging.run_metrics WHERE staged_by = ? AND run_key = ?", [run, run_key]
+    ).fetchall()[0][0]
+    if staged == 0:
+        published = con.execute(
+            f"SELECT * FROM {public(con, 'run_metrics')} WHERE run_key = ?", [run_key]
+        ).df()
+        replace_run_rows(con, "run_metrics", "run_key", run_key, published)
+    con.execute(
+        "UPDATE staging.run_metrics SET explainer = ?, shap_sample_size = ?"
+        " WHERE staged_by = ? AND run_key = ?",
+        [explainer, shap_sample_size, run, run_key],
+    )
 
 
 def importance_history(db: Database, run_keys: list[str]) -> pd.DataFrame:

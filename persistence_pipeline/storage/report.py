@@ -25,6 +25,7 @@ class LatestRun:
     n_runs_same_kind: int
     summary: pd.Series | None  # its stability_summary row
     alpha: pd.DataFrame  # its feature_alpha rows, best first
+    quarantined: pd.DataFrame  # features quarantined from its model: run_key, feature, ic, reason
 
 
 def latest_run(path: Path) -> LatestRun:
@@ -61,7 +62,13 @@ def _read_latest(db: Database) -> LatestRun:
             " ORDER BY alpha_score DESC NULLS LAST, feature",
             [latest["run_key"]],
         ).df()
+        quarantined = con.execute(
+            "SELECT run_key, feature, ic, reason FROM excluded_features WHERE run_key = ?"
+            " ORDER BY abs(ic) DESC, feature",
+            [latest["run_key"]],
+        ).df()
     return LatestRun(
+        quarantined=quarantined,
         latest=latest,
         n_runs_same_kind=int((runs["model_kind"] == latest["model_kind"]).sum()),
         summary=summary.iloc[0] if len(summary) else None,

@@ -7,8 +7,8 @@ import datetime as dt
 import pandas as pd
 
 from persistence_pipeline.core.schema import InputDataError
-from persistence_pipeline.storage.contract import quote_identifier
-from persistence_pipeline.storage.database import Database
+from persistence_pipeline.storage.contract import add_feature_columns, refuse_case_clashes, trades_columns
+from persistence_pipeline.storage.database import Database, public
 
 
 def trades_between(db: Database, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -23,44 +23,51 @@ def replace_trades(
     db: Database, trades: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, source: str, n_source: int
 ) -> None:
     """Replace the trades entered in [start, end) with `trades` and record the load, in one
-    transaction. New feature columns are added (DOUBLE); a name that differs from a stored one only
-    by letter case, or a trade_id stored with an entry outside the range, is refused."""
+    transaction (in the run's staging when `db` is staged). New feature columns are added (DOUBLE);
+    a name that differs from a stored one only by letter case, or a trade_id stored with an entry
+    outside the range, is refused."""
+    first, last = start.date(), (end - pd.Timedelta(days=1)).date()
     with db.transaction() as con:
-        stored = {row[0] for row in con.execute("DESCRIBE trades").fetchall()}
-        by_case = {name.casefold(): name for name in stored}
-        for column in trades.columns:
-            if column in stored:
-                continue
-            if column.casefold() in by_case:
-                raise InputDataError(
-                    "warehouse table trades",
-                    column,
-                    None,
-                    f"differs from the stored column {by_case[column.casefold()]!r} only by letter case",
-                )
-            con.execute(f"ALTER TABLE trades ADD COLUMN {quote_identifier(column)} DOUBLE")
+        public_trades = public(con, "trades")
+        refuse_case_clashes(
+            [*trades_columns(con, "main"), *trades_columns(con, "staging")], list(trades.columns)
+        )
+        add_feature_columns(con, "main" if db.staged_by is None else "staging", list(trades.columns))
         con.register("incoming_trades", trades)
-        clash = con.execute(
-            "SELECT t.trade_id, t.entry_time FROM trades t JOIN incoming_trades i USING (trade_id)"
+        clash_row = con.execute(
+            f"SELECT t.trade_id, t.entry_time FROM {public_trades} t JOIN incoming_trades i USING (trade_id)"
             " WHERE t.entry_time < ? OR t.entry_time >= ? ORDER BY t.trade_id LIMIT 1",
             [start, end],
         ).fetchone()
-        if clash:
+        if clash_row:
             raise InputDataError(
                 "warehouse table trades",
                 "trade_id",
                 None,
-                f"trade_id {clash[0]!r} is already stored with entry {clash[1]}, outside this range",
+                f"trade_id {clash_row[0]!r} is already stored with entry {clash_row[1]}, outside this range",
             )
-        con.execute("DELETE FROM trades WHERE entry_time >= ? AND entry_time < ?", [start, end])
-        con.execute("INSERT INTO trades BY NAME SELECT * FROM incoming_trades")
+        load = [first, last, source, n_source, len(trades), pd.Timestamp.now(tz="UTC")]
+        if db.staged_by is None:
+            con.execute(f"DELETE FROM {public_trades} WHERE entry_time >= ? AND entry_time < ?", [start, end])
+            con.execute(f"INSERT INTO {public_trades} BY NAME SELECT * FROM incoming_trades")
+            loads = public(con, "trade_loads")
+            con.execute(f"DELETE FROM {loads} WHERE range_start = ? AND range_end = ?", [first, last])
+            con.execute(f"INSERT INTO {loads} VALUES (?, ?, ?, ?, ?, ?)", load)
+        else:
+            run = db.staged_by
+            con.execute("DELETE FROM staging.trades WHERE staged_by = ?", [run])
+            con.execute("DELETE FROM staging.trade_ranges WHERE staged_by = ?", [run])
+            con.execute("DELETE FROM staging.trade_loads WHERE staged_by = ?", [run])
+            con.execute(
+                "INSERT INTO staging.trades BY NAME SELECT *, ? AS staged_by FROM incoming_trades", [run]
+            )
+            con.execute("INSERT INTO staging.trade_ranges VALUES (?, ?, ?)", [run, start, end])
+            con.execute(
+                "INSERT INTO staging.trade_loads (range_start, range_end, source, n_source, n_in_range,"
+                " loaded_at, staged_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [*load, run],
+            )
         con.unregister("incoming_trades")
-        first, last = start.date(), (end - pd.Timedelta(days=1)).date()
-        con.execute("DELETE FROM trade_loads WHERE range_start = ? AND range_end = ?", [first, last])
-        con.execute(
-            "INSERT INTO trade_loads VALUES (?, ?, ?, ?, ?, ?)",
-            [first, last, source, n_source, len(trades), pd.Timestamp.now(tz="UTC")],
-        )
 
 
 def source_trade_count(db: Database, first_day: dt.date, last_day: dt.date) -> int | None:

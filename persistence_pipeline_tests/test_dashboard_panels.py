@@ -1,0 +1,446 @@
+"""The dashboard's panels, headline and the report's quarantine line on synthetic inputs (issue 10,
+items 11-18): what each panel must show, measured on the figure's artists. No Dagster, no warehouse."""
+
+import itertools
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.figure import Figure
+from scipy import stats
+
+from persistence_pipeline.core import dashboard
+from persistence_pipeline.core.alpha import feature_alpha
+from persistence_pipeline.core.dashboard import (
+    DashboardInputs,
+    alpha_interval,
+    dashboard_figure,
+    dashboard_summary,
+    draw_dashboard,
+)
+from persistence_pipeline.core.report import render_report
+from persistence_pipeline.core.stability import feature_stability, stability_summary
+
+pytestmark = pytest.mark.core
+
+
+@pytest.fixture(autouse=True)
+def fewer_bootstrap_rounds(monkeypatch):
+    """The interval's presence is tested, not its percentiles: 20 rounds keep the tests fast."""
+    monkeypatch.setattr(dashboard, "BOOTSTRAP_ROUNDS", 20)
+
+
+FADING = "zz fading"  # sorts last by name too: a tie at the bottom cannot rescue it
+LEAK = "leak"
+
+
+def run_keys(n_runs: int) -> list[str]:
+    return [
+        f"{2020 + i // 12}-{i % 12 + 1:02d}-01..{2020 + i // 12}-{i % 12 + 1:02d}-28/ridge"
+        for i in range(n_runs)
+    ]
+
+
+def make_inputs(
+    n_runs: int = 8,
+    n_persistent: int = 20,
+    top_n: int = 15,
+    fading: bool = True,
+    quarantined: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None,
+    seed: int = 0,
+) -> DashboardInputs:
+    """`n_persistent` features with a steady IC of about +0.05 and, with `fading`, one whose IC falls
+    linearly from +0.21 to 0 over the runs (decaying, alpha score near 0, so it sorts last)."""
+    rng = np.random.default_rng(seed)
+    keys = run_keys(n_runs)
+    names = [f"steady {i:02d}" for i in range(n_persistent)] + ([FADING] if fading else [])
+    rows = []
+    for r, run in enumerate(keys):
+        shap = np.linspace(2.0, 0.5, len(names)) + np.abs(rng.normal(scale=0.05, size=len(names)))
+        ranks = pd.Series(-shap).rank(method="first").astype(int).to_numpy()
+        for j, name in enumerate(names):
+            ic = 0.21 * (1 - r / max(n_runs - 1, 1)) if name == FADING else 0.05
+            rows.append(
+                {
+                    "run_key": run,
+                    "feature": name,
+                    "rank": ranks[j],
+                    "coef": 1.0,
+                    "shap_mean_abs": shap[j],
+                    "ic": ic + rng.normal(scale=0.001 if name == FADING else 0.01),
+                    "perm_importance": 0.0,
+                }
+            )
+    history = pd.DataFrame(rows)
+    if runs is None:
+        runs = pd.DataFrame(
+            {
+                "run_key": keys,
+                "oos_rank_ic": rng.normal(0.03, 0.02, n_runs),
+                "n_oos": 600,
+                "oos_hit_rate": rng.uniform(0.55, 0.65, n_runs),
+                "oos_base_rate": rng.uniform(0.5, 0.55, n_runs),
+                "n_train": 500,
+                "priors_from_run_key": None,
+            }
+        )
+    stability = feature_stability(history, 5)
+    alpha = feature_alpha(
+        history,
+        keys,
+        runs.set_index("run_key")["oos_rank_ic"],
+        stability.set_index("feature")["topk_frequency"],
+    )
+    summary = stability_summary(history, keys, 5, 0.0).__dict__
+    extra = {} if quarantined is None else {"quarantined": quarantined}
+    return DashboardInputs(runs, history, stability, alpha, summary, keys[-1], top_n=top_n, **extra)
+
+
+def quarantine(keys: list[str], ic: float = 0.912) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run_key": keys,
+            "feature": LEAK,
+            "ic": [ic] * len(keys),
+            "reason": "in-sample |rank IC| > 0.300: likely computed after entry",
+        }
+    )
+
+
+def panel(fig: Figure, title_start: str) -> Axes:
+    found = [ax for ax in fig.axes if ax.get_title().startswith(title_start)]
+    assert len(found) == 1, [ax.get_title() for ax in fig.axes]
+    return found[0]
+
+
+def ytick_texts(ax: Axes) -> dict[str, str]:
+    """Tick label text -> its colour (hex)."""
+    return {t.get_text(): to_hex(t.get_color()) for t in ax.get_yticklabels() if t.get_text()}
+
+
+def lab(color: tuple[float, float, float]) -> np.ndarray:
+    """CIE L*a*b* (D65) of an sRGB colour: an independent perceptual distance."""
+    rgb = np.array(to_rgb(color), dtype="float64")
+    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    matrix = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = matrix @ linear / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def line_collections(ax: Axes) -> list[LineCollection]:
+    return [c for c in ax.collections if isinstance(c, LineCollection) and len(c.get_segments())]
+
+
+# --- 11: the decaying feature is always shown -------------------------------------------------
+
+
+def test_alpha_panel_shows_the_decaying_feature_whatever_the_cut():
+    inputs = make_inputs()
+    alpha = inputs.alpha.set_index("feature")
+    assert bool(alpha.loc[FADING, "decaying"])
+    assert alpha.loc[FADING, "alpha_score"] == alpha["alpha_score"].min()  # last: the old cut hid it
+    fig = dashboard_figure(inputs)
+    ax = panel(fig, "alpha score")
+    ticks = ytick_texts(ax)
+    assert FADING in ticks and ticks[FADING] == dashboard.DECAYING_COLOR
+    assert len(ticks) == inputs.top_n  # the cut still holds: 14 best + the decaying one
+    assert len(ax.patches) == inputs.top_n
+    red = [p for p in ax.patches if to_hex(p.get_facecolor(), keep_alpha=False) == dashboard.DECAYING_COLOR]
+    assert len(red) == 1  # its bar, in its colour
+    legend = ax.get_legend()
+    assert legend is not None and any(t.get_text().startswith("decaying") for t in legend.get_texts())
+    assert f"{len(alpha) - inputs.top_n} hidden" in ax.get_title()
+    plt.close(fig)
+
+
+# --- 12: point labels ----------------------------------------------------------------------------
+
+
+def test_label_points_measures_after_the_limits_are_set():
+    """Eight points well apart in data but within 7% of the default 0..1 view: measured before the
+    axis limits are set, their labels all seem to overlap."""
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=80, layout="constrained")
+    points = pd.DataFrame({"feature": [f"feature {i}" for i in range(8)], "x": np.arange(8) * 0.01})
+    points["y"] = points["x"]
+    ax.scatter(points["x"], points["y"])
+    dashboard._label_points(ax, points, "x", "y", points["feature"].tolist())
+    fig.canvas.draw()
+    assert sorted(t.get_text() for t in ax.texts) == points["feature"].tolist()
+    frame = ax.get_window_extent()
+    for text in ax.texts:
+        box = text.get_window_extent()
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    plt.close(fig)
+
+
+def test_stability_panel_labels_every_top_feature_that_fits():
+    inputs = make_inputs(n_runs=4, n_persistent=8, fading=False)
+    top = dashboard.top_features(inputs)[:8]
+    # eight well separated points on a diagonal, in a range small against the default 0..1 view
+    shares = inputs.history.assign(
+        share=inputs.history["shap_mean_abs"]
+        / inputs.history.groupby("run_key")["shap_mean_abs"].transform("sum")
+    )
+    mean_share = shares.groupby("feature")["share"].mean()
+    order = mean_share.sort_values(ascending=False).index
+    stability = pd.DataFrame(
+        {
+            "feature": order,
+            "rank_std": np.linspace(0.0, 0.35, len(order)),
+            "topk_frequency": np.linspace(1.0, 0.0, len(order)),
+        }
+    )
+    fig = dashboard_figure(
+        DashboardInputs(inputs.runs, inputs.history, stability, inputs.alpha, inputs.summary, inputs.run_key)
+    )
+    ax = panel(fig, "stability")
+    fig.canvas.draw()
+    assert sorted(t.get_text() for t in ax.texts) == sorted(top)
+    plt.close(fig)
+
+
+# --- 13: distinct line colours -------------------------------------------------------------------
+
+
+def test_importance_lines_have_distinct_far_apart_colours():
+    fig = dashboard_figure(make_inputs(n_runs=6))
+    ax = panel(fig, "importance share")
+    colors = [to_rgb(line.get_color()) for line in ax.get_lines()]
+    assert len(colors) == 10
+    assert len(set(colors)) == 10
+    tab20 = [to_rgb(c) for c in plt.get_cmap("tab20").colors]  # type: ignore[attr-defined]
+    pairs = [{tab20[2 * k], tab20[2 * k + 1]} for k in range(10)]
+    for a, b in itertools.combinations(colors, 2):
+        assert {a, b} not in pairs, f"{a} and {b} are a dark/light tab20 pair"
+        assert np.linalg.norm(lab(a) - lab(b)) > 20, (a, b)
+    plt.close(fig)
+
+
+# --- 14: run performance -------------------------------------------------------------------------
+
+
+def two_runs() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run_key": run_keys(2),
+            "oos_rank_ic": [-0.021, 0.032],
+            "n_oos": [400, 900],
+            "oos_hit_rate": [0.601, 0.653],
+            "oos_base_rate": [0.598, 0.612],
+            "n_train": 500,
+            "priors_from_run_key": None,
+        }
+    )
+
+
+def test_run_performance_shows_base_rate_zero_line_interval_on_honest_scales():
+    runs = two_runs()
+    fig = dashboard_figure(make_inputs(n_runs=2, runs=runs))
+    fig.canvas.draw()
+    # with two runs, both rising, the IC line and the hit-rate line must not land on the same pixels
+    pixels = [
+        ax.transData.transform(np.asarray(line.get_xydata()))
+        for column in ["oos_rank_ic", "oos_hit_rate"]
+        for ax in fig.axes
+        for line in ax.get_lines()
+        if np.asarray(line.get_ydata()).shape == (2,)
+        and np.allclose(np.asarray(line.get_ydata(), dtype="float64"), runs[column])
+    ]
+    assert len(pixels) == 2 and np.abs(pixels[0] - pixels[1]).max() > 20, pixels
+    lines = {line.get_gid(): (ax, line) for ax in fig.axes for line in ax.get_lines() if line.get_gid()}
+    assert "base_rate" in lines, "no base-rate line"
+    hit_ax, base = lines["base_rate"]
+    np.testing.assert_allclose(np.asarray(base.get_ydata(), dtype="float64"), runs["oos_base_rate"])
+    ic_ax, zero = lines["ic_zero"]
+    assert np.allclose(zero.get_ydata(), 0.0)
+    assert ic_ax is not hit_ax
+    assert ic_ax.get_ylim() != hit_ax.get_ylim()
+    ic_low, ic_high = ic_ax.get_ylim()
+    hit_low, hit_high = hit_ax.get_ylim()
+    assert ic_low < 0 < ic_high
+    assert hit_low < runs[["oos_hit_rate", "oos_base_rate"]].min().min()
+    assert hit_high > runs[["oos_hit_rate", "oos_base_rate"]].max().max()
+    # the IC's ~95% interval per run, Fisher z: tanh(atanh(r) +- 1.96 / sqrt(n - 3))
+    z = 0.5 * np.log((1 + runs["oos_rank_ic"]) / (1 - runs["oos_rank_ic"]))
+    half = 1.96 / np.sqrt(runs["n_oos"] - 3)
+    segments = [c for c in line_collections(ic_ax) if c.get_gid() == "ic_interval"]
+    assert len(segments) == 1
+    ends = np.array([[seg[0][1], seg[1][1]] for seg in segments[0].get_segments()])
+    np.testing.assert_allclose(np.sort(ends, axis=1), np.c_[np.tanh(z - half), np.tanh(z + half)], atol=1e-12)
+    assert ic_low < np.tanh(z - half).min() and np.tanh(z + half).max() < ic_high
+    # legends cross no data: they sit outside their axes
+    for ax in (ic_ax, hit_ax):
+        legend = ax.get_legend()
+        assert legend is not None
+        assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+    plt.close(fig)
+
+
+def test_ic_interval_covers_about_95_percent():
+    """The Fisher-z band of a Spearman IC, by simulation (bivariate normal, rho 0.1, n 300): it is an
+    approximation (Spearman's z has a slightly larger variance), so coverage is about, not exactly, 95%."""
+    rng = np.random.default_rng(1)
+    rho, n, reps = 0.1, 300, 600
+    true = 6 / np.pi * np.arcsin(rho / 2)  # Spearman's rho of a bivariate normal
+    covered = 0
+    for _ in range(reps):
+        x = rng.normal(size=n)
+        y = rho * x + np.sqrt(1 - rho**2) * rng.normal(size=n)
+        low, high = dashboard.ic_interval(stats.spearmanr(x, y).statistic, n)
+        covered += low <= true <= high
+    assert 0.91 <= covered / reps <= 0.98
+    assert all(np.isnan(dashboard.ic_interval(v, m)).all() for v, m in [(None, 500), (0.1, None), (0.1, 3)])
+
+
+# --- 15: quarantined features ---------------------------------------------------------------------
+
+
+def test_quarantined_feature_is_in_the_alpha_panel_and_the_summary():
+    keys = run_keys(8)
+    later = pd.DataFrame(
+        {"run_key": ["2030-01-01..2030-03-31/ridge"], "feature": ["future leak"], "ic": [0.5], "reason": "x"}
+    )
+    inputs = make_inputs(quarantined=pd.concat([quarantine(keys[2:]), later], ignore_index=True))
+    fig = dashboard_figure(inputs)
+    ax = panel(fig, "alpha score")
+    ticks = ytick_texts(ax)
+    assert ticks.get(LEAK) == dashboard.QUARANTINED_COLOR
+    assert FADING in ticks and len(ticks) == inputs.top_n
+    assert "future leak" not in ticks  # a run after the as-of run is not shown
+    assert any(t.get_text() == "quarantined, IC +0.912" for t in ax.texts)
+    legend = ax.get_legend()
+    assert legend is not None and any(t.get_text().startswith("quarantined") for t in legend.get_texts())
+    plt.close(fig)
+    summary = dashboard_summary(inputs)
+    section = summary.split("### Quarantined (possible leakage)")[1]
+    assert f"| {LEAK} | `{keys[-1]}` | +0.912 | 6 of 8 |" in section
+    assert "future leak" not in summary
+    assert "Quarantined (possible leakage): none." in dashboard_summary(make_inputs())
+
+
+def test_quarantined_frame_needs_its_columns():
+    with pytest.raises(ValueError, match="run_key"):
+        make_inputs(quarantined=pd.DataFrame({"feature": [LEAK], "ic": [0.9], "reason": ["x"]}))
+    assert list(make_inputs().quarantined.columns) == ["run_key", "feature", "ic", "reason"]
+
+
+def latest_row(run_key: str = "2022-10-01..2022-12-31/ridge") -> pd.Series:
+    return pd.Series(
+        {
+            "run_key": run_key,
+            "range_start": pd.Timestamp("2022-10-01"),
+            "range_end": pd.Timestamp("2022-12-31"),
+            "dagster_run_id": "abc",
+            "n_train": 766,
+            "n_trades": 780,
+            "n_unrealized": 14,
+            "oos_rank_ic": 0.2306,
+            "oos_r2": 0.045,
+            "oos_hit_rate": 0.555,
+            "oos_base_rate": 0.483,
+            "oos_mean_return_taken": 0.009,
+            "oos_mean_return_all": -0.0003,
+            "priors_from_run_key": None,
+        }
+    )
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_report_lists_quarantined_features(markdown):
+    alpha = make_inputs(n_runs=3).alpha
+    leak = pd.DataFrame(
+        {"feature": [LEAK, "other"], "ic": [0.912, -0.45], "reason": ["too good", "too good"]}
+    )
+    text = render_report(latest_row(), None, alpha, 8, markdown, 10, quarantined=leak)
+    run = "2022-10-01..2022-12-31/ridge"
+    assert (
+        f"Quarantined (possible leakage): {LEAK} (IC +0.912, run {run}), other (IC -0.450, run {run})" in text
+    )
+    assert "Quarantined: not read" in render_report(latest_row(), None, alpha, 8, markdown)
+    assert "Quarantined: none" in render_report(latest_row(), None, alpha, 8, markdown, 10, pd.DataFrame())
+
+
+# --- 16: no bootstrap interval from too few runs ---------------------------------------------------
+
+
+def test_alpha_intervals_need_five_runs():
+    few = make_inputs(n_runs=4)
+    assert alpha_interval(few, ["steady 00"])[["low", "high"]].isna().all().all()
+    fig = dashboard_figure(few)
+    ax = panel(fig, "alpha score")
+    assert line_collections(ax) == []
+    assert "intervals need >= 5 runs" in ax.get_title()
+    plt.close(fig)
+    fig = dashboard_figure(make_inputs(n_runs=5))
+    ax = panel(fig, "alpha score")
+    assert len(line_collections(ax)) == 1 and "intervals need" not in ax.get_title()
+    plt.close(fig)
+    assert dashboard.MIN_RUNS_FOR_INTERVAL == 5
+
+
+# --- 17: one run ---------------------------------------------------------------------------------
+
+
+def test_with_one_run_only_panels_that_need_two_say_so():
+    inputs = make_inputs(n_runs=1, fading=False)
+    fig = dashboard_figure(inputs)
+    saying = sorted(
+        ax.get_title() for ax in fig.axes if any("needs at least 2 runs" in t.get_text() for t in ax.texts)
+    )
+    assert saying == ["alpha score", "stability: importance vs rank variability"]
+    ax = panel(fig, "importance vs realized performance")
+    scatter = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(scatter) == 1 and np.asarray(scatter[0].get_offsets()).shape == (len(inputs.alpha), 2)
+    plt.close(fig)
+    # with a quarantined feature, the alpha panel shows it even with one run
+    fig = dashboard_figure(make_inputs(n_runs=1, fading=False, quarantined=quarantine(run_keys(1))))
+    ax = panel(fig, "alpha score")
+    assert ytick_texts(ax) == {LEAK: dashboard.QUARANTINED_COLOR}
+    assert "needs at least 2 runs" in ax.get_title()
+    plt.close(fig)
+
+
+# --- 18: the headline ----------------------------------------------------------------------------
+
+
+def test_summary_starts_with_a_plain_one_line_headline():
+    keys = run_keys(8)
+    inputs = make_inputs(quarantined=quarantine(keys))
+    headline = dashboard.dashboard_headline(inputs)
+    assert "\n" not in headline and "|" not in headline and not headline.startswith(("#", "-", "*"))
+    latest = inputs.runs.iloc[-1]
+    best = inputs.alpha.sort_values("alpha_score", ascending=False).iloc[0]
+    assert headline.startswith(
+        f"As of {keys[-1]}: top feature {best['feature']} (alpha {best['alpha_score']:.2f}, q "
+    )
+    assert f"decaying: {FADING};" in headline and f"quarantined: {LEAK};" in headline
+    assert f"OOS rank IC {latest['oos_rank_ic']:+.3f} [" in headline and "] vs 0" in headline
+    assert f"(hit {latest['oos_hit_rate']:.2f} vs base {latest['oos_base_rate']:.2f})" in headline
+    summary = dashboard_summary(inputs)
+    assert summary.splitlines()[0] == headline and summary.splitlines()[1] == ""
+    one = make_inputs(n_runs=1, fading=False)
+    assert "alpha needs 2 runs" in dashboard.dashboard_headline(one)
+    assert "decaying: n/a (needs 3 runs)" in dashboard.dashboard_headline(one)
+    assert "quarantined: none" in dashboard.dashboard_headline(one)
+
+
+def test_headline_is_one_line_whatever_the_names():
+    inputs = make_inputs(n_runs=3, quarantined=quarantine(run_keys(3)).assign(feature="tab\there\nnewline"))
+    headline = dashboard.dashboard_headline(inputs)
+    assert "\n" not in headline and "\t" not in headline and "quarantined: tab here newline;" in headline
+
+
+def test_png_with_every_new_element_is_deterministic():
+    inputs = make_inputs(n_runs=6, quarantined=quarantine(run_keys(6)))
+    first, second = draw_dashboard(inputs), draw_dashboard(inputs)
+    assert first == second
