@@ -12,8 +12,9 @@ from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.persistence_dashboard import persistence_dashboard
 from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.assets.trades import trades
+from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline.storage.database import Database
-from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, copy_of
+from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project, copy_of
 
 pytestmark = pytest.mark.assets
 
@@ -93,3 +94,10 @@ def test_lineage_names_every_table_a_stage_reads():
         key = asset.key
         deps = {dep.to_user_string() for dep in asset.asset_deps[key]}
         assert reads[key.to_user_string()] <= deps, key
+
+
+def test_a_reversed_range_says_it_is_reversed(tmp_path):
+    project = Project(tmp_path, TradeSource(), ModelSettings())
+    with pytest.raises(dg.Failure, match=r"the partition range 2021-03-31...2021-01-04 is reversed"):
+        project.invoke(trades, "2021-03-31", "2021-01-04")
+    assert not project.warehouse_path.exists()

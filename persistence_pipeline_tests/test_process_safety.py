@@ -141,3 +141,24 @@ def test_two_runs_at_once_on_one_warehouse_both_finish(tmp_path):
     ]
     assert stored["trades"]["trade_id"].is_unique
     assert stored["feature_importance_history"].groupby("run_key").size().tolist() == [19, 19]
+
+
+def test_a_bad_input_run_ends_with_the_projects_message_and_no_stack_trace_of_ours(tmp_path):
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "trades.csv").write_text("trade_id,symbol\nt1,AAA\n")
+    run = cli(
+        tmp_path,
+        "2021-01-04",
+        "2021-03-31",
+        extra_env={
+            "PERSISTENCE_TRADE_SOURCE": "trade_log_dir",
+            "PERSISTENCE_TRADE_PATH": str(tmp_path / "log"),
+        },
+    )
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode != 0
+    message = f"file {tmp_path / 'log' / 'trades.csv'}: required columns are missing"
+    failure = [line for line in output.splitlines() if "STEP_FAILURE" in line]
+    assert len(failure) == 1 and 'Execution of step "trades" failed' in failure[0]
+    assert message in output  # the step failure's description: dg.Failure(our message)
+    assert "persistence_pipeline/core" not in output and "InputDataError" not in output
