@@ -36,7 +36,12 @@ class Project:
         return resources_under(self.root, self.trade_source, self.model_settings, self.analysis_settings)
 
     def materialize(
-        self, start: str, end: str, raise_on_error: bool = True, without: tuple[str, ...] = ()
+        self,
+        start: str,
+        end: str,
+        raise_on_error: bool = True,
+        without: tuple[str, ...] = (),
+        instance: dg.DagsterInstance | None = None,
     ) -> dg.ExecuteInProcessResult:
         """Every asset and check of the code location over [start, end] (but the assets named in
         `without`), as one range run."""
@@ -44,6 +49,7 @@ class Project:
             [*ASSETS, *ASSET_CHECKS],
             selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*without) if without else None,
             resources=self.resources(),
+            instance=instance,
             tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
             raise_on_error=raise_on_error,
         )

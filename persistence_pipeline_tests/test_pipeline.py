@@ -3,6 +3,7 @@
 import hashlib
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,12 +32,18 @@ def expected_trades() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory):
+def ran_instance():
+    """The Dagster instance of the `ran` run, whose log the progress test reads."""
+    return dg.DagsterInstance.ephemeral()
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory, ran_instance):
     from persistence_pipeline.resources import TradeSource
     from persistence_pipeline_tests.conftest import Project
 
     project = Project(tmp_path_factory.mktemp("ran"), TradeSource(), ModelSettings())
-    result = project.materialize(START, END)
+    result = project.materialize(START, END, instance=ran_instance)
     return project, result
 
 
@@ -192,9 +199,9 @@ def test_gradient_boosted_trees_are_selectable(tmp_path):
     project = Project(
         tmp_path, TradeSource(), ModelSettings(kind="gbt", shap_sample_size=100, perm_repeats=2)
     )
-    project.materialize(START, END)
+    project.materialize(START, "2021-03-31")
     row = project.table("run_metrics").iloc[0]
-    assert row["run_key"] == f"{START}..{END}/gbt" and row["explainer"] == "shap.TreeExplainer"
+    assert row["run_key"] == f"{START}..2021-03-31/gbt" and row["explainer"] == "shap.TreeExplainer"
     assert row["shap_sample_size"] == 100
     history = project.table("feature_importance_history")
     assert history["coef"].isna().all() and (history["shap_mean_abs"] > 0).any()
@@ -218,24 +225,11 @@ def test_quote_identifier_refuses_nul():
         quote_identifier("a\x00b")
 
 
-def test_progress_counts_and_stage_timings_are_logged(tmp_path):
+def test_progress_counts_and_stage_timings_are_logged(ran, ran_instance):
     import re
 
-    import dagster as dg
-
-    from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
-    from persistence_pipeline.resources import TradeSource
-    from persistence_pipeline_tests.conftest import Project
-
-    project = Project(tmp_path, TradeSource(), ModelSettings())
-    instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(
-        [*ASSETS, *ASSET_CHECKS],
-        resources=project.resources(),
-        instance=instance,
-        tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END},
-    )
-    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    _, result = ran
+    messages = [entry.user_message for entry in ran_instance.all_logs(result.run_id)]
     text = "\n".join(messages)
     assert re.search(r"read and validated trades from embedded data .*: \d+\.\d\d s", text)
     assert f"564 of 12581 trades of the source entered in {START}..{END}" in text

@@ -14,6 +14,7 @@ from persistence_pipeline.storage.database import (
     public,
     registered_join,
     replace_run_rows,
+    rows_of_runs,
     staged_by,
 )
 
@@ -69,14 +70,12 @@ def record_explainer(
 
 def importance_history(db: Database, run_keys: list[str]) -> pd.DataFrame:
     """feature_importance_history rows of the given runs."""
-    with db.connect() as con:
-        return registered_join(
-            con,
-            "wanted_runs",
-            pd.DataFrame({"run_key": pd.Series(run_keys, dtype="object")}),
-            "SELECT h.* FROM feature_importance_history h JOIN wanted_runs USING (run_key)"
-            " ORDER BY h.run_key, h.rank",
-        )
+    return rows_of_runs(
+        db,
+        run_keys,
+        "SELECT h.* FROM feature_importance_history h JOIN wanted_runs USING (run_key)"
+        " ORDER BY h.run_key, h.rank",
+    )
 
 
 def importance_changes(db: Database, run_key: str) -> pd.DataFrame:

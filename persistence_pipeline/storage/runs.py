@@ -9,12 +9,7 @@ from typing import Any
 import pandas as pd
 
 from persistence_pipeline.storage.contract import column_names
-from persistence_pipeline.storage.database import (
-    Database,
-    MissingRowsError,
-    registered_join,
-    replace_run_rows,
-)
+from persistence_pipeline.storage.database import Database, MissingRowsError, replace_run_rows, rows_of_runs
 
 # run_metrics columns filled later in the run, by the importance stage
 FILLED_BY_IMPORTANCE = frozenset({"explainer", "shap_sample_size"})
@@ -99,12 +94,9 @@ def excluded_features(db: Database, run_key: str) -> pd.DataFrame:
 
 def quarantined_features(db: Database, run_keys: list[str]) -> pd.DataFrame:
     """Features quarantined from the models of the given runs: run_key, feature, ic, reason."""
-    with db.connect() as con:
-        return registered_join(
-            con,
-            "wanted_runs",
-            pd.DataFrame({"run_key": pd.Series(run_keys, dtype="object")}),
-            "SELECT e.run_key, e.feature, e.ic, e.reason"
-            " FROM excluded_features e JOIN wanted_runs USING (run_key)"
-            " ORDER BY e.run_key, abs(e.ic) DESC, e.feature",
-        )
+    return rows_of_runs(
+        db,
+        run_keys,
+        "SELECT e.run_key, e.feature, e.ic, e.reason FROM excluded_features e"
+        " JOIN wanted_runs USING (run_key) ORDER BY e.run_key, abs(e.ic) DESC, e.feature",
+    )
