@@ -54,6 +54,41 @@ def trades_are_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehous
 
 
 @dg.asset_check(
+    asset=trades,
+    partitions_def=daily_partitions,
+    description=(
+        "Warns about trades whose |return| exceeds analysis_settings.max_abs_trade_return (0.5): for daily "
+        "strategies these are usually bad data (unadjusted splits, wrong prices, swapped sides), and "
+        "they dominate every rank statistic."
+    ),
+)
+def trades_have_plausible_returns(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, analysis_settings: AnalysisSettings
+) -> dg.AssetCheckResult:
+    window = run_range(context)
+    stored = trades_between(run_database(context, warehouse), window.start, window.end)
+    limit = analysis_settings.max_abs_trade_return
+    implausible = stored[stored["return"].abs() > limit].sort_values("return", key=abs, ascending=False)
+    shown = implausible[
+        ["trade_id", "symbol", "entry_time", "exit_time", "entry_price", "exit_price", "return"]
+    ]
+    return dg.AssetCheckResult(
+        passed=implausible.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"no trade has |return| > {limit:.0%}"
+            if implausible.empty
+            else f"{len(implausible)} trade(s) with |return| > {limit:.0%}, e.g. "
+            + ", ".join(
+                f"{trade} ({value:+.1%})"
+                for trade, value in zip(shown["trade_id"].head(3), shown["return"].head(3), strict=True)
+            )
+        ),
+        metadata={"max_abs_trade_return": limit, "implausible": markdown_table(shown, 20, "trades")},
+    )
+
+
+@dg.asset_check(
     asset=profit_model,
     partitions_def=daily_partitions,
     description=("The model has out-of-sample predictions and finite OOS metrics."),

@@ -51,6 +51,7 @@ ASSETS = [
 ]
 ASSET_CHECKS = [
     checks.trades_are_valid,
+    checks.trades_have_plausible_returns,
     checks.profit_model_is_sane,
     checks.no_leaky_features,
     checks.feature_drift_since_previous_run,

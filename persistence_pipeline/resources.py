@@ -154,6 +154,7 @@ class AnalysisSettings(dg.ConfigurableResource):
     max_regime_weight: float = 2.0
     leakage_max_abs_ic: float = 0.3
     drift_max_psi: float = 0.25
+    max_abs_trade_return: float = 0.5
 
     def prior_params(self) -> PriorParams:
         return PriorParams(decay=self.prior_decay, strength_per_run=self.prior_strength_per_run)

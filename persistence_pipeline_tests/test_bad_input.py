@@ -561,3 +561,27 @@ def test_trade_log_run_stores_the_log(stored):
         merged["return"], merged["side"] * (merged["exit_price"] / merged["entry_price"] - 1)
     )
     assert len(project.table("run_metrics")) == 1
+
+
+@pytest.mark.e2e
+def test_a_trade_with_an_implausible_return_is_flagged(stored, tmp_path):
+    _, _, log = stored
+    implausible = log.copy()
+    implausible.loc[3, "exit_price"] = implausible.loc[3, "entry_price"] * (
+        0.46 if implausible.loc[3, "side"] == 1 else 1.54
+    )  # -54%: as an unadjusted 2:1 split gives
+    (tmp_path / "log").mkdir()
+    implausible.to_csv(tmp_path / "log" / "trades.csv", index=False)
+    fresh = Project(tmp_path, TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")), ModelSettings())
+    others = ("profit_model", "feature_importance", "feature_stability", "stability_summary")
+    result = fresh.materialize(
+        START, END, without=(*others, "feature_alpha", "feature_priors", "persistence_dashboard")
+    )
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "trades_have_plausible_returns"
+    )
+    assert not evaluation.passed
+    assert (
+        evaluation.description
+        == f"1 trade(s) with |return| > 50%, e.g. {implausible.loc[3, 'trade_id']} (-54.0%)"
+    )

@@ -168,10 +168,7 @@ def test_top_feature_flips_warn_only_beyond_the_bootstrap_spread(planted):
     outcomes = []
     for result in results[1:]:
         evaluation = next(
-            e.event_specific_data
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
-            and e.event_specific_data.check_name == "top_features_unchanged"
+            e for e in result.get_asset_check_evaluations() if e.check_name == "top_features_unchanged"
         )
         outcomes.append((evaluation.passed, evaluation.description))
     assert all(passed for passed, _ in outcomes), outcomes

@@ -23,6 +23,7 @@ ALLOWED = {
     "schema",  # "main" or "staging"
     "key",  # a run-key column name of the contract (RUN_TABLES)
     "key_column",  # "run_key" or "as_of_run_key", checked before use
+    "RUN_TABLES[table]",  # likewise, the key column of a contract table
     "body",  # joined quote_identifier(...) column definitions of FIXED_TABLES
     "constraint",  # the PRIMARY KEY clause of quote_identifier(...) key columns of FIXED_TABLES
     "kind",  # a column type of FIXED_TABLES

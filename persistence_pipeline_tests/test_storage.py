@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.core.schema import InputDataError
-from persistence_pipeline.storage import contract, cross_run, files, history, runs
-from persistence_pipeline.storage.database import Database, MissingRowsError
+from persistence_pipeline.storage import contract, cross_run, files, history, publish, runs
+from persistence_pipeline.storage.database import Database, MissingRowsError, replace_run_rows
 from persistence_pipeline.storage.report import WarehouseUnreadable, latest_run
 from persistence_pipeline.storage.trades import replace_trades, source_trade_count, trades_between
 
@@ -275,3 +275,61 @@ def test_files_are_written_atomically_and_checkpoints_are_verified(tmp_path):
         "latest.png",
     ]
     assert (tmp_path / "d" / "latest.png").read_bytes() == b"png-new" and newest.endswith("_ridge.png")
+
+
+def test_a_staged_run_sees_its_rows_others_see_none_until_it_publishes(tmp_path):
+    public_view = Database(str(tmp_path / "w.duckdb"))
+    write_run(public_view)
+    staged = Database(public_view.path, staged_by="run-1")
+    replace_trades(staged, some_trades(3, "new_feature"), START, END, "s", 3)
+    write_run(staged)  # the same run key again, from the staged run
+    with staged.transaction() as con:  # and no regime weights this time: zero rows replace its rows
+        replace_run_rows(con, "excluded_features", "run_key", RUN, pd.DataFrame({"feature": [], "ic": []}))
+    assert trades_between(public_view, START, END).empty
+    assert trades_between(staged, START, END)["new_feature"].tolist() == [0.0, 1.0, 2.0]
+    assert runs.excluded_features(public_view, RUN)["feature"].tolist() == ["leak"]
+    assert runs.excluded_features(staged, RUN).empty
+    assert not publish.finish_stage(staged, ["trades"], ["trades", "profit_model"], RUN)
+    assert trades_between(public_view, START, END).empty  # not every selected stage is done
+    assert publish.finish_stage(staged, ["profit_model"], ["trades", "profit_model"], RUN)
+    assert trades_between(public_view, START, END)["new_feature"].tolist() == [0.0, 1.0, 2.0]
+    assert runs.excluded_features(public_view, RUN).empty
+    assert publish.staged_runs(public_view) == []
+
+
+def test_a_run_that_publishes_a_stage_removes_the_rows_of_the_stages_after_it(tmp_path):
+    public_view = Database(str(tmp_path / "w.duckdb"))
+    write_run(public_view)
+    history.write_importance(
+        public_view,
+        RUN,
+        dt.date(2021, 3, 31),
+        pd.DataFrame({"feature": ["a"], "rank": [1]}),
+        pd.DataFrame(),
+        None,
+        "x",
+        1,
+    )
+    cross_run.write_alpha(public_view, RUN, pd.DataFrame({"feature": ["a"], "alpha_score": [0.5]}))
+    staged = Database(public_view.path, staged_by="run-2")
+    write_run(staged)  # a new model of the run key, and nothing after it
+    assert publish.finish_stage(staged, ["profit_model"], ["profit_model"], RUN)
+    assert history.importance_history(public_view, [RUN]).empty  # described the replaced model
+    assert cross_run.feature_alpha(public_view, RUN).empty
+    assert runs.run_metrics_row(public_view, RUN) is not None
+
+
+def test_the_staging_of_runs_that_cannot_publish_is_discarded_and_does_not_outlive_them(tmp_path):
+    failed = Database(str(tmp_path / "w.duckdb"), staged_by="failed-run")
+    replace_trades(failed, some_trades(2, "Gap"), START, END, "s", 2)
+    publish.discard_staging(failed, ["failed-run"])
+    assert publish.staged_runs(failed) == []
+    later = Database(failed.path, staged_by="later-run")
+    replace_trades(later, some_trades(2, "gap"), START, END, "s", 2)  # no clash with the dead run's column
+    assert publish.finish_stage(later, ["trades"], ["trades"], RUN)
+    assert "gap" in trades_between(Database(failed.path), START, END).columns
+
+
+def test_a_feature_named_like_a_reserved_column_is_refused(tmp_path):
+    with pytest.raises(InputDataError, match="'Staged_By': is a name the warehouse reserves"):
+        replace_trades(Database(str(tmp_path / "w.duckdb")), some_trades(2, "Staged_By"), START, END, "s", 2)

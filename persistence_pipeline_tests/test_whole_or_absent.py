@@ -89,25 +89,26 @@ def test_a_new_run_failing_before_its_publication_is_absent_and_the_next_run_war
     assert project.table("run_metrics").set_index("run_key").loc[Q2_KEY, "priors_from_run_key"] == Q1_KEY
 
 
-def test_a_shorter_run_that_cannot_train_leaves_the_longer_runs_trades(tmp_path):
-    """Issue 10 (a): 100 clean trades of January pass the trades stage, then the model fails; the
-    stored run of the quarter must keep its January trades and its counts."""
-    project = Project(tmp_path, TradeSource(), ModelSettings())
-    project.materialize(*Q1)
+def test_a_shorter_run_that_cannot_train_leaves_the_longer_runs_trades(embedded_runs: EmbeddedRuns, tmp_path):
+    """Issue 10 (a): a log of clean trades passes the trades stage (enough labelled trades), then no
+    walk-forward fold has enough training trades and the model fails; the stored run of the quarter
+    must keep its trades and its counts."""
+    project = copy_of(embedded_runs.one, tmp_path / "warehouse")
     before = fingerprint(project)
     trades = generate_trades(load_embedded_bars())
-    january = trades[(trades["entry_time"] >= "2021-01-04") & (trades["entry_time"] < "2021-02-01")]
-    log = january.drop(columns="return").head(100).copy()
+    window = trades[(trades["entry_time"] >= "2021-01-04") & (trades["entry_time"] < "2021-03-01")]
+    log = window.sort_values("entry_time").drop(columns="return").head(110).copy()
     for column in ("entry_time", "exit_time"):
         log[column] = log[column].dt.strftime("%Y-%m-%dT%H:%M:%S%z")
     (tmp_path / "log").mkdir()
     log.to_csv(tmp_path / "log" / "trades.csv", index=False)
-    other = Project(tmp_path, TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")), ModelSettings())
-    result = other.materialize("2021-01-04", "2021-01-31", raise_on_error=False)
-    assert not result.success
+    source = TradeSource(kind="trade_log_dir", path=str(tmp_path / "log"))
+    other = Project(project.root, source, ModelSettings())
+    result = other.materialize("2021-01-04", "2021-02-28", raise_on_error=False)
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "profit_model" and "walk-forward fold" in str(failure.event_specific_data)
     assert fingerprint(project) == before
-    stored = project.table("trades")
-    assert len(stored) == project.table("run_metrics").loc[0, "n_trades"]
+    assert len(project.table("trades")) == project.table("run_metrics").loc[0, "n_trades"]
 
 
 def test_a_run_killed_at_a_stage_or_inside_its_publishing_commit_leaves_no_trace(

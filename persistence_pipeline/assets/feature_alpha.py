@@ -54,7 +54,7 @@ def feature_alpha(
         overlap,
     )
     cross_run.write_alpha(db, scope.run_key, table)
-    finish(context, db)
+    finish(context, db, scope.run_key)
     note = alpha_note(len(stored), overlap, scope.window.last_day)
     context.log.info(f"{scope.run_key}: alpha of {len(table)} features; {note}")
     return dg.MaterializeResult(

@@ -100,7 +100,7 @@ def feature_importance(
     history.write_importance(
         db, scope.run_key, scope.window.last_day, table, changes, previous_key, explainer, shap_n
     )
-    finish(context, db)
+    finish(context, db, scope.run_key)
     context.log.info(
         f"{scope.run_key}: importance of {len(table)} features, SHAP by {explainer} on {shap_n} trades"
     )

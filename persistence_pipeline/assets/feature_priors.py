@@ -51,7 +51,7 @@ def feature_priors(
         data.trades, data.features, runs.oos_predictions(db, scope.run_key), curriculum
     )
     cross_run.write_priors(db, scope.run_key, priors, weights)
-    finish(context, db)
+    finish(context, db, scope.run_key)
     notes = [
         f"priors over {len(stored)} run(s)"
         if len(priors)

@@ -49,7 +49,7 @@ def feature_stability(
     per_feature = per_feature_stability(importance, analysis_settings.top_k)
     summary = stability_summary(importance, stored["run_key"].tolist(), analysis_settings.top_k, overlap)
     cross_run.write_stability(db, scope.run_key, per_feature, dataclasses.asdict(summary))
-    finish(context, db)
+    finish(context, db, scope.run_key)
     context.log.info(f"{scope.run_key}: stability over {summary.n_runs} runs: {summary.note}")
     figures = {
         name: finite_or_none(value) if isinstance(value, float) else value

@@ -58,7 +58,9 @@ def persistence_dashboard(
     newest = runs.newest_range_end(db, model_settings.kind)  # this run's included
     is_newest = newest is None or newest <= scope.window.last_day
     staged = dashboard_store.stage(png, scope.run_key, db.staged_by, is_newest)
-    finish(context, db)  # the dashboard is the last stage: the run's rows are public from here
+    # the dashboard is the last stage: the run's rows are public from here, then its files
+    if not finish(context, db, scope.run_key):
+        raise RuntimeError(f"{scope.run_key}: the dashboard ran before a stage of its run finished")
     path = dashboard_store.publish(staged)
     context.log.info(f"{scope.run_key}: dashboard of {len(stored)} runs written to {path}")
     image = f"![persistence dashboard](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"

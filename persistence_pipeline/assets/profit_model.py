@@ -207,7 +207,7 @@ def profit_model(
         data_loss=loss,
         feature_coverage=feature_coverage(stored, data.features),
     )
-    finish(context, db)
+    finish(context, db, scope.run_key)
     context.log.info(
         f"{scope.run_key}: trained on {len(data.y)} trades ({data.n_unrealized} dropped: exit after "
         f"{window.last_day}), {len(fitted.folds)} walk-forward folds, OOS rank IC {m.rank_ic:.4f}; "

@@ -15,7 +15,7 @@ from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.partitions import ReversedRangeError, daily_partitions, single_run_backfill
 from persistence_pipeline.resources import WAREHOUSE_POOL, Warehouse
 from persistence_pipeline.storage.database import Database, MissingRowsError
-from persistence_pipeline.storage.publish import finish_stage
+from persistence_pipeline.storage.publish import discard_staging, finish_stage, staged_runs
 
 STAGE: dict[str, Any] = {
     "partitions_def": daily_partitions,
@@ -36,19 +36,51 @@ def dagster_run(context: Context) -> dg.DagsterRun | None:
 
 def run_database(context: Context, warehouse: Warehouse) -> Database:
     """The warehouse as the step's Dagster run sees it: its own staged rows in place of the public
-    rows they replace. Outside a run (direct invocation) a stage writes the public tables."""
+    rows they replace. A re-execution (from failure, or a retry) stages under its root run, so it
+    continues the staging of the run it re-executes. Outside a run (direct invocation) a stage
+    writes the public tables."""
     run = dagster_run(context)
-    return warehouse.database(staged_by=run.run_id if run is not None else None)
+    if run is None:
+        return warehouse.database()
+    db = warehouse.database(staged_by=run.root_run_id or run.run_id)
+    stale = [
+        staged for staged in staged_runs(db) if staged != db.staged_by and _cannot_publish(context, staged)
+    ]
+    if stale:  # runs that failed or were killed and are not being re-executed: never published
+        discard_staging(db, stale)
+    return db
 
 
-def finish(context: dg.AssetExecutionContext, db: Database) -> bool:
-    """Mark this step's stages done; publish the run when every stage selected for it is. Returns
-    whether the run is published."""
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _cannot_publish(context: Context, staged_by: str) -> bool:
+    """Whether the staging of a Dagster run (a root run id) can never be published: the run is
+    unknown to this instance, or it has finished and no re-execution of it is in progress."""
+    run = context.instance.get_run_by_id(staged_by)
+    if run is None:
+        return True
+    if not run.is_finished:
+        return False
+    children = context.instance.get_runs(
+        filters=dg.RunsFilter(tags={"dagster/root_run_id": staged_by}, statuses=IN_PROGRESS), limit=1
+    )
+    return not children
+
+
+def finish(context: dg.AssetExecutionContext, db: Database, run_key: str) -> bool:
+    """Mark this step's stages of `run_key` done; publish the run when every stage selected for it
+    is. Returns whether the run is published."""
     done = [key.to_user_string() for key in context.selected_asset_keys]
     if dagster_run(context) is None:
-        return finish_stage(db, done, done)
+        return finish_stage(db, done, done, run_key)
     selected = [key.to_user_string() for key in context.job_def.asset_layer.selected_asset_keys]
-    return finish_stage(db, done, selected)
+    return finish_stage(db, done, selected, run_key)
 
 
 # errors of the user's input or of the order of materializations, not of our code

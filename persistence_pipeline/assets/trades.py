@@ -6,7 +6,7 @@ from persistence_pipeline.assets.metadata import markdown_table, timed
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.dataset import feature_columns, per_strategy_counts
 from persistence_pipeline.core.trade_sources import check_trainable, trades_in_window
-from persistence_pipeline.partitions import run_range
+from persistence_pipeline.partitions import run_range, run_scope
 from persistence_pipeline.resources import ModelSettings, TradeSource, Warehouse
 from persistence_pipeline.storage.trades import replace_trades
 
@@ -39,7 +39,7 @@ def trades(
     with timed(context.log, f"replaced the range's rows of table trades with {len(selected)} trades"):
         db = run_database(context, warehouse)
         replace_trades(db, selected, window.start, window.end, source, len(everything))
-    finish(context, db)
+    finish(context, db, run_scope(context, model_settings.kind).run_key)
     features = feature_columns(selected)
     context.log.info(
         f"stored {len(selected)} trades entered {window.first_day}..{window.last_day} "

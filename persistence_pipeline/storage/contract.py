@@ -136,8 +136,28 @@ RUN_TABLES: dict[str, str] = {
 STAGING_REGISTRY: dict[str, str] = {
     "replaced": "staged_by VARCHAR, table_name VARCHAR, key_value VARCHAR",
     "trade_ranges": "staged_by VARCHAR, range_start TIMESTAMPTZ, range_end TIMESTAMPTZ",
-    "stages_done": "staged_by VARCHAR, stage VARCHAR",
+    "stages_done": "staged_by VARCHAR, stage VARCHAR, run_key VARCHAR",
 }
+
+# which stage writes which run-keyed tables, in the order of the graph: when a run publishes a stage
+# but not the stages after it, their rows of the run key described the model it replaced and are
+# removed (they are recomputed when those stages run again)
+STAGE_TABLES: dict[str, tuple[str, ...]] = {
+    "profit_model": (
+        "run_metrics",
+        "checkpoints",
+        "oos_predictions",
+        "excluded_features",
+        "data_loss",
+        "feature_coverage",
+    ),
+    "feature_importance": ("feature_importance_history", "importance_changes"),
+    "feature_stability": ("feature_stability",),
+    "stability_summary": ("stability_summary",),
+    "feature_alpha": ("feature_alpha",),
+    "feature_priors": ("feature_priors", "regime_weights"),
+}
+STAGE_ORDER = ["trades", *STAGE_TABLES]
 
 
 def column_names(table: str) -> list[str]:
@@ -198,10 +218,26 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS staging.{table} ({body})")
 
 
+RESERVED_COLUMNS = ("staged_by",)
+
+
+def reset_staging_trades(con: duckdb.DuckDBPyConnection) -> None:
+    """Recreate the staging trades table with the contract's columns only, when no run has trades
+    staged: feature columns added by runs that never published do not outlive them."""
+    columns, _ = FIXED_TABLES["trades"]
+    body = ", ".join(
+        f"{quote_identifier(name)} {kind}" for name, kind in [*columns, ("staged_by", "VARCHAR")]
+    )
+    con.execute("DROP TABLE IF EXISTS staging.trades")
+    con.execute(f"CREATE TABLE staging.trades ({body})")
+
+
 def refuse_case_clashes(stored: list[str], incoming: list[str]) -> None:
     """Refuse an incoming trades column whose name differs from a stored one only by letter case."""
     by_case = {name.casefold(): name for name in stored}
     for column in incoming:
+        if column.casefold() in RESERVED_COLUMNS:
+            raise InputDataError("warehouse table trades", column, None, "is a name the warehouse reserves")
         if column not in stored and column.casefold() in by_case:
             raise InputDataError(
                 "warehouse table trades",

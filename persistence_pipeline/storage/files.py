@@ -99,9 +99,9 @@ def promote_checkpoint(path: Path) -> Path:
     return final
 
 
-def remove_superseded_checkpoints(directory: Path, run_key: str, keep_path: str) -> None:
-    """After the index row is committed: delete the run's older checkpoint files."""
-    for old in (directory / run_folder_name(run_key)).glob("*.skops"):
+def remove_superseded_checkpoints(keep_path: str) -> None:
+    """After the index row is committed: delete the run's other checkpoint files (its folder)."""
+    for old in Path(keep_path).parent.glob("*.skops"):
         if old != Path(keep_path):
             old.unlink()
 

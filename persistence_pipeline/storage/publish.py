@@ -18,6 +18,8 @@ from persistence_pipeline.storage import files
 from persistence_pipeline.storage.contract import (
     FIXED_TABLES,
     RUN_TABLES,
+    STAGE_ORDER,
+    STAGE_TABLES,
     STAGING_REGISTRY,
     add_feature_columns,
     trades_columns,
@@ -25,9 +27,10 @@ from persistence_pipeline.storage.contract import (
 from persistence_pipeline.storage.database import Database, failpoint, public
 
 
-def finish_stage(db: Database, stages: list[str], selected: list[str]) -> bool:
-    """Record that `stages` have staged their rows; publish the run when every stage in `selected`
-    has. Returns whether the run is now published (always, for a database that is not staged)."""
+def finish_stage(db: Database, stages: list[str], selected: list[str], run_key: str) -> bool:
+    """Record that `stages` have staged their rows of `run_key`; publish the run when every stage in
+    `selected` has. Returns whether the run is now published (always, for a database that is not
+    staged)."""
     run = db.staged_by
     if run is None:
         return True
@@ -36,7 +39,7 @@ def finish_stage(db: Database, stages: list[str], selected: list[str]) -> bool:
     with db.transaction() as con:
         for stage in stages:
             con.execute("DELETE FROM staging.stages_done WHERE staged_by = ? AND stage = ?", [run, stage])
-            con.execute("INSERT INTO staging.stages_done VALUES (?, ?)", [run, stage])
+            con.execute("INSERT INTO staging.stages_done VALUES (?, ?, ?)", [run, stage, run_key])
         done = {
             row[0]
             for row in con.execute(
@@ -50,7 +53,9 @@ def finish_stage(db: Database, stages: list[str], selected: list[str]) -> bool:
     failpoint("published")  # committed; the checkpoint files not moved yet
     for run_key, staged in staged_checkpoints:
         final = files.promote_checkpoint(Path(staged))
-        files.remove_superseded_checkpoints(final.parents[1], run_key, str(final))
+        indexed = db.query("SELECT path FROM checkpoints WHERE run_key = ?", [run_key])["path"].tolist()
+        if indexed == [str(final)]:  # another run of the key may have published since
+            files.remove_superseded_checkpoints(str(final))
     return True
 
 
@@ -58,6 +63,7 @@ def _publish(con: duckdb.DuckDBPyConnection, run: str) -> list[tuple[str, str]]:
     """Inside the publishing transaction: move the run's staged rows (and checkpoint files) into the
     public tables, then forget its staging. Returns the (run_key, path) of the promoted checkpoints."""
     promoted = _promote_checkpoints(con, run)
+    _remove_outdated_downstream(con, run)
     for table, key in RUN_TABLES.items():
         con.execute(
             f"DELETE FROM {public(con, table)} WHERE {key} IN"
@@ -73,6 +79,23 @@ def _publish(con: duckdb.DuckDBPyConnection, run: str) -> list[tuple[str, str]]:
     for table in [*FIXED_TABLES, *STAGING_REGISTRY]:
         con.execute(f"DELETE FROM staging.{table} WHERE staged_by = ?", [run])
     return promoted
+
+
+def _remove_outdated_downstream(con: duckdb.DuckDBPyConnection, run: str) -> None:
+    """For a run that published a stage but not the stages after it: remove their public rows of the
+    run key, which described the model (or the trades) this run replaced."""
+    done = con.execute("SELECT stage, run_key FROM staging.stages_done WHERE staged_by = ?", [run]).fetchall()
+    stages = {stage for stage, _ in done}
+    staged_positions = [STAGE_ORDER.index(stage) for stage in stages if stage in STAGE_ORDER]
+    if not staged_positions:
+        return
+    first = min(staged_positions)
+    for run_key in {key for _, key in done}:
+        for stage in STAGE_ORDER[first + 1 :]:
+            if stage in stages:
+                continue
+            for table in STAGE_TABLES[stage]:
+                con.execute(f"DELETE FROM {public(con, table)} WHERE {RUN_TABLES[table]} = ?", [run_key])
 
 
 def _publish_trades(con: duckdb.DuckDBPyConnection, run: str) -> None:
@@ -117,3 +140,22 @@ def _promote_checkpoints(con: duckdb.DuckDBPyConnection, run: str) -> list[tuple
         )
         promoted.append((str(run_key), str(staged_path)))
     return promoted
+
+
+def staged_runs(db: Database) -> list[str]:
+    """The Dagster runs (root run ids) with rows in staging."""
+    with db.connect() as con:
+        rows = con.execute(
+            "SELECT DISTINCT staged_by FROM staging.stages_done"
+            " UNION SELECT DISTINCT staged_by FROM staging.replaced"
+            " UNION SELECT DISTINCT staged_by FROM staging.trade_ranges ORDER BY 1"
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def discard_staging(db: Database, runs: list[str]) -> None:
+    """Forget the staged rows of runs that can never publish (failed or killed, not re-executed)."""
+    with db.transaction() as con:
+        for run in runs:
+            for table in [*FIXED_TABLES, *STAGING_REGISTRY]:
+                con.execute(f"DELETE FROM staging.{table} WHERE staged_by = ?", [run])

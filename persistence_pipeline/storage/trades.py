@@ -7,7 +7,12 @@ import datetime as dt
 import pandas as pd
 
 from persistence_pipeline.core.schema import InputDataError
-from persistence_pipeline.storage.contract import add_feature_columns, refuse_case_clashes, trades_columns
+from persistence_pipeline.storage.contract import (
+    add_feature_columns,
+    refuse_case_clashes,
+    reset_staging_trades,
+    trades_columns,
+)
 from persistence_pipeline.storage.database import Database, public
 
 
@@ -29,6 +34,10 @@ def replace_trades(
     first, last = start.date(), (end - pd.Timedelta(days=1)).date()
     with db.transaction() as con:
         public_trades = public(con, "trades")
+        if db.staged_by is not None:
+            others = con.execute("SELECT count(*) FROM staging.trades WHERE staged_by <> ?", [db.staged_by])
+            if others.fetchall()[0][0] == 0:
+                reset_staging_trades(con)
         refuse_case_clashes(
             [*trades_columns(con, "main"), *trades_columns(con, "staging")], list(trades.columns)
         )
