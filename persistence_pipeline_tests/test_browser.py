@@ -18,7 +18,7 @@ import pytest
 
 from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
 from persistence_pipeline.resources import ModelSettings, TradeSource
-from persistence_pipeline_tests.conftest import Project
+from persistence_pipeline_tests.conftest import Project, dagster_home
 
 pytestmark = pytest.mark.e2e
 
@@ -68,8 +68,8 @@ def test_dashboard_image_renders_in_the_dagster_ui(tmp_path):
     chromium = _browser_or_skip()
     from playwright.sync_api import sync_playwright
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
+    home = dagster_home(tmp_path)
+    home.mkdir(parents=True)
     project = Project(tmp_path, TradeSource(), ModelSettings())
     with dg.DagsterInstance.from_config(str(home)) as instance:
         result = dg.materialize(

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.definitions import ASSETS
+from persistence_pipeline_tests.conftest import dagster_home
 
 pytestmark = pytest.mark.e2e
 
@@ -40,13 +41,14 @@ def cli(
     """`dagster asset materialize --select '*' --partition-range first...last` with everything under folder.
     The Dagster instance is created first: two processes creating the same new SQLite instance at once
     race in Dagster's own schema migration (a one-time set-up, not the warehouse)."""
-    if not (folder / "home").exists():
-        (folder / "home").mkdir(parents=True)
-        with dg.DagsterInstance.from_config(str(folder / "home")) as instance:
+    home = dagster_home(folder)
+    if not home.exists():
+        home.mkdir(parents=True)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.get_runs(limit=1)
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(folder / "home"),
+        "DAGSTER_HOME": str(home),
         "PERSISTENCE_WAREHOUSE": str(folder / "warehouse.duckdb"),
         "PERSISTENCE_CHECKPOINTS": str(folder / "checkpoints"),
         "PERSISTENCE_DASHBOARDS": str(folder / "dashboard"),
@@ -96,7 +98,7 @@ def tables(warehouse: Path) -> dict[str, pd.DataFrame]:
 def assert_exactly_one_run(folder: Path, first: str, last: str) -> None:
     """The CLI's partition range ran as ONE Dagster run: its tags, every asset's latest
     materialization and the checks belong to it, and run_metrics names it."""
-    with dg.DagsterInstance.from_config(str(folder / "home")) as instance:
+    with dg.DagsterInstance.from_config(str(dagster_home(folder))) as instance:
         runs = instance.get_runs()
         assert len(runs) == 1
         run = runs[0]
