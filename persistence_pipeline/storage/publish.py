@@ -76,9 +76,13 @@ def _publish(con: duckdb.DuckDBPyConnection, run: str) -> list[tuple[str, str]]:
             [run],
         )
     _publish_trades(con, run)
+    _forget_staging(con, run)
+    return promoted
+
+
+def _forget_staging(con: duckdb.DuckDBPyConnection, run: str) -> None:
     for table in [*FIXED_TABLES, *STAGING_REGISTRY]:
         con.execute(f"DELETE FROM staging.{table} WHERE staged_by = ?", [run])
-    return promoted
 
 
 def _remove_outdated_downstream(con: duckdb.DuckDBPyConnection, run: str) -> None:
@@ -157,5 +161,4 @@ def discard_staging(db: Database, runs: list[str]) -> None:
     """Forget the staged rows of runs that can never publish (failed or killed, not re-executed)."""
     with db.transaction() as con:
         for run in runs:
-            for table in [*FIXED_TABLES, *STAGING_REGISTRY]:
-                con.execute(f"DELETE FROM staging.{table} WHERE staged_by = ?", [run])
+            _forget_staging(con, run)
