@@ -14,7 +14,8 @@ from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.strategies import generate_trades
 from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline.storage.contract import FIXED_TABLES
-from persistence_pipeline.storage.database import FAILPOINT_VARIABLE, InjectedFailure
+from persistence_pipeline.storage.database import FAILPOINT_VARIABLE, Database, InjectedFailure
+from persistence_pipeline.storage.publish import staged_runs
 from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project, copy_of
 
 pytestmark = pytest.mark.e2e
@@ -81,6 +82,7 @@ def test_a_new_run_failing_before_its_publication_is_absent_and_the_next_run_war
     summary = project.table("stability_summary").set_index("as_of_run_key").loc[Q2_KEY]
     assert summary["n_runs"] == 2 and np.isfinite(summary["kendall_w"])
     assert project.table("run_metrics").set_index("run_key").loc[Q2_KEY, "priors_from_run_key"] == Q1_KEY
+    assert staged_runs(Database(str(project.warehouse_path))) == []  # the failed run's staging is gone
 
 
 def test_a_shorter_run_that_cannot_train_leaves_the_longer_runs_trades(embedded_runs: EmbeddedRuns, tmp_path):

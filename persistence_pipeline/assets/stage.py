@@ -40,15 +40,17 @@ def run_database(context: Context, warehouse: Warehouse) -> Database:
     continues the staging of the run it re-executes. Outside a run (direct invocation) a stage
     writes the public tables."""
     run = dagster_run(context)
-    if run is None:
-        return warehouse.database()
-    db = warehouse.database(staged_by=run.root_run_id or run.run_id)
-    stale = [
-        staged for staged in staged_runs(db) if staged != db.staged_by and _cannot_publish(context, staged)
-    ]
-    if stale:  # runs that failed or were killed and are not being re-executed: never published
+    return warehouse.database(staged_by=None if run is None else run.root_run_id or run.run_id)
+
+
+def discard_dead_staging(context: dg.AssetExecutionContext, db: Database) -> None:
+    """Forget the staged rows of runs that failed or were killed and are not being re-executed:
+    they can never publish (called by the first stage of a run)."""
+    if db.staged_by is None:  # a stage invoked directly stages nothing
+        return
+    stale = [run for run in staged_runs(db) if run != db.staged_by and _cannot_publish(context, run)]
+    if stale:
         discard_staging(db, stale)
-    return db
 
 
 IN_PROGRESS = [

@@ -3,7 +3,13 @@
 import dagster as dg
 
 from persistence_pipeline.assets.metadata import markdown_table, timed
-from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
+from persistence_pipeline.assets.stage import (
+    STAGE,
+    discard_dead_staging,
+    finish,
+    run_database,
+    user_errors_fail_the_step,
+)
 from persistence_pipeline.core.dataset import feature_columns, per_strategy_counts
 from persistence_pipeline.core.trade_sources import check_trainable, trades_in_window
 from persistence_pipeline.partitions import run_range, run_scope
@@ -38,6 +44,7 @@ def trades(
     )
     with timed(context.log, f"replaced the range's rows of table trades with {len(selected)} trades"):
         db = run_database(context, warehouse)
+        discard_dead_staging(context, db)
         replace_trades(db, selected, window.start, window.end, source, len(everything))
     finish(context, db, run_scope(context, model_settings.kind).run_key)
     features = feature_columns(selected)
