@@ -197,39 +197,46 @@ def _existing_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -
     ]
 
 
+STAGED_BY = ("staged_by", "VARCHAR")  # the Dagster run a staged row belongs to
+RESERVED_COLUMNS = (STAGED_BY[0],)
+
+
+def _wanted_columns(schema: str, table: str) -> list[tuple[str, str]]:
+    """A contract table's columns in the public schema, plus `staged_by` in its staging twin."""
+    columns = FIXED_TABLES[table][0]
+    return columns if schema == "main" else [*columns, STAGED_BY]
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
+    """Create a contract table (with its primary key in the public schema) or its staging twin."""
+    body = ", ".join(f"{quote_identifier(name)} {kind}" for name, kind in _wanted_columns(schema, table))
+    primary = ", ".join(quote_identifier(name) for name in FIXED_TABLES[table][1])
+    constraint = f", PRIMARY KEY ({primary})" if schema == "main" else ""
+    con.execute(f"CREATE TABLE {schema}.{table} ({body}{constraint})")
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table of the contract (and its staging twin) that is missing and add every
     missing column (NULL)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
-    for table, (columns, key) in FIXED_TABLES.items():
+    for table in FIXED_TABLES:
         for schema in ("main", "staging"):
             existing = set(_existing_columns(con, schema, table))
-            wanted = columns if schema == "main" else [*columns, ("staged_by", "VARCHAR")]
             if not existing:
-                body = ", ".join(f"{quote_identifier(name)} {kind}" for name, kind in wanted)
-                primary = ", ".join(quote_identifier(name) for name in key)
-                constraint = f", PRIMARY KEY ({primary})" if schema == "main" else ""
-                con.execute(f"CREATE TABLE {schema}.{table} ({body}{constraint})")
+                _create_table(con, schema, table)
                 continue
-            for name, kind in wanted:
+            for name, kind in _wanted_columns(schema, table):
                 if name not in existing:
                     con.execute(f"ALTER TABLE {schema}.{table} ADD COLUMN {quote_identifier(name)} {kind}")
     for table, body in STAGING_REGISTRY.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS staging.{table} ({body})")
 
 
-RESERVED_COLUMNS = ("staged_by",)
-
-
 def reset_staging_trades(con: duckdb.DuckDBPyConnection) -> None:
     """Recreate the staging trades table with the contract's columns only, when no run has trades
     staged: feature columns added by runs that never published do not outlive them."""
-    columns, _ = FIXED_TABLES["trades"]
-    body = ", ".join(
-        f"{quote_identifier(name)} {kind}" for name, kind in [*columns, ("staged_by", "VARCHAR")]
-    )
     con.execute("DROP TABLE IF EXISTS staging.trades")
-    con.execute(f"CREATE TABLE staging.trades ({body})")
+    _create_table(con, "staging", "trades")
 
 
 def refuse_case_clashes(stored: list[str], incoming: list[str]) -> None:
