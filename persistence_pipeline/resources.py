@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from persistence_pipeline.core.evidence import EvidenceParams
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.model import ModelParams
 from persistence_pipeline.core.priors import CurriculumParams, PriorParams
@@ -155,6 +156,15 @@ class AnalysisSettings(dg.ConfigurableResource):
     leakage_max_abs_ic: float = 0.3
     drift_max_psi: float = 0.25
     max_abs_trade_return: float = 0.5
+    ic_period_days: int = 7
+    min_trades_per_period: int = 10
+    decay_level: float = 0.01
+    reference_ic: float = 0.05
+
+    def evidence_params(self) -> EvidenceParams:
+        return EvidenceParams(
+            self.ic_period_days, self.min_trades_per_period, self.decay_level, self.reference_ic
+        )
 
     def prior_params(self) -> PriorParams:
         return PriorParams(decay=self.prior_decay, strength_per_run=self.prior_strength_per_run)

@@ -35,12 +35,12 @@ def test_feature_alpha_alone_gives_the_rows_of_the_whole_run(embedded_runs: Embe
     )
 
 
-def test_feature_alpha_refuses_to_run_without_its_stability_summary(embedded_runs: EmbeddedRuns, tmp_path):
+def test_feature_alpha_refuses_to_run_without_its_feature_stability(embedded_runs: EmbeddedRuns, tmp_path):
     project = copy_of(embedded_runs.two, tmp_path)
     Database(str(project.warehouse_path)).query(
-        "DELETE FROM stability_summary WHERE as_of_run_key = ?", [Q2_KEY]
+        "DELETE FROM feature_stability WHERE as_of_run_key = ?", [Q2_KEY]
     )
-    with pytest.raises(dg.Failure, match="no stability_summary row as of .*materialize feature_stability"):
+    with pytest.raises(dg.Failure, match="no feature_stability rows as of .*materialize feature_stability"):
         project.invoke(feature_alpha, *Q2)
 
 
@@ -78,7 +78,7 @@ def test_the_dashboard_of_an_older_range_does_not_replace_the_newest(embedded_ru
 
 def test_lineage_names_every_table_a_stage_reads():
     reads = {
-        "feature_alpha": {"feature_importance", "feature_stability", "stability_summary"},
+        "feature_alpha": {"trades", "feature_importance", "feature_stability"},
         "persistence_dashboard": {
             "feature_importance",
             "feature_stability",

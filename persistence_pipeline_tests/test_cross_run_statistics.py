@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from persistence_pipeline.core.alpha import feature_alpha
 from persistence_pipeline.core.changes import describe_changes, importance_changes, top_set_change
 from persistence_pipeline.core.drift import feature_drift, psi
 from persistence_pipeline.core.leakage import leakage_suspects
@@ -21,10 +20,13 @@ from persistence_pipeline.core.priors import (
     volatility_cuts,
 )
 from persistence_pipeline.core.stability import (
+    MIN_RUNS_FOR_INTERVAL,
+    effective_runs,
     feature_stability,
     jaccard_overlap,
     kendall_w,
     nogueira_stability,
+    non_overlapping_runs,
     pairwise_spearman,
     rank_matrix,
     stability_summary,
@@ -101,8 +103,8 @@ def test_nogueira_matches_the_paper_and_pearson_identity():
     phi, variance, low, high = nogueira_stability(Z)
     expected_phi, expected_variance = brute_nogueira(Z.tolist())
     assert phi == pytest.approx(expected_phi) and variance == pytest.approx(expected_variance)
-    assert low == pytest.approx(phi - 1.959964 * np.sqrt(variance), abs=1e-6)
-    assert high == pytest.approx(phi + 1.959964 * np.sqrt(variance), abs=1e-6)
+    half = scipy.stats.t.ppf(0.975, 6) * np.sqrt(variance)  # Student's t, M - 1 = 6 df
+    assert low == pytest.approx(max(phi - half, -1.0)) and high == pytest.approx(min(phi + half, 1.0))
     # with a constant number of selected features, phi is the mean pairwise Pearson correlation of the rows
     pearson = [np.corrcoef(Z[a], Z[b])[0, 1] for a, b in itertools.combinations(range(len(Z)), 2)]
     assert phi == pytest.approx(np.mean(pearson))
@@ -131,145 +133,73 @@ def test_feature_stability_by_hand():
     assert table.index[0] == "f0"
 
 
+def ranges_of(starts, ends):
+    return pd.DataFrame(
+        {
+            "run_key": [f"run{r}" for r in range(len(starts))],
+            "range_start": pd.to_datetime(starts).date,
+            "range_end": pd.to_datetime(ends).date,
+        }
+    )
+
+
+def quarters(m):
+    starts = pd.date_range("2021-01-01", periods=m, freq="QS")
+    return ranges_of(starts, starts + pd.offsets.QuarterEnd(0))
+
+
 def test_one_run_gives_null_cross_run_figures():
     history = history_from(np.array([[1, 2, 3]]))
-    summary = stability_summary(history, ["run0"], k=1, mean_trade_overlap=None)
-    assert summary.n_runs == 1
+    summary = stability_summary(history, quarters(1), k=1, mean_trade_overlap=None)
+    assert summary.n_runs == 1 and summary.n_independent_runs == 1
     assert summary.kendall_w is None and summary.nogueira_phi is None and summary.latest_spearman is None
-    assert "needs at least 2 runs" in summary.note
+    assert "needs at least 2 runs whose windows do not overlap" in summary.note
     table = feature_stability(history, k=1)
     assert table["rank_std"].isna().all() and table["sign_consistency"].isna().all()
 
 
-def test_summary_values_and_overlap_note():
-    ranks = random_rankings(5, 8, seed=4)
+def test_summary_values_over_non_overlapping_runs():
+    ranks = random_rankings(6, 8, seed=4)
     history = history_from(ranks)
-    summary = stability_summary(history, [f"run{r}" for r in range(5)], k=3, mean_trade_overlap=0.9)
+    summary = stability_summary(history, quarters(6), k=3, mean_trade_overlap=0.0)
+    assert summary.n_runs == summary.n_independent_runs == 6
     assert summary.kendall_w == pytest.approx(kendall_w(ranks))
-    assert summary.latest_spearman == pytest.approx(scipy.stats.spearmanr(ranks[3], ranks[4]).statistic)
+    assert summary.latest_spearman == pytest.approx(scipy.stats.spearmanr(ranks[4], ranks[5]).statistic)
     low, phi, high = summary.nogueira_ci_low, summary.nogueira_phi, summary.nogueira_ci_high
     assert low is not None and phi is not None and high is not None
-    assert low < phi < high
-    assert "share 90% of their training trades" in summary.note
-    two = stability_summary(history_from(ranks[:2]), ["run0", "run1"], k=3, mean_trade_overlap=0.0)
-    assert two.nogueira_phi is not None and two.nogueira_ci_low is None and "at least 3 runs" in two.note
+    assert -1 <= low < phi < high <= 1
+    few = stability_summary(history_from(ranks[:4]), quarters(4), k=3, mean_trade_overlap=0.0)
+    assert few.nogueira_phi is not None and few.nogueira_ci_low is None
+    assert f"needs {MIN_RUNS_FOR_INTERVAL} non-overlapping runs" in few.note
+
+
+def test_nightly_windows_are_compared_only_where_they_do_not_overlap():
+    """30 nightly 90-day windows: one independent ranking, so no stability figure; quarterly
+    windows among nightly ones: only those are compared."""
+    ends = pd.date_range("2021-04-01", periods=30, freq="D")
+    nightly = ranges_of(ends - pd.Timedelta(days=89), ends)
+    assert non_overlapping_runs(nightly) == ["run29"]
+    assert effective_runs(nightly) == pytest.approx(119 / 90)
+    history = history_from(random_rankings(30, 6, seed=1))
+    summary = stability_summary(history, nightly, k=2, mean_trade_overlap=0.97, n_effective_runs=119 / 90)
+    assert summary.n_runs == 30 and summary.n_independent_runs == 1 and summary.kendall_w is None
+    assert "share 97% of their training trades, so only 1 of the 30 runs are compared" in summary.note
+    mixed = ranges_of(
+        ["2021-01-01", "2021-03-01", "2021-04-01", "2021-06-15", "2021-07-01"],
+        ["2021-03-31", "2021-05-30", "2021-06-30", "2021-09-12", "2021-09-30"],
+    )
+    # newest first: run4 (Jul-Sep); run3 overlaps it; run2 (Apr-Jun) ends before Jul; run1 overlaps run2; run0
+    assert non_overlapping_runs(mixed) == ["run0", "run2", "run4"]
+    ranks = random_rankings(5, 6, seed=3)
+    summary = stability_summary(history_from(ranks), mixed, k=2, mean_trade_overlap=0.3)
+    assert summary.n_independent_runs == 3
+    assert summary.kendall_w == pytest.approx(kendall_w(ranks[[0, 2, 4]]))
 
 
 def test_jaccard_overlap():
     np.testing.assert_allclose(
         jaccard_overlap(np.array([10, 5]), np.array([10, 5]), np.array([5, 0])), [5 / 15, 0.0]
     )
-
-
-def test_feature_alpha_against_scipy():
-    rng = np.random.default_rng(9)
-    m, n = 6, 4
-    ic = np.column_stack(
-        [
-            0.05 + rng.normal(scale=0.01, size=m),
-            np.linspace(0.10, 0.0, m) + rng.normal(scale=0.002, size=m),
-            rng.normal(scale=0.02, size=m),
-            -0.03 + rng.normal(scale=0.01, size=m),
-        ]
-    )
-    shap = rng.uniform(0.5, 2.0, size=(m, n))
-    ranks = np.array([scipy.stats.rankdata(-row) for row in shap])
-    history = history_from(ranks, ic=ic, shap=shap)
-    run_order = [f"run{r}" for r in range(m)]
-    performance = pd.Series(rng.normal(size=m), index=run_order)
-    topk = pd.Series({"f0": 1.0, "f1": 0.5, "f2": 0.0, "f3": 0.5})
-    table = feature_alpha(history, run_order, performance, topk).set_index("feature")
-    p_values = [scipy.stats.ttest_1samp(ic[:, j], 0.0).pvalue for j in range(n)]
-    q_values = brute_benjamini_hochberg(p_values)
-    for j in range(n):
-        row = table.loc[f"f{j}"]
-        test = scipy.stats.ttest_1samp(ic[:, j], 0.0)
-        assert row["ic_mean"] == pytest.approx(ic[:, j].mean())
-        assert row["ic_t_stat"] == pytest.approx(test.statistic)
-        assert row["ic_p_value"] == pytest.approx(test.pvalue)
-        assert row["significance"] == pytest.approx(1 - q_values[j])
-        assert row["icir"] == pytest.approx(ic[:, j].mean() / ic[:, j].std(ddof=1))
-        share = shap[:, j] / shap.sum(axis=1)
-        assert row["importance_share"] == pytest.approx(share.mean())
-        aligned = ic[:, j] * np.sign(ic[:, j].mean())
-        slope, intercept = np.polyfit(np.arange(m), aligned, 1)
-        assert row["ic_slope"] == pytest.approx(slope)
-        assert row["perf_corr"] == pytest.approx(
-            scipy.stats.spearmanr(share, performance.to_numpy()).statistic
-        )
-        consistency = np.mean(np.sign(ic[:, j]) == np.sign(ic[:, j].mean()))
-        rel = share.mean() / max((shap[:, i] / shap.sum(axis=1)).mean() for i in range(n))
-        fitted_latest = np.clip((intercept + slope * (m - 1)) / aligned.mean(), 0, 1)
-        persistence = fitted_latest if row["decaying"] else 1.0
-        assert row["persistence"] == pytest.approx(persistence)
-        assert row["alpha_score"] == pytest.approx(
-            (1 - q_values[j]) * persistence * (consistency + topk[f"f{j}"] + rel) / 3
-        )
-        assert 0 <= row["alpha_score"] <= 1
-    slope, intercept = np.polyfit(np.arange(m), ic[:, 1], 1)
-    assert table.loc["f1", "half_life_runs"] == pytest.approx(intercept / (2 * -slope))
-    assert bool(table.loc["f1", "decaying"]) and not bool(table.loc["f0", "decaying"])
-    assert table.loc["f1", "persistence"] < 0.2 and table.loc["f0", "persistence"] == 1.0
-    assert table.index[0] == "f0"  # persistent, significant, stable
-
-
-def brute_benjamini_hochberg(p_values):
-    """q_i = min over j with p_j >= p_i of p_j * n / rank_j (capped at 1)."""
-    n = len(p_values)
-    order = sorted(range(n), key=lambda i: p_values[i])
-    rank = {i: r + 1 for r, i in enumerate(order)}
-    return [
-        min(1.0, min(p_values[j] * n / rank[j] for j in range(n) if p_values[j] >= p_values[i]))
-        for i in range(n)
-    ]
-
-
-def test_overlapping_runs_count_as_fewer_independent_runs():
-    rng = np.random.default_rng(2)
-    m = 10
-    ic = np.column_stack([0.03 + rng.normal(scale=0.01, size=m), rng.normal(scale=0.01, size=m)])
-    history = history_from(np.tile([1, 2], (m, 1)), ic=ic)
-    runs = [f"run{r}" for r in range(m)]
-    independent = feature_alpha(
-        history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0}), overlap=0.0
-    )
-    overlapping = feature_alpha(
-        history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0}), overlap=0.9
-    )
-    a, b = independent.set_index("feature").loc["f0"], overlapping.set_index("feature").loc["f0"]
-    assert b["n_effective_runs"] == pytest.approx(1 + 9 * 0.1)
-    assert b["ic_t_stat"] == pytest.approx(a["ic_t_stat"] * np.sqrt(1.9 / 10))
-    assert b["ic_p_value"] == pytest.approx(2 * scipy.stats.t.sf(abs(b["ic_t_stat"]), df=1.0))
-    assert b["significance"] < a["significance"]
-
-
-def test_nan_ic_runs_are_skipped_and_absent_runs_count_as_zero():
-    ranks = np.array([[1, 2], [1, 2], [1, 2]])
-    ic = np.array([[0.05, np.nan], [0.06, 0.01], [0.04, 0.02]])
-    history = history_from(ranks, ic=ic)
-    history = history[~((history["run_key"] == "run0") & (history["feature"] == "f1"))]  # f1 absent from run0
-    runs = ["run0", "run1", "run2"]
-    table = feature_alpha(
-        history, runs, pd.Series(0.0, index=runs), pd.Series({"f0": 1.0, "f1": 0.0})
-    ).set_index("feature")
-    assert table.loc["f0", "n_runs"] == 3 and table.loc["f1", "n_runs"] == 2
-    assert table.loc["f1", "ic_mean"] == pytest.approx(0.015)
-    stability = feature_stability(history, k=1).set_index("feature")
-    assert stability.loc["f0", "topk_frequency"] == 1.0
-    shares = history.assign(total=history.groupby("run_key")["shap_mean_abs"].transform("sum"))
-    f1 = shares[shares["feature"] == "f1"]
-    assert table.loc["f1", "importance_share"] == pytest.approx((f1["shap_mean_abs"] / f1["total"]).sum() / 3)
-
-
-def test_feature_alpha_with_one_run_is_null():
-    history = history_from(np.array([[1, 2]]), ic=np.array([[0.1, -0.1]]))
-    table = feature_alpha(history, ["run0"], pd.Series({"run0": 0.1}), pd.Series({"f0": 1.0, "f1": 0.0}))
-    assert (
-        table["alpha_score"].isna().all()
-        and table["ic_t_stat"].isna().all()
-        and table["ic_slope"].isna().all()
-    )
-    assert table["ic_mean"].notna().all()
 
 
 def test_ema_priors_brute_force():

@@ -1,6 +1,10 @@
-"""The dashboard's panels, headline and the report's quarantine line on synthetic inputs (issue 10,
-items 11-18): what each panel must show, measured on the figure's artists. No Dagster, no warehouse."""
+"""The dashboard's panels, headline and summary and the report's alpha, stability and quarantine lines
+on synthetic inputs (issue 10, items 11-18): what each panel must show, measured on the figure's
+artists. The alpha tables come from simulated trades through core.evidence and core.alpha, or are
+written by hand where exact figures are checked. No Dagster, no warehouse."""
 
+import dataclasses
+import functools
 import itertools
 
 import matplotlib
@@ -21,32 +25,55 @@ from persistence_pipeline.core import dashboard
 from persistence_pipeline.core.alpha import feature_alpha
 from persistence_pipeline.core.dashboard import (
     DashboardInputs,
-    alpha_interval,
     dashboard_figure,
     dashboard_summary,
     draw_dashboard,
 )
+from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
 from persistence_pipeline.core.report import render_report
-from persistence_pipeline.core.stability import feature_stability, stability_summary
+from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
+from persistence_pipeline.core.stability import effective_runs, feature_stability, stability_summary
 
 pytestmark = pytest.mark.core
 
 
-@pytest.fixture(autouse=True)
-def fewer_bootstrap_rounds(monkeypatch):
-    """The interval's presence is tested, not its percentiles: 20 rounds keep the tests fast."""
-    monkeypatch.setattr(dashboard, "BOOTSTRAP_ROUNDS", 20)
-
-
 FADING = "zz fading"  # sorts last by name too: a tie at the bottom cannot rescue it
 LEAK = "leak"
+STEADY = [f"steady {i:02d}" for i in range(20)]
+# two years of simulated trades: the steady features keep an IC of 0.06, the fading one falls from
+# 0.25 to -0.05 (decaying, persistence 0, so alpha score 0: it sorts last)
+MARKET = SimulatedMarket(planted={**dict.fromkeys(STEADY, (0.06, 0.06)), FADING: (0.25, -0.05)}, n_noise=0)
+PARAMS = EvidenceParams()
+
+
+@functools.cache
+def market_trades() -> pd.DataFrame:
+    return simulated_trades(MARKET, seed=0)
+
+
+@functools.cache
+def evidence(features: tuple[str, ...], as_of_end: pd.Timestamp) -> pd.DataFrame:
+    """feature_evidence of the simulated trades entered before `as_of_end`."""
+    trades = market_trades()
+    entered = trades[trades["entry_time"] < as_of_end]
+    return feature_evidence(period_ic(entered, list(features), PARAMS, as_of_end), PARAMS)
+
+
+def run_ranges(n_runs: int) -> pd.DataFrame:
+    """Consecutive quarterly runs from 2021-01-01 (run_key, range_start, range_end), in time order."""
+    starts = pd.date_range("2021-01-01", periods=n_runs, freq="QS")
+    ends = starts + pd.offsets.QuarterEnd(0)
+    return pd.DataFrame(
+        {
+            "run_key": [f"{s:%Y-%m-%d}..{e:%Y-%m-%d}/ridge" for s, e in zip(starts, ends, strict=True)],
+            "range_start": starts.date,
+            "range_end": ends.date,
+        }
+    )
 
 
 def run_keys(n_runs: int) -> list[str]:
-    return [
-        f"{2020 + i // 12}-{i % 12 + 1:02d}-01..{2020 + i // 12}-{i % 12 + 1:02d}-28/ridge"
-        for i in range(n_runs)
-    ]
+    return run_ranges(n_runs)["run_key"].tolist()
 
 
 def make_inputs(
@@ -56,19 +83,21 @@ def make_inputs(
     fading: bool = True,
     quarantined: pd.DataFrame | None = None,
     runs: pd.DataFrame | None = None,
+    ranges: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> DashboardInputs:
-    """`n_persistent` features with a steady IC of about +0.05 and, with `fading`, one whose IC falls
-    linearly from +0.21 to 0 over the runs (decaying, alpha score near 0, so it sorts last)."""
+    """`n_runs` quarterly runs (or `ranges`) with an importance history of `n_persistent` steady
+    features and, with `fading`, the fading one; their alpha table from the simulated trades entered
+    by the last range end (feature_evidence, then feature_alpha)."""
     rng = np.random.default_rng(seed)
-    keys = run_keys(n_runs)
-    names = [f"steady {i:02d}" for i in range(n_persistent)] + ([FADING] if fading else [])
+    ranges = run_ranges(n_runs) if ranges is None else ranges
+    keys = ranges["run_key"].tolist()
+    names = STEADY[:n_persistent] + ([FADING] if fading else [])
     rows = []
-    for r, run in enumerate(keys):
+    for run in keys:
         shap = np.linspace(2.0, 0.5, len(names)) + np.abs(rng.normal(scale=0.05, size=len(names)))
         ranks = pd.Series(-shap).rank(method="first").astype(int).to_numpy()
         for j, name in enumerate(names):
-            ic = 0.21 * (1 - r / max(n_runs - 1, 1)) if name == FADING else 0.05
             rows.append(
                 {
                     "run_key": run,
@@ -76,7 +105,7 @@ def make_inputs(
                     "rank": ranks[j],
                     "coef": 1.0,
                     "shap_mean_abs": shap[j],
-                    "ic": ic + rng.normal(scale=0.001 if name == FADING else 0.01),
+                    "ic": rng.normal(0.05, 0.01),
                     "perm_importance": 0.0,
                 }
             )
@@ -85,24 +114,31 @@ def make_inputs(
         runs = pd.DataFrame(
             {
                 "run_key": keys,
-                "oos_rank_ic": rng.normal(0.03, 0.02, n_runs),
+                "oos_rank_ic": rng.normal(0.03, 0.02, len(keys)),
                 "n_oos": 600,
-                "oos_hit_rate": rng.uniform(0.55, 0.65, n_runs),
-                "oos_base_rate": rng.uniform(0.5, 0.55, n_runs),
+                "oos_hit_rate": rng.uniform(0.55, 0.65, len(keys)),
+                "oos_base_rate": rng.uniform(0.5, 0.55, len(keys)),
                 "n_train": 500,
                 "priors_from_run_key": None,
             }
         )
     stability = feature_stability(history, 5)
+    as_of_end = pd.Timestamp(ranges["range_end"].iloc[-1], tz="UTC") + pd.Timedelta(days=1)
     alpha = feature_alpha(
+        evidence(tuple(names), as_of_end),
         history,
-        keys,
+        ranges,
         runs.set_index("run_key")["oos_rank_ic"],
         stability.set_index("feature")["topk_frequency"],
     )
-    summary = stability_summary(history, keys, 5, 0.0).__dict__
+    summary = stability_summary(history, ranges, 5, 0.0, effective_runs(ranges)).__dict__
     extra = {} if quarantined is None else {"quarantined": quarantined}
     return DashboardInputs(runs, history, stability, alpha, summary, keys[-1], top_n=top_n, **extra)
+
+
+def expected_q_label(q: float) -> str:
+    """The q label as the brief spells it, independently of the dashboard's formatting."""
+    return "q<0.001" if q < 0.001 else f"q={q:.3f}"
 
 
 def quarantine(keys: list[str], ic: float = 0.912) -> pd.DataFrame:
@@ -147,8 +183,10 @@ def line_collections(ax: Axes) -> list[LineCollection]:
 def test_alpha_panel_shows_the_decaying_feature_whatever_the_cut():
     inputs = make_inputs()
     alpha = inputs.alpha.set_index("feature")
-    assert bool(alpha.loc[FADING, "decaying"])
+    assert alpha["alpha_score"].notna().all()  # eight quarters: every feature has a score
+    assert alpha.loc[alpha["decaying"], :].index.tolist() == [FADING]
     assert alpha.loc[FADING, "alpha_score"] == alpha["alpha_score"].min()  # last: the old cut hid it
+    assert inputs.alpha["feature"].iloc[-1] == FADING
     fig = dashboard_figure(inputs)
     ax = panel(fig, "alpha score")
     ticks = ytick_texts(ax)
@@ -158,9 +196,63 @@ def test_alpha_panel_shows_the_decaying_feature_whatever_the_cut():
     red = [p for p in ax.patches if to_hex(p.get_facecolor(), keep_alpha=False) == dashboard.DECAYING_COLOR]
     assert len(red) == 1  # its bar, in its colour
     legend = ax.get_legend()
-    assert legend is not None and any(t.get_text().startswith("decaying") for t in legend.get_texts())
-    assert f"{len(alpha) - inputs.top_n} hidden" in ax.get_title()
+    assert legend is not None
+    assert "decaying IC (1)" in [t.get_text() for t in legend.get_texts()]
+    assert (
+        ax.get_title()
+        == f"alpha score, q-value of the mean IC beside each bar; {len(alpha) - inputs.top_n} hidden"
+    )
+    labels = {round(t.get_position()[1]): t.get_text() for t in ax.texts if t.get_gid() == "alpha_label"}
+    assert labels[0] == expected_q_label(alpha.loc[FADING, "ic_q_value"])  # the bottom row
     plt.close(fig)
+
+
+# --- the q-value beside each bar -------------------------------------------------------------------
+
+
+def test_each_alpha_bar_has_the_q_value_of_its_feature_beside_it():
+    inputs = make_inputs(n_runs=4)
+    q_values = inputs.alpha.set_index("feature")["ic_q_value"]
+    fig = dashboard_figure(inputs)
+    ax = panel(fig, "alpha score")
+    bars = {round(p.get_y() + p.get_height() / 2): p.get_width() for p in ax.patches}
+    features = {
+        round(float(y)): t.get_text() for y, t in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)
+    }
+    labels = [t for t in ax.texts if t.get_gid() == "alpha_label"]
+    assert len(labels) == len(bars) == inputs.top_n
+    for label in labels:
+        x, y = label.get_position()
+        row = round(y)
+        assert label.get_text() == expected_q_label(q_values[features[row]]), features[row]
+        assert x == pytest.approx(bars[row] + 0.025)  # right of its own bar
+    assert ax.get_xlim() == (0.0, 1.1)  # room for the label of a bar near 1
+    plt.close(fig)
+
+
+def test_q_labels_read_as_specified():
+    assert [dashboard.q_label(q) for q in [0.0031, 0.0004, 0.001, 0.25, None, float("nan"), pd.NA]] == [
+        "q=0.003",
+        "q<0.001",
+        "q=0.001",
+        "q=0.250",
+        "q=n/a",
+        "q=n/a",
+        "q=n/a",
+    ]
+    assert dashboard.q_text(0.0004) == "<0.001" and dashboard.q_text(0.0126) == "0.013"
+
+
+def test_a_quarantined_feature_with_a_score_shows_its_q_value_and_its_ic():
+    inputs = make_inputs(n_runs=4, quarantined=quarantine(run_keys(4)).assign(feature=STEADY[3]))
+    rows = dashboard.alpha_panel_rows(inputs)
+    row = rows.set_index("feature").loc[STEADY[3]]
+    assert row["kind"] == "quarantined"
+    q = inputs.alpha.set_index("feature").loc[STEADY[3], "ic_q_value"]
+    assert row["q"] == q
+    assert dashboard.bar_label(rows[rows["feature"] == STEADY[3]].iloc[0]) == (
+        f"{expected_q_label(q)}; quarantined, IC +0.912"
+    )
 
 
 # --- 12: point labels ----------------------------------------------------------------------------
@@ -370,44 +462,200 @@ def test_report_lists_quarantined_features(markdown):
     assert "Quarantined: none" in render_report(latest_row(), None, alpha, 8, markdown, 10, pd.DataFrame())
 
 
-# --- 16: no bootstrap interval from too few runs ---------------------------------------------------
+# --- the alpha table and the stability lines of the summary and the report --------------------------
 
 
-def test_alpha_intervals_need_five_runs():
-    few = make_inputs(n_runs=4)
-    assert alpha_interval(few, ["steady 00"])[["low", "high"]].isna().all().all()
-    fig = dashboard_figure(few)
-    ax = panel(fig, "alpha score")
-    assert line_collections(ax) == []
-    assert "intervals need >= 5 runs" in ax.get_title()
-    plt.close(fig)
-    fig = dashboard_figure(make_inputs(n_runs=5))
-    ax = panel(fig, "alpha score")
-    assert len(line_collections(ax)) == 1 and "intervals need" not in ax.get_title()
-    plt.close(fig)
-    assert dashboard.MIN_RUNS_FOR_INTERVAL == 5
+def hand_alpha() -> pd.DataFrame:
+    """Four features, best alpha first; "d" decays and has the lowest score."""
+    return pd.DataFrame(
+        {
+            "feature": ["a", "b", "c", "d"],
+            "alpha_score": [0.62, 0.41, 0.12, 0.0],
+            "ic_mean": [0.06, 0.045, 0.02, 0.0987],
+            "ic_ci_low": [0.04, 0.0212, 0.0011, 0.0309],
+            "ic_ci_high": [0.08, 0.0688, 0.0389, 0.1666],
+            "ic_q_value": [0.0004, 0.0126, 0.2, 0.0264],
+            "n_periods": [104, 104, 52, 103],
+            "persistence": [1.0, 0.873, 1.0, 0.0],
+            "decaying": [False, False, False, True],
+            "half_life_days": [None, None, None, 312.3],
+            "ic_slope_p_value": [0.6, 0.3, 0.5, 0.0001],
+        }
+    )
+
+
+HAND_ROWS = {
+    "a": "| a | 0.620 | +0.0600 [+0.0400, +0.0800] | <0.001 | 104 | 1.00 |  |",
+    "b": "| b | 0.410 | +0.0450 [+0.0212, +0.0688] | 0.013 | 104 | 0.87 |  |",
+    "d": "| d | 0.000 | +0.0987 [+0.0309, +0.1666] | 0.026 | 103 | 0.00 | yes, half-life 312 days |",
+}
+
+
+def test_summary_lists_top_alpha_with_intervals_and_every_decaying_feature():
+    inputs = dataclasses.replace(make_inputs(n_runs=4), alpha=hand_alpha(), top_n=2)
+    lines = dashboard_summary(inputs).splitlines()
+    header = lines.index(
+        "| feature | alpha score | IC mean [95% interval] | q | periods | persistence | decaying |"
+    )
+    assert lines[header + 1] == "|---|---:|---:|---:|---:|---:|---|"
+    assert lines[header + 2 : header + 5] == [HAND_ROWS["a"], HAND_ROWS["b"], HAND_ROWS["d"]]
+    assert not lines[header + 5]  # the table ends; "c" is left out
+    assert "Listed although below the top 2, because they decay: d." in lines
+    assert "1 more features not shown." in lines
+    assert "Decaying: d." in lines
+    assert not any(line.startswith("| c |") for line in lines)
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_report_lists_top_alpha_with_intervals_and_every_decaying_feature(markdown):
+    text = render_report(latest_row(), None, hand_alpha(), 8, markdown, 2)
+    section = text.split("Top alpha features\n")[1]
+    if markdown:
+        assert [line for line in section.splitlines() if line.startswith("| ")][1:] == list(
+            HAND_ROWS.values()
+        )
+    else:
+        rows = [line.split() for line in section.splitlines()[1:4]]
+        assert [r[0] for r in rows] == ["a", "b", "d"]
+        assert rows[0][1:7] == ["0.620", "+0.0600", "[+0.0400,", "+0.0800]", "<0.001", "104"]
+        assert rows[2][1:] == [
+            "0.000",
+            "+0.0987",
+            "[+0.0309,",
+            "+0.1666]",
+            "0.026",
+            "103",
+            "0.00",
+            "yes,",
+        ] + [
+            "half-life",
+            "312",
+            "days",
+        ]
+    assert "\nListed although below the top 2, because they decay: d.\n" in section
+    assert "\n1 more features not shown.\n" in section
+    empty = hand_alpha().assign(alpha_score=np.nan, n_periods=[2, 2, 1, 2])
+    assert "alpha needs 3 complete periods of trades, 2 so far" in render_report(
+        latest_row(), None, empty, 1, markdown
+    )
+
+
+def overlapping_nightly_runs(n_runs: int) -> pd.DataFrame:
+    """90-day runs stepping one day: every window overlaps the newest, so one run is compared."""
+    ends = pd.date_range("2022-06-30", periods=n_runs, freq="D")
+    starts = ends - pd.Timedelta(days=89)
+    return pd.DataFrame(
+        {
+            "run_key": [f"{s:%Y-%m-%d}..{e:%Y-%m-%d}/ridge" for s, e in zip(starts, ends, strict=True)],
+            "range_start": starts.date,
+            "range_end": ends.date,
+        }
+    )
+
+
+def test_stability_lines_state_runs_compared_of_stored_and_print_na_for_null_figures():
+    ranges = overlapping_nightly_runs(3)
+    history = make_inputs(ranges=ranges).history
+    summary = stability_summary(history, ranges, 5, 0.978, effective_runs(ranges))
+    assert summary.n_independent_runs == 1 and summary.kendall_w is None
+    lines = dashboard.stability_lines(summary.__dict__)
+    assert lines[:3] == [
+        "runs compared: 1 non-overlapping of 3 stored (worth 1.0 non-overlapping runs); "
+        "consecutive stored runs share 98% of their training trades",
+        "Kendall's W n/a, mean pairwise Spearman n/a, latest Spearman n/a",
+        f"top-{summary.k} Nogueira stability n/a [n/a, n/a]",
+    ]
+    assert lines[3] == summary.note
+    # as read back from the warehouse: NULL figures are NaN, the report prints them as n/a too
+    stored = pd.Series(summary.__dict__).replace({None: np.nan})
+    report = render_report(latest_row(), stored, hand_alpha(), 3, False)
+    assert "  runs compared: 1 non-overlapping of 3 stored" in report
+    assert "  Kendall's W n/a, mean pairwise Spearman n/a, latest Spearman n/a" in report
+    # four quarterly runs: all compared, too few for the Nogueira interval
+    four = make_inputs(n_runs=4)
+    phi = four.summary["nogueira_phi"]
+    summary_text = dashboard_summary(four)
+    assert (
+        "  - runs compared: 4 non-overlapping of 4 stored (worth 4.0 non-overlapping runs); " in summary_text
+    )
+    assert f"  - top-{four.summary['k']} Nogueira stability {phi:.3f} [n/a, n/a]" in summary_text
+    assert f"Kendall's W {four.summary['kendall_w']:.3f}," in summary_text
 
 
 # --- 17: one run ---------------------------------------------------------------------------------
 
 
-def test_with_one_run_only_panels_that_need_two_say_so():
+def test_with_one_run_alpha_is_scored_and_only_stability_says_it_needs_two():
     inputs = make_inputs(n_runs=1, fading=False)
+    assert inputs.alpha["alpha_score"].notna().all()  # a quarter of weekly periods is evidence
+    assert inputs.alpha["n_periods"].min() >= 3
     fig = dashboard_figure(inputs)
     saying = sorted(
         ax.get_title() for ax in fig.axes if any("needs at least 2 runs" in t.get_text() for t in ax.texts)
     )
-    assert saying == ["alpha score", "stability: importance vs rank variability"]
+    assert saying == ["stability: importance vs rank variability"]
+    ax = panel(fig, "alpha score")
+    assert ax.get_title().startswith("alpha score, q-value of the mean IC beside each bar")
+    assert len([t for t in ax.texts if t.get_gid() == "alpha_label"]) == inputs.top_n
     ax = panel(fig, "importance vs realized performance")
     scatter = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert len(scatter) == 1 and np.asarray(scatter[0].get_offsets()).shape == (len(inputs.alpha), 2)
     plt.close(fig)
-    # with a quarantined feature, the alpha panel shows it even with one run
-    fig = dashboard_figure(make_inputs(n_runs=1, fading=False, quarantined=quarantine(run_keys(1))))
+
+
+def too_short_a_run() -> pd.DataFrame:
+    """One run of the first four weeks: trades held up to ten business days leave two complete periods."""
+    return pd.DataFrame(
+        {
+            "run_key": ["2021-01-01..2021-01-27/ridge"],
+            "range_start": [pd.Timestamp("2021-01-01").date()],
+            "range_end": [pd.Timestamp("2021-01-27").date()],
+        }
+    )
+
+
+def test_without_complete_periods_the_panel_and_headline_say_what_alpha_needs():
+    inputs = make_inputs(ranges=too_short_a_run(), fading=False)
+    assert inputs.alpha["alpha_score"].isna().all()
+    periods = int(inputs.alpha["n_periods"].max())
+    assert periods == 2
+    fig = dashboard_figure(inputs)
+    ax = panel(fig, "alpha score")
+    needs = "alpha needs 3 complete periods of trades, 2 so far"
+    assert [t.get_text() for t in ax.texts] == [needs]
+    plt.close(fig)
+    headline = dashboard.dashboard_headline(inputs)
+    top = dashboard.top_features(inputs)[0]
+    assert f"top feature {top} by importance rank ({needs}); decaying: n/a (needs 4 complete periods);" in (
+        headline
+    )
+    summary = dashboard_summary(inputs)
+    assert f"- {needs}" in summary and "Decaying: n/a (needs 4 complete periods)." in summary
+    assert "needs 2 runs" not in summary + headline and "needs 3 runs" not in summary + headline
+    # with a quarantined feature, the alpha panel shows it and says what a score needs
+    fig = dashboard_figure(
+        make_inputs(ranges=too_short_a_run(), quarantined=quarantine(too_short_a_run()["run_key"].tolist()))
+    )
     ax = panel(fig, "alpha score")
     assert ytick_texts(ax) == {LEAK: dashboard.QUARANTINED_COLOR}
-    assert "needs at least 2 runs" in ax.get_title()
+    assert ax.get_title() == f"alpha score ({needs})"
     plt.close(fig)
+
+
+def test_with_three_periods_alpha_is_scored_and_decay_says_what_it_needs():
+    ranges = too_short_a_run().assign(
+        run_key="2021-01-01..2021-01-31/ridge", range_end=pd.Timestamp("2021-01-31").date()
+    )
+    inputs = make_inputs(ranges=ranges)
+    assert inputs.alpha["n_periods"].max() == 3 and inputs.alpha["alpha_score"].notna().all()
+    assert inputs.alpha["ic_slope_p_value"].isna().all() and not inputs.alpha["decaying"].any()
+    fig = dashboard_figure(inputs)
+    ax = panel(fig, "alpha score")
+    legend = ax.get_legend()
+    assert legend is not None
+    assert "decaying IC: n/a (needs 4 complete periods)" in [t.get_text() for t in legend.get_texts()]
+    plt.close(fig)
+    assert "; decaying: n/a (needs 4 complete periods);" in dashboard.dashboard_headline(inputs)
 
 
 # --- 18: the headline ----------------------------------------------------------------------------
@@ -421,7 +669,8 @@ def test_summary_starts_with_a_plain_one_line_headline():
     latest = inputs.runs.iloc[-1]
     best = inputs.alpha.sort_values("alpha_score", ascending=False).iloc[0]
     assert headline.startswith(
-        f"As of {keys[-1]}: top feature {best['feature']} (alpha {best['alpha_score']:.2f}, q "
+        f"As of {keys[-1]}: top feature {best['feature']} "
+        f"(alpha {best['alpha_score']:.2f}, {expected_q_label(best['ic_q_value'])}); "
     )
     assert f"decaying: {FADING};" in headline and f"quarantined: {LEAK};" in headline
     assert f"OOS rank IC {latest['oos_rank_ic']:+.3f} [" in headline and "] vs 0" in headline
@@ -429,9 +678,12 @@ def test_summary_starts_with_a_plain_one_line_headline():
     summary = dashboard_summary(inputs)
     assert summary.splitlines()[0] == headline and summary.splitlines()[1] == ""
     one = make_inputs(n_runs=1, fading=False)
-    assert "alpha needs 2 runs" in dashboard.dashboard_headline(one)
-    assert "decaying: n/a (needs 3 runs)" in dashboard.dashboard_headline(one)
-    assert "quarantined: none" in dashboard.dashboard_headline(one)
+    top = one.alpha.iloc[0]
+    one_line = dashboard.dashboard_headline(one)
+    assert f"top feature {top['feature']} (alpha {top['alpha_score']:.2f}, " in one_line
+    decaying = one.alpha.loc[one.alpha["decaying"], "feature"].tolist()
+    assert f"decaying: {', '.join(decaying[:3]) if decaying else 'none'}" in one_line
+    assert "quarantined: none" in one_line and "runs" not in one_line.split("OOS")[0]
 
 
 def test_headline_is_one_line_whatever_the_names():

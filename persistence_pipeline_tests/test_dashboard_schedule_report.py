@@ -1,5 +1,6 @@
-"""The dashboard (readable at 18, 100 and 300 features, one run and many), the nightly schedule evaluated
-at a fixed time and executed, and the report-only CLI."""
+"""The dashboard (readable at 18, 100 and 300 features, one run and many; alpha tables from simulated
+trades through core.evidence and core.alpha), the nightly schedule evaluated at a fixed time and
+executed, and the report-only CLI."""
 
 import base64
 import datetime as dt
@@ -24,7 +25,9 @@ from persistence_pipeline.core.dashboard import (
     draw_dashboard,
     top_features,
 )
-from persistence_pipeline.core.stability import feature_stability, stability_summary
+from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
+from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
+from persistence_pipeline.core.stability import effective_runs, feature_stability, stability_summary
 from persistence_pipeline.resources import ModelSettings, RetrainSettings, TradeSource
 from persistence_pipeline.schedules import nightly_retrain, retrain_window
 from persistence_pipeline_tests.conftest import EmbeddedRuns, Project
@@ -33,9 +36,27 @@ pytestmark = pytest.mark.e2e
 
 
 def synthetic_inputs(n_features: int, n_runs: int, seed: int = 0) -> DashboardInputs:
+    """`n_runs` quarterly runs from 2021 over simulated trades of `n_features` long-named features:
+    two with a steady IC, one that fades (decaying), the rest noise; the alpha table through
+    core.evidence and core.alpha as of the last range end."""
     rng = np.random.default_rng(seed)
     names = [f"feature name {i:03d} with a long label" for i in range(n_features)]
-    run_keys = [f"2020-{m:02d}-01..2020-{m:02d}-28/ridge" for m in range(1, n_runs + 1)]
+    starts = pd.date_range("2021-01-01", periods=n_runs, freq="QS")
+    ends = starts + pd.offsets.QuarterEnd(0)
+    market = SimulatedMarket(
+        end=f"{ends[-1]:%Y-%m-%d}",
+        planted={"steady 0": (0.06, 0.06), "steady 1": (0.05, 0.05), "fading": (0.25, -0.05)},
+        n_noise=n_features - 3,
+    )
+    trades = simulated_trades(market, seed).rename(columns=dict(zip(market.features, names, strict=True)))
+    ranges = pd.DataFrame(
+        {
+            "run_key": [f"{s:%Y-%m-%d}..{e:%Y-%m-%d}/ridge" for s, e in zip(starts, ends, strict=True)],
+            "range_start": starts.date,
+            "range_end": ends.date,
+        }
+    )
+    run_keys = ranges["run_key"].tolist()
     rows = []
     for run in run_keys:
         shap = np.abs(rng.normal(size=n_features)) + np.linspace(2, 0, n_features)
@@ -65,13 +86,17 @@ def synthetic_inputs(n_features: int, n_runs: int, seed: int = 0) -> DashboardIn
         }
     )
     stability = feature_stability(history, 5)
+    as_of_end = pd.Timestamp(ends[-1], tz="UTC") + pd.Timedelta(days=1)
+    params = EvidenceParams()
+    entered = trades[trades["entry_time"] < as_of_end]
     alpha = feature_alpha(
+        feature_evidence(period_ic(entered, names, params, as_of_end), params),
         history,
-        run_keys,
+        ranges,
         runs.set_index("run_key")["oos_rank_ic"],
         stability.set_index("feature")["topk_frequency"],
     )
-    summary = stability_summary(history, run_keys, 5, 0.0)
+    summary = stability_summary(history, ranges, 5, 0.0, effective_runs(ranges))
     return DashboardInputs(runs, history, stability, alpha, summary.__dict__, run_keys[-1], top_n=15)
 
 
@@ -91,15 +116,26 @@ def tick_labels_overlap(fig) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("n_features", [18, 100, 300])
 def test_dashboard_is_readable_with_many_features(n_features):
     inputs = synthetic_inputs(n_features, n_runs=6)
+    alpha = inputs.alpha
+    assert alpha["alpha_score"].notna().all()
+    fading = "feature name 002 with a long label"
+    assert bool(alpha.set_index("feature").loc[fading, "decaying"])
     fig = dashboard_figure(inputs)
     assert len(fig.axes) >= 6
-    assert tick_labels_overlap(fig) == []
+    assert tick_labels_overlap(fig) == []  # the q labels beside the bars included
     titles = " ".join(ax.get_title() for ax in fig.axes)
     assert f"{n_features - 15} hidden" in titles
     plt.close(fig)
     assert len(top_features(inputs)) == 15
     summary = dashboard_summary(inputs)
-    assert f"{n_features - 15} more features not shown." in summary
+    decaying = alpha.loc[alpha["decaying"], "feature"].tolist()
+    below_top = [f for f in decaying if f not in alpha["feature"].head(15).tolist()]
+    for feature in decaying:  # every decaying feature has a row, whatever its rank
+        assert any(line.startswith(f"| {feature} | ") for line in summary.splitlines()), feature
+    if below_top:
+        assert f"Listed although below the top 15, because they decay: {', '.join(below_top)}." in summary
+    hidden = n_features - 15 - len(below_top)
+    assert (f"{hidden} more features not shown." in summary) == (hidden > 0)
 
 
 def test_dashboard_png_is_deterministic():
@@ -114,17 +150,37 @@ def markdown_of(metadata: Mapping[str, dg.MetadataValue], name: str) -> str:
     return value.md_str
 
 
-def test_one_run_dashboard_says_what_needs_two(embedded_runs: EmbeddedRuns):
+def alpha_row_text(row: pd.Series) -> str:
+    """The start of a feature's row in the summary's alpha table: name, score, mean IC and its interval."""
+    return (
+        f"| {row['feature']} | {row['alpha_score']:.3f} | "
+        f"{row['ic_mean']:+.4f} [{row['ic_ci_low']:+.4f}, {row['ic_ci_high']:+.4f}] |"
+    )
+
+
+def test_one_run_dashboard_has_alpha_and_says_stability_needs_two(embedded_runs: EmbeddedRuns):
     event = next(
         e
         for e in embedded_runs.first_result.get_asset_materialization_events()
         if e.asset_key == dg.AssetKey("persistence_dashboard")
     )
     metadata = event.materialization.metadata
-    assert "alpha scores need at least 2 runs" in markdown_of(metadata, "summary (markdown)")
+    summary = markdown_of(metadata, "summary (markdown)")
+    alpha = embedded_runs.one.table("feature_alpha").sort_values(
+        ["alpha_score", "feature"], ascending=[False, True], na_position="last"
+    )
+    assert alpha["alpha_score"].notna().any(), "one quarter of weekly periods gives alpha scores"
+    assert alpha_row_text(alpha.iloc[0]) in summary
+    assert "alpha scores need" not in summary and "alpha needs" not in summary
+    assert "cross-run stability needs at least 2 runs whose windows do not overlap" in summary
+    assert "runs compared: 1 non-overlapping of 1 stored" in summary
+    assert "Kendall's W n/a, mean pairwise Spearman n/a, latest Spearman n/a" in summary
     headline = metadata["headline"]
     assert isinstance(headline, dg.TextMetadataValue)
-    assert headline.text is not None and headline.text.startswith("As of 2021-01-04..2021-03-31/ridge")
+    assert headline.text is not None and headline.text.startswith(
+        f"As of 2021-01-04..2021-03-31/ridge: top feature {alpha.iloc[0]['feature']} "
+        f"(alpha {alpha.iloc[0]['alpha_score']:.2f}, q"
+    )
     image = markdown_of(metadata, "dashboard (image)")
     assert image.startswith("![persistence dashboard](data:image/png;base64,")
     png = base64.b64decode(image.split("base64,")[1].rstrip(")"))
@@ -196,11 +252,29 @@ def test_report_prints_latest_run_stability_and_alpha(embedded_runs: EmbeddedRun
     excluded = project.table("excluded_features")
     latest_excluded = excluded[excluded["run_key"] == "2021-04-01..2021-06-30/ridge"]
     assert ("Quarantined: none" in done.stdout) == latest_excluded.empty
-    top = project.table("feature_alpha").query("as_of_run_key == '2021-04-01..2021-06-30/ridge'")
-    assert top.sort_values("alpha_score", ascending=False)["feature"].iloc[0] in done.stdout
+    assert f"runs compared: {summary['n_independent_runs']} non-overlapping of 2 stored" in done.stdout
+    alpha = (
+        project.table("feature_alpha")
+        .query("as_of_run_key == '2021-04-01..2021-06-30/ridge'")
+        .sort_values(["alpha_score", "feature"], ascending=[False, True], na_position="last")
+    )
+    best = alpha.iloc[0]
+    interval = f"{best['ic_mean']:+.4f} [{best['ic_ci_low']:+.4f}, {best['ic_ci_high']:+.4f}]"
+    assert any(
+        line.split()[:1] == [best["feature"]] and interval in line for line in done.stdout.splitlines()
+    )
     markdown = run_report("--warehouse", str(project.warehouse_path), "--markdown", "--top", "3")
-    assert markdown.stdout.startswith("## Latest run") and "| feature" in markdown.stdout
-    assert "more features not shown." in markdown.stdout
+    assert markdown.stdout.startswith("## Latest run")
+    assert "| feature | alpha score | IC mean [95% interval] | q | periods | persistence | decaying |" in (
+        markdown.stdout
+    )
+    assert alpha_row_text(best) in markdown.stdout
+    rest = alpha.iloc[3:]
+    below = rest[rest["decaying"]]  # decaying features below the top 3 are listed too
+    for feature in below["feature"]:
+        assert f"| {feature} | " in markdown.stdout
+    hidden = int(alpha["alpha_score"].notna().sum()) - 3 - len(below)
+    assert (f"{hidden} more features not shown." in markdown.stdout) == (hidden > 0)
 
 
 def test_report_on_a_path_that_is_no_warehouse_says_so_in_one_line(tmp_path):

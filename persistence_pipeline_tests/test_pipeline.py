@@ -12,9 +12,10 @@ import scipy.stats
 from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.strategies import FEATURES, generate_trades
-from persistence_pipeline.resources import CheckpointStore, ModelSettings
+from persistence_pipeline.resources import CheckpointStore, ModelSettings, TradeSource
 from persistence_pipeline.storage.contract import FIXED_TABLES, quote_identifier
 from persistence_pipeline.storage.database import Database, replace_run_rows
+from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project
 
 pytestmark = pytest.mark.e2e
 
@@ -251,3 +252,42 @@ def test_fixed_tables_have_exactly_the_contract_columns(ran):
             assert stored[: len(expected)] == expected and stored[len(expected) :] == FEATURES
         else:
             assert stored == expected, table
+
+
+EVIDENCE_COLUMNS = [
+    "n_periods",
+    "n_trades",
+    "hac_lag",
+    "ic_mean",
+    "ic_hac_se",
+    "ic_t_stat",
+    "ic_p_value",
+    "ic_q_value",
+    "ic_ci_low",
+    "ic_ci_high",
+    "ic_slope",
+    "ic_slope_p_value",
+    "decaying",
+    "persistence",
+    "half_life_days",
+    "alpha_score",
+]
+
+
+def test_one_long_run_knows_what_two_quarterly_runs_know(embedded_runs: EmbeddedRuns, tmp_path):
+    """The same trades seen by one run over the half-year give the same evidence as the two
+    quarterly runs, exactly: both come from the same distinct trades. (Before, a single run had
+    every alpha, significance and decay field NULL, and the run was the unit of evidence.)"""
+    project = Project(tmp_path, TradeSource(), ModelSettings())
+    project.materialize(Q1[0], Q2[1], without=("feature_priors", "persistence_dashboard"))
+    single = project.table("feature_alpha").set_index("feature")
+    quarterly = embedded_runs.two.table("feature_alpha")
+    two = quarterly[quarterly["as_of_run_key"] == f"{Q2[0]}..{Q2[1]}/ridge"].set_index("feature")
+    common = sorted(set(single.index) & set(two.index))
+    assert len(common) >= 10
+    pd.testing.assert_frame_equal(single.loc[common, EVIDENCE_COLUMNS], two.loc[common, EVIDENCE_COLUMNS])
+    assert single["alpha_score"].notna().all() and single["n_periods"].min() >= 15
+    assert single["n_runs"].max() == 1 and two["n_runs"].max() == 2
+    assert single["n_effective_runs"].iloc[0] == 1.0 and two["n_effective_runs"].iloc[0] == 2.0
+    series = project.table("feature_ic_series")
+    assert series.groupby("feature").size().max() == single["n_periods"].max()

@@ -36,6 +36,7 @@ ALLOWED = {
     "loads",  # public(con, "trade_loads")
     "quote_identifier(name)",
     "quote_identifier(column)",
+    "selected",  # fixed trades columns and quote_identifier(feature) names
 }
 SQL_CALLS = {"execute", "query", "sql"}
 

@@ -13,7 +13,12 @@ from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.storage import contract, cross_run, files, history, publish, runs
 from persistence_pipeline.storage.database import Database, MissingRowsError, replace_run_rows
 from persistence_pipeline.storage.report import WarehouseUnreadable, latest_run
-from persistence_pipeline.storage.trades import replace_trades, source_trade_count, trades_between
+from persistence_pipeline.storage.trades import (
+    replace_trades,
+    source_trade_count,
+    trades_between,
+    trades_entered_before,
+)
 
 pytestmark = pytest.mark.storage
 
@@ -108,6 +113,17 @@ def test_trades_round_trip_and_replace_their_range(tmp_path):
     pd.testing.assert_frame_equal(stored[expected.columns], expected, check_dtype=False)
     assert source_trade_count(db, dt.date(2021, 1, 4), dt.date(2021, 3, 31)) == 9
     assert source_trade_count(db, dt.date(2020, 1, 1), dt.date(2020, 3, 31)) is None
+
+
+def test_trades_entered_before_a_date_with_oddly_named_features(tmp_path):
+    db = Database(str(tmp_path / "w.duckdb"))
+    odd = 'x"; DROP TABLE trades; --'
+    replace_trades(db, some_trades(4, odd), START, END, "s", 4)
+    stored = trades_entered_before(db, pd.Timestamp("2021-01-06 12:00", tz="UTC"), [odd])
+    assert stored.columns.tolist() == ["trade_id", "entry_time", "exit_time", "return", odd]
+    assert stored["trade_id"].tolist() == ["t0", "t1"] and stored[odd].tolist() == [0.0, 1.0]  # 14:30 entries
+    with pytest.raises(InputDataError, match="'momentum_20': no such feature column is stored"):
+        trades_entered_before(db, END, ["momentum_20"])
 
 
 def test_a_feature_name_differing_only_by_case_is_refused(tmp_path):
@@ -210,11 +226,25 @@ def test_cross_run_tables_round_trip(tmp_path):
     per_feature = pd.DataFrame({"feature": ["b", "a"], "n_runs": [1, 1], "rank_mean": [2.0, 1.0]})
     with pytest.raises(MissingRowsError, match="materialize feature_stability"):
         cross_run.stability_summary(db, RUN)
+    with pytest.raises(MissingRowsError, match="no feature_stability rows"):
+        cross_run.feature_stability(db, RUN)
     cross_run.write_stability(db, RUN, per_feature, {"n_runs": 1, "k": 1, "n_features": 2, "note": "one run"})
     assert cross_run.feature_stability(db, RUN)["feature"].tolist() == ["a", "b"]
     assert cross_run.stability_summary(db, RUN)["note"] == "one run"
-    cross_run.write_alpha(db, RUN, pd.DataFrame({"feature": ["a", "b"], "alpha_score": [0.1, 0.7]}))
+    series = pd.DataFrame(
+        {
+            "feature": ["a", "a", "b"],
+            "period_start": pd.to_datetime(["2021-01-11", "2021-01-04", "2021-01-04"], utc=True),
+            "n_trades": [12, 10, 10],
+            "ic": [0.1, -0.2, 0.3],
+        }
+    )
+    cross_run.write_alpha(db, RUN, pd.DataFrame({"feature": ["a", "b"], "alpha_score": [0.1, 0.7]}), series)
     assert cross_run.feature_alpha(db, RUN)["feature"].tolist() == ["b", "a"]
+    stored_series = cross_run.ic_series(db, RUN)
+    assert stored_series["ic"].tolist() == [-0.2, 0.1, 0.3]  # by feature, then period
+    cross_run.write_alpha(db, RUN, pd.DataFrame({"feature": ["a"], "alpha_score": [0.2]}))
+    assert cross_run.ic_series(db, RUN).empty  # replaced whole with the alpha table
     priors = pd.DataFrame({"feature": ["a"], "prior_coef": [0.5], "prior_strength": [10.0], "n_runs": [1]})
     cross_run.write_priors(db, RUN, priors, None)
     assert (

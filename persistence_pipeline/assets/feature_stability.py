@@ -8,8 +8,13 @@ import dagster as dg
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import finite_or_none, markdown_table
 from persistence_pipeline.assets.stage import STAGE, finish, run_database
+from persistence_pipeline.core.stability import (
+    effective_runs,
+    mean_jaccard_overlap,
+    non_overlapping_runs,
+    stability_summary,
+)
 from persistence_pipeline.core.stability import feature_stability as per_feature_stability
-from persistence_pipeline.core.stability import mean_jaccard_overlap, stability_summary
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
 from persistence_pipeline.storage import cross_run, history, runs
@@ -23,16 +28,18 @@ from persistence_pipeline.storage import cross_run, history, runs
             deps=[feature_importance],
             group_name="cross_run",
             kinds={"duckdb"},
-            description="Per feature across runs as of the range end: rank mean/std, top-k frequency, "
-            "sign consistency, importance coefficient of variation.",
+            description="Per feature across the non-overlapping runs stored as of the range end: rank "
+            "mean/std, top-k frequency, sign consistency, importance coefficient of variation.",
         ),
         dg.AssetSpec(
             "stability_summary",
             deps=[feature_importance],
             group_name="cross_run",
             kinds={"duckdb"},
-            description="Kendall's W, mean pairwise and latest Spearman of importance ranks, Nogueira "
-            "top-k stability with 95% CI, and the training-trade overlap of consecutive runs.",
+            description="Over the runs whose windows do not overlap: Kendall's W, mean pairwise and "
+            "latest Spearman of importance ranks, Nogueira top-k stability with a 95% interval (5 runs "
+            "or more); beside them the runs stored, compared and effective, and the training-trade "
+            "overlap of consecutive runs.",
         ),
     ],
 )
@@ -45,12 +52,14 @@ def feature_stability(
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
     importance = history.importance_history(db, stored["run_key"].tolist())
+    ranges = stored[["run_key", "range_start", "range_end"]]
     overlap = mean_jaccard_overlap(history.consecutive_training_overlap(db, stored))
-    per_feature = per_feature_stability(importance, analysis_settings.top_k)
-    summary = stability_summary(importance, stored["run_key"].tolist(), analysis_settings.top_k, overlap)
+    compared = importance[importance["run_key"].isin(non_overlapping_runs(ranges))]
+    per_feature = per_feature_stability(compared, analysis_settings.top_k)
+    summary = stability_summary(importance, ranges, analysis_settings.top_k, overlap, effective_runs(ranges))
     cross_run.write_stability(db, scope.run_key, per_feature, dataclasses.asdict(summary))
     finish(context, db, scope.run_key)
-    context.log.info(f"{scope.run_key}: stability over {summary.n_runs} runs: {summary.note}")
+    context.log.info(f"{scope.run_key}: stability: {summary.note}")
     figures = {
         name: finite_or_none(value) if isinstance(value, float) else value
         for name, value in dataclasses.asdict(summary).items()

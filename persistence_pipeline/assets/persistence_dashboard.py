@@ -31,8 +31,8 @@ from persistence_pipeline.storage import cross_run, history, runs
     group_name="report",
     kinds={"matplotlib"},
     description="Six panels as of the range end (importance over runs, rank heatmap, alpha scores with "
-    "uncertainty, importance vs realized performance, stability, run performance) and a markdown summary; "
-    "written to data/dashboard/ (per run key, and latest.png for the newest run) and shown here.",
+    "the q-value of each, importance vs realized performance, stability, run performance) and a markdown "
+    "summary; written to data/dashboard/ (per run key, and latest.png for the newest run) and shown here.",
 )
 @user_errors_fail_the_step
 def persistence_dashboard(
@@ -51,7 +51,6 @@ def persistence_dashboard(
         summary=cross_run.stability_summary(db, scope.run_key),
         run_key=scope.run_key,
         top_n=dashboard_store.top_n,
-        seed=model_settings.seed,
         quarantined=runs.quarantined_features(db, stored["run_key"].tolist()),
     )
     png = draw_dashboard(inputs)

@@ -1,44 +1,40 @@
-"""Which features carry persistent alpha across runs, and which decay.
+"""Which features carry persistent alpha, and which decay: the evidence of `core/evidence.py` (from
+the distinct trades, per period) with the run-level figures a quant reads beside it.
 
-Per feature, over the m runs with a finite IC for it (in time order), from the per-run univariate IC:
+Per feature, from the IC series of the distinct trades stored as of the range end (evidence.py has
+the formulas and their justification):
 
-    ic_mean, ic_std            mean and sample std of the run ICs
-    icir                       ic_mean / ic_std
-    n_effective_runs           1 + (m - 1) * (1 - overlap), overlap = mean Jaccard overlap of consecutive
-                               runs' training trades: runs over overlapping windows are not independent
-                               evidence (30 nightly 90-day windows are worth about one)
-    ic_t_stat                  icir * sqrt(n_effective_runs)
-    ic_p_value                 two-sided p-value of ic_t_stat, max(n_effective_runs - 1, 1) degrees of freedom
-    ic_q_value                 Benjamini-Hochberg adjustment of ic_p_value over the features (many
-                               features are tested at once)
-    significance               1 - ic_q_value
-    ic_sign_consistency        share of runs whose IC has the sign of ic_mean
-    importance_share           mean over ALL runs as of the range end of the feature's share of the run's
-                               total mean |SHAP| (a run without the feature counts 0)
-    importance_rel             importance_share / the largest importance_share among features seen in at
-                               least two runs, at most 1
-    stability                  the feature's top-k frequency (feature_stability, over all runs)
-    persistence                1, unless the feature is `decaying` (below): then the IC trend's fitted
-                               value at the latest run over the mean sign-aligned IC, clipped to
-                               [0, 1], near 0 for an IC that has faded
+    n_periods, n_trades        complete periods with an IC, and the trades in them
+    ic_mean, ic_std, icir      mean and sd of the period ICs, and their ratio (per period)
+    hac_lag, ic_hac_se         the Newey-West lag and standard error of ic_mean
+    ic_t_stat, ic_p_value      ic_mean / ic_hac_se, two-sided p
+    ic_ci_low, ic_ci_high      95% interval of the mean IC
+    n_effective_periods        ic_std^2 / ic_hac_se^2: how many independent periods the series is worth
+    ic_q_value, significance   Benjamini-Hochberg q over the features, and 1 - q
+    ic_sign_consistency        share of periods whose IC has the sign of ic_mean
+    ic_slope, ic_slope_se,     trend of the sign-aligned IC per year, its Newey-West standard error
+    ic_slope_p_value           and one-sided p-value of a decline
+    decaying                   a significant decline (p < decay_level) from a positive start
+    ic_now                     the fitted IC at the latest period (slope shrunk by its evidence)
+    persistence                ic_now over the mean, in [0, 1], continuous
+    half_life_days             days from the first period for the fitted IC to halve (decaying only)
+    effect                     1 - exp(-d / reference_ic), d the distance of the interval from zero
+    alpha_score                significance * persistence * effect, in [0, 1]
 
-    alpha_score                significance * persistence
-                               * (ic_sign_consistency + stability + importance_rel) / 3, in [0, 1]
+Beside it, from the runs stored as of the range end (they share trades when their windows overlap,
+so none of these enters the score):
 
-A feature scores high only when its IC is reliably different from zero, has not faded, AND it keeps
-its sign, stays in the top k and carries a large share of the model's attributions.
-
-Decay: ic_slope is the least-squares slope of the sign-aligned IC (IC * sign(ic_mean)) on the run
-index 0..m-1 (ic_slope_p_value: one-sided p-value of a negative slope). When the slope is negative
-and the fitted aligned IC of the first run a is positive, half_life_runs = a / (2 |slope|): the
-number of runs after the first for the fitted IC to halve. `decaying` marks a feature with a
-half-life whose negative slope is significant (ic_slope_p_value < 0.01).
-perf_corr is the Spearman correlation, across runs, of the feature's importance share with the run's
-out-of-sample rank IC. Figures that need two runs (three for slope and perf_corr) are None.
-
-feature_run_statistics builds one feature's row (ic_statistics, decay_trend, performance_correlation);
-feature_alpha then adds the columns that compare features (benjamini_hochberg, relative_importance,
-alpha_scores) and sorts by alpha score.
+    n_runs                     runs whose importance history has the feature
+    n_effective_runs           the days the runs cover together over the mean run length: how many
+                               non-overlapping runs they are worth (30 nightly 90-day runs: 1.3)
+    half_life_runs             half_life_days in runs of the stored cadence (the median step between
+                               consecutive runs' ends; one run: its length)
+    importance_share           mean over ALL runs of the feature's share of the run's total mean
+                               |SHAP| (a run without the feature counts 0)
+    importance_rel             importance_share over the largest among features seen in two runs
+    stability                  the feature's top-k frequency (feature_stability)
+    perf_corr                  Spearman correlation across runs of the importance share with the
+                               run's out-of-sample rank IC (None below three runs)
 """
 
 from __future__ import annotations
@@ -47,27 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-# One decay test per feature and run: a strict level keeps chance decays among ~20 features rare.
-DECAY_P_VALUE = 0.01
-
-# The per-feature figures that need two runs (three for the trend ones): None until then.
-_MULTI_RUN_COLUMNS = [
-    "ic_std",
-    "icir",
-    "n_effective_runs",
-    "ic_t_stat",
-    "ic_p_value",
-    "ic_sign_consistency",
-    "ic_slope",
-    "ic_slope_p_value",
-    "half_life_runs",
-    "perf_corr",
-]
-
-
-def effective_runs(m: int, overlap: float) -> float:
-    """How many independent runs m runs are worth when consecutive runs share `overlap` of their trades."""
-    return 1.0 + (m - 1) * (1.0 - min(max(overlap, 0.0), 1.0))
+from persistence_pipeline.core.stability import effective_runs
 
 
 def importance_shares(history: pd.DataFrame, run_order: list[str]) -> pd.DataFrame:
@@ -80,84 +56,30 @@ def importance_shares(history: pd.DataFrame, run_order: list[str]) -> pd.DataFra
     return history
 
 
-def ic_statistics(ic: np.ndarray, overlap: float) -> dict[str, float | None]:
-    """Dispersion and significance of a feature's run ICs (at least two): ic_std, icir,
-    n_effective_runs, ic_t_stat, ic_p_value and ic_sign_consistency."""
-    m = len(ic)
-    std = float(ic.std(ddof=1))
-    m_eff = effective_runs(m, overlap)
-    t_stat = float(ic.mean() / (std / np.sqrt(m_eff))) if std > 0 else None
-    p_value = float(2 * stats.t.sf(abs(t_stat), df=max(m_eff - 1, 1.0))) if t_stat is not None else 1.0
-    sign = np.sign(ic.mean())
-    return {
-        "ic_std": std,
-        "icir": float(ic.mean() / std) if std > 0 else None,
-        "n_effective_runs": m_eff,
-        "ic_t_stat": t_stat,
-        "ic_p_value": p_value,
-        "ic_sign_consistency": float((np.sign(ic) == sign).mean()) if sign != 0 else 0.0,
-    }
-
-
-def decay_trend(ic: np.ndarray) -> dict[str, float | None]:
-    """The trend of a feature's sign-aligned run ICs (at least three): ic_slope, ic_slope_p_value,
-    half_life_runs and the persistence it implies."""
-    m = len(ic)
-    aligned = ic * (np.sign(ic.mean()) or 1.0)
-    trend = stats.linregress(np.arange(m, dtype="float64"), aligned)
-    start, slope = float(trend.intercept), float(trend.slope)
-    p_value = float(trend.pvalue / 2 if slope < 0 else 1 - trend.pvalue / 2)
-    decaying = slope < 0 and start > 0 and p_value < DECAY_P_VALUE
-    latest = start + slope * (m - 1)
-    return {
-        "persistence": float(np.clip(latest / aligned.mean(), 0.0, 1.0)) if decaying else 1.0,
-        "ic_slope": slope,
-        "ic_slope_p_value": p_value,
-        "half_life_runs": float(start / (2 * -slope)) if slope < 0 and start > 0 else None,
-    }
-
-
 def performance_correlation(share: np.ndarray, performance: np.ndarray) -> float | None:
-    """Spearman correlation of a feature's importance share with the runs' OOS rank IC (None when
-    either is constant)."""
-    if np.ptp(share) > 0 and np.ptp(performance) > 0:
+    """Spearman correlation of a feature's importance share with the runs' OOS rank IC (None below
+    three runs or when either is constant)."""
+    if len(share) >= 3 and np.ptp(share) > 0 and np.ptp(performance) > 0:
         return float(stats.spearmanr(share, performance).statistic)
     return None
 
 
-def feature_run_statistics(
-    feature: str, runs: pd.DataFrame, n_runs_total: int, run_rank_ic: pd.Series, overlap: float
-) -> dict[str, object]:
-    """One feature's row from its history rows (in run order, with `share`): the figures its runs
-    with a finite IC support, None for the others."""
-    runs = runs[np.isfinite(runs["ic"].to_numpy(dtype="float64"))]
-    ic = runs["ic"].to_numpy(dtype="float64")
-    share = runs["share"].to_numpy(dtype="float64")
-    m = len(ic)
-    row: dict[str, object] = {
-        "feature": feature,
-        "n_runs": m,
-        "ic_mean": float(ic.mean()) if m else None,
-        "importance_share": float(share.sum() / max(n_runs_total, 1)),
-        **dict.fromkeys(_MULTI_RUN_COLUMNS),
-        "persistence": 1.0,
-    }
-    if m >= 2:
-        row.update(ic_statistics(ic, overlap))
-    if m >= 3:
+def run_figures(history: pd.DataFrame, run_order: list[str], run_rank_ic: pd.Series) -> pd.DataFrame:
+    """Per feature from its importance history: n_runs, importance_share, perf_corr."""
+    history = importance_shares(history, run_order)
+    rows = []
+    for feature, runs in history.groupby("feature", sort=True):
+        share = runs["share"].to_numpy(dtype="float64")
         performance = runs["run_key"].map(run_rank_ic).to_numpy(dtype="float64")
-        row.update(decay_trend(ic))
-        row["perf_corr"] = performance_correlation(share, performance)
-    return row
-
-
-def benjamini_hochberg(p_values: pd.Series) -> pd.Series:
-    """Benjamini-Hochberg q-values of the non-null p-values (NaN where there is none)."""
-    tested = p_values.notna()
-    q_values = pd.Series(np.nan, index=p_values.index)
-    if tested.any():
-        q_values[tested] = stats.false_discovery_control(p_values[tested].astype("float64"), method="bh")
-    return q_values
+        rows.append(
+            {
+                "feature": feature,
+                "n_runs": len(runs),
+                "importance_share": float(share.sum() / max(len(run_order), 1)),
+                "perf_corr": performance_correlation(share, performance),
+            }
+        )
+    return pd.DataFrame(rows, columns=["feature", "n_runs", "importance_share", "perf_corr"])
 
 
 def relative_importance(table: pd.DataFrame) -> pd.Series | float:
@@ -167,47 +89,47 @@ def relative_importance(table: pd.DataFrame) -> pd.Series | float:
     return (table["importance_share"] / largest).clip(upper=1.0) if largest > 0 else 0.0
 
 
-def alpha_scores(table: pd.DataFrame) -> pd.Series:
-    """significance * persistence * (ic_sign_consistency + stability + importance_rel) / 3."""
-    components = (
-        table["ic_sign_consistency"].astype("float64") + table["stability"] + table["importance_rel"]
-    ) / 3
-    return table["significance"].astype("float64") * table["persistence"] * components
+def run_cadence_days(ranges: pd.DataFrame) -> float | None:
+    """The median step in days between consecutive runs' ends; one run: its length."""
+    ends = pd.to_datetime(ranges["range_end"]).drop_duplicates().sort_values()
+    if len(ends) >= 2:
+        return float(ends.diff().dt.days.dropna().median())
+    if len(ranges):
+        first = ranges.iloc[0]
+        return float((pd.Timestamp(first["range_end"]) - pd.Timestamp(first["range_start"])).days + 1)
+    return None
 
 
 def feature_alpha(
+    evidence: pd.DataFrame,
     history: pd.DataFrame,
-    run_order: list[str],
+    ranges: pd.DataFrame,
     run_rank_ic: pd.Series,
     topk_frequency: pd.Series,
-    overlap: float = 0.0,
 ) -> pd.DataFrame:
-    """One row per feature, best alpha score first; see the module docstring for every column."""
-    history = importance_shares(history, run_order)
-    table = pd.DataFrame(
-        [
-            feature_run_statistics(feature, runs, len(run_order), run_rank_ic, overlap)
-            for feature, runs in history.groupby("feature", sort=True)
-        ]
-    )
-    table["ic_q_value"] = benjamini_hochberg(table["ic_p_value"])
-    table["significance"] = 1.0 - table["ic_q_value"]
+    """One row per feature of the importance history, best alpha score first; `evidence` is
+    evidence.feature_evidence over those features, `ranges` the runs (run_key, range_start,
+    range_end) in time order. See the module docstring for every column."""
+    run_order = ranges["run_key"].tolist()
+    table = run_figures(history, run_order, run_rank_ic).merge(evidence, on="feature", how="left")
     table["importance_rel"] = relative_importance(table)
     table["stability"] = table["feature"].map(topk_frequency).astype("float64")
-    table["alpha_score"] = alpha_scores(table)
-    table["decaying"] = table["half_life_runs"].notna() & (
-        table["ic_slope_p_value"].astype("float64") < DECAY_P_VALUE
-    )
+    table["n_effective_runs"] = effective_runs(ranges)
+    cadence = run_cadence_days(ranges)
+    table["half_life_runs"] = table["half_life_days"].astype("float64") / cadence if cadence else None
+    table["decaying"] = table["decaying"].astype("boolean").fillna(False).astype(bool)
     return table.sort_values(
         ["alpha_score", "feature"], ascending=[False, True], na_position="last", kind="stable"
     ).reset_index(drop=True)
 
 
-def alpha_note(n_runs: int, overlap: float, as_of: object) -> str:
-    """How much independent evidence the alpha figures rest on, in words."""
-    if n_runs < 2:
-        return f"{n_runs} run: IC dispersion, t-stat and alpha score need at least 2 runs (NULL until then)"
+def alpha_note(table: pd.DataFrame, n_runs: int, as_of: object) -> str:
+    """What the alpha figures rest on, in words."""
+    periods = int(table["n_periods"].max()) if len(table) and table["n_periods"].notna().any() else 0
+    trades = int(table["n_trades"].max()) if len(table) and table["n_trades"].notna().any() else 0
+    effective = table["n_effective_runs"].iloc[0] if len(table) else None
+    worth = f", worth {effective:.1f} non-overlapping runs" if effective is not None else ""
     return (
-        f"{n_runs} runs as of {as_of}, worth {effective_runs(n_runs, overlap):.1f} independent runs "
-        f"(consecutive runs share {overlap:.0%} of their training trades)"
+        f"as of {as_of}: {trades} distinct trades in {periods} complete periods "
+        f"(evidence per period, whatever the runs); {n_runs} runs stored{worth}"
     )

@@ -1,27 +1,31 @@
 """The persistence dashboard: one PNG of six panels and a markdown summary, from warehouse frames.
 
 Panels: (1) importance over runs of the top features, (2) rank heatmap features x runs, (3) alpha
-scores of the top features with a bootstrap interval over runs, plus every decaying and every
-quarantined (possible leakage) feature whatever the top-N cut, (4) importance vs realized
-performance, (5) stability: importance vs rank variability, (6) run performance over time: OOS rank IC
-with an approximate 95% interval and a zero line above, hit rate against the base rate below, each on
-its own scale. Views show the top `top_n` features and say how many are hidden; only the panels that
-need two runs (alpha scores, stability) say so. Each panel is drawn by its own function;
-dashboard_figure lays the six out. dashboard_headline is the summary's one-line plain-text lead.
+scores of the top features, each with the Benjamini-Hochberg q-value of its mean IC beside its bar
+(the evidence comes from the IC per period of the distinct trades, see core/evidence.py, so the q-value
+is its uncertainty, whatever the number of runs), plus every decaying and every quarantined (possible
+leakage) feature whatever the top-N cut, (4) importance vs realized performance, (5) stability:
+importance vs rank variability, (6) run performance over time: OOS rank IC with an approximate 95%
+interval and a zero line above, hit rate against the base rate below, each on its own scale. Views
+show the top `top_n` features and say how many are hidden; the stability panel says when it lacks two
+runs, the alpha panel when no feature has the complete periods a score needs. Each panel is drawn by
+its own function; dashboard_figure lays the six out. dashboard_headline is the summary's one-line
+plain-text lead; alpha_listing and stability_lines give the alpha table and the stability lines that
+the summary and the report (core/report.py) share.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.core.alpha import feature_alpha
+from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -30,10 +34,7 @@ if TYPE_CHECKING:
     from matplotlib.gridspec import SubplotSpec
     from matplotlib.transforms import Bbox
 
-BOOTSTRAP_ROUNDS = 100
-# A bootstrap over m runs has few distinct resamples when m is small (2 runs: 3 distinct samples), so
-# its percentiles are no interval: below this many runs none is computed or drawn, and the panel says so.
-MIN_RUNS_FOR_INTERVAL = 5
+DECAY_UNTESTED = f"n/a (needs {MIN_PERIODS_FOR_TREND} complete periods)"
 # Approximate 95% interval of a run's OOS rank IC r over its n OOS trades: Fisher z = atanh(r) with
 # standard error 1/sqrt(n - 3), z +- 1.96/sqrt(n - 3) mapped back with tanh. For a Spearman correlation
 # this is a slight underestimate (Fieller, Hartley & Pearson 1957 give 1.06/(n - 3) as the variance of
@@ -72,7 +73,6 @@ class DashboardInputs:
     summary: dict  # stability_summary row as of the latest run
     run_key: str
     top_n: int = 15
-    seed: int = 0
     # excluded_features rows (run_key, feature, ic, reason) of those runs: features quarantined as
     # possible leakage; rows of runs not in `runs` are ignored (a backfill never shows its future)
     quarantined: pd.DataFrame = field(default_factory=_empty_quarantined)
@@ -92,38 +92,6 @@ def top_features(inputs: DashboardInputs) -> list[str]:
     return ordered[: inputs.top_n]
 
 
-def alpha_interval(inputs: DashboardInputs, features: list[str]) -> pd.DataFrame:
-    """5th-95th percentile of each feature's alpha score over bootstrap resamples of the runs; NaN
-    with fewer than MIN_RUNS_FOR_INTERVAL runs."""
-    order = inputs.runs["run_key"].tolist()
-    if len(order) < MIN_RUNS_FOR_INTERVAL:
-        return pd.DataFrame({"feature": features, "low": np.nan, "high": np.nan})
-    rng = np.random.default_rng(inputs.seed)
-    performance = inputs.runs.set_index("run_key")["oos_rank_ic"]
-    topk = inputs.stability.set_index("feature")["topk_frequency"]
-    history = inputs.history[inputs.history["feature"].isin(features)]
-    scores = []
-    for _ in range(BOOTSTRAP_ROUNDS):
-        picked = sorted(rng.choice(len(order), size=len(order), replace=True))
-        renamed = [f"{order[i]}#{j}" for j, i in enumerate(picked)]
-        sample = pd.concat(
-            [
-                history[history["run_key"] == order[i]].assign(run_key=name)
-                for i, name in zip(picked, renamed, strict=True)
-            ]
-        )
-        table = feature_alpha(sample, renamed, pd.Series(performance.to_numpy()[picked], index=renamed), topk)
-        scores.append(table.set_index("feature")["alpha_score"].reindex(features))
-    stacked = pd.concat(scores, axis=1)
-    return pd.DataFrame(
-        {
-            "feature": features,
-            "low": stacked.quantile(0.05, axis=1).to_numpy(),
-            "high": stacked.quantile(0.95, axis=1).to_numpy(),
-        }
-    )
-
-
 def _number(value: object) -> float:
     """A float, NaN for None, NA or anything that is no number."""
     try:
@@ -135,6 +103,38 @@ def _number(value: object) -> float:
 def _floats(values: pd.Series) -> np.ndarray:
     """Float64 values, NaN for NULL (nullable dtypes included)."""
     return pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+
+
+def alpha_scored(alpha: pd.DataFrame) -> bool:
+    """Whether any feature has an alpha score."""
+    return bool(alpha["alpha_score"].notna().any())
+
+
+def alpha_gate(alpha: pd.DataFrame) -> str:
+    """Why no feature has an alpha score: "alpha needs 3 complete periods of trades, N so far", N the
+    most complete periods any feature's IC series has."""
+    periods = _floats(alpha["n_periods"])
+    most = int(np.nanmax(periods)) if np.isfinite(periods).any() else 0
+    return f"alpha needs {MIN_PERIODS_FOR_TEST} complete periods of trades, {most} so far"
+
+
+def decay_tested(alpha: pd.DataFrame) -> bool:
+    """Whether any feature's IC series was long enough for the decay trend."""
+    return bool(alpha["ic_slope_p_value"].notna().any())
+
+
+def q_text(q: object) -> str:
+    """A q-value as text: "0.003", "<0.001" below 0.001, "n/a" when missing."""
+    value = _number(q)
+    if not np.isfinite(value):
+        return "n/a"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def q_label(q: object) -> str:
+    """The q-value label beside an alpha bar: "q=0.003", "q<0.001" or "q=n/a"."""
+    text = q_text(q)
+    return f"q{text}" if text.startswith("<") else f"q={text}"
 
 
 def ic_interval(ic: object, n: object) -> tuple[float, float]:
@@ -246,9 +246,10 @@ class _Labels:
     features: list[str]
 
 
-def _needs_two_runs(ax: Axes, title: str) -> None:
+def _placeholder(ax: Axes, title: str, message: str) -> None:
+    """A panel with nothing to draw: its title and, in its centre, why."""
     ax.set_title(title)
-    ax.text(0.5, 0.5, "needs at least 2 runs", ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -353,9 +354,9 @@ def _decaying(alpha: pd.DataFrame) -> pd.Series:
 
 def alpha_panel_rows(inputs: DashboardInputs, view: _View | None = None) -> pd.DataFrame:
     """The rows of the alpha panel, top to bottom: feature, alpha_score (NaN for a quarantined feature
-    without one), kind ("quarantined", "decaying" or "alpha"), ic (the quarantining run's IC).
-    Every decaying and every quarantined feature is a row whatever the cut; the others fill the
-    remaining of the view's top-N places by alpha score."""
+    without one), q (its ic_q_value), kind ("quarantined", "decaying" or "alpha"), ic (the quarantining
+    run's IC). Every decaying and every quarantined feature is a row whatever the cut; the others fill
+    the remaining of the view's top-N places by alpha score."""
     view = view or _view(inputs)
     scored = inputs.alpha.dropna(subset=["alpha_score"])
     quarantined = view.quarantined.set_index("feature")
@@ -372,6 +373,7 @@ def alpha_panel_rows(inputs: DashboardInputs, view: _View | None = None) -> pd.D
         ],
         ignore_index=True,
     )
+    rows["q"] = rows["feature"].map(inputs.alpha.set_index("feature")["ic_q_value"]).astype("float64")
     rows["kind"] = [
         "quarantined" if f in quarantined.index else "decaying" if f in decaying else "alpha"
         for f in rows["feature"]
@@ -380,15 +382,23 @@ def alpha_panel_rows(inputs: DashboardInputs, view: _View | None = None) -> pd.D
     return rows
 
 
+def bar_label(row: pd.Series) -> str:
+    """The text beside an alpha bar: the q-value of a scored feature and, for a quarantined one, the
+    IC that quarantined it ("q=0.003", "quarantined, IC +0.912", or both joined by "; ")."""
+    parts = [] if pd.isna(row["alpha_score"]) else [q_label(row["q"])]
+    if row["kind"] == "quarantined":
+        parts.append(f"quarantined, IC {_fmt(row['ic'], '+.3f')}")
+    return "; ".join(parts)
+
+
 def _alpha_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
-    """(3) Alpha scores of the top features with their bootstrap interval over runs, and every
-    decaying and quarantined feature in its own colour."""
-    from matplotlib.lines import Line2D
+    """(3) Alpha scores of the top features, each with its q-value beside its bar, and every decaying
+    and quarantined feature in its own colour."""
     from matplotlib.patches import Patch
 
-    scored = bool(inputs.alpha["alpha_score"].notna().any()) and view.n_runs >= 2
+    scored = alpha_scored(inputs.alpha)
     if not scored and view.quarantined.empty:
-        _needs_two_runs(ax, "alpha score")
+        _placeholder(ax, "alpha score", alpha_gate(inputs.alpha))
         return
     rows = alpha_panel_rows(inputs, view)
     rows = (rows if scored else rows[rows["kind"] == "quarantined"]).reset_index(drop=True)
@@ -396,23 +406,6 @@ def _alpha_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
     colors = {"alpha": ALPHA_COLOR, "decaying": DECAYING_COLOR, "quarantined": QUARANTINED_COLOR}
     score = rows["alpha_score"].fillna(0.0).to_numpy()
     ax.barh(y, score, color=[colors[k] for k in rows["kind"]], alpha=0.85)
-    title = "alpha score"
-    enough = view.n_runs >= MIN_RUNS_FOR_INTERVAL
-    if scored and enough:
-        interval = alpha_interval(inputs, rows["feature"].tolist())
-        ax.hlines(
-            y,
-            interval["low"].to_numpy(),
-            interval["high"].to_numpy(),
-            color="black",
-            lw=1.5,
-            gid="alpha_interval",
-        )
-        title += ", 5-95% bootstrap over runs"
-    elif scored:
-        title += f" (intervals need >= {MIN_RUNS_FOR_INTERVAL} runs; {view.n_runs} so far)"
-    else:
-        title += " (needs at least 2 runs)"
     flagged = (rows["kind"] != "alpha").to_numpy()
     if flagged.any():  # a marker at the score, so a flagged feature with a score of 0 still shows
         ax.scatter(
@@ -427,30 +420,36 @@ def _alpha_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
             clip_on=False,
             gid="alpha_flagged",
         )
-    for position, (_, row) in zip(y, rows.iterrows(), strict=True):
-        if row["kind"] == "quarantined":
-            ic = "n/a" if pd.isna(row["ic"]) else f"{row['ic']:+.3f}"
-            ax.text(
-                (0.0 if pd.isna(row["alpha_score"]) else float(row["alpha_score"])) + 0.025,
-                position,
-                f"quarantined, IC {ic}",
-                va="center",
-                fontsize=7,
-                color=QUARANTINED_COLOR,
-            )
-    ax.set_yticks(y, rows["feature"], fontsize=8 if len(rows) <= 25 else max(4.0, 200 / len(rows)))
+    font = 8 if len(rows) <= 25 else max(4.0, 200 / len(rows))
+    for position, at, (_, row) in zip(y, score, rows.iterrows(), strict=True):
+        ax.text(
+            at + 0.025,
+            position,
+            bar_label(row),
+            va="center",
+            fontsize=min(7.0, font),
+            color=QUARANTINED_COLOR if row["kind"] == "quarantined" else "0.2",
+            gid="alpha_label",
+        )
+    ax.set_yticks(y, rows["feature"], fontsize=font)
     for tick, kind in zip(ax.get_yticklabels(), rows["kind"], strict=True):
         tick.set_color(colors[kind] if kind != "alpha" else "black")
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.1)  # room right of a bar near 1 for its q-value
+    ax.set_xticks(np.linspace(0.0, 1.0, 6))
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlabel("alpha score (0 = no reliable, persistent IC)")
-    n_decaying = int((rows["kind"] == "decaying").sum())
-    decay_note = str(n_decaying) if view.n_runs >= 3 else "needs 3 runs"
     handles: list[Artist] = []
     if scored:
+        n_decaying = int((rows["kind"] == "decaying").sum())
         handles += [
             Patch(color=ALPHA_COLOR, alpha=0.85, label="alpha score"),
-            Patch(color=DECAYING_COLOR, alpha=0.85, label=f"decaying IC ({decay_note})"),
+            Patch(
+                color=DECAYING_COLOR,
+                alpha=0.85,
+                label=f"decaying IC ({n_decaying})"
+                if decay_tested(inputs.alpha)
+                else f"decaying IC: {DECAY_UNTESTED}",
+            ),
         ]
     handles.append(
         Patch(
@@ -459,17 +458,21 @@ def _alpha_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
             label=f"quarantined, possible leakage ({len(view.quarantined)})",
         )
     )
-    if scored and enough:
-        handles.append(Line2D([], [], color="black", lw=1.5, label="5-95% bootstrap over runs"))
     n_scored = int(inputs.alpha["alpha_score"].notna().sum())
     hidden = n_scored - int(rows["alpha_score"].notna().sum()) if scored else 0
+    title = (
+        "alpha score, q-value of the mean IC beside each bar"
+        if scored
+        else f"alpha score ({alpha_gate(inputs.alpha)})"
+    )
     _legend_above(ax, handles, title + (f"; {hidden} hidden" if hidden else ""))
 
 
 def _importance_vs_performance_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> _Labels | None:
-    """(4) Each feature's mean importance share against its mean per-run IC (one run is enough)."""
+    """(4) Each feature's mean importance share against the mean of its IC series over the periods
+    of the distinct trades (one run is enough)."""
     points = inputs.alpha.dropna(subset=["ic_mean", "importance_share"])
-    title = "importance vs realized performance (feature IC" + (", 1 run)" if view.n_runs == 1 else ")")
+    title = "importance vs realized performance (mean IC per period)"
     if points.empty:
         ax.set_title(title)
         ax.text(0.5, 0.5, "no feature IC", ha="center", va="center", transform=ax.transAxes, color="0.4")
@@ -482,7 +485,7 @@ def _importance_vs_performance_panel(ax: Axes, inputs: DashboardInputs, view: _V
     )
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("mean importance share (model's view)")
-    ax.set_ylabel("mean per-run IC with realized trade return")
+    ax.set_ylabel("mean IC per period with realized trade return")
     ax.set_title(title + ("" if not decaying.any() else "; red = decaying"))
     return _Labels(ax, points, "importance_share", "ic_mean", view.features[:8])
 
@@ -491,7 +494,7 @@ def _stability_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> _Labels 
     """(5) Each feature's mean importance share against its rank variability, coloured by top-k frequency."""
     stability = inputs.stability.dropna(subset=["rank_std"])
     if view.n_runs < 2 or stability.empty:
-        _needs_two_runs(ax, "stability: importance vs rank variability")
+        _placeholder(ax, "stability: importance vs rank variability", "needs at least 2 runs")
         return None
     mean_share = view.share.groupby("feature")["share"].mean()
     merged = stability.assign(share=stability["feature"].map(mean_share)).dropna(subset=["share"])
@@ -627,7 +630,15 @@ def draw_dashboard(inputs: DashboardInputs) -> bytes:
 
 
 def _fmt(value: object, spec: str = ".3f") -> str:
-    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
+    """A number formatted by `spec`, "n/a" for None, NA, NaN or anything that is no finite number."""
+    number = _number(value)
+    return format(number, spec) if np.isfinite(number) else "n/a"
+
+
+def _count(value: object) -> str:
+    """A whole number as text, "n/a" when missing."""
+    number = _number(value)
+    return str(int(number)) if np.isfinite(number) else "n/a"
 
 
 def _plain(name: object) -> str:
@@ -651,19 +662,22 @@ def dashboard_headline(inputs: DashboardInputs) -> str:
     )
     if len(scored):
         best = scored.iloc[0]
-        q_value = _fmt(best.get("ic_q_value"), ".2f")
-        top = f"top feature {_plain(best['feature'])} (alpha {best['alpha_score']:.2f}, q {q_value})"
+        top = (
+            f"top feature {_plain(best['feature'])} "
+            f"(alpha {best['alpha_score']:.2f}, {q_label(best['ic_q_value'])})"
+        )
     else:
         ranked = top_features(inputs)
         top = (
-            f"top feature {_plain(ranked[0])} by importance rank (alpha needs 2 runs)"
+            f"top feature {_plain(ranked[0])} by importance rank ({alpha_gate(inputs.alpha)})"
             if ranked
             else "no features"
         )
-    if len(inputs.runs) >= 3:
-        decaying = _names(inputs.alpha.loc[_decaying(inputs.alpha), "feature"].tolist())
-    else:
-        decaying = "n/a (needs 3 runs)"
+    decaying = (
+        _names(inputs.alpha.loc[_decaying(inputs.alpha), "feature"].tolist())
+        if decay_tested(inputs.alpha)
+        else DECAY_UNTESTED
+    )
     quarantined = quarantined_by_feature(inputs.quarantined, inputs.runs["run_key"].tolist())
     low, high = ic_interval(latest["oos_rank_ic"], latest.get("n_oos"))
     band = f" [{low:+.3f}, {high:+.3f}]" if np.isfinite(low) else ""
@@ -700,11 +714,88 @@ def _quarantined_section(inputs: DashboardInputs) -> list[str]:
     return lines
 
 
+def stability_lines(summary: Mapping[str, object] | pd.Series) -> list[str]:
+    """The stability summary as plain lines: the runs compared (non-overlapping) against the runs
+    stored and the trade overlap of consecutive stored runs, the rank agreement, the top-k stability
+    with its interval, and the note (left out when empty); "n/a" for a NULL figure."""
+    overlap = _number(summary.get("mean_trade_overlap"))
+    note = summary.get("note")
+    lines = [
+        f"runs compared: {_count(summary.get('n_independent_runs'))} non-overlapping of "
+        f"{_count(summary.get('n_runs'))} stored (worth {_fmt(summary.get('n_effective_runs'), '.1f')} "
+        f"non-overlapping runs); consecutive stored runs share "
+        f"{format(overlap, '.0%') if np.isfinite(overlap) else 'n/a'} of their training trades",
+        f"Kendall's W {_fmt(summary.get('kendall_w'))}, "
+        f"mean pairwise Spearman {_fmt(summary.get('mean_pairwise_spearman'))}, "
+        f"latest Spearman {_fmt(summary.get('latest_spearman'))}",
+        f"top-{_count(summary.get('k'))} Nogueira stability {_fmt(summary.get('nogueira_phi'))} "
+        f"[{_fmt(summary.get('nogueira_ci_low'))}, {_fmt(summary.get('nogueira_ci_high'))}]",
+    ]
+    return lines + ([_plain(note)] if isinstance(note, str) and note.strip() else [])
+
+
+def listed_alpha(alpha: pd.DataFrame, top_n: int) -> pd.DataFrame:
+    """The alpha rows a summary lists, best alpha score first: the top_n scored features, then every
+    decaying feature below them (decaying features are always listed)."""
+    ordered = alpha.sort_values(
+        ["alpha_score", "feature"], ascending=[False, True], na_position="last", kind="stable"
+    )
+    top = ordered[ordered["alpha_score"].notna()].head(top_n)
+    rest = ordered.drop(top.index)
+    return pd.concat([top, rest[_decaying(rest)]])
+
+
+ALPHA_TABLE_NUMBERS = ["alpha score", "IC mean [95% interval]", "q", "periods", "persistence"]
+
+
+def _decay_cell(decaying: bool, half_life_days: object) -> str:
+    return f"yes, half-life {_fmt(half_life_days, '.0f')} days" if decaying else ""
+
+
+def alpha_listing(alpha: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[str]]:
+    """The alpha table a summary prints, as text cells (feature, the ALPHA_TABLE_NUMBERS, decaying
+    with the half-life in days), over the rows of `listed_alpha`; and the notes below it: which
+    decaying features are listed from below the top_n, and how many scored features are not shown."""
+    rows = listed_alpha(alpha, top_n)
+    table = pd.DataFrame(
+        {
+            "feature": [_plain(f) for f in rows["feature"]],
+            "alpha score": [_fmt(v) for v in rows["alpha_score"]],
+            "IC mean [95% interval]": [
+                f"{_fmt(m, '+.4f')} [{_fmt(low, '+.4f')}, {_fmt(high, '+.4f')}]"
+                for m, low, high in zip(rows["ic_mean"], rows["ic_ci_low"], rows["ic_ci_high"], strict=True)
+            ],
+            "q": [q_text(q) for q in rows["ic_q_value"]],
+            "periods": [_count(n) for n in rows["n_periods"]],
+            "persistence": [_fmt(p, ".2f") for p in rows["persistence"]],
+            "decaying": [
+                _decay_cell(d, h) for d, h in zip(_decaying(rows), rows["half_life_days"], strict=True)
+            ],
+        }
+    )
+    n_scored = int(alpha["alpha_score"].notna().sum())
+    below = rows["feature"].iloc[min(top_n, n_scored) :].tolist()
+    notes = []
+    if below:
+        names = ", ".join(_plain(f) for f in below)
+        notes.append(f"Listed although below the top {top_n}, because they decay: {names}.")
+    hidden = n_scored - int(rows["alpha_score"].notna().sum())
+    if hidden:
+        notes.append(f"{hidden} more features not shown.")
+    return table, notes
+
+
+def markdown_table(table: pd.DataFrame, right: Sequence[str] = ()) -> list[str]:
+    """The lines of a markdown table of text cells ("|" escaped), the columns in `right` right-aligned."""
+    rule = "|" + "|".join("---:" if c in right else "---" for c in table.columns) + "|"
+    cells = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return ["| " + " | ".join(_cell(c) for c in table.columns) + " |", rule, *cells]
+
+
 def dashboard_summary(inputs: DashboardInputs) -> str:
     """The headline (one plain-text line), then markdown: the latest run, stability, the top alpha
-    features, the decaying ones and the quarantined ones."""
+    features with every decaying one, the decaying ones and the quarantined ones."""
     latest = inputs.runs.set_index("run_key").loc[inputs.run_key]
-    s = inputs.summary
     priors = latest["priors_from_run_key"]
     low, high = ic_interval(latest["oos_rank_ic"], latest.get("n_oos"))
     band = f" (~95% interval [{low:+.4f}, {high:+.4f}])" if np.isfinite(low) else ""
@@ -716,29 +807,16 @@ def dashboard_summary(inputs: DashboardInputs) -> str:
         f"hit rate {_fmt(latest['oos_hit_rate'])} (base rate {_fmt(latest.get('oos_base_rate'))}), "
         f"trained on {int(latest['n_train'])} trades; "
         f"priors from `{priors if isinstance(priors, str) else 'none (cold start)'}`",
-        f"- stability: Kendall's W {_fmt(s.get('kendall_w'))}, "
-        f"latest Spearman {_fmt(s.get('latest_spearman'))}, "
-        f"top-{s.get('k')} Nogueira {_fmt(s.get('nogueira_phi'))} "
-        f"[{_fmt(s.get('nogueira_ci_low'))}, {_fmt(s.get('nogueira_ci_high'))}]; {s.get('note', '')}",
+        "- stability:",
+        *(f"  - {line}" for line in stability_lines(inputs.summary)),
     ]
-    alpha = inputs.alpha.dropna(subset=["alpha_score"]).head(inputs.top_n)
-    if alpha.empty:
-        lines.append("- alpha scores need at least 2 runs")
+    if alpha_scored(inputs.alpha):
+        table, notes = alpha_listing(inputs.alpha, inputs.top_n)
+        lines += ["", *markdown_table(table, ALPHA_TABLE_NUMBERS), *(f"\n{note}" for note in notes)]
     else:
-        lines.append(
-            "\n| feature | alpha score | IC mean | t-stat | stability | decaying |"
-            "\n|---|---:|---:|---:|---:|---|"
-        )
-        for _, row in alpha.iterrows():
-            lines.append(
-                f"| {row['feature']} | {row['alpha_score']:.3f} | {row['ic_mean']:+.4f} | "
-                f"{_fmt(row['ic_t_stat'], '+.2f')} | {_fmt(row['stability'], '.2f')} | "
-                f"{'yes' if row['decaying'] else ''} |"
-            )
-        hidden = int(inputs.alpha["alpha_score"].notna().sum()) - len(alpha)
-        if hidden:
-            lines.append(f"\n{hidden} more features not shown.")
+        lines.append(f"- {alpha_gate(inputs.alpha)}")
     decaying = inputs.alpha.loc[_decaying(inputs.alpha), "feature"].tolist()
-    lines.append(f"\nDecaying: {', '.join(decaying) if decaying else 'none'}.")
+    listed = ", ".join(_plain(f) for f in decaying) or "none"
+    lines.append(f"\nDecaying: {listed if decay_tested(inputs.alpha) else DECAY_UNTESTED}.")
     lines += _quarantined_section(inputs)
     return "\n".join(lines)

@@ -1,11 +1,20 @@
 """The report-only view: the latest run, the features quarantined as possible leakage, its stability
-summary and the top alpha features, as text or markdown, from warehouse frames (nothing is trained)."""
+summary and the top alpha features, as text or markdown, from warehouse frames (nothing is trained).
+The stability lines and the alpha table are the dashboard summary's (core/dashboard.py)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from persistence_pipeline.core.dashboard import quarantined_by_feature
+from persistence_pipeline.core.dashboard import (
+    ALPHA_TABLE_NUMBERS,
+    alpha_gate,
+    alpha_listing,
+    alpha_scored,
+    markdown_table,
+    quarantined_by_feature,
+    stability_lines,
+)
 
 QUARANTINED_LISTED = 10  # quarantined features named in the report before "and N more"
 
@@ -41,9 +50,11 @@ def render_report(
     top_n: int = 10,
     quarantined: pd.DataFrame | None = None,
 ) -> str:
-    """The report of the latest run (by range end) and what is known as of it. `quarantined` holds
-    excluded_features rows (feature, ic, reason and, optionally, run_key: the latest run's when
-    absent); empty prints "Quarantined: none", None says it was not read."""
+    """The report of the latest run (by range end) and what is known as of it: the run, its stability
+    summary (runs compared vs stored, "n/a" for NULL figures) and the top_n alpha features with every
+    decaying one (alpha score, mean IC with its 95% interval, q-value, periods, persistence, decay).
+    `quarantined` holds excluded_features rows (feature, ic, reason and, optionally, run_key: the
+    latest run's when absent); empty prints "Quarantined: none", None says it was not read."""
     heading = "## " if markdown else ""
     bullet = "- " if markdown else "  "
     priors = latest["priors_from_run_key"]
@@ -67,28 +78,16 @@ def render_report(
     if summary is None:
         lines.append(f"{bullet}not computed for this run")
     else:
-        lines += [
-            f"{bullet}Kendall's W {_value(summary['kendall_w'], '.3f')}, mean pairwise Spearman "
-            f"{_value(summary['mean_pairwise_spearman'], '.3f')}, "
-            f"latest Spearman {_value(summary['latest_spearman'], '.3f')}",
-            f"{bullet}top-{summary['k']} Nogueira stability {_value(summary['nogueira_phi'], '.3f')} "
-            f"[{_value(summary['nogueira_ci_low'], '.3f')}, {_value(summary['nogueira_ci_high'], '.3f')}]",
-            f"{bullet}{summary['note']}",
-        ]
+        lines += [f"{bullet}{line}" for line in stability_lines(summary)]
     lines += ["", f"{heading}Top alpha features"]
-    scored = alpha.dropna(subset=["alpha_score"])
-    if scored.empty:
-        lines.append(f"{bullet}alpha scores need at least 2 runs")
+    if not alpha_scored(alpha):
+        lines.append(f"{bullet}{alpha_gate(alpha)}")
     else:
-        shown = scored.head(top_n)[
-            ["feature", "alpha_score", "ic_mean", "ic_t_stat", "stability", "decaying"]
-        ]
-        table = (
-            shown.to_markdown(index=False, floatfmt=".4f")
-            if markdown
-            else shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
-        )
-        lines.append(table)
-        if len(scored) > top_n:
-            lines.append(f"{len(scored) - top_n} more features not shown.")
+        table, notes = alpha_listing(alpha, top_n)
+        if markdown:
+            lines += markdown_table(table, ALPHA_TABLE_NUMBERS)
+        else:
+            lines.append(table.to_string(index=False))
+        for note in notes:  # a blank line first: in markdown a line right below a table is one of its rows
+            lines += ["", note]
     return "\n".join(lines) + "\n"

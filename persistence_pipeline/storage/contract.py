@@ -91,7 +91,8 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         _columns(
             "as_of_run_key VARCHAR, n_runs INTEGER, k INTEGER, n_features INTEGER, kendall_w DOUBLE, "
             "mean_pairwise_spearman DOUBLE, latest_spearman DOUBLE, nogueira_phi DOUBLE, "
-            "nogueira_ci_low DOUBLE, nogueira_ci_high DOUBLE, mean_trade_overlap DOUBLE, note VARCHAR"
+            "nogueira_ci_low DOUBLE, nogueira_ci_high DOUBLE, mean_trade_overlap DOUBLE, note VARCHAR, "
+            "n_independent_runs INTEGER, n_effective_runs DOUBLE"
         ),
         ("as_of_run_key",),
     ),
@@ -102,9 +103,18 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "significance DOUBLE, ic_sign_consistency DOUBLE, importance_share DOUBLE, "
             "importance_rel DOUBLE, "
             "stability DOUBLE, persistence DOUBLE, alpha_score DOUBLE, ic_slope DOUBLE, "
-            "ic_slope_p_value DOUBLE, half_life_runs DOUBLE, decaying BOOLEAN, perf_corr DOUBLE"
+            "ic_slope_p_value DOUBLE, half_life_runs DOUBLE, decaying BOOLEAN, perf_corr DOUBLE, "
+            "n_periods INTEGER, n_trades INTEGER, hac_lag INTEGER, ic_hac_se DOUBLE, ic_ci_low DOUBLE, "
+            "ic_ci_high DOUBLE, n_effective_periods DOUBLE, ic_slope_se DOUBLE, ic_now DOUBLE, "
+            "half_life_days DOUBLE, effect DOUBLE"
         ),
         ("as_of_run_key", "feature"),
+    ),
+    "feature_ic_series": (
+        _columns(
+            "as_of_run_key VARCHAR, feature VARCHAR, period_start TIMESTAMPTZ, n_trades INTEGER, ic DOUBLE"
+        ),
+        ("as_of_run_key", "feature", "period_start"),
     ),
     "feature_priors": (
         _columns(
@@ -154,7 +164,7 @@ STAGE_TABLES: dict[str, tuple[str, ...]] = {
     "feature_importance": ("feature_importance_history", "importance_changes"),
     "feature_stability": ("feature_stability",),
     "stability_summary": ("stability_summary",),
-    "feature_alpha": ("feature_alpha",),
+    "feature_alpha": ("feature_alpha", "feature_ic_series"),
     "feature_priors": ("feature_priors", "regime_weights"),
 }
 STAGE_ORDER = ["trades", *STAGE_TABLES]

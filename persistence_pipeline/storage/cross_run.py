@@ -23,10 +23,17 @@ def write_stability(
 
 
 def feature_stability(db: Database, as_of_run_key: str) -> pd.DataFrame:
-    """Per-feature stability as of one run."""
-    return db.query(
+    """Per-feature stability as of one run; refused when it was never computed (a stage that reads
+    it must not silently read "never in the top k")."""
+    rows = db.query(
         "SELECT * FROM feature_stability WHERE as_of_run_key = ? ORDER BY rank_mean, feature", [as_of_run_key]
     )
+    if rows.empty:
+        raise MissingRowsError(
+            f"no feature_stability rows as of {as_of_run_key}: "
+            "materialize feature_stability for this range first"
+        )
+    return rows
 
 
 def stability_summary(db: Database, as_of_run_key: str) -> dict[str, Any]:
@@ -41,9 +48,28 @@ def stability_summary(db: Database, as_of_run_key: str) -> dict[str, Any]:
     return rows.iloc[0].to_dict()
 
 
-def write_alpha(db: Database, as_of_run_key: str, alpha: pd.DataFrame) -> None:
+def write_alpha(
+    db: Database, as_of_run_key: str, alpha: pd.DataFrame, ic_series: pd.DataFrame | None = None
+) -> None:
+    """Replace the alpha table and the IC series it was computed from as of one run, in one
+    transaction."""
     with db.transaction() as con:
         replace_run_rows(con, "feature_alpha", "as_of_run_key", as_of_run_key, alpha)
+        replace_run_rows(
+            con,
+            "feature_ic_series",
+            "as_of_run_key",
+            as_of_run_key,
+            ic_series if ic_series is not None else pd.DataFrame({"feature": pd.Series(dtype="object")}),
+        )
+
+
+def ic_series(db: Database, as_of_run_key: str) -> pd.DataFrame:
+    """The per-period IC series of every feature as of one run."""
+    return db.query(
+        "SELECT * FROM feature_ic_series WHERE as_of_run_key = ? ORDER BY feature, period_start",
+        [as_of_run_key],
+    )
 
 
 def feature_alpha(db: Database, as_of_run_key: str) -> pd.DataFrame:

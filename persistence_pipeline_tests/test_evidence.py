@@ -1,0 +1,370 @@
+"""The per-period IC evidence (core/evidence.py): each statistic against an independent computation
+(scipy, statsmodels, brute-force loops), and the whole judged on simulated markets whose truth is
+known: false positives without signal under every retraining cadence, power on planted effects."""
+
+import functools
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+import statsmodels.api as sm
+
+from persistence_pipeline.core.alpha import feature_alpha
+from persistence_pipeline.core.evidence import (
+    EvidenceParams,
+    benjamini_hochberg,
+    complete_periods,
+    feature_evidence,
+    hac_coefficient,
+    newey_west_lag,
+    period_ic,
+    period_starts,
+    series_evidence,
+)
+from persistence_pipeline.core.simulation import SimulatedMarket, planted_ic, simulated_trades
+
+pytestmark = pytest.mark.core
+
+PARAMS = EvidenceParams()
+UTC = "UTC"
+
+
+def ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz=UTC)
+
+
+def small_trades(seed: int = 0, weeks: int = 6, per_week: int = 14) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    entry = ts("2024-01-01 09:00") + pd.to_timedelta(rng.uniform(0, 7 * weeks, weeks * per_week), unit="D")
+    trades = pd.DataFrame(
+        {
+            "trade_id": [f"t{i}" for i in range(len(entry))],
+            "entry_time": entry,
+            "exit_time": entry + pd.to_timedelta(rng.uniform(0.1, 2.0, len(entry)), unit="D"),
+            "return": rng.normal(size=len(entry)),
+            "a": rng.normal(size=len(entry)),
+            "b": rng.integers(0, 3, len(entry)).astype("float64"),  # ties
+        }
+    )
+    trades.loc[rng.choice(len(trades), 5, replace=False), "a"] = np.nan
+    return trades.sort_values("entry_time", ignore_index=True)
+
+
+# --- the IC series ------------------------------------------------------------------------------
+
+
+def test_periods_are_weeks_starting_on_monday():
+    starts = period_starts(pd.Series([ts("2024-01-01 00:00"), ts("2024-01-07 23:59"), ts("2024-01-08")]), 7)
+    assert starts.tolist() == [ts("2024-01-01"), ts("2024-01-01"), ts("2024-01-08")]
+    assert all(s.day_name() == "Monday" for s in starts)
+
+
+def test_period_ic_is_spearman_per_week_by_brute_force():
+    trades = small_trades()
+    as_of = ts("2024-03-01")
+    series = period_ic(trades, ["a", "b"], PARAMS, as_of)
+    week = (trades["entry_time"] - ts("2024-01-01")).dt.days // 7
+    for w, rows in trades.groupby(week):
+        start = ts("2024-01-01") + pd.Timedelta(days=7 * int(w))
+        for feature in ["a", "b"]:
+            kept = rows[rows[feature].notna()]
+            expected = scipy.stats.spearmanr(kept[feature], kept["return"]).statistic
+            if len(kept) < PARAMS.min_trades_per_period:
+                assert np.isnan(series.ic.loc[start, feature])
+            else:
+                assert series.ic.loc[start, feature] == pytest.approx(expected, abs=1e-12)
+            assert series.n_trades.loc[start, feature] == len(kept)
+    long = series.long()
+    assert set(long.columns) == {"feature", "period_start", "n_trades", "ic"}
+    assert long["ic"].notna().all() and len(long) == int(series.ic.notna().sum().sum())
+
+
+def test_a_period_counts_only_when_it_has_ended_and_all_its_trades_have_exited():
+    trades = small_trades()
+    # as of Wednesday of week 3: weeks 1 and 2 are over; week 2 ends Sunday but one of its trades
+    # exits on Tuesday of week 3 after the cut, so only week 1 counts
+    late = trades.index[
+        (trades["entry_time"] >= ts("2024-01-08")) & (trades["entry_time"] < ts("2024-01-15"))
+    ][-1]
+    trades.loc[late, "exit_time"] = ts("2024-01-17 12:00")
+    as_of = ts("2024-01-17")
+    mask = complete_periods(trades, as_of, 7)
+    assert set(period_starts(trades.loc[mask, "entry_time"], 7)) == {ts("2024-01-01")}
+    assert period_ic(trades, ["a"], PARAMS, as_of).ic.index.tolist() == [ts("2024-01-01")]
+    # a day later the trade has exited and week 2 counts; week 3 has not ended
+    assert period_ic(trades, ["a"], PARAMS, ts("2024-01-18")).ic.index.tolist() == [
+        ts("2024-01-01"),
+        ts("2024-01-08"),
+    ]
+    # a trade without a return keeps its period open
+    trades.loc[late, "return"] = np.nan
+    assert period_ic(trades, ["a"], PARAMS, ts("2024-03-01")).ic.index[1] != ts("2024-01-08")
+
+
+# --- Newey-West -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lag", [0, 2, 5])
+def test_newey_west_matches_statsmodels_and_the_correction_is_unbiased(lag):
+    rng = np.random.default_rng(lag)
+    n = 30
+    X = np.column_stack([np.ones(n), np.arange(n) / 52])
+    y = rng.normal(size=n)
+    fit = sm.OLS(y, X).fit(cov_type="HAC", cov_kwds={"maxlags": lag, "use_correction": False})
+    for j in (0, 1):
+        test = hac_coefficient(y, X, j, lag)
+        assert test.estimate == pytest.approx(fit.params[j])
+        assert test.raw_se == pytest.approx(fit.bse[j], rel=1e-10)
+    # under independent errors the corrected variance is unbiased for the true one, s^2 g'g, and
+    # the Satterthwaite df match its spread (Var = 2 E^2 / df): a Monte Carlo over 4000 series
+    g = X @ np.linalg.inv(X.T @ X)[:, 1]
+    draws = rng.normal(size=(4000, n))
+    variances = np.array([hac_coefficient(d, X, 1, lag).se ** 2 for d in draws])
+    df = hac_coefficient(draws[0], X, 1, lag).df
+    assert variances.mean() == pytest.approx(g @ g, rel=0.04)
+    assert variances.var() == pytest.approx(2 * (g @ g) ** 2 / df, rel=0.15)
+
+
+def test_lag_covers_the_holding_periods():
+    assert newey_west_lag(100, 0) == 13  # ceil(1.3 * sqrt(100))
+    assert newey_west_lag(100, 20) == 20  # trades held 20 periods
+    assert newey_west_lag(5, 0) == 3  # at most T - 2
+    trades = small_trades()
+    trades["exit_time"] = trades["entry_time"] + pd.Timedelta(days=20)
+    assert period_ic(trades, ["a"], PARAMS, ts("2024-06-01")).holding_lag == 3  # 20 days: 3 weeks
+
+
+def brute_benjamini_hochberg(p_values):
+    """q_i = min over j with p_j >= p_i of p_j * n / rank_j (capped at 1)."""
+    n = len(p_values)
+    order = sorted(range(n), key=lambda i: p_values[i])
+    rank = {i: r + 1 for r, i in enumerate(order)}
+    return [
+        min(1.0, min(p_values[j] * n / rank[j] for j in range(n) if p_values[j] >= p_values[i]))
+        for i in range(n)
+    ]
+
+
+def test_benjamini_hochberg_by_brute_force():
+    p = pd.Series([0.01, 0.04, np.nan, 0.03, 0.5, 0.002])
+    q = benjamini_hochberg(p)
+    tested = p.dropna()
+    np.testing.assert_allclose(q.dropna().to_numpy(), brute_benjamini_hochberg(tested.tolist()))
+    assert np.isnan(q[2])
+
+
+# --- one feature's evidence -----------------------------------------------------------------------
+
+
+def weekly(values) -> pd.Series:
+    return pd.Series(values, index=pd.date_range("2024-01-01", periods=len(values), freq="7D", tz=UTC))
+
+
+def test_series_evidence_by_hand():
+    rng = np.random.default_rng(3)
+    values = 0.08 + rng.normal(scale=0.05, size=40)
+    row = series_evidence(weekly(values), holding=1, params=PARAMS)
+    lag = newey_west_lag(40, 1)
+    test = hac_coefficient(values, np.ones((40, 1)), 0, lag)
+    assert row["n_periods"] == 40 and row["hac_lag"] == lag
+    assert row["ic_mean"] == pytest.approx(values.mean())
+    assert row["ic_hac_se"] == pytest.approx(test.se)
+    assert row["ic_t_stat"] == pytest.approx(values.mean() / test.se)
+    assert row["ic_p_value"] == pytest.approx(2 * scipy.stats.t.sf(abs(row["ic_t_stat"]), test.df))
+    half = scipy.stats.t.ppf(0.975, test.df) * test.se
+    assert (row["ic_ci_low"], row["ic_ci_high"]) == pytest.approx(
+        (values.mean() - half, values.mean() + half)
+    )
+    assert row["ic_sign_consistency"] == pytest.approx(np.mean(values > 0))
+    years = np.arange(40) * 7 / 365.25
+    slope, _ = np.polyfit(years, values, 1)
+    assert row["ic_slope"] == pytest.approx(slope)
+    trend = hac_coefficient(values, np.column_stack([np.ones(40), years]), 1, lag)
+    assert row["ic_slope_p_value"] == pytest.approx(scipy.stats.t.cdf(slope / trend.se, trend.df))
+    assert row["decaying"] is False and row["half_life_days"] is None
+
+
+def test_short_series_give_none_not_made_up_numbers():
+    assert series_evidence(weekly([0.1, 0.2]), 0, PARAMS)["ic_t_stat"] is None
+    three = series_evidence(weekly([0.1, 0.2, 0.15]), 0, PARAMS)
+    assert three["ic_t_stat"] is not None and three["ic_slope"] is None
+    assert series_evidence(weekly([]), 0, PARAMS)["ic_mean"] is None
+
+
+def test_decay_half_life_and_persistence():
+    rng = np.random.default_rng(4)
+    fading = np.linspace(0.2, 0.0, 60) + rng.normal(scale=0.02, size=60)
+    row = series_evidence(weekly(-fading), 1, PARAMS)  # a negative IC fading toward zero
+    assert row["decaying"] is True and row["ic_slope"] < 0 and row["ic_now"] > -0.05
+    years = np.arange(60) * 7 / 365.25
+    slope, start = np.polyfit(years, fading, 1)
+    assert row["half_life_days"] == pytest.approx(start / (2 * -slope) * 365.25)
+    assert row["persistence"] < 0.15
+
+
+def test_persistence_is_continuous_in_the_decline():
+    """No cliff at a p threshold: as the decline grows, persistence falls smoothly from 1."""
+    noise = np.random.default_rng(5).normal(scale=0.03, size=52)
+    declines = np.linspace(0.0, 0.1, 41)
+    persistence = np.array(
+        [
+            series_evidence(weekly(0.1 - np.linspace(0, d, 52) + noise), 2, PARAMS)["persistence"]
+            for d in declines
+        ]
+    )
+    assert persistence[0] > 0.95 and persistence[-1] < 0.2
+    assert np.all(np.diff(persistence) <= 1e-12)  # monotone
+    assert np.abs(np.diff(persistence)).max() < 0.1  # no step of more than 0.1 for a 0.0025 change
+
+
+# --- the whole table ----------------------------------------------------------------------------
+
+
+def test_alpha_score_is_the_product_of_its_documented_components():
+    market = SimulatedMarket(end="2021-12-31", per_day=30, n_noise=6, planted={"signal": (0.15, 0.15)})
+    trades = simulated_trades(market, seed=1)
+    table = feature_evidence(period_ic(trades, market.features, PARAMS, ts("2022-02-01")), PARAMS)
+    q = benjamini_hochberg(table["ic_p_value"])
+    np.testing.assert_allclose(table["significance"], 1 - q)
+    supported = np.maximum(np.maximum(table["ic_ci_low"], -table["ic_ci_high"]), 0)
+    np.testing.assert_allclose(table["effect"], 1 - np.exp(-supported / PARAMS.reference_ic))
+    np.testing.assert_allclose(
+        table["alpha_score"], table["significance"] * table["persistence"] * table["effect"]
+    )
+    assert table["alpha_score"].between(0, 1).all()
+    best = table.sort_values("alpha_score", ascending=False).iloc[0]
+    assert best["feature"] == "signal" and best["alpha_score"] > 0.6
+    assert table.set_index("feature").drop("signal")["alpha_score"].max() < 0.1
+
+
+def test_run_figures_beside_the_evidence():
+    market = SimulatedMarket(end="2021-06-30", per_day=20, n_noise=2)
+    trades = simulated_trades(market, seed=2)
+    evidence = feature_evidence(period_ic(trades, market.features, PARAMS, ts("2021-08-01")), PARAMS)
+    ranges = pd.DataFrame(
+        {
+            "run_key": ["r0", "r1", "r2"],
+            "range_start": pd.to_datetime(["2021-01-01", "2021-01-02", "2021-01-03"]).date,
+            "range_end": pd.to_datetime(["2021-03-31", "2021-04-01", "2021-04-02"]).date,
+        }
+    )
+    history = pd.DataFrame(
+        {
+            "run_key": ["r0", "r0", "r1", "r1", "r2"],
+            "feature": ["noise_00", "noise_01", "noise_00", "noise_01", "noise_00"],
+            "shap_mean_abs": [3.0, 1.0, 1.0, 1.0, 2.0],
+        }
+    )
+    performance = pd.Series([0.1, 0.2, 0.3], index=["r0", "r1", "r2"])
+    table = feature_alpha(evidence, history, ranges, performance, pd.Series({"noise_00": 1.0})).set_index(
+        "feature"
+    )
+    assert table.loc["noise_00", "n_runs"] == 3 and table.loc["noise_01", "n_runs"] == 2
+    assert table.loc["noise_00", "importance_share"] == pytest.approx((0.75 + 0.5 + 1.0) / 3)
+    assert table.loc["noise_01", "importance_share"] == pytest.approx((0.25 + 0.5) / 3)  # absent: 0
+    assert table.loc["noise_00", "perf_corr"] == pytest.approx(
+        scipy.stats.spearmanr([0.75, 0.5, 1.0], [0.1, 0.2, 0.3]).statistic
+    )
+    assert table.loc["noise_00", "n_effective_runs"] == pytest.approx(92 / 90)  # three nights of one window
+    assert table.loc["noise_00", "stability"] == 1.0 and np.isnan(table.loc["noise_01", "stability"])
+    # the evidence does not depend on the runs
+    pd.testing.assert_series_equal(
+        table.loc["noise_00", evidence.columns.drop("feature")],
+        evidence.set_index("feature").loc["noise_00"],
+        check_names=False,
+    )
+
+
+# --- judged on simulated markets ------------------------------------------------------------------
+
+NULL_MARKET = SimulatedMarket(start="2021-01-01", end="2021-12-31", per_day=20, n_symbols=30, n_noise=60)
+WINDOW_DAYS = 90
+
+
+@functools.cache
+def null_trades() -> pd.DataFrame:
+    return simulated_trades(NULL_MARKET, seed=11)
+
+
+def null_evidence_as_of(as_of: pd.Timestamp) -> pd.DataFrame:
+    """The evidence as of a date. It depends only on the trades of the periods complete by then
+    (a period, once complete, stays so), so dates with the same complete trades share one table."""
+    trades = null_trades()
+    before = trades[trades["entry_time"] < as_of]
+    return _null_evidence(int(complete_periods(before, as_of, PARAMS.period_days).sum()))
+
+
+@functools.cache
+def _null_evidence(n_complete: int) -> pd.DataFrame:
+    trades = null_trades()
+    complete = trades.iloc[:n_complete]  # trades are in entry order; complete periods come first
+    as_of = complete["exit_time"].max() + pd.Timedelta(days=8) if n_complete else ts(NULL_MARKET.start)
+    series = period_ic(complete, NULL_MARKET.features, PARAMS, as_of)
+    assert int(series.n_trades.iloc[:, 0].sum()) == n_complete
+    return feature_evidence(series, PARAMS)
+
+
+def run_ends(step_days: int) -> list[pd.Timestamp]:
+    """The exclusive ends of 90-day retraining windows stepping `step_days` over the simulated year."""
+    first = ts(NULL_MARKET.start) + pd.Timedelta(days=WINDOW_DAYS)
+    return list(pd.date_range(first, ts(NULL_MARKET.end) + pd.Timedelta(days=1), freq=f"{step_days}D"))
+
+
+@pytest.mark.parametrize("step_days", [1, 7, 30, WINDOW_DAYS])
+def test_without_signal_few_features_are_significant_or_decaying_whatever_the_cadence(step_days):
+    """90-day windows stepping 1, 7, 30 days and non-overlapping (90): over every run's alpha table,
+    at most 5% of noise features have q < 0.05 and at most 2% are flagged decaying. The evidence as
+    of a date does not depend on how runs overlap: a table is computed from the complete weeks of
+    distinct trades, the same whichever runs stored them."""
+    tables = [null_evidence_as_of(end.normalize()) for end in run_ends(step_days)]
+    rows = pd.concat(tables)
+    assert len(tables) >= 3
+    assert (rows["ic_q_value"] < 0.05).mean() <= 0.05
+    assert rows["decaying"].mean() <= 0.02
+    # calibrated, not merely conservative: the per-feature test rejects near its nominal 5%
+    assert 0.01 <= (rows["ic_p_value"] < 0.05).mean() <= 0.08
+    assert rows["alpha_score"].quantile(0.95) < 0.1
+
+
+def test_the_evidence_as_of_a_date_is_that_of_its_complete_periods():
+    """What makes every cadence agree: the table as of a date is computed from the complete weeks
+    of the distinct trades entered before it, whichever runs stored them."""
+    trades = null_trades()
+    for as_of in [ts("2021-10-01"), ts("2021-10-04")]:
+        before = trades[trades["entry_time"] < as_of]
+        direct = feature_evidence(period_ic(before, NULL_MARKET.features, PARAMS, as_of), PARAMS)
+        pd.testing.assert_frame_equal(direct, null_evidence_as_of(as_of))
+
+
+PLANTED_MARKET = SimulatedMarket(
+    start="2021-01-01",
+    end="2022-12-31",
+    per_day=100,
+    n_symbols=100,
+    n_noise=10,
+    planted={"persistent_a": (0.08, 0.08), "persistent_b": (0.06, 0.06), "fading": (0.2, 0.0)},
+)
+
+
+def test_persistent_effects_lead_and_a_fading_one_is_flagged_before_it_halves():
+    trades = simulated_trades(PLANTED_MARKET, seed=0)
+    first_flag = None
+    for as_of in pd.date_range("2021-04-01", "2023-01-01", freq="MS", tz=UTC):
+        table = feature_evidence(
+            period_ic(trades[trades["entry_time"] < as_of], PLANTED_MARKET.features, PARAMS, as_of), PARAMS
+        ).set_index("feature")
+        if first_flag is None and table.loc["fading", "decaying"]:
+            first_flag = as_of
+    assert first_flag is not None
+    left = planted_ic(PLANTED_MARKET, "fading", first_flag) / 0.2
+    assert left > 0.5, f"flagged on {first_flag.date()} with {left:.0%} of the effect left"
+    ranked = table.sort_values("alpha_score", ascending=False)
+    assert set(ranked.index[:2]) == {"persistent_a", "persistent_b"}
+    assert not ranked.loc[["persistent_a", "persistent_b"], "decaying"].any()
+    assert ranked.loc["fading", "decaying"] and ranked.loc["fading", "persistence"] < 0.3
+    noise = ranked.index.str.startswith("noise")
+    assert (
+        ranked.loc[~noise & (ranked.index != "fading"), "alpha_score"].min()
+        > ranked.loc[noise, "alpha_score"].max() + 0.3
+    )
