@@ -150,7 +150,7 @@ def test_linear_shap_matches_shap_linear_explainer():
     explainer = shap.LinearExplainer(ridge, shap.maskers.Independent(Z, max_samples=len(Z)))
     expected = explainer.shap_values(Z)
     np.testing.assert_allclose(linear_shap_values(model, X), expected, rtol=1e-7, atol=1e-10)
-    values, n = mean_abs_shap(model, X, ImportanceParams())
+    values, _, n = mean_abs_shap(model, X, ImportanceParams())
     np.testing.assert_allclose(values, np.abs(expected).mean(0), rtol=1e-7)
     assert n == 80
 
@@ -158,12 +158,38 @@ def test_linear_shap_matches_shap_linear_explainer():
 def test_tree_shap_is_additive_and_bounded():
     X, y = _data(n=400)
     model = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(X, y)
-    values, n = mean_abs_shap(model, X, ImportanceParams(shap_sample_size=100))
+    values, _, n = mean_abs_shap(model, X, ImportanceParams(shap_sample_size=100))
     assert n == 100
     explainer = shap.TreeExplainer(model)
     full = explainer.shap_values(X[:50])
     np.testing.assert_allclose(full.sum(1) + explainer.expected_value, model.predict(X[:50]), atol=1e-6)
     assert min(values[0], values[1]) > max(values[2], values[3])  # planted effects beat noise
+
+
+def test_group_shap_is_the_mean_abs_of_the_summed_shap_values():
+    """Opposite-signed near-twins: each member has a large mean |SHAP| but their sum nearly cancels.
+    The group's figure is mean |phi_a + phi_b| (checked against shap's explainers), not the sum of
+    the members' mean |phi| (about 7x too large here)."""
+    rng = np.random.default_rng(3)
+    n = 400
+    base = rng.normal(size=n)
+    X = np.column_stack([base, base + rng.normal(scale=0.1, size=n), rng.normal(size=n)])
+    y = 0.5 * X[:, 0] - 0.45 * X[:, 1] + rng.normal(scale=0.1, size=n)
+    groups = np.array([1, 1, 2])
+    model = fit_prior_ridge(X, y, 0.01)
+    Z = model.named_steps["scale"].transform(X)
+    phi = shap.LinearExplainer(
+        model.named_steps["ridge"], shap.maskers.Independent(Z, max_samples=n)
+    ).shap_values(Z)
+    members, group, _ = mean_abs_shap(model, X, ImportanceParams(), groups)
+    twin = np.abs(phi[:, 0] + phi[:, 1]).mean()
+    np.testing.assert_allclose(group, [twin, twin, np.abs(phi[:, 2]).mean()], rtol=1e-7)
+    assert members[0] + members[1] > 5 * twin  # what summing the members' figures reported
+    trees = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(X, y)
+    members, group, _ = mean_abs_shap(trees, X, ImportanceParams(shap_sample_size=n), groups)
+    tree_phi = shap.TreeExplainer(trees).shap_values(X)
+    np.testing.assert_allclose(group[0], np.abs(tree_phi[:, 0] + tree_phi[:, 1]).mean(), rtol=1e-6)
+    np.testing.assert_allclose(members, np.abs(tree_phi).mean(axis=0), rtol=1e-6)
 
 
 def _brute_force_permutation(fold_models, folds, X, y, params):

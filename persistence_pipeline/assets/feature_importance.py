@@ -76,6 +76,7 @@ def feature_importance(
         f"importance of {len(data.features)} features ({params.perm_repeats} permutation repeats, "
         f"{params.bootstrap_rounds} bootstrap rounds)",
     ):
+        groups = correlated_groups(data.X, data.features, model_settings.correlation_threshold)
         table, shap_n = importance_table(
             checkpoint["model"],
             checkpoint["fold_models"],
@@ -86,11 +87,9 @@ def feature_importance(
             params,
             checkpoint["prior_coef"],
             checkpoint["sample_weight"],
+            groups["group_id"].to_numpy(),
         )
-    table = table.merge(
-        correlated_groups(data.X, data.features, model_settings.correlation_threshold), on="feature"
-    )
-    table["group_shap_mean_abs"] = table.groupby("group_id")["shap_mean_abs"].transform("sum")
+    table = table.merge(groups, on="feature")
     earlier = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
     earlier = earlier[earlier["run_key"] != scope.run_key]
     previous_key = str(earlier["run_key"].iloc[-1]) if len(earlier) else None

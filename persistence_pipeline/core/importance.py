@@ -81,17 +81,35 @@ def mean_abs_linear_shap(coef: np.ndarray, Z: np.ndarray) -> np.ndarray:
     return np.abs(coef) * spread
 
 
-def linear_mean_abs_shap(model: Pipeline, X: np.ndarray) -> np.ndarray:
-    """Mean |SHAP| of a linear pipeline over the rows of X."""
-    return mean_abs_linear_shap(model.named_steps["ridge"].coef_, standardized_inputs(model, X))
+def group_mean_abs_linear_shap(coef: np.ndarray, Z: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per feature, its group's mean |SHAP| under a linear model: mean_i |sum over the group's members
+    j of coef_j (z_ij - mean z_j)| (a group's SHAP value is the sum of its members'; opposite-signed
+    twins cancel), one group at a time (no n x p matrix)."""
+    per_group = {}
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        summed = sum(coef[j] * (Z[:, j] - Z[:, j].mean()) for j in members)
+        per_group[group] = float(np.abs(summed).mean())
+    return np.array([per_group[g] for g in groups])
 
 
-def mean_abs_shap(model: Regressor, X: np.ndarray, params: ImportanceParams) -> tuple[np.ndarray, int]:
-    """Mean |SHAP| per feature and the number of trades it was computed on."""
+def group_mean_abs(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per feature, mean over rows of |sum of the SHAP values (rows x features) of its group|."""
+    per_group = {g: float(np.abs(values[:, groups == g].sum(axis=1)).mean()) for g in np.unique(groups)}
+    return np.array([per_group[g] for g in groups])
+
+
+def mean_abs_shap(
+    model: Regressor, X: np.ndarray, params: ImportanceParams, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean |SHAP| per feature, its group's mean |sum of SHAP| (each feature its own group when
+    `groups` is None), and the number of trades they were computed on."""
+    groups = np.arange(X.shape[1]) if groups is None else np.asarray(groups)
     if isinstance(model, Pipeline):
-        return linear_mean_abs_shap(model, X), len(X)
+        coef, Z = model.named_steps["ridge"].coef_, standardized_inputs(model, X)
+        return mean_abs_linear_shap(coef, Z), group_mean_abs_linear_shap(coef, Z, groups), len(X)
     values = shap_values(model, X, params)
-    return np.abs(values).mean(axis=0), len(values)
+    return np.abs(values).mean(axis=0), group_mean_abs(values, groups), len(values)
 
 
 def bootstrap_spread(
@@ -189,10 +207,11 @@ def feature_importance(
     params: ImportanceParams,
     prior_coef: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, int]:
-    """One row per feature (coef and its std, shap_mean_abs and its std, perm_importance(_std), ic,
-    rank) and the SHAP sample size."""
-    shap_mean, shap_n = mean_abs_shap(model, X, params)
+    """One row per feature (coef and its std, shap_mean_abs and its std, group_shap_mean_abs of its
+    group in `groups`, perm_importance(_std), ic, rank) and the SHAP sample size."""
+    shap_mean, group_shap, shap_n = mean_abs_shap(model, X, params, groups)
     coef_std, shap_std = bootstrap_spread(model, X, y, prior_coef, sample_weight, params)
     perm_mean, perm_std = oos_permutation_importance(fold_models, folds, X, y, params)
     coef = standardized_coefficients(model)
@@ -204,6 +223,7 @@ def feature_importance(
             "coef_std": coef_std if coef_std is not None else missing,
             "shap_mean_abs": shap_mean,
             "shap_mean_abs_std": shap_std,
+            "group_shap_mean_abs": group_shap,
             "perm_importance": perm_mean,
             "perm_importance_std": perm_std,
             "ic": rank_ic_columns(X, y),
