@@ -112,11 +112,38 @@ def test_nogueira_matches_the_paper_and_pearson_identity():
 
 def test_rank_matrix_keeps_common_features_and_reranks():
     history = pd.DataFrame(
-        {"run_key": ["a", "a", "a", "b", "b"], "feature": ["x", "y", "z", "x", "z"], "rank": [3, 1, 2, 1, 2]}
+        {
+            "run_key": ["a", "a", "a", "b", "b"],
+            "feature": ["x", "y", "z", "x", "z"],
+            "rank": [3, 1, 2, 1, 2],
+            "shap_mean_abs": [1.0, 3.0, 2.0, 2.0, 1.0],
+        }
     )
     matrix = rank_matrix(history, ["a", "b"])
     assert list(matrix.columns) == ["x", "z"]
     assert matrix.loc["a"].tolist() == [2.0, 1.0] and matrix.loc["b"].tolist() == [1.0, 2.0]
+
+
+def test_tied_importances_share_their_average_rank_and_w_is_tie_corrected():
+    """A tree gives every feature it never splits on a mean |SHAP| of exactly 0. Broken by name (the
+    stored display rank) those ties get identical ranks in every run and inflate Kendall's W; with
+    average ranks and the tie correction, W equals Friedman's tie-corrected chi-square / (m (n - 1))."""
+    rng = np.random.default_rng(8)
+    m, n = 6, 12
+    shap = np.abs(rng.normal(size=(m, n)))
+    shap[:, 6:] = 0.0  # six features no tree splits on
+    for row in shap:  # and in each run, two more it happened not to use
+        row[rng.choice(6, 2, replace=False)] = 0.0
+    by_name = np.array([scipy.stats.rankdata(-row, method="ordinal") for row in shap])
+    history = history_from(by_name, shap=shap)
+    summary = stability_summary(history, quarters(m), k=3, mean_trade_overlap=0.0)
+    friedman = scipy.stats.friedmanchisquare(*[shap[:, j] for j in range(n)]).statistic / (m * (n - 1))
+    assert summary.kendall_w == pytest.approx(friedman)
+    assert kendall_w(by_name) > summary.kendall_w + 0.2  # name-broken ties: 0.89 against 0.57
+    ranks = rank_matrix(history, [f"run{r}" for r in range(m)])
+    assert (ranks.loc[:, [f"f{j}" for j in range(6, 12)]] == 8.5).all().all()  # 8 tied: mean of 5..12
+    table = feature_stability(history, k=3).set_index("feature")
+    assert table.loc["f8", "rank_mean"] == 8.5
 
 
 def test_feature_stability_by_hand():

@@ -11,8 +11,11 @@ compared, how many non-overlapping runs the stored ones are worth, and the mean 
 consecutive stored runs. With fewer than two compared runs there is nothing to compare, and every
 cross-run figure is None.
 
+- Ranks are by mean |SHAP| within each run, tied features sharing their average rank (a tree's
+  never-used features all have 0; the stored `rank` breaks ties by name, for display only).
 - Kendall's W (coefficient of concordance) of the importance ranks, runs as raters and features as
-  objects: W = 12 S / (m^2 (n^3 - n)), S the squared deviations of the features' rank sums.
+  objects, corrected for ties: W = 12 S / (m^2 (n^3 - n) - m sum T), S the squared deviations of
+  the features' rank sums, T = sum of t^3 - t over a run's groups of t tied features.
 - Spearman correlation of two runs' ranks: mean over all pairs, and of the latest two runs.
 - Nogueira, Sechidis & Brown (JMLR 2018) stability of top-k selection, with its asymptotic variance
   (their Definition 4 and Corollary 9) and a 95% interval clipped to [-1, 1]. Their normal interval
@@ -57,21 +60,38 @@ class StabilitySummary:
     note: str
 
 
+def average_importance_ranks(history: pd.DataFrame) -> pd.Series:
+    """Each history row's rank within its run by mean |SHAP| (1 = largest), ties sharing their
+    average rank: a tree gives every feature it never splits on exactly 0, and breaking those ties by
+    name (as the stored `rank` does, for display) would give them identical ranks in every run and
+    inflate every agreement figure (Kendall's W 0.79 -> 0.90 in a simulation)."""
+    return history.groupby("run_key")["shap_mean_abs"].rank(ascending=False, method="average")
+
+
 def rank_matrix(history: pd.DataFrame, run_order: list[str]) -> pd.DataFrame:
-    """Runs x features of importance ranks over the features every run has, re-ranked 1..n."""
-    wide = history.pivot(index="run_key", columns="feature", values="rank").reindex(run_order)
+    """Runs x features of average importance ranks (by mean |SHAP|, ties averaged) over the features
+    every run has, re-ranked 1..n among them."""
+    wide = history.pivot(index="run_key", columns="feature", values="shap_mean_abs").reindex(run_order)
     common = wide.dropna(axis=1)
     return pd.DataFrame(
-        average_ranks(common.to_numpy(dtype="float64").T).T, index=common.index, columns=common.columns
+        average_ranks(-common.to_numpy(dtype="float64").T).T, index=common.index, columns=common.columns
     )
 
 
 def kendall_w(ranks: np.ndarray) -> float:
-    """Kendall's W of an m x n matrix of untied ranks (m raters, n objects)."""
+    """Kendall's W of an m x n matrix of ranks (m raters, n objects), corrected for ties:
+    W = 12 S / (m^2 (n^3 - n) - m sum T), S the squared deviations of the objects' rank sums and T
+    the sum of t^3 - t over each rater's groups of t tied ranks (equal to Friedman's tie-corrected
+    chi-square / (m (n - 1)))."""
     m, n = ranks.shape
     sums = ranks.sum(axis=0)
     s = ((sums - sums.mean()) ** 2).sum()
-    return float(12.0 * s / (m**2 * (n**3 - n)))
+    ties = sum(
+        float(((counts**3) - counts).sum())
+        for counts in (np.unique(row, return_counts=True)[1] for row in ranks)
+    )
+    denominator = m**2 * (n**3 - n) - m * ties
+    return float(12.0 * s / denominator) if denominator > 0 else float("nan")
 
 
 def pairwise_spearman(ranks: np.ndarray) -> np.ndarray:
@@ -142,6 +162,7 @@ def feature_stability(history: pd.DataFrame, k: int) -> pd.DataFrame:
     n_total = history["run_key"].nunique()
     k = effective_k(k, history["feature"].nunique())
     rows = []
+    history = history.assign(rank=average_importance_ranks(history))
     for feature, runs in history.groupby("feature", sort=True):
         n = len(runs)
         direction = runs["coef"] if runs["coef"].notna().all() else runs["ic"]
