@@ -13,9 +13,16 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, TradeSource, resources_under
+
+# Two pytest-xdist workers share the two cores: scikit-learn's OpenMP threads (gradient-boosted trees)
+# would oversubscribe them and spin-wait (a 0.5 s walk-forward took 65 s beside one busy process).
+# One thread per worker, here and in the CLI processes the tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+threadpool_limits(1)
 
 
 @dataclass
