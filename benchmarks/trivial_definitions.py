@@ -8,7 +8,7 @@ import dagster as dg
 from persistence_pipeline.partitions import daily_partitions, single_run_backfill
 
 N_ASSETS = 8
-N_CHECKS = 6
+N_CHECKS = 7
 
 
 def _asset(index: int, upstream: dg.AssetsDefinition | None) -> dg.AssetsDefinition:

@@ -15,6 +15,7 @@ from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.changes import CHANGE_COLUMNS, material_top_changes
 from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.drift import feature_drift
+from persistence_pipeline.core.leakage import implausible_performance
 from persistence_pipeline.partitions import daily_partitions, run_range, run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
 from persistence_pipeline.storage import history, runs
@@ -91,7 +92,10 @@ def trades_have_plausible_returns(
 @dg.asset_check(
     asset=profit_model,
     partitions_def=daily_partitions,
-    description=("The model has out-of-sample predictions and finite OOS metrics."),
+    description=(
+        "The model has out-of-sample predictions and finite OOS metrics (fails otherwise); warns when "
+        "the OOS R^2 is negative (the predictions are worse than predicting the mean return)."
+    ),
 )
 def profit_model_is_sane(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
@@ -101,11 +105,59 @@ def profit_model_is_sane(
     if row is None:
         return dg.AssetCheckResult(passed=False, description=f"no run_metrics row for {run_key}")
     n_oos, ic, r2 = int(row["n_oos"]), float(row["oos_rank_ic"]), float(row["oos_r2"])
-    passed = bool(n_oos > 0 and np.isfinite(ic) and np.isfinite(r2))
+    finite = bool(n_oos > 0 and np.isfinite(ic) and np.isfinite(r2))
+    description = f"{n_oos} OOS trades, rank IC {ic:.4f}, R^2 {r2:.4f}"
+    if finite and r2 < 0:
+        description += ": R^2 < 0, the predictions are worse than the mean return"
     return dg.AssetCheckResult(
-        passed=passed,
-        description=f"{n_oos} OOS trades, rank IC {ic:.4f}, R^2 {r2:.4f}",
-        metadata={"n_oos": n_oos, "oos_rank_ic": float(ic) if np.isfinite(ic) else None},
+        passed=finite and r2 >= 0,
+        severity=dg.AssetCheckSeverity.ERROR if not finite else dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata={
+            "n_oos": n_oos,
+            "oos_rank_ic": float(ic) if np.isfinite(ic) else None,
+            "oos_r2": float(r2) if np.isfinite(r2) else None,
+        },
+    )
+
+
+@dg.asset_check(
+    asset=feature_importance,
+    partitions_def=daily_partitions,
+    description=(
+        "The run's out-of-sample rank IC and hit rate are within what entry-time trade features plausibly "
+        "reach (analysis_settings.max_plausible_oos_rank_ic, max_plausible_hit_rate); beyond, a leak that "
+        "no single feature shows (an interaction) is likely, and the features with the largest OOS "
+        "permutation importance are named."
+    ),
+)
+def oos_performance_is_plausible(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: Warehouse,
+    model_settings: ModelSettings,
+    analysis_settings: AnalysisSettings,
+) -> dg.AssetCheckResult:
+    run_key = run_scope(context, model_settings.kind).run_key
+    db = run_database(context, warehouse)
+    row = runs.run_metrics_row(db, run_key)
+    if row is None:
+        return dg.AssetCheckResult(passed=False, description=f"no run_metrics row for {run_key}")
+    ic, hit = float(row["oos_rank_ic"]), float(row["oos_hit_rate"])
+    problem = implausible_performance(
+        ic,
+        hit,
+        history.importance_history(db, [run_key]),
+        analysis_settings.max_plausible_oos_rank_ic,
+        analysis_settings.max_plausible_hit_rate,
+    )
+    return dg.AssetCheckResult(
+        passed=problem is None,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=problem or f"OOS rank IC {ic:.4f}, hit rate {hit:.3f}: plausible",
+        metadata={
+            "oos_rank_ic": ic if np.isfinite(ic) else None,
+            "oos_hit_rate": hit if np.isfinite(hit) else None,
+        },
     )
 
 

@@ -54,6 +54,7 @@ ASSET_CHECKS = [
     checks.trades_have_plausible_returns,
     checks.profit_model_is_sane,
     checks.no_leaky_features,
+    checks.oos_performance_is_plausible,
     checks.feature_drift_since_previous_run,
     checks.top_features_unchanged,
 ]

@@ -156,6 +156,8 @@ class AnalysisSettings(dg.ConfigurableResource):
     leakage_max_abs_ic: float = 0.3
     drift_max_psi: float = 0.25
     max_abs_trade_return: float = 0.5
+    max_plausible_oos_rank_ic: float = 0.5
+    max_plausible_hit_rate: float = 0.8
     ic_period_days: int = 7
     min_trades_per_period: int = 10
     decay_level: float = 0.01

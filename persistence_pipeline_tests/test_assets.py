@@ -101,3 +101,14 @@ def test_a_reversed_range_says_it_is_reversed(tmp_path):
     with pytest.raises(dg.Failure, match=r"the partition range 2021-03-31...2021-01-04 is reversed"):
         project.invoke(trades, "2021-03-31", "2021-01-04")
     assert not project.warehouse_path.exists()
+
+
+def test_a_negative_oos_r2_warns(embedded_runs: EmbeddedRuns):
+    """The first embedded quarter predicts worse than the mean (R^2 < 0): the sanity check warns
+    (it used to pass whenever the metrics were finite); the plausibility check passes."""
+    evaluations = {e.check_name: e for e in embedded_runs.first_result.get_asset_check_evaluations()}
+    sane = evaluations["profit_model_is_sane"]
+    assert sane.metadata["oos_r2"].value < 0
+    assert not sane.passed and sane.severity == dg.AssetCheckSeverity.WARN
+    assert "R^2 < 0, the predictions are worse than the mean return" in sane.description
+    assert evaluations["oos_performance_is_plausible"].passed

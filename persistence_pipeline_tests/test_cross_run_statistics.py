@@ -1,5 +1,6 @@
 """Cross-run statistics against brute-force loops, scipy and identities from the literature."""
 
+import datetime as dt
 import itertools
 
 import numpy as np
@@ -8,8 +9,10 @@ import pytest
 import scipy.stats
 
 from persistence_pipeline.core.changes import describe_changes, importance_changes, top_set_change
+from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.drift import feature_drift, psi
-from persistence_pipeline.core.leakage import leakage_suspects
+from persistence_pipeline.core.leakage import implausible_performance, quarantine
+from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.priors import (
     CurriculumParams,
     PriorParams,
@@ -31,6 +34,7 @@ from persistence_pipeline.core.stability import (
     rank_matrix,
     stability_summary,
 )
+from persistence_pipeline.core.strategies import generate_trades
 
 pytestmark = pytest.mark.core
 
@@ -322,6 +326,61 @@ def test_psi_ignores_missing_values():
     assert psi(values, np.append(values, [np.nan] * 30)) == pytest.approx(0.0)
 
 
-def test_leakage_by_hand():
-    suspects = leakage_suspects(pd.DataFrame({"feature": ["a", "b", "c"], "ic": [0.05, -0.8, 0.4]}), 0.3)
-    assert suspects["feature"].tolist() == ["b", "c"]
+def test_on_the_embedded_data_no_honest_feature_is_quarantined():
+    """Issue 12: pooled over both strategies, `signal_strength` and `strategy_confidence` (computed
+    before entry) were quarantined in several quarters of 2012-2024 (2020-Q4 among them); within
+    each strategy, counting entry days, no feature of any quarter is."""
+    trades = generate_trades(load_embedded_bars())
+    pooled_flags, within_flags = {}, {}
+    for start in pd.date_range("2012-01-01", "2024-10-01", freq="QS", tz="UTC"):
+        end = start + pd.DateOffset(months=3)
+        quarter = trades[(trades["entry_time"] >= start) & (trades["entry_time"] < end)]
+        if len(quarter) < 60:
+            continue
+        data = training_set(quarter, end)
+        days = data.trades["entry_time"].dt.floor("D").to_numpy()
+        pooled_flags[start.date()] = quarantine(data.X, data.y, data.features, 0.3)["feature"].tolist()
+        strategy = data.trades["strategy"].to_numpy()
+        within_flags[start.date()] = quarantine(data.X, data.y, data.features, 0.3, strategy, days)[
+            "feature"
+        ].tolist()
+    assert set(pooled_flags[dt.date(2020, 10, 1)]) == {"signal_strength", "strategy_confidence"}
+    assert sum(bool(f) for f in pooled_flags.values()) >= 5
+    assert not any(within_flags.values())
+
+
+def test_implausible_performance_names_the_features_that_carry_it():
+    importance = pd.DataFrame({"feature": ["a", "b", "c", "d"], "perm_importance": [0.1, 2.0, 0.5, 1.0]})
+    assert implausible_performance(0.2, 0.6, importance, 0.5, 0.8) is None
+    assert implausible_performance(float("nan"), float("nan"), importance, 0.5, 0.8) is None
+    text = implausible_performance(0.98, 0.96, importance, 0.5, 0.8)
+    assert text is not None
+    assert text.startswith("OOS rank IC 0.980 > 0.5 and OOS hit rate 0.960 > 0.8")
+    assert text.endswith("likely leak (largest OOS permutation importance): b (2), d (1), c (0.5)")
+    only_hits = implausible_performance(0.3, 0.85, importance, 0.5, 0.8)
+    assert only_hits is not None and only_hits.startswith("OOS hit rate 0.850 > 0.8:")
+
+
+def test_the_leak_screen_looks_within_each_strategy():
+    """`mixed` has IC 0.15 within each strategy but means something different in each, so pooled it
+    reaches about 0.4 (what quarantined honest features before); `leak` is the return plus noise in
+    one strategy only; the screen flags only the leak and names its strategy."""
+    rng = np.random.default_rng(5)
+    n = 600
+    strategy = np.repeat(["mean_reversion", "momentum"], n // 2)
+    y = rng.normal(size=n) + np.where(strategy == "momentum", 1.5, -1.5)
+    mixed = np.where(strategy == "momentum", 3.0, -3.0) + 0.15 * y + rng.normal(size=n)
+    leak = np.where(strategy == "momentum", y + rng.normal(scale=0.3, size=n), rng.normal(size=n))
+    X = np.column_stack([mixed, leak, rng.normal(size=n)])
+    features = ["mixed", "leak", "noise"]
+    pooled = quarantine(X, y, features, 0.3)
+    assert set(pooled["feature"]) == {"mixed", "leak"}  # pooling flags the honest feature
+    within = quarantine(X, y, features, 0.3, strategy)
+    assert within["feature"].tolist() == ["leak"]
+    momentum = strategy == "momentum"
+    expected = scipy.stats.spearmanr(leak[momentum], y[momentum]).statistic
+    assert within["ic"].iloc[0] == pytest.approx(expected)
+    assert "within strategy 'momentum' (300 trades)" in within["reason"].iloc[0]
+    for name in ("mean_reversion", "momentum"):
+        rows = strategy == name
+        assert abs(scipy.stats.spearmanr(mixed[rows], y[rows]).statistic) < 0.3

@@ -62,11 +62,15 @@ def test_run_metrics_are_the_out_of_sample_results(ran, expected_trades):
     metrics = project.table("run_metrics")
     assert metrics["run_key"].tolist() == [RUN_KEY]
     row = metrics.iloc[0]
-    labelled = expected_trades[expected_trades["exit_time"] < pd.Timestamp("2021-07-01", tz="UTC")]
+    end = pd.Timestamp("2021-07-01", tz="UTC")
+    still_open = expected_trades["exit_time"] >= end
+    cut = expected_trades.loc[still_open, "entry_time"].min()  # the first trade open at the end
+    labelled = expected_trades[expected_trades["entry_time"] < cut]
     labelled = labelled.sort_values(["entry_time", "trade_id"]).reset_index(drop=True)
     assert row["n_trades"] == 564
     assert row["n_train"] == len(labelled)
-    assert row["n_unrealized"] == 564 - len(labelled) > 0
+    assert row["n_unrealized"] == int(still_open.sum()) > 0
+    assert row["n_censored"] == 564 - row["n_unrealized"] - len(labelled)
     assert row["priors_from_run_key"] is None or pd.isna(row["priors_from_run_key"])
     assert row["model_kind"] == "ridge" and row["n_features"] == len(FEATURES)
     fitted = train_and_evaluate(
@@ -127,7 +131,8 @@ def test_importance_history_has_one_ranked_row_per_feature(ran):
     assert (history["perm_importance_std"] >= 0).all()
     assert (history["range_end"] == pd.Timestamp(END)).all()
     trades = project.table("trades")
-    labelled = trades[trades["exit_time"] < pd.Timestamp("2021-07-01", tz="UTC")]
+    cut = trades.loc[trades["exit_time"] >= pd.Timestamp("2021-07-01", tz="UTC"), "entry_time"].min()
+    labelled = trades[trades["entry_time"] < cut]  # the trades the model learned from
     for _, row in history.iloc[:3].iterrows():
         assert row["ic"] == pytest.approx(
             scipy.stats.spearmanr(labelled[row["feature"]], labelled["return"]).statistic
@@ -229,13 +234,14 @@ def test_quote_identifier_refuses_nul():
 def test_progress_counts_and_stage_timings_are_logged(ran, ran_instance):
     import re
 
-    _, result = ran
+    project, result = ran
+    n_train = int(project.table("run_metrics")["n_train"].iloc[0])
     messages = [entry.user_message for entry in ran_instance.all_logs(result.run_id)]
     text = "\n".join(messages)
     assert re.search(r"read and validated trades from embedded data .*: \d+\.\d\d s", text)
     assert f"564 of 12581 trades of the source entered in {START}..{END}" in text
     assert re.search(r"replaced the range's rows of table trades with 564 trades: \d+\.\d\d s", text)
-    assert f"{RUN_KEY}: 502 labelled trades x 19 features" in text
+    assert f"{RUN_KEY}: {n_train} labelled trades x 19 features" in text
     assert re.search(r"ridge: 5-fold purged walk-forward and final fit: \d+\.\d\d s", text)
     assert re.search(
         r"importance of 19 features \(5 permutation repeats, 20 bootstrap rounds\): \d+\.\d\d s", text

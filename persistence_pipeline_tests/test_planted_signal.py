@@ -177,3 +177,39 @@ def test_top_feature_flips_warn_only_beyond_the_bootstrap_spread(planted):
         "top 3 changed since 2022-04-01..2022-06-30/ridge within the bootstrap spread of the importances: "
         "regime_only for decaying"
     ]  # the fading feature is overtaken: reported, but no alarm
+
+
+def test_a_leak_no_single_feature_shows_fails_the_plausibility_check(tmp_path):
+    """A post-exit statistic times a random +-1 flag: each alone has an IC near 0, so the
+    per-feature screen quarantines nothing, but a tree multiplies them back and predicts almost
+    perfectly out of sample. The plausibility check fails and names the pair."""
+    log = planted_trade_log(seed=3).drop(columns=["leaky"])
+    rng = np.random.default_rng(3)
+    realized = log["exit_price"] / log["entry_price"] - 1
+    flag = rng.choice([-1.0, 1.0], len(log))
+    log["flag"] = flag
+    log["post_exit_signed"] = flag * (realized + rng.normal(scale=0.002, size=len(log)))
+    (tmp_path / "log").mkdir()
+    log.to_parquet(tmp_path / "log" / "trades.parquet")
+    project = Project(
+        tmp_path,
+        TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")),
+        ModelSettings(kind="gbt", n_folds=3, perm_repeats=2, bootstrap_rounds=2),
+    )
+    result = project.materialize(
+        *QUARTERS[0],
+        without=(
+            "feature_stability",
+            "stability_summary",
+            "feature_alpha",
+            "feature_priors",
+            "persistence_dashboard",
+        ),
+    )
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["no_leaky_features"].passed  # no single feature gives it away
+    plausible = evaluations["oos_performance_is_plausible"]
+    assert not plausible.passed and plausible.severity == dg.AssetCheckSeverity.ERROR
+    assert float(plausible.description.split("OOS rank IC ")[1].split(" ")[0]) > 0.7
+    named = plausible.description.split("likely leak")[1]
+    assert "post_exit_signed" in named and "flag" in named

@@ -9,6 +9,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import r2_score
 from sklearn.pipeline import Pipeline
 
+from persistence_pipeline.core.dataset import data_loss, training_set
 from persistence_pipeline.core.importance import (
     ImportanceParams,
     feature_importance,
@@ -286,3 +287,41 @@ def test_out_of_range_inputs_are_clipped_at_five_sigma():
     np.testing.assert_allclose(model.predict(extreme[None, :]), model.predict(at_five[None, :]))
     shap_values = linear_shap_values(model, np.vstack([X, extreme]))
     assert np.abs(shap_values).max() <= np.abs(model.named_steps["ridge"].coef_).max() * 10
+
+
+def test_the_training_sample_is_chosen_by_entry_not_by_exit():
+    """Losers are held longer. Keeping every trade realized by the range end keeps the last days'
+    quick winners and drops their slow losers, so the last (always tested) block looks better than
+    it is; cut at the first trade still open, the sample is every trade entered before the cut."""
+    rng = np.random.default_rng(4)
+    n = 4000
+    entry = pd.Timestamp("2021-01-04", tz="UTC") + pd.to_timedelta(np.sort(rng.uniform(0, 90, n)), unit="D")
+    ret = rng.normal(0.0, 0.02, n)
+    held = np.where(ret < 0, rng.uniform(3, 12, n), rng.uniform(0.5, 4, n))  # losers held longer
+    trades = pd.DataFrame(
+        {
+            "trade_id": [f"t{i:05d}" for i in range(n)],
+            "entry_time": entry,
+            "exit_time": entry + pd.to_timedelta(held, unit="D"),
+            "return": ret,
+            "f": rng.normal(size=n),
+        }
+    )
+    end = pd.Timestamp("2021-04-04", tz="UTC")
+    data = training_set(trades, end)
+    open_at_end = trades["exit_time"] >= end
+    cut = trades.loc[open_at_end, "entry_time"].min()
+    expected = trades[trades["entry_time"] < cut]
+    assert (expected["exit_time"] < end).all()  # before the cut, every trade is realized
+    assert data.trades["trade_id"].tolist() == expected["trade_id"].tolist()
+    assert data.n_unrealized == int(open_at_end.sum()) and data.n_unrealized > 0
+    assert data.n_censored == int((~open_at_end).sum()) - len(expected) > 0
+    loss = data_loss(n, data).set_index("reason")["n_trades"]
+    assert (
+        loss["dropped: realized, entered after the first trade still open at the range end"]
+        == data.n_censored
+    )
+    # the bias it removes: over the last ten days, the realized trades win more than all trades do
+    last = trades["entry_time"] >= end - pd.Timedelta(days=10)
+    realized_only = trades.loc[last & ~open_at_end, "return"]
+    assert (realized_only > 0).mean() > (trades.loc[last, "return"] > 0).mean() + 0.1

@@ -112,6 +112,7 @@ def run_metrics_row(
         "n_trades": data.n_read,
         "n_train": len(data.y),
         "n_unrealized": data.n_unrealized,
+        "n_censored": data.n_censored,
         "n_features": len(data.features),
         "n_folds": len(fitted.folds),
         **oos,
@@ -161,7 +162,14 @@ def profit_model(
     data = training_set(stored, window.end)
     require_enough(data, model_settings.min_train_trades, window.first_day, window.last_day)
     loss = data_loss(source_trade_count(db, window.first_day, window.last_day), data)
-    excluded = quarantine(data.X, data.y, data.features, analysis_settings.leakage_max_abs_ic)
+    excluded = quarantine(
+        data.X,
+        data.y,
+        data.features,
+        analysis_settings.leakage_max_abs_ic,
+        data.trades["strategy"].to_numpy(),
+        data.trades["entry_time"].dt.floor("D").to_numpy(),
+    )
     data = data.without(excluded["feature"].tolist())
     warm = warm_start(db, model_settings, scope, data)
     context.log.info(
@@ -210,8 +218,8 @@ def profit_model(
     finish(context, db, scope.run_key)
     context.log.info(
         f"{scope.run_key}: trained on {len(data.y)} trades ({data.n_unrealized} dropped: exit after "
-        f"{window.last_day}), {len(fitted.folds)} walk-forward folds, OOS rank IC {m.rank_ic:.4f}; "
-        + "; ".join(warm.notes)
+        f"{window.last_day}; {data.n_censored} entered after the first of those), "
+        f"{len(fitted.folds)} walk-forward folds, OOS rank IC {m.rank_ic:.4f}; " + "; ".join(warm.notes)
     )
     return dg.MaterializeResult(
         metadata={
@@ -223,6 +231,7 @@ def profit_model(
             "n_trades_in_range": data.n_read,
             "n_train": len(data.y),
             "n_dropped_label_after_range_end": data.n_unrealized,
+            "n_dropped_entered_after_first_open_trade": data.n_censored,
             "data_loss": markdown_table(loss),
             "excluded_features": markdown_table(excluded) if len(excluded) else "none",
             "n_folds": len(fitted.folds),

@@ -31,7 +31,7 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "oos_n_taken INTEGER, oos_mean_return_taken DOUBLE, oos_mean_return_all DOUBLE, "
             "priors_from_run_key VARCHAR, curriculum_from_run_key VARCHAR, alpha_used DOUBLE, seed INTEGER, "
             "model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER, "
-            "created_at TIMESTAMPTZ"
+            "created_at TIMESTAMPTZ, n_censored INTEGER"
         ),
         ("run_key",),
     ),
