@@ -165,9 +165,10 @@ def oos_performance_is_plausible(
     asset=profit_model,
     partitions_def=daily_partitions,
     description=(
-        "No feature predicts the realized return implausibly well in sample (|rank IC| above "
-        "analysis_settings.leakage_max_abs_ic). Such features are likely computed after entry: profit_model "
-        "quarantines them (table excluded_features) and this check fails with the evidence."
+        "No feature predicts the realized return implausibly well in sample within any strategy (|rank "
+        "IC| above max(analysis_settings.leakage_max_abs_ic, 5/sqrt(entry days))). Such features are likely "
+        "computed after entry: profit_model quarantines them (table excluded_features) and this check "
+        "fails with the evidence."
     ),
 )
 def no_leaky_features(
