@@ -24,6 +24,7 @@ def report(warehouse: Path, markdown: bool, top_n: int) -> int:
             markdown,
             top_n,
             latest.quarantined,
+            latest.interactions,
         ),
         end="",
     )

@@ -117,6 +117,8 @@ class ModelSettings(dg.ConfigurableResource):
     seed: int = 0
     perm_repeats: int = 5
     shap_sample_size: int = 2000
+    interaction_sample_size: int = 500
+    interaction_top: int = 10
     perm_sample_size: int = 20000
     bootstrap_rounds: int = 20
     bootstrap_sample_size: int = 50000
@@ -139,6 +141,8 @@ class ModelSettings(dg.ConfigurableResource):
             perm_sample_size=self.perm_sample_size,
             bootstrap_rounds=self.bootstrap_rounds,
             bootstrap_sample_size=self.bootstrap_sample_size,
+            interaction_sample_size=self.interaction_sample_size,
+            interaction_top=self.interaction_top,
             seed=self.seed,
         )
 

@@ -506,6 +506,34 @@ def test_summary_lists_top_alpha_with_intervals_and_every_decaying_feature():
     assert not any(line.startswith("| c |") for line in lines)
 
 
+PAIRS = pd.DataFrame(
+    {
+        "feature_a": ["steady 01", "steady 02"],
+        "feature_b": ["steady 05", "steady 03"],
+        "interaction_mean_abs": [0.0012, 0.0004],
+        "rank": [1, 2],
+    }
+)
+
+
+def test_summary_and_report_list_the_strongest_interactions():
+    lines = dashboard_summary(dataclasses.replace(make_inputs(n_runs=2), interactions=PAIRS)).splitlines()
+    start = lines.index("### Strongest feature interactions (latest run)")
+    assert lines[start + 1 : start + 3] == [
+        "- steady 01 x steady 05: mean |SHAP interaction| 0.00120",
+        "- steady 02 x steady 03: mean |SHAP interaction| 0.00040",
+    ]
+    assert "- none recorded (a linear model has no interactions" in dashboard_summary(make_inputs(n_runs=2))
+    text = render_report(latest_row(), None, hand_alpha(), 8, False, 2, interactions=PAIRS)
+    assert text.endswith(
+        "Strongest feature interactions\n  steady 01 x steady 05: mean |SHAP interaction| 0.00120\n"
+        "  steady 02 x steady 03: mean |SHAP interaction| 0.00040\n"
+    )
+    assert "Strongest feature interactions" not in render_report(
+        latest_row(), None, hand_alpha(), 8, False, 2
+    )
+
+
 @pytest.mark.parametrize("markdown", [False, True])
 def test_report_lists_top_alpha_with_intervals_and_every_decaying_feature(markdown):
     text = render_report(latest_row(), None, hand_alpha(), 8, markdown, 2)

@@ -213,3 +213,10 @@ def test_a_leak_no_single_feature_shows_fails_the_plausibility_check(tmp_path):
     assert float(plausible.description.split("OOS rank IC ")[1].split(" ")[0]) > 0.7
     named = plausible.description.split("likely leak")[1]
     assert "post_exit_signed" in named and "flag" in named
+    # the tree's strongest SHAP interaction is the pair that carries the leak
+    interactions = project.table("feature_interactions", order_by="rank")
+    assert {interactions["feature_a"].iloc[0], interactions["feature_b"].iloc[0]} == {
+        "flag",
+        "post_exit_signed",
+    }
+    assert interactions["rank"].tolist() == list(range(1, len(interactions) + 1)) and len(interactions) == 10

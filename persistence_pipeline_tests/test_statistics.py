@@ -1,5 +1,7 @@
 """Every statistic of the core cross-checked against an independent computation on small data."""
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +19,8 @@ from persistence_pipeline.core.importance import (
     linear_shap_values,
     mean_abs_shap,
     oos_permutation_importance,
+    pair_strengths,
+    top_interactions,
 )
 from persistence_pipeline.core.metrics import out_of_sample_metrics, rank_ic, rank_ic_columns
 from persistence_pipeline.core.model import (
@@ -287,6 +291,38 @@ def test_out_of_range_inputs_are_clipped_at_five_sigma():
     np.testing.assert_allclose(model.predict(extreme[None, :]), model.predict(at_five[None, :]))
     shap_values = linear_shap_values(model, np.vstack([X, extreme]))
     assert np.abs(shap_values).max() <= np.abs(model.named_steps["ridge"].coef_).max() * 10
+
+
+def test_pair_strengths_by_brute_force():
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=(30, 4, 4))
+    table = pair_strengths(values, ["a", "b", "c", "d"], top=3)
+    brute = {
+        (f, g): np.mean([abs(values[t, i, j] + values[t, j, i]) for t in range(30)])
+        for (i, f), (j, g) in itertools.combinations(enumerate("abcd"), 2)
+    }
+    best = sorted(brute.items(), key=lambda kv: -kv[1])[:3]
+    assert list(zip(table["feature_a"], table["feature_b"], strict=True)) == [pair for pair, _ in best]
+    np.testing.assert_allclose(table["interaction_mean_abs"], [v for _, v in best])
+    assert table["rank"].tolist() == [1, 2, 3]
+
+
+def test_a_tree_model_records_the_interaction_a_linear_model_cannot_have():
+    """`a` matters only when `b` is positive: the tree's strongest SHAP interaction is (a, b), as
+    shap's TreeExplainer gives it directly; a linear model records none."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(3000, 4))
+    y = 0.5 * X[:, 0] * (X[:, 1] > 0) + rng.normal(scale=0.2, size=3000)
+    features = ["a", "b", "c", "d"]
+    params = ImportanceParams(interaction_sample_size=300, interaction_top=3)
+    model = HistGradientBoostingRegressor(max_iter=60, random_state=0).fit(X, y)
+    table = top_interactions(model, X, features, params)
+    assert (table["feature_a"].iloc[0], table["feature_b"].iloc[0]) == ("a", "b")
+    sample = X[np.sort(np.random.default_rng(params.seed).choice(len(X), 300, replace=False))]
+    direct = shap.TreeExplainer(model).shap_interaction_values(sample)
+    assert table["interaction_mean_abs"].iloc[0] == pytest.approx(np.abs(2 * direct[:, 0, 1]).mean())
+    assert table["interaction_mean_abs"].iloc[0] > 5 * table["interaction_mean_abs"].iloc[1]
+    assert top_interactions(fit_prior_ridge(X, y, 1.0), X, features, params).empty
 
 
 def test_the_training_sample_is_chosen_by_entry_not_by_exit():

@@ -196,6 +196,12 @@ def test_history_round_trips_and_records_the_explainer(tmp_path):
     assert history.importance_changes(db, RUN)["previous_run_key"].isna().all()
     row = runs.run_metrics_row(db, RUN)
     assert row is not None and row["explainer"] == "closed form" and row["shap_sample_size"] == 4
+    assert history.interactions(db, RUN).empty  # a linear model records none
+    pairs = pd.DataFrame(
+        {"feature_a": ["a", "a"], "feature_b": ["b", "c"], "interaction_mean_abs": [0.3, 0.1], "rank": [1, 2]}
+    )
+    history.write_importance(db, RUN, dt.date(2021, 3, 31), importance, changes, None, "tree", 4, pairs)
+    assert history.interactions(db, RUN)[["feature_b", "rank"]].values.tolist() == [["b", 1], ["c", 2]]
 
 
 def test_training_overlap_counts_match_a_loop(tmp_path):

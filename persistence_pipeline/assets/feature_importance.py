@@ -9,7 +9,7 @@ from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_
 from persistence_pipeline.core.changes import describe_changes, importance_changes
 from persistence_pipeline.core.correlation import correlated_groups
 from persistence_pipeline.core.dataset import TrainingSet, training_set
-from persistence_pipeline.core.importance import explainer_name
+from persistence_pipeline.core.importance import explainer_name, top_interactions
 from persistence_pipeline.core.importance import feature_importance as importance_table
 from persistence_pipeline.core.model import Fold
 from persistence_pipeline.partitions import run_scope
@@ -76,7 +76,7 @@ def feature_importance(
         f"importance of {len(data.features)} features ({params.perm_repeats} permutation repeats, "
         f"{params.bootstrap_rounds} bootstrap rounds)",
     ):
-        groups = correlated_groups(data.X, data.features, model_settings.correlation_threshold)
+        correlation = correlated_groups(data.X, data.features, model_settings.correlation_threshold)
         table, shap_n = importance_table(
             checkpoint["model"],
             checkpoint["fold_models"],
@@ -87,9 +87,11 @@ def feature_importance(
             params,
             checkpoint["prior_coef"],
             checkpoint["sample_weight"],
-            groups["group_id"].to_numpy(),
+            correlation["group_id"].to_numpy(),
         )
-    table = table.merge(groups, on="feature")
+    table = table.merge(correlation, on="feature")
+    with timed(context.log, "SHAP interaction values (trees only)"):
+        interactions = top_interactions(checkpoint["model"], data.X, data.features, params)
     earlier = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
     earlier = earlier[earlier["run_key"] != scope.run_key]
     previous_key = str(earlier["run_key"].iloc[-1]) if len(earlier) else None
@@ -97,7 +99,15 @@ def feature_importance(
     changes = importance_changes(previous, table, analysis_settings.top_k)
     explainer = explainer_name(checkpoint["model"])
     history.write_importance(
-        db, scope.run_key, scope.window.last_day, table, changes, previous_key, explainer, shap_n
+        db,
+        scope.run_key,
+        scope.window.last_day,
+        table,
+        changes,
+        previous_key,
+        explainer,
+        shap_n,
+        interactions,
     )
     finish(context, db, scope.run_key)
     context.log.info(
@@ -119,6 +129,9 @@ def feature_importance(
             "correlated_groups": markdown_table(groups[GROUP_SHOWN], 30, "features")
             if len(groups)
             else "no two features correlate above the threshold",
+            "top_interactions": markdown_table(interactions, params.interaction_top, "pairs")
+            if len(interactions)
+            else "none: a linear model has no interactions (use model_settings.kind = gbt)",
             "dagster/row_count": len(table),
         }
     )

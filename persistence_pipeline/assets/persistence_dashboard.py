@@ -52,6 +52,7 @@ def persistence_dashboard(
         run_key=scope.run_key,
         top_n=dashboard_store.top_n,
         quarantined=runs.quarantined_features(db, stored["run_key"].tolist()),
+        interactions=history.interactions(db, scope.run_key),
     )
     png = draw_dashboard(inputs)
     newest = runs.newest_range_end(db, model_settings.kind)  # this run's included

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND
+from persistence_pipeline.core.importance import INTERACTION_COLUMNS
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -76,6 +77,9 @@ class DashboardInputs:
     # excluded_features rows (run_key, feature, ic, reason) of those runs: features quarantined as
     # possible leakage; rows of runs not in `runs` are ignored (a backfill never shows its future)
     quarantined: pd.DataFrame = field(default_factory=_empty_quarantined)
+    # feature_interactions rows of the latest run (feature_a, feature_b, interaction_mean_abs, rank):
+    # trees only, empty for a linear model
+    interactions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INTERACTION_COLUMNS))
 
     def __post_init__(self) -> None:
         missing = [c for c in QUARANTINED_COLUMNS if c not in self.quarantined.columns]
@@ -694,6 +698,19 @@ def _cell(value: object) -> str:
     return _plain(value).replace("|", "\\|")
 
 
+def interaction_lines(interactions: pd.DataFrame, limit: int = 5) -> list[str]:
+    """The strongest feature pairs of the run as plain lines ("a x b: mean |SHAP interaction| 0.0012"),
+    or one line saying why there are none."""
+    if interactions.empty:
+        return ["none recorded (a linear model has no interactions; gradient-boosted trees record them)"]
+    shown = interactions.sort_values("rank").head(limit)
+    return [
+        f"{_plain(row['feature_a'])} x {_plain(row['feature_b'])}: mean |SHAP interaction| "
+        f"{_fmt(row['interaction_mean_abs'], '.5f')}"
+        for _, row in shown.iterrows()
+    ]
+
+
 def _quarantined_section(inputs: DashboardInputs) -> list[str]:
     table = quarantined_by_feature(inputs.quarantined, inputs.runs["run_key"].tolist())
     if table.empty:
@@ -818,5 +835,9 @@ def dashboard_summary(inputs: DashboardInputs) -> str:
     decaying = inputs.alpha.loc[_decaying(inputs.alpha), "feature"].tolist()
     listed = ", ".join(_plain(f) for f in decaying) or "none"
     lines.append(f"\nDecaying: {listed if decay_tested(inputs.alpha) else DECAY_UNTESTED}.")
+    lines += [
+        "\n### Strongest feature interactions (latest run)",
+        *(f"- {line}" for line in interaction_lines(inputs.interactions)),
+    ]
     lines += _quarantined_section(inputs)
     return "\n".join(lines)

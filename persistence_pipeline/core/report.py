@@ -11,6 +11,7 @@ from persistence_pipeline.core.dashboard import (
     alpha_gate,
     alpha_listing,
     alpha_scored,
+    interaction_lines,
     markdown_table,
     quarantined_by_feature,
     stability_lines,
@@ -49,6 +50,7 @@ def render_report(
     markdown: bool,
     top_n: int = 10,
     quarantined: pd.DataFrame | None = None,
+    interactions: pd.DataFrame | None = None,
 ) -> str:
     """The report of the latest run (by range end) and what is known as of it: the run, its stability
     summary (runs compared vs stored, "n/a" for NULL figures) and the top_n alpha features with every
@@ -90,4 +92,10 @@ def render_report(
             lines.append(table.to_string(index=False))
         for note in notes:  # a blank line first: in markdown a line right below a table is one of its rows
             lines += ["", note]
+    if interactions is not None:
+        lines += [
+            "",
+            f"{heading}Strongest feature interactions",
+            *(f"{bullet}{line}" for line in interaction_lines(interactions)),
+        ]
     return "\n".join(lines) + "\n"

@@ -71,6 +71,12 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         ),
         ("run_key", "feature"),
     ),
+    "feature_interactions": (
+        _columns(
+            "run_key VARCHAR, feature_a VARCHAR, feature_b VARCHAR, interaction_mean_abs DOUBLE, rank INTEGER"
+        ),
+        ("run_key", "feature_a", "feature_b"),
+    ),
     "importance_changes": (
         _columns(
             "run_key VARCHAR, previous_run_key VARCHAR, feature VARCHAR, previous_rank INTEGER, "
@@ -161,7 +167,7 @@ STAGE_TABLES: dict[str, tuple[str, ...]] = {
         "data_loss",
         "feature_coverage",
     ),
-    "feature_importance": ("feature_importance_history", "importance_changes"),
+    "feature_importance": ("feature_importance_history", "importance_changes", "feature_interactions"),
     "feature_stability": ("feature_stability",),
     "stability_summary": ("stability_summary",),
     "feature_alpha": ("feature_alpha", "feature_ic_series"),

@@ -28,10 +28,21 @@ def write_importance(
     previous_run_key: str | None,
     explainer: str,
     shap_sample_size: int,
+    interactions: pd.DataFrame | None = None,
 ) -> None:
-    """Replace the run's importance rows and its changes since the previous run, and record how the
-    run was explained in run_metrics, in one transaction."""
+    """Replace the run's importance rows, its strongest feature interactions (none for a linear
+    model) and its changes since the previous run, and record how the run was explained in
+    run_metrics, in one transaction."""
     with db.transaction() as con:
+        replace_run_rows(
+            con,
+            "feature_interactions",
+            "run_key",
+            run_key,
+            interactions
+            if interactions is not None
+            else pd.DataFrame({"feature_a": pd.Series(dtype="object")}),
+        )
         replace_run_rows(
             con, "feature_importance_history", "run_key", run_key, importance.assign(range_end=range_end)
         )
@@ -39,6 +50,11 @@ def write_importance(
             con, "importance_changes", "run_key", run_key, changes.assign(previous_run_key=previous_run_key)
         )
         record_explainer(con, run_key, explainer, shap_sample_size)
+
+
+def interactions(db: Database, run_key: str) -> pd.DataFrame:
+    """The strongest feature interactions of one run, strongest first (none for a linear model)."""
+    return db.query("SELECT * FROM feature_interactions WHERE run_key = ? ORDER BY rank", [run_key])
 
 
 def record_explainer(

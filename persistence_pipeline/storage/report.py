@@ -26,6 +26,7 @@ class LatestRun:
     summary: pd.Series | None  # its stability_summary row
     alpha: pd.DataFrame  # its feature_alpha rows, best first
     quarantined: pd.DataFrame  # features quarantined from its model: run_key, feature, ic, reason
+    interactions: pd.DataFrame  # its strongest feature pairs (trees only; empty for a linear model)
 
 
 def latest_run(path: Path) -> LatestRun:
@@ -67,8 +68,16 @@ def _read_latest(db: Database) -> LatestRun:
             " ORDER BY abs(ic) DESC, feature",
             [latest["run_key"]],
         ).df()
+        interactions = (
+            con.execute(
+                "SELECT * FROM feature_interactions WHERE run_key = ? ORDER BY rank", [latest["run_key"]]
+            ).df()
+            if "feature_interactions" in tables  # a warehouse written before the table existed
+            else pd.DataFrame(columns=["feature_a", "feature_b", "interaction_mean_abs", "rank"])
+        )
     return LatestRun(
         quarantined=quarantined,
+        interactions=interactions,
         latest=latest,
         n_runs_same_kind=int((runs["model_kind"] == latest["model_kind"]).sum()),
         summary=summary.iloc[0] if len(summary) else None,
