@@ -157,6 +157,7 @@ class AnalysisSettings(dg.ConfigurableResource):
     trend_feature: str = "momentum_20"
     min_regime_weight: float = 0.5
     max_regime_weight: float = 2.0
+    regime_shrinkage_trades: float = 100.0
     leakage_max_abs_ic: float = 0.3
     drift_max_psi: float = 0.25
     max_abs_trade_return: float = 0.5
@@ -177,7 +178,11 @@ class AnalysisSettings(dg.ConfigurableResource):
 
     def curriculum_params(self) -> CurriculumParams:
         return CurriculumParams(
-            self.volatility_feature, self.trend_feature, self.min_regime_weight, self.max_regime_weight
+            self.volatility_feature,
+            self.trend_feature,
+            self.min_regime_weight,
+            self.max_regime_weight,
+            self.regime_shrinkage_trades,
         )
 
 

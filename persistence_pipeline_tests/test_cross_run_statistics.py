@@ -259,13 +259,22 @@ def test_regimes_and_curriculum_weights_by_hand():
     realized = np.array([1.0, -1.0, 1.0, -1.0, 2.0, -2.0, 2.0, -2.0])
     prediction = np.array([1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     weights = regime_weights(
-        regime, prediction, realized, CurriculumParams(min_weight=0.5, max_weight=2.0)
+        regime, prediction, realized, CurriculumParams(min_weight=0.5, max_weight=2.0, shrinkage_trades=12.0)
     ).set_index("regime")
     low_error = np.mean((realized[:4] - prediction[:4]) ** 2) / np.var(realized[:4])  # 0.5
     overall = np.mean((realized - prediction) ** 2) / np.var(realized)
+    shrink = 4 / (4 + 12.0)  # four OOS trades against a shrinkage of twelve
     assert weights.loc["vol_low/trend_up", "oos_error"] == pytest.approx(low_error)
-    assert weights.loc["vol_low/trend_up", "weight"] == pytest.approx(max(0.5, low_error / overall))
-    assert weights.loc["vol_high/trend_up", "weight"] == pytest.approx(min(2.0, 1.0 / overall))
+    assert weights.loc["vol_low/trend_up", "weight"] == pytest.approx(
+        1 + (max(0.5, low_error / overall) - 1) * shrink
+    )
+    assert weights.loc["vol_high/trend_up", "weight"] == pytest.approx(
+        1 + (min(2.0, 1.0 / overall) - 1) * shrink
+    )
+    unshrunk = regime_weights(regime, prediction, realized, CurriculumParams(shrinkage_trades=0.0))
+    assert unshrunk.set_index("regime").loc["vol_high/trend_up", "weight"] == pytest.approx(
+        min(2.0, 1.0 / overall)
+    )
     assert (
         weights.loc["vol_mid/trend_down", "weight"] == 1.0 and weights.loc["vol_mid/trend_down", "n_oos"] == 0
     )

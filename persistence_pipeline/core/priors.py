@@ -12,9 +12,13 @@ feature, cut at the terciles of the latest run's training trades) x the sign of 
 feature, e.g. `vol_high/trend_down`. A regime's error is the latest run's out-of-sample MSE there
 divided by the variance of the realized returns there (1 - R^2: the share of the regime's variance
 the model failed to explain, free of the regime's volatility scale). Its error relative to the
-overall error becomes the regime's sample weight for the next run, clipped to [min_weight,
-max_weight]; a regime with fewer than two OOS trades weighs 1. Regimes the model explains worst
-weigh more.
+overall error, clipped to [min_weight, max_weight], is shrunk toward 1 by the regime's sample size,
+1 + (clipped - 1) * n / (n + shrinkage_trades), and becomes the regime's sample weight for the next
+run; a regime with fewer than two OOS trades weighs 1. Regimes the model explains worst weigh more.
+The shrinkage is because the raw ratio is noise at the sizes seen: a median of 12 OOS trades per
+regime, 15% of weights at a clip bound, and no correlation of one run's weights with the next's
+(issue 12: lag-1 rank correlation -0.06, p = 0.48); with the default of 100 trades a regime of 12
+keeps 11% of its deviation from 1.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class CurriculumParams:
     trend_feature: str = "momentum_20"
     min_weight: float = 0.5
     max_weight: float = 2.0
+    shrinkage_trades: float = 100.0
 
 
 def ema_priors(coef_by_run: pd.DataFrame, params: PriorParams) -> pd.DataFrame:
@@ -100,12 +105,15 @@ def regime_weights(
     for label in [f"{v}/{t}" for v in VOLATILITY_LABELS for t in ("trend_down", "trend_up")]:
         mask = regime == label
         error = relative_error(prediction[mask], realized[mask])
-        weight = (
+        n = int(mask.sum())
+        clipped = (
             1.0
             if error is None or not overall
             else float(np.clip(error / overall, params.min_weight, params.max_weight))
         )
-        rows.append({"regime": label, "n_oos": int(mask.sum()), "oos_error": error, "weight": weight})
+        kept = n / (n + params.shrinkage_trades) if n + params.shrinkage_trades > 0 else 0.0
+        weight = 1.0 + (clipped - 1.0) * kept
+        rows.append({"regime": label, "n_oos": n, "oos_error": error, "weight": weight})
     return pd.DataFrame(rows)
 
 
