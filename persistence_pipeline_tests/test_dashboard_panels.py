@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from scipy import stats
 
 from persistence_pipeline.core import dashboard
@@ -215,7 +216,9 @@ def test_each_alpha_bar_has_the_q_value_of_its_feature_beside_it():
     q_values = inputs.alpha.set_index("feature")["ic_q_value"]
     fig = dashboard_figure(inputs)
     ax = panel(fig, "alpha score")
-    bars = {round(p.get_y() + p.get_height() / 2): p.get_width() for p in ax.patches}
+    bars = {
+        round(p.get_y() + p.get_height() / 2): p.get_width() for p in ax.patches if isinstance(p, Rectangle)
+    }
     features = {
         round(float(y)): t.get_text() for y, t in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)
     }

@@ -171,7 +171,7 @@ def test_series_evidence_by_hand():
     assert row["ic_mean"] == pytest.approx(values.mean())
     assert row["ic_hac_se"] == pytest.approx(test.se)
     assert row["ic_t_stat"] == pytest.approx(values.mean() / test.se)
-    assert row["ic_p_value"] == pytest.approx(2 * scipy.stats.t.sf(abs(row["ic_t_stat"]), test.df))
+    assert row["ic_p_value"] == pytest.approx(2 * scipy.stats.t.sf(abs(values.mean() / test.se), test.df))
     half = scipy.stats.t.ppf(0.975, test.df) * test.se
     assert (row["ic_ci_low"], row["ic_ci_high"]) == pytest.approx(
         (values.mean() - half, values.mean() + half)
@@ -195,7 +195,7 @@ def test_short_series_give_none_not_made_up_numbers():
 def test_decay_half_life_and_persistence():
     rng = np.random.default_rng(4)
     fading = np.linspace(0.2, 0.0, 60) + rng.normal(scale=0.02, size=60)
-    row = series_evidence(weekly(-fading), 1, PARAMS)  # a negative IC fading toward zero
+    row = pd.Series(series_evidence(weekly(-fading), 1, PARAMS))  # a negative IC fading toward zero
     assert row["decaying"] is True and row["ic_slope"] < 0 and row["ic_now"] > -0.05
     years = np.arange(60) * 7 / 365.25
     slope, start = np.polyfit(years, fading, 1)

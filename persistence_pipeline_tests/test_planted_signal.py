@@ -210,8 +210,9 @@ def test_a_leak_no_single_feature_shows_fails_the_plausibility_check(tmp_path):
     assert evaluations["no_leaky_features"].passed  # no single feature gives it away
     plausible = evaluations["oos_performance_is_plausible"]
     assert not plausible.passed and plausible.severity == dg.AssetCheckSeverity.ERROR
-    assert float(plausible.description.split("OOS rank IC ")[1].split(" ")[0]) > 0.7
-    named = plausible.description.split("likely leak")[1]
+    description = str(plausible.description)
+    assert float(description.split("OOS rank IC ")[1].split(" ")[0]) > 0.7
+    named = description.split("likely leak")[1]
     assert "post_exit_signed" in named and "flag" in named
     # the tree's strongest SHAP interaction is the pair that carries the leak
     interactions = project.table("feature_interactions", order_by="rank")
