@@ -112,3 +112,43 @@ def test_a_negative_oos_r2_warns(embedded_runs: EmbeddedRuns):
     assert not sane.passed and sane.severity == dg.AssetCheckSeverity.WARN
     assert "R^2 < 0, the predictions are worse than the mean return" in str(sane.description)
     assert evaluations["oos_performance_is_plausible"].passed
+
+
+EVIDENCE_COLUMNS = [
+    "n_periods",
+    "n_trades",
+    "hac_lag",
+    "ic_mean",
+    "ic_hac_se",
+    "ic_t_stat",
+    "ic_p_value",
+    "ic_q_value",
+    "ic_ci_low",
+    "ic_ci_high",
+    "ic_slope",
+    "ic_slope_p_value",
+    "decaying",
+    "persistence",
+    "half_life_days",
+    "alpha_score",
+]
+
+
+@pytest.mark.e2e  # a whole range run beside the seeded quarterly ones
+def test_one_long_run_knows_what_two_quarterly_runs_know(embedded_runs: EmbeddedRuns, tmp_path):
+    """The same trades seen by one run over the half-year give the same evidence as the two
+    quarterly runs, exactly: both come from the same distinct trades. (Before, a single run had
+    every alpha, significance and decay field NULL, and the run was the unit of evidence.)"""
+    project = Project(tmp_path, TradeSource(), ModelSettings())
+    project.materialize(Q1[0], Q2[1], without=("feature_priors", "persistence_dashboard"))
+    single = project.table("feature_alpha").set_index("feature")
+    quarterly = embedded_runs.two.table("feature_alpha")
+    two = quarterly[quarterly["as_of_run_key"] == f"{Q2[0]}..{Q2[1]}/ridge"].set_index("feature")
+    common = sorted(set(single.index) & set(two.index))
+    assert len(common) >= 10
+    pd.testing.assert_frame_equal(single.loc[common, EVIDENCE_COLUMNS], two.loc[common, EVIDENCE_COLUMNS])
+    assert single["alpha_score"].notna().all() and single["n_periods"].min() >= 15
+    assert single["n_runs"].max() == 1 and two["n_runs"].max() == 2
+    assert single["n_effective_runs"].iloc[0] == 1.0 and two["n_effective_runs"].iloc[0] == 2.0
+    series = project.table("feature_ic_series")
+    assert series.groupby("feature").size().max() == single["n_periods"].max()

@@ -15,7 +15,6 @@ from persistence_pipeline.core.strategies import FEATURES, generate_trades
 from persistence_pipeline.resources import CheckpointStore, ModelSettings, TradeSource
 from persistence_pipeline.storage.contract import FIXED_TABLES, quote_identifier
 from persistence_pipeline.storage.database import Database, replace_run_rows
-from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +39,6 @@ def ran_instance():
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory, ran_instance):
-    from persistence_pipeline.resources import TradeSource
     from persistence_pipeline_tests.conftest import Project
 
     project = Project(tmp_path_factory.mktemp("ran"), TradeSource(), ModelSettings())
@@ -162,7 +160,6 @@ def test_next_range_adds_a_run_and_keeps_the_first(ran):
 
 
 def test_stored_priors_warm_start_the_model(tmp_path, ran):
-    from persistence_pipeline.resources import TradeSource
     from persistence_pipeline_tests.conftest import Project
 
     project = Project(tmp_path, TradeSource(), ModelSettings())
@@ -199,7 +196,6 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
 
 
 def test_gradient_boosted_trees_are_selectable(tmp_path):
-    from persistence_pipeline.resources import TradeSource
     from persistence_pipeline_tests.conftest import Project
 
     project = Project(
@@ -258,42 +254,3 @@ def test_fixed_tables_have_exactly_the_contract_columns(ran):
             assert stored[: len(expected)] == expected and stored[len(expected) :] == FEATURES
         else:
             assert stored == expected, table
-
-
-EVIDENCE_COLUMNS = [
-    "n_periods",
-    "n_trades",
-    "hac_lag",
-    "ic_mean",
-    "ic_hac_se",
-    "ic_t_stat",
-    "ic_p_value",
-    "ic_q_value",
-    "ic_ci_low",
-    "ic_ci_high",
-    "ic_slope",
-    "ic_slope_p_value",
-    "decaying",
-    "persistence",
-    "half_life_days",
-    "alpha_score",
-]
-
-
-def test_one_long_run_knows_what_two_quarterly_runs_know(embedded_runs: EmbeddedRuns, tmp_path):
-    """The same trades seen by one run over the half-year give the same evidence as the two
-    quarterly runs, exactly: both come from the same distinct trades. (Before, a single run had
-    every alpha, significance and decay field NULL, and the run was the unit of evidence.)"""
-    project = Project(tmp_path, TradeSource(), ModelSettings())
-    project.materialize(Q1[0], Q2[1], without=("feature_priors", "persistence_dashboard"))
-    single = project.table("feature_alpha").set_index("feature")
-    quarterly = embedded_runs.two.table("feature_alpha")
-    two = quarterly[quarterly["as_of_run_key"] == f"{Q2[0]}..{Q2[1]}/ridge"].set_index("feature")
-    common = sorted(set(single.index) & set(two.index))
-    assert len(common) >= 10
-    pd.testing.assert_frame_equal(single.loc[common, EVIDENCE_COLUMNS], two.loc[common, EVIDENCE_COLUMNS])
-    assert single["alpha_score"].notna().all() and single["n_periods"].min() >= 15
-    assert single["n_runs"].max() == 1 and two["n_runs"].max() == 2
-    assert single["n_effective_runs"].iloc[0] == 1.0 and two["n_effective_runs"].iloc[0] == 2.0
-    series = project.table("feature_ic_series")
-    assert series.groupby("feature").size().max() == single["n_periods"].max()
