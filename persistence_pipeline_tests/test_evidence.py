@@ -278,7 +278,7 @@ def test_run_figures_beside_the_evidence():
 
 # --- judged on simulated markets ------------------------------------------------------------------
 
-NULL_MARKET = SimulatedMarket(start="2021-01-01", end="2021-12-31", per_day=20, n_symbols=30, n_noise=60)
+NULL_MARKET = SimulatedMarket(start="2021-01-01", end="2021-12-31", per_day=20, n_symbols=30, n_noise=40)
 WINDOW_DAYS = 90
 
 
@@ -349,14 +349,24 @@ PLANTED_MARKET = SimulatedMarket(
 
 def test_persistent_effects_lead_and_a_fading_one_is_flagged_before_it_halves():
     trades = simulated_trades(PLANTED_MARKET, seed=0)
-    first_flag = None
-    for as_of in pd.date_range("2021-04-01", "2023-01-01", freq="MS", tz=UTC):
-        table = feature_evidence(
-            period_ic(trades[trades["entry_time"] < as_of], PLANTED_MARKET.features, PARAMS, as_of), PARAMS
-        ).set_index("feature")
-        if first_flag is None and table.loc["fading", "decaying"]:
-            first_flag = as_of
-    assert first_flag is not None
+
+    def evidence_as_of(as_of: pd.Timestamp) -> pd.DataFrame:
+        entered = trades[trades["entry_time"] < as_of]
+        return feature_evidence(period_ic(entered, PLANTED_MARKET.features, PARAMS, as_of), PARAMS).set_index(
+            "feature"
+        )
+
+    # monthly run ends until the first flag (it must come in the first year), then the last one
+    first_flag = next(
+        (
+            as_of
+            for as_of in pd.date_range("2021-04-01", "2022-01-01", freq="MS", tz=UTC)
+            if evidence_as_of(as_of).loc["fading", "decaying"]
+        ),
+        None,
+    )
+    assert first_flag is not None, "not flagged in the first year, while more than half of it was left"
+    table = evidence_as_of(ts("2023-01-01"))
     left = planted_ic(PLANTED_MARKET, "fading", first_flag) / 0.2
     assert left > 0.5, f"flagged on {first_flag.date()} with {left:.0%} of the effect left"
     ranked = table.sort_values("alpha_score", ascending=False)
