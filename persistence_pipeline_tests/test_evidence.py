@@ -287,22 +287,34 @@ def null_trades() -> pd.DataFrame:
     return simulated_trades(NULL_MARKET, seed=11)
 
 
+@functools.cache
+def null_periods() -> tuple[pd.Series, pd.DataFrame]:
+    """The weekly period start of each null trade, and per period its end and its last exit."""
+    trades = null_trades()
+    start = period_starts(trades["entry_time"], PARAMS.period_days)
+    grouped = trades.groupby(start.to_numpy())
+    ends = pd.DataFrame(
+        {"end": grouped["entry_time"].first().index + pd.Timedelta(days=PARAMS.period_days)},
+        index=grouped.size().index,
+    ).assign(last_exit=grouped["exit_time"].max())
+    return start, ends
+
+
 def null_evidence_as_of(as_of: pd.Timestamp) -> pd.DataFrame:
     """The evidence as of a date. It depends only on the trades of the periods complete by then
-    (a period, once complete, stays so), so dates with the same complete trades share one table."""
-    trades = null_trades()
-    before = trades[trades["entry_time"] < as_of]
-    return _null_evidence(int(complete_periods(before, as_of, PARAMS.period_days).sum()))
+    (ended, every trade exited), so dates with the same complete periods share one table (the
+    cache)."""
+    _, periods = null_periods()
+    complete = (periods["end"] <= as_of) & (periods["last_exit"] < as_of)
+    return _null_evidence(tuple(complete.to_numpy()))
 
 
 @functools.cache
-def _null_evidence(n_complete: int) -> pd.DataFrame:
-    trades = null_trades()
-    complete = trades.iloc[:n_complete]  # trades are in entry order; complete periods come first
-    as_of = complete["exit_time"].max() + pd.Timedelta(days=8) if n_complete else ts(NULL_MARKET.start)
-    series = period_ic(complete, NULL_MARKET.features, PARAMS, as_of)
-    assert int(series.n_trades.iloc[:, 0].sum()) == n_complete
-    return feature_evidence(series, PARAMS)
+def _null_evidence(complete: tuple[bool, ...]) -> pd.DataFrame:
+    start, periods = null_periods()
+    kept = start.isin(periods.index[list(complete)]).to_numpy()
+    far_future = ts("2100-01-01")  # every kept period is complete; the others are not passed
+    return feature_evidence(period_ic(null_trades()[kept], NULL_MARKET.features, PARAMS, far_future), PARAMS)
 
 
 def run_ends(step_days: int) -> list[pd.Timestamp]:

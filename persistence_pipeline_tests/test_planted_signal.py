@@ -201,7 +201,7 @@ def test_a_leak_no_single_feature_shows_fails_the_plausibility_check(tmp_path):
     project = Project(
         tmp_path,
         TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")),
-        ModelSettings(kind="gbt", n_folds=3, perm_repeats=2, bootstrap_rounds=2),
+        ModelSettings(kind="gbt", n_folds=2, perm_repeats=1, bootstrap_rounds=2),
     )
     result = project.materialize(
         *QUARTERS[0],
