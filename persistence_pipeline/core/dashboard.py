@@ -498,7 +498,11 @@ def _stability_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> _Labels 
     """(5) Each feature's mean importance share against its rank variability, coloured by top-k frequency."""
     stability = inputs.stability.dropna(subset=["rank_std"])
     if view.n_runs < 2 or stability.empty:
-        _placeholder(ax, "stability: importance vs rank variability", "needs at least 2 runs")
+        _placeholder(
+            ax,
+            "stability: importance vs rank variability",
+            "needs at least 2 runs whose windows do not overlap",
+        )
         return None
     mean_share = view.share.groupby("feature")["share"].mean()
     merged = stability.assign(share=stability["feature"].map(mean_share)).dropna(subset=["share"])
