@@ -58,12 +58,15 @@ the same trades give the same figures.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from persistence_pipeline.core.metrics import rank_ic_block
 
 # weekly periods start on Mondays: 1970-01-05 was one
 PERIOD_ANCHOR = pd.Timestamp("1970-01-05", tz="UTC")
@@ -125,19 +128,10 @@ def _block_ic(x: np.ndarray, y: np.ndarray, min_trades: int) -> tuple[np.ndarray
     if np.isnan(x).any():
         for j in np.flatnonzero(n >= min_trades):
             keep = ~np.isnan(x[:, j])
-            ic[j] = _spearman(x[keep, j][:, None], y[keep])[0]
+            ic[j] = rank_ic_block(x[keep, j][:, None], y[keep])[0]
     elif len(y) >= min_trades:
-        ic = _spearman(x, y)
+        ic = rank_ic_block(x, y)
     return ic, n
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    rx = stats.rankdata(x, axis=0)
-    ry = stats.rankdata(y)
-    rx, ry = rx - rx.mean(axis=0), ry - ry.mean()
-    denominator = np.sqrt((rx**2).sum(axis=0) * (ry**2).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (rx * ry[:, None]).sum(axis=0) / denominator, np.nan)
 
 
 def complete_periods(trades: pd.DataFrame, as_of_end: pd.Timestamp, period_days: int) -> pd.Series:
@@ -207,6 +201,29 @@ class HacTest:
         return self.estimate / self.se if self.se > 0 else float("nan")
 
 
+@dataclass(frozen=True)
+class _HacDesign:
+    """What a Newey-West test of one coefficient takes from the design alone (not the data): the
+    coefficient's weights g, the quadratic form A, tr(A) and the Satterthwaite df."""
+
+    g: np.ndarray
+    A: np.ndarray
+    trace: float
+    df: float
+
+
+@functools.lru_cache(maxsize=8)  # a T x T matrix each: 2 MB at ten years of weeks
+def _hac_design(x_bytes: bytes, shape: tuple[int, int], coefficient: int, lag: int) -> _HacDesign:
+    X = np.frombuffer(x_bytes, dtype="float64").reshape(shape)
+    bread = np.linalg.inv(X.T @ X)
+    g = X @ bread[:, coefficient]
+    GM = g[:, None] * (np.eye(shape[0]) - X @ bread @ X.T)
+    A = GM.T @ bartlett_weights(shape[0], lag) @ GM
+    trace = float(np.trace(A))
+    df = trace**2 / float(np.sum(A * A.T)) if trace > 0 else float("nan")
+    return _HacDesign(g, A, trace, df)
+
+
 def hac_coefficient(values: np.ndarray, X: np.ndarray, coefficient: int, lag: int) -> HacTest:
     """OLS of `values` on the columns of X, and the Newey-West test of one coefficient.
 
@@ -217,20 +234,16 @@ def hac_coefficient(values: np.ndarray, X: np.ndarray, coefficient: int, lag: in
     lag tr(A) falls well short (a downward bias that made a nominal 5% test reject 10% of the time
     at T = 20), so the variance is scaled by g'g / tr(A), and the t reference has the Satterthwaite
     degrees of freedom tr(A)^2 / tr(A^2) (the small-sample correction of Bell and McCaffrey 2002
-    and Imbens and Kolesar 2016, applied to Newey-West's weights)."""
-    n = len(values)
-    bread = np.linalg.inv(X.T @ X)
-    g = X @ bread[:, coefficient]
-    M = np.eye(n) - X @ bread @ X.T
-    GM = g[:, None] * M
-    A = GM.T @ bartlett_weights(n, lag) @ GM
-    variance = float(values @ A @ values)
-    trace = float(np.trace(A))
-    estimate = float(g @ values)
+    and Imbens and Kolesar 2016, applied to Newey-West's weights). Everything but y' A y depends on
+    the design alone, which features with the same weeks share: it is computed once per design."""
+    X = np.ascontiguousarray(X, dtype="float64")
+    design = _hac_design(X.tobytes(), (X.shape[0], X.shape[1]), coefficient, lag)
+    variance = float(values @ design.A @ values)
+    estimate = float(design.g @ values)
     raw_se = float(np.sqrt(max(variance, 0.0)))
-    se = float(np.sqrt(max(variance, 0.0) * (g @ g) / trace)) if trace > 0 else float("nan")
-    df = trace**2 / float(np.sum(A * A.T)) if trace > 0 else float("nan")
-    return HacTest(estimate, raw_se, se, df)
+    trace = design.trace
+    se = float(np.sqrt(max(variance, 0.0) * (design.g @ design.g) / trace)) if trace > 0 else float("nan")
+    return HacTest(estimate, raw_se, se, design.df)
 
 
 def _none_if_nan(value: float) -> float | None:
