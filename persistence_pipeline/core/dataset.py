@@ -79,6 +79,11 @@ def feature_columns(trades: pd.DataFrame) -> list[str]:
     return [c for c in trades.columns if c not in TRADE_BASE_COLUMNS and trades[c].notna().any()]
 
 
+def realized_by(trades: pd.DataFrame, end_exclusive: pd.Timestamp) -> pd.Series:
+    """Per trade: whether its label is known by `end_exclusive` (exited before it, with a return)."""
+    return (trades["exit_time"] < end_exclusive) & trades["return"].notna()
+
+
 def uncensored(trades: pd.DataFrame, range_end_exclusive: pd.Timestamp) -> pd.Series:
     """Per trade: whether its label is known at the range end AND it entered before the first trade
     still open then. Keeping every realized trade would select on the exit: at the end of a range
@@ -87,7 +92,7 @@ def uncensored(trades: pd.DataFrame, range_end_exclusive: pd.Timestamp) -> pd.Se
     against -0.06%), so the last test block, always tested, looked better than it was. Cut at the
     first open trade's entry, every trade entered before the cut is realized: the sample is chosen
     by entry time alone."""
-    realized = (trades["exit_time"] < range_end_exclusive) & trades["return"].notna()
+    realized = realized_by(trades, range_end_exclusive)
     still_open = trades.loc[~realized, "entry_time"]
     if still_open.empty:
         return realized
@@ -102,7 +107,7 @@ def training_set(
     features = feature_columns(trades)
     refuse_outcome_features(features, source)
     kept = uncensored(trades, range_end_exclusive)
-    n_realized = int(((trades["exit_time"] < range_end_exclusive) & trades["return"].notna()).sum())
+    n_realized = int(realized_by(trades, range_end_exclusive).sum())
     realized = trades[kept.to_numpy()]
     incomplete = realized[features].isna().any(axis=1).to_numpy()
     if incomplete.any():

@@ -66,6 +66,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from persistence_pipeline.core.dataset import realized_by
 from persistence_pipeline.core.metrics import rank_ic_block
 
 # weekly periods start on Mondays: 1970-01-05 was one
@@ -138,8 +139,7 @@ def complete_periods(trades: pd.DataFrame, as_of_end: pd.Timestamp, period_days:
     """Per trade: whether its period is complete as of `as_of_end` (exclusive): the period has
     ended and every trade entered in it has exited, with a return, before `as_of_end`."""
     period = period_starts(trades["entry_time"], period_days)
-    open_trade = trades["return"].isna() | (pd.to_datetime(trades["exit_time"], utc=True) >= as_of_end)
-    incomplete = open_trade.groupby(period.to_numpy()).transform("any").to_numpy()
+    incomplete = (~realized_by(trades, as_of_end)).groupby(period.to_numpy()).transform("any").to_numpy()
     return (period + pd.Timedelta(days=period_days) <= as_of_end) & ~incomplete
 
 
