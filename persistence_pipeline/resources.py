@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pydantic
 
 from persistence_pipeline.core.evidence import EvidenceParams
 from persistence_pipeline.core.importance import ImportanceParams
@@ -152,7 +153,6 @@ class AnalysisSettings(dg.ConfigurableResource):
 
     top_k: int = 5
     prior_decay: float = 0.5
-    prior_strength_per_run: float = 10.0
     volatility_feature: str = "volatility_20"
     trend_feature: str = "momentum_20"
     min_regime_weight: float = 0.5
@@ -168,13 +168,19 @@ class AnalysisSettings(dg.ConfigurableResource):
     decay_level: float = 0.01
     reference_ic: float = 0.05
 
+    @pydantic.field_validator("prior_decay")
+    @classmethod
+    def _valid_prior_decay(cls, decay: float) -> float:
+        PriorParams(decay=decay)  # raises for a decay outside [0, 1)
+        return decay
+
     def evidence_params(self) -> EvidenceParams:
         return EvidenceParams(
             self.ic_period_days, self.min_trades_per_period, self.decay_level, self.reference_ic
         )
 
     def prior_params(self) -> PriorParams:
-        return PriorParams(decay=self.prior_decay, strength_per_run=self.prior_strength_per_run)
+        return PriorParams(decay=self.prior_decay)
 
     def curriculum_params(self) -> CurriculumParams:
         return CurriculumParams(

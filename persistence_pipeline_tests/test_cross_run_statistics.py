@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from statsmodels.stats.meta_analysis import combine_effects
 
 from persistence_pipeline.core.changes import describe_changes, importance_changes, top_set_change
 from persistence_pipeline.core.dataset import training_set
@@ -17,7 +18,7 @@ from persistence_pipeline.core.priors import (
     CurriculumParams,
     PriorParams,
     curriculum_sample_weights,
-    ema_priors,
+    empirical_bayes_priors,
     regime_weights,
     regimes,
     volatility_cuts,
@@ -233,13 +234,43 @@ def test_jaccard_overlap():
     )
 
 
-def test_ema_priors_brute_force():
-    coef = pd.DataFrame({"a": [1.0, 2.0, 4.0], "b": [np.nan, 1.0, np.nan]}, index=["r0", "r1", "r2"])
-    priors = ema_priors(coef, PriorParams(decay=0.5, strength_per_run=10.0)).set_index("feature")
-    assert priors.loc["a", "prior_coef"] == pytest.approx(0.5 * (0.5 * 1.0 + 0.5 * 2.0) + 0.5 * 4.0)
-    assert priors.loc["a", "prior_strength"] == pytest.approx(10 * (1 + 0.5 + 0.25))
-    assert priors.loc["b", "prior_coef"] == 1.0 and priors.loc["b", "n_runs"] == 1
-    assert priors.loc["b", "prior_strength"] == pytest.approx(10.0)
+def test_empirical_bayes_priors_against_statsmodels_meta_analysis():
+    coef, se = [1.0, 2.0, 4.0], [0.5**0.5, 1.0, 0.5]
+    history = pd.DataFrame(
+        {
+            "run_key": ["r0", "r1", "r2", "r1", "r2", "r2"],
+            "feature": ["a", "a", "a", "b", "b", "c"],
+            "own_coef_raw": [*coef, 1.0, 1.05, np.nan],
+            "own_coef_raw_std": [*se, 0.1, 0.1, 0.3],
+        }
+    )
+    priors = empirical_bayes_priors(history, PriorParams(decay=0.5)).set_index("feature")
+    assert priors.index.tolist() == ["a", "b"]  # c has no usable coefficient
+    meta = combine_effects(np.array(coef), np.array(se) ** 2, method_re="dl")
+    # with (next to) no discount the mean is the fixed-effect (precision-weighted) mean and the prior variance
+    # tau^2 + its variance; the between-run spread is DerSimonian-Laird's
+    undiscounted = empirical_bayes_priors(history, PriorParams(decay=1 - 1e-12)).set_index("feature")
+    assert undiscounted.loc["a", "prior_coef_raw"] == pytest.approx(meta.mean_effect_fe)
+    assert undiscounted.loc["a", "tau_between"] ** 2 == pytest.approx(meta.tau2)
+    assert undiscounted.loc["a", "prior_sd_raw"] ** 2 == pytest.approx(meta.tau2 + meta.var_eff_w_fe)
+    # with decay 0.5 the older runs' precisions are discounted by 0.25 and 0.5
+    w = np.array([0.25, 0.5, 1.0]) / np.array(se) ** 2
+    assert priors.loc["a", "prior_coef_raw"] == pytest.approx(w @ coef / w.sum())
+    assert priors.loc["a", "prior_sd_raw"] ** 2 == pytest.approx(meta.tau2 + 1 / w.sum())
+    assert priors.loc["a", "n_runs"] == 3
+    # two agreeing runs: no between-run spread, the prior is as precise as the discounted data
+    assert priors.loc["b", "tau_between"] == 0.0
+    assert priors.loc["b", "prior_sd_raw"] == pytest.approx((1.5 / 0.01) ** -0.5)
+
+
+@pytest.mark.parametrize("decay", [1.0, 1.5, -0.1])
+def test_a_prior_decay_outside_zero_one_is_refused(decay):
+    from persistence_pipeline.resources import AnalysisSettings
+
+    with pytest.raises(ValueError, match=r"prior_decay must be in \[0, 1\)"):
+        PriorParams(decay=decay)
+    with pytest.raises(ValueError, match="prior_decay"):
+        AnalysisSettings(prior_decay=decay)
 
 
 def test_regimes_and_curriculum_weights_by_hand():

@@ -168,8 +168,8 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
         {
             "as_of_run_key": "2020-07-01..2020-12-31/ridge",
             "feature": FEATURES,
-            "prior_coef": np.linspace(-0.01, 0.01, len(FEATURES)),
-            "prior_strength": 1e6,
+            "prior_coef_raw": np.linspace(-0.01, 0.01, len(FEATURES)),
+            "prior_sd_raw": 1e-9,  # a prior far more precise than the data holds the coefficients
             "n_runs": 1,
         }
     )
@@ -190,9 +190,17 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
     project.materialize(START, END)
     row = project.table("run_metrics").set_index("run_key").loc[RUN_KEY]
     assert row["priors_from_run_key"] == "2020-07-01..2020-12-31/ridge"
-    assert row["alpha_used"] == 1e6  # the stored prior strength is the pull toward the prior
-    coef = project.table("feature_importance_history").set_index("feature").loc[FEATURES, "coef"].to_numpy()
-    np.testing.assert_allclose(coef, prior["prior_coef"], atol=1e-4)  # a very strong pull lands on the prior
+    assert row["alpha_used"] == ModelSettings().ridge_alpha  # the prior does not move the base alpha
+    assert row["prior_weight"] > 0.999
+    history = project.table("feature_importance_history").set_index("feature").loc[FEATURES]
+    index = project.table("checkpoints").set_index("run_key").loc[RUN_KEY]
+    model = CheckpointStore(directory=str(project.checkpoint_dir)).load(index["path"], index["sha256"])[
+        "model"
+    ]
+    raw = model.named_steps["ridge"].coef_ / model.named_steps["scale"].scale_
+    np.testing.assert_allclose(raw, prior["prior_coef_raw"], rtol=1e-5, atol=1e-9)
+    # the run's own evidence, for the next prior, is the ridge without the prior
+    assert not np.allclose(history["own_coef_raw"], prior["prior_coef_raw"], atol=1e-4)
 
 
 def test_gradient_boosted_trees_are_selectable(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import scipy.stats
 import shap
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 from sklearn.pipeline import Pipeline
 
@@ -26,9 +27,11 @@ from persistence_pipeline.core.metrics import out_of_sample_metrics, rank_ic, ra
 from persistence_pipeline.core.model import (
     ModelParams,
     NotEnoughDataError,
+    RidgePrior,
     fit_model,
     fit_prior_ridge,
     purged_walk_forward_splits,
+    raw_coefficients,
     train_and_evaluate,
 )
 
@@ -108,22 +111,33 @@ def test_purging_removes_overlapping_trades():
     assert fold.train.tolist() == [0]  # trade 1 exits on the test block's first entry: purged
 
 
+PRIOR = RidgePrior(np.array([0.5, np.nan, 0.0, -0.1]), np.array([0.02, np.nan, 0.5, 0.05]))
+
+
 def test_prior_ridge_matches_normal_equations():
     X, y = _data()
-    b0 = np.array([0.5, -0.2, 0.0, 0.1])
     weights = np.random.default_rng(5).uniform(0.5, 1.5, len(y))
     alpha = 7.0
-    model = fit_prior_ridge(X, y, alpha, b0, weights)
-    Z = (X - X.mean(0)) / X.std(0)
-    # minimize sum w (y - c - Z b)^2 + alpha |b - b0|^2 by the weighted normal equations,
-    # intercept unpenalized
+    model = fit_prior_ridge(X, y, alpha, PRIOR, weights)
+    scale = X.std(0)
+    Z = (X - X.mean(0)) / scale
+    # the prior in this fit's standardized units: mean m * sd, penalty var(y) / (s * sd)^2; the
+    # feature without a prior keeps alpha and a prior mean of 0
+    has = np.isfinite(PRIOR.mean_raw)
+    b0 = np.where(has, np.nan_to_num(PRIOR.mean_raw) * scale, 0.0)
+    penalty = np.where(has, y.var() / (np.nan_to_num(PRIOR.sd_raw, nan=1.0) * scale) ** 2, alpha)
+    # minimize sum w (y - c - Z b)^2 + sum penalty_j (b_j - b0_j)^2 by the weighted normal
+    # equations, intercept unpenalized
     zw = (Z * weights[:, None]).sum(0) / weights.sum()
     yw = (y * weights).sum() / weights.sum()
     Zc, yc = Z - zw, y - yw
-    A = Zc.T @ (Zc * weights[:, None]) + alpha * np.eye(4)
-    b = np.linalg.solve(A, Zc.T @ (weights * yc) + alpha * b0)
+    A = Zc.T @ (Zc * weights[:, None]) + np.diag(penalty)
+    b = np.linalg.solve(A, Zc.T @ (weights * yc) + penalty * b0)
     np.testing.assert_allclose(model.named_steps["ridge"].coef_, b, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(model.predict(X), yw + (Z - zw) @ b, rtol=1e-8, atol=1e-10)
+    plain = fit_prior_ridge(X, y, alpha, None, weights).named_steps["ridge"]
+    reference = Ridge(alpha=alpha).fit(Z, y, sample_weight=weights)
+    np.testing.assert_allclose(plain.coef_, reference.coef_, rtol=1e-9)
 
 
 def test_numpy_prior_ridge_equals_the_sklearn_pipeline():
@@ -131,20 +145,27 @@ def test_numpy_prior_ridge_equals_the_sklearn_pipeline():
 
     X, y = _data(n=150)
     X[:3, 1] = 1e3  # inputs beyond the clip
-    b0 = np.array([0.1, -0.2, 0.0, 0.3])
     weights = np.random.default_rng(2).uniform(0.5, 2.0, len(y))
-    model = fit_prior_ridge(X, y, 4.0, b0, weights, clip_z=3.0)
-    coef, Z = prior_ridge_coefficients(X, y, 4.0, b0, weights, 3.0)
+    model = fit_prior_ridge(X, y, 4.0, PRIOR, weights, clip_z=3.0)
+    coef, Z, scale = prior_ridge_coefficients(X, y, 4.0, PRIOR, weights, 3.0)
     np.testing.assert_allclose(coef, model.named_steps["ridge"].coef_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(Z, standardized_inputs(model, X), rtol=1e-12)
+    np.testing.assert_allclose(scale, model.named_steps["scale"].scale_, rtol=1e-12)
 
 
-def test_prior_pulls_coefficients_toward_it():
+def test_a_precise_prior_holds_the_raw_coefficient_whatever_the_feature_scale():
     X, y = _data(n=60)
+    target = np.array([1.0, 2.0, 3.0, 4.0])
+    precise = RidgePrior(target, np.full(4, 1e-9))
+    for factor in (1.0, 10.0):  # a prior in raw units means the same effect at another scale
+        model = fit_prior_ridge(X * [factor, 1, 1, 1], y, 1e-6, precise)
+        raw = raw_coefficients(model)
+        assert raw is not None
+        np.testing.assert_allclose(raw, target, rtol=1e-6)
     plain = fit_prior_ridge(X, y, 1e6).named_steps["ridge"].coef_
-    pulled = fit_prior_ridge(X, y, 1e6, np.array([1.0, 2.0, 3.0, 4.0])).named_steps["ridge"].coef_
     np.testing.assert_allclose(plain, 0.0, atol=1e-3)
-    np.testing.assert_allclose(pulled, [1.0, 2.0, 3.0, 4.0], atol=1e-3)
+    with pytest.raises(ValueError, match="positive sd"):
+        RidgePrior(np.array([1.0]), np.array([0.0]))
 
 
 def test_linear_shap_matches_shap_linear_explainer():

@@ -11,7 +11,7 @@ from persistence_pipeline.core.correlation import correlated_groups
 from persistence_pipeline.core.dataset import TrainingSet, training_set
 from persistence_pipeline.core.importance import explainer_name, top_interactions
 from persistence_pipeline.core.importance import feature_importance as importance_table
-from persistence_pipeline.core.model import Fold
+from persistence_pipeline.core.model import Fold, RidgePrior
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
 from persistence_pipeline.storage import history, runs
@@ -43,6 +43,13 @@ def trained_set(data: TrainingSet, checkpoint: dict, run_key: str) -> TrainingSe
             f"the stored trades of {run_key} changed after its model was trained: re-materialize profit_model"
         )
     return data.without([f for f in data.features if f not in checkpoint["features"]])
+
+
+def checkpoint_prior(checkpoint: dict) -> RidgePrior | None:
+    """The prior the checkpoint's model was shrunk toward (None: cold start or trees)."""
+    if checkpoint["prior_mean_raw"] is None:
+        return None
+    return RidgePrior(checkpoint["prior_mean_raw"], checkpoint["prior_sd_raw"])
 
 
 @dg.asset(
@@ -85,7 +92,7 @@ def feature_importance(
             data.y,
             data.features,
             params,
-            checkpoint["prior_coef"],
+            checkpoint_prior(checkpoint),
             checkpoint["sample_weight"],
             correlation["group_id"].to_numpy(),
         )

@@ -1,5 +1,5 @@
-"""Stage 5: what the next run starts from: EMA priors of the coefficients and curriculum weights
-per regime."""
+"""Stage 5: what the next run starts from: empirical-Bayes priors of the coefficients (raw units,
+pooled over the runs that share no trades) and curriculum weights per regime."""
 
 import dagster as dg
 import pandas as pd
@@ -8,7 +8,13 @@ from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.dataset import training_set
-from persistence_pipeline.core.priors import CurriculumParams, ema_priors, oos_regime_weights
+from persistence_pipeline.core.priors import (
+    CurriculumParams,
+    empirical_bayes_priors,
+    oos_regime_weights,
+    restated_priors,
+)
+from persistence_pipeline.core.stability import non_overlapping_runs
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
 from persistence_pipeline.storage import cross_run, history, runs
@@ -27,9 +33,10 @@ def curriculum_note(weights: pd.DataFrame | None, curriculum: CurriculumParams) 
     deps=[feature_importance],
     group_name="cross_run",
     kinds={"duckdb"},
-    description="EMA priors of standardized coefficients over the runs as of the range end (prior "
-    "strength grows with the runs), and `regime_weights`: bounded sample weights per volatility-tercile x "
-    "trend regime from this run's out-of-sample error. The next profit_model run starts from both.",
+    description="Empirical-Bayes priors of the coefficients in raw units (precision-weighted over the "
+    "runs as of the range end whose windows do not overlap, with the between-run spread), and "
+    "`regime_weights`: bounded sample weights per volatility-tercile x trend regime from this run's "
+    "out-of-sample error, shrunk by the regime's trades. The next profit_model run starts from both.",
 )
 @user_errors_fail_the_step
 def feature_priors(
@@ -40,20 +47,24 @@ def feature_priors(
 ) -> dg.MaterializeResult:
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
-    importance = history.importance_history(db, stored["run_key"].tolist())
-    coef_by_run = importance.pivot(index="run_key", columns="feature", values="coef").reindex(
-        stored["run_key"]
-    )
-    priors = ema_priors(coef_by_run.dropna(axis=1, how="all"), analysis_settings.prior_params())
-    curriculum = analysis_settings.curriculum_params()
+    pooled = non_overlapping_runs(stored)
+    importance = history.importance_history(db, pooled)
+    order = {key: i for i, key in enumerate(stored["run_key"])}
+    importance = importance.sort_values("run_key", key=lambda keys: keys.map(order), kind="stable")
     data = training_set(trades_between(db, scope.window.start, scope.window.end), scope.window.end)
+    priors = restated_priors(
+        empirical_bayes_priors(importance, analysis_settings.prior_params()),
+        data.trades[data.features].std(ddof=0),
+        float(data.y.var()),
+    )
+    curriculum = analysis_settings.curriculum_params()
     weights = oos_regime_weights(
         data.trades, data.features, runs.oos_predictions(db, scope.run_key), curriculum
     )
     cross_run.write_priors(db, scope.run_key, priors, weights)
     finish(context, db, scope.run_key)
     notes = [
-        f"priors over {len(stored)} run(s)"
+        f"priors pooled over {len(pooled)} run(s) that share no trades, of {len(stored)} stored"
         if len(priors)
         else "no priors: the model has no coefficients (trees)",
         curriculum_note(weights, curriculum),
@@ -64,7 +75,8 @@ def feature_priors(
         metadata={
             "as_of_run_key": scope.run_key,
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes)),
-            "prior_strength": float(priors["prior_strength"].max()) if len(priors) else None,
+            "n_pooled_runs": len(pooled),
+            "median_prior_strength": float(priors["prior_strength"].median()) if len(priors) else None,
             "largest_priors": markdown_table(largest, 10, "features"),
             "regime_weights": markdown_table(weights[["regime", "n_oos", "oos_error", "weight"]])
             if weights is not None

@@ -22,7 +22,7 @@ from persistence_pipeline.core.dataset import (
     training_set,
 )
 from persistence_pipeline.core.leakage import quarantine
-from persistence_pipeline.core.model import FittedModel, ModelParams, train_and_evaluate
+from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior, train_and_evaluate
 from persistence_pipeline.core.priors import curriculum_sample_weights
 from persistence_pipeline.partitions import RunScope, run_scope
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
@@ -39,7 +39,7 @@ class WarmStart:
     """What an earlier run hands this one, and why not when it hands nothing."""
 
     params: ModelParams
-    prior_coef: np.ndarray | None = None
+    prior: RidgePrior | None = None
     priors_from: str | None = None
     sample_weight: np.ndarray | None = None
     curriculum_from: str | None = None
@@ -49,7 +49,7 @@ class WarmStart:
 def warm_start(db: Database, settings: ModelSettings, scope: RunScope, data: TrainingSet) -> WarmStart:
     """The latest priors and regime weights stored as of a run that ended before this range starts."""
     params, notes = settings.model_params(), []
-    prior_coef = priors_from = weights = curriculum_from = None
+    prior = priors_from = weights = curriculum_from = None
     before = scope.window.first_day
     if params.kind != "ridge":
         notes.append("priors: none (trees cannot be shrunk toward coefficients)")
@@ -59,9 +59,16 @@ def warm_start(db: Database, settings: ModelSettings, scope: RunScope, data: Tra
         notes.append("priors: none (no earlier run: cold start, plain ridge)")
     else:
         priors_from, rows = priors
-        prior_coef = rows.set_index("feature")["prior_coef"].reindex(data.features).fillna(0.0).to_numpy()
-        params = dataclasses.replace(params, ridge_alpha=float(rows["prior_strength"].max()))
-        notes.append(f"priors: from {priors_from}, alpha {params.ridge_alpha:g}")
+        aligned = rows.set_index("feature").reindex(data.features)
+        prior = RidgePrior(
+            aligned["prior_coef_raw"].to_numpy(dtype="float64"),
+            aligned["prior_sd_raw"].to_numpy(dtype="float64"),
+        )
+        n_with = int(np.isfinite(prior.mean_raw).sum())
+        notes.append(
+            f"priors: from {priors_from} for {n_with} of {len(data.features)} features (empirical Bayes, "
+            f"raw units); alpha {params.ridge_alpha:g} for the others"
+        )
     if not settings.curriculum:
         notes.append("curriculum: none (curriculum is off)")
     elif (stored := latest_warm_start(db, "regime_weights", before, params.kind)) is None:
@@ -74,7 +81,7 @@ def warm_start(db: Database, settings: ModelSettings, scope: RunScope, data: Tra
         curriculum_from, rows = stored
         weights = curriculum_sample_weights(data.trades, rows)
         notes.append(f"curriculum: regime weights from {curriculum_from}")
-    return WarmStart(params, prior_coef, priors_from, weights, curriculum_from, tuple(notes))
+    return WarmStart(params, prior, priors_from, weights, curriculum_from, tuple(notes))
 
 
 def checkpoint_payload(fitted: FittedModel, data: TrainingSet, warm: WarmStart) -> dict[str, Any]:
@@ -87,7 +94,8 @@ def checkpoint_payload(fitted: FittedModel, data: TrainingSet, warm: WarmStart) 
         "fold_test": [fold.test for fold in fitted.folds],
         "features": data.features,
         "train_trade_ids": data.trades["trade_id"].tolist(),
-        "prior_coef": warm.prior_coef,
+        "prior_mean_raw": None if warm.prior is None else warm.prior.mean_raw,
+        "prior_sd_raw": None if warm.prior is None else warm.prior.sd_raw,
         "sample_weight": warm.sample_weight,
     }
 
@@ -119,6 +127,7 @@ def run_metrics_row(
         "priors_from_run_key": warm.priors_from,
         "curriculum_from_run_key": warm.curriculum_from,
         "alpha_used": warm.params.ridge_alpha if warm.params.kind == "ridge" else None,
+        "prior_weight": fitted.prior_weight,
         "seed": warm.params.seed,
         "model_params": json.dumps(dataclasses.asdict(warm.params)),
         "library_versions": json.dumps({name: version(name) for name in VERSIONED_LIBRARIES}),
@@ -186,7 +195,7 @@ def profit_model(
             data.exit,
             data.features,
             warm.params,
-            warm.prior_coef,
+            warm.prior,
             warm.sample_weight,
         )
     with timed(context.log, "saved the skops checkpoint"):
@@ -227,6 +236,7 @@ def profit_model(
             "model_kind": warm.params.kind,
             "warm_start": dg.MetadataValue.md("\n".join(f"- {note}" for note in warm.notes)),
             "priors_from_run_key": warm.priors_from or "none",
+            "prior_weight": fitted.prior_weight,
             "curriculum_from_run_key": warm.curriculum_from or "none",
             "n_trades_in_range": data.n_read,
             "n_train": len(data.y),

@@ -1,10 +1,20 @@
 """The profit model: a ridge regression shrunk toward prior coefficients (or gradient-boosted trees),
 evaluated out of sample with purged walk-forward folds.
 
-Ridge toward a prior b0 minimizes ||y - Xb||^2 + alpha * ||b - b0||^2 over standardized features.
-Substituting c = b - b0 turns it into a plain ridge on y - X b0, so we fit sklearn's Ridge on that
-target and add b0 back to its coefficients; the stored model is an ordinary sklearn Pipeline
-(StandardScaler, clip to +-clip_z, Ridge) whose `predict` takes raw feature values. The clip keeps a
+The ridge works on standardized features z. Without a prior it minimizes
+||y - Zb||^2 + alpha * ||b||^2. With an empirical-Bayes prior (core/priors.py) a feature j has a
+prior mean m_j and prior sd s_j in RAW units (return per unit of the feature), so a prior means the
+same effect whatever this run's feature scale: in this fit's standardization (feature sd d_j) the
+prior is b0_j = m_j d_j with sd s_j d_j, and the posterior mode under Gaussian noise of variance
+sigma^2 (estimated by the variance of the training labels, which a trade model barely reduces)
+minimizes ||y - Zb||^2 + sum_j lambda_j (b_j - b0_j)^2 with lambda_j = sigma^2 / (s_j d_j)^2; a
+feature without a prior keeps lambda_j = alpha and b0_j = 0. The prior therefore weighs against the
+data as precision against precision: lambda_j against the data's sum of z_j^2 (about n), so a prior
+from a run of n' trades carries about n' / (n' + n) of the weight, and a vague prior (coefficients
+that moved between runs) carries little. Substituting c_j = sqrt(lambda_j) (b_j - b0_j) turns it
+into a plain ridge with alpha 1 on the columns z_j / sqrt(lambda_j) and the target y - Z b0, so we
+fit sklearn's Ridge on those and map its coefficients back; the stored model is an ordinary sklearn
+Pipeline (StandardScaler, clip to +-clip_z, Ridge) whose `predict` takes raw feature values. The clip keeps a
 feature that barely moved in the training window (market-wide features over a few weeks) from
 producing 50-sigma inputs, and absurd predictions, out of sample.
 
@@ -62,6 +72,46 @@ class ModelParams:
 
 
 @dataclass(frozen=True)
+class RidgePrior:
+    """Per feature of the model (aligned with its columns): the prior mean and sd of the coefficient
+    in raw units (return per unit of the feature); NaN where a feature has no prior."""
+
+    mean_raw: np.ndarray
+    sd_raw: np.ndarray
+
+    def __post_init__(self):
+        has = np.isfinite(self.mean_raw)
+        if not np.array_equal(has, np.isfinite(self.sd_raw)) or np.any(self.sd_raw[has] <= 0):
+            raise ValueError("a prior needs a mean and a positive sd for the same features")
+
+
+def prior_penalties(
+    prior: RidgePrior | None, scale: np.ndarray, label_variance: float, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(b0, lambda): the prior mean in the standardized units of a fit whose features have sd
+    `scale`, and each coefficient's penalty (alpha and 0 where there is no prior)."""
+    n_features = len(scale)
+    if prior is None:
+        return np.zeros(n_features), np.full(n_features, float(alpha))
+    has = np.isfinite(prior.mean_raw)
+    b0 = np.where(has, np.nan_to_num(prior.mean_raw) * scale, 0.0)
+    sd = np.where(has, np.nan_to_num(prior.sd_raw, nan=1.0) * scale, 1.0)
+    variance = max(float(label_variance), np.finfo("float64").tiny)
+    penalty = np.where(has & (sd > 0), variance / np.maximum(sd, np.finfo("float64").tiny) ** 2, alpha)
+    return b0, penalty
+
+
+def prior_weight(penalty: np.ndarray, Z: np.ndarray, prior: RidgePrior | None) -> float | None:
+    """The median, over the features with a prior, of the prior's share of the coefficient's
+    precision, lambda_j / (lambda_j + sum of centered z_j^2); None without a prior."""
+    if prior is None or not np.isfinite(prior.mean_raw).any():
+        return None
+    has = np.isfinite(prior.mean_raw)
+    data = ((Z - Z.mean(axis=0)) ** 2).sum(axis=0)
+    return float(np.median(penalty[has] / (penalty[has] + data[has])))
+
+
+@dataclass(frozen=True)
 class Fold:
     train: np.ndarray  # positions of training trades
     test: np.ndarray  # positions of test trades
@@ -78,7 +128,7 @@ class FittedModel:
     oos_prediction: np.ndarray  # aligned with oos_positions
     oos_positions: np.ndarray
     metrics: OutOfSampleMetrics
-    prior_coef: np.ndarray | None = field(default=None)
+    prior_weight: float | None = field(default=None)
 
 
 def min_fold_train_trades(min_train_trades: int, n_features: int) -> int:
@@ -116,26 +166,32 @@ def purged_walk_forward_splits(
     return folds
 
 
-def fit_prior_ridge(
-    X: np.ndarray,
-    y: np.ndarray,
-    alpha: float,
-    prior_coef: np.ndarray | None = None,
-    sample_weight: np.ndarray | None = None,
-    clip_z: float = 5.0,
-) -> Pipeline:
-    """Ridge on standardized (and clipped) X shrunk toward prior_coef (standardized scale); plain
-    ridge without one."""
-    features = Pipeline(
+def _standardizer(clip_z: float) -> Pipeline:
+    return Pipeline(
         [
             ("scale", StandardScaler()),
             ("clip", FunctionTransformer(np.clip, kw_args={"a_min": -clip_z, "a_max": clip_z})),
         ]
-    ).fit(X)
+    )
+
+
+def fit_prior_ridge(
+    X: np.ndarray,
+    y: np.ndarray,
+    alpha: float,
+    prior: RidgePrior | None = None,
+    sample_weight: np.ndarray | None = None,
+    clip_z: float = 5.0,
+) -> Pipeline:
+    """Ridge on standardized (and clipped) X shrunk toward the prior (module docstring); plain ridge
+    with `alpha` without one."""
+    features = _standardizer(clip_z).fit(X)
     Z = features.transform(X)
-    b0 = np.zeros(X.shape[1]) if prior_coef is None else np.asarray(prior_coef, dtype="float64")
-    ridge = Ridge(alpha=alpha).fit(Z, y - Z @ b0, sample_weight=sample_weight)
-    ridge.coef_ = ridge.coef_ + b0
+    b0, penalty = prior_penalties(prior, features.named_steps["scale"].scale_, float(np.var(y)), alpha)
+    root = np.sqrt(penalty)
+    ridge = Ridge(alpha=1.0).fit(Z / root, y - Z @ b0, sample_weight=sample_weight)
+    ridge.coef_ = ridge.coef_ / root + b0
+    ridge.alpha = float(alpha)
     return Pipeline([*features.steps, ("ridge", ridge)])
 
 
@@ -143,29 +199,31 @@ def prior_ridge_coefficients(
     X: np.ndarray,
     y: np.ndarray,
     alpha: float,
-    prior_coef: np.ndarray | None,
+    prior: RidgePrior | None,
     sample_weight: np.ndarray | None,
     clip_z: float,
     overwrite_x: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The coefficients fit_prior_ridge would fit, and the standardized inputs, by the weighted normal
-    equations in numpy: for the bootstrap, where twenty sklearn pipelines per run cost more than the
-    arithmetic. Equal to fit_prior_ridge (tested). With overwrite_x, X (a float64 array the caller no
-    longer needs, such as a bootstrap resample) becomes the standardized inputs, saving a copy."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The coefficients fit_prior_ridge would fit, the standardized inputs and the features' sd, by
+    the weighted normal equations in numpy: for the bootstrap, where twenty sklearn pipelines per run
+    cost more than the arithmetic. Equal to fit_prior_ridge (tested). With overwrite_x, X (a float64
+    array the caller no longer needs, such as a bootstrap resample) becomes the standardized inputs,
+    saving a copy."""
     Z = X if overwrite_x else np.array(X, dtype="float64")  # standardized and clipped in place
     scale = Z.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
     Z -= Z.mean(axis=0)
-    Z /= np.where(scale > 0, scale, 1.0)
+    Z /= scale
     np.clip(Z, -clip_z, clip_z, out=Z)
     w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
-    b0 = np.zeros(X.shape[1]) if prior_coef is None else np.asarray(prior_coef, dtype="float64")
+    b0, penalty = prior_penalties(prior, scale, float(np.var(y)), alpha)
     total = w.sum()
     z_mean = (w @ Z) / total
     target = y - Z @ b0
     centered_target = target - (w @ target) / total
     weighted = Z if sample_weight is None else Z * w[:, None]
-    gram = weighted.T @ Z - total * np.outer(z_mean, z_mean) + alpha * np.eye(X.shape[1])
-    return np.linalg.solve(gram, weighted.T @ centered_target) + b0, Z
+    gram = weighted.T @ Z - total * np.outer(z_mean, z_mean) + np.diag(penalty)
+    return np.linalg.solve(gram, weighted.T @ centered_target) + b0, Z, scale
 
 
 def standardized_inputs(model: Pipeline, X: np.ndarray) -> np.ndarray:
@@ -177,12 +235,12 @@ def fit_model(
     X: np.ndarray,
     y: np.ndarray,
     params: ModelParams,
-    prior_coef: np.ndarray | None,
+    prior: RidgePrior | None,
     sample_weight: np.ndarray | None,
 ) -> Regressor:
     """The params.kind model fit on (X, y): the prior ridge Pipeline or gradient-boosted trees."""
     if params.kind == "ridge":
-        return fit_prior_ridge(X, y, params.ridge_alpha, prior_coef, sample_weight, params.clip_z)
+        return fit_prior_ridge(X, y, params.ridge_alpha, prior, sample_weight, params.clip_z)
     model = HistGradientBoostingRegressor(
         max_iter=params.gbt_max_iter,
         learning_rate=params.gbt_learning_rate,
@@ -201,6 +259,14 @@ def standardized_coefficients(model: object) -> np.ndarray | None:
     return None
 
 
+def raw_coefficients(model: object) -> np.ndarray | None:
+    """Coefficients per unit of each feature (return per unit), what a prior carries between runs
+    (None for a tree model)."""
+    if isinstance(model, Pipeline):
+        return model.named_steps["ridge"].coef_ / model.named_steps["scale"].scale_
+    return None
+
+
 def train_and_evaluate(
     X: np.ndarray,
     y: np.ndarray,
@@ -208,7 +274,7 @@ def train_and_evaluate(
     exit_time: np.ndarray,
     features: list[str],
     params: ModelParams,
-    prior_coef: np.ndarray | None = None,
+    prior: RidgePrior | None = None,
     sample_weight: np.ndarray | None = None,
 ) -> FittedModel:
     """Walk-forward OOS evaluation, then the final model fit on every training trade."""
@@ -217,7 +283,7 @@ def train_and_evaluate(
             f"only {len(y)} trades with a realized label; "
             f"at least {params.min_train_trades} are needed (min_train_trades)"
         )
-    prior = prior_coef if params.kind == "ridge" else None
+    prior = prior if params.kind == "ridge" else None
     folds: list[Fold] = []
     fold_models: list[Regressor] = []
     predictions: list[np.ndarray] = []
@@ -239,13 +305,20 @@ def train_and_evaluate(
         )
     oos_positions = np.concatenate([fold.test for fold in folds])
     oos_prediction = np.concatenate(predictions)
+    model = fit_model(X, y, params, prior, sample_weight)
+    weight = None
+    if prior is not None and isinstance(model, Pipeline):
+        _, penalty = prior_penalties(
+            prior, model.named_steps["scale"].scale_, float(np.var(y)), params.ridge_alpha
+        )
+        weight = prior_weight(penalty, standardized_inputs(model, X), prior)
     return FittedModel(
-        model=fit_model(X, y, params, prior, sample_weight),
+        model=model,
         features=list(features),
         folds=folds,
         fold_models=fold_models,
         oos_prediction=oos_prediction,
         oos_positions=oos_positions,
         metrics=out_of_sample_metrics(oos_prediction, y[oos_positions]),
-        prior_coef=prior,
+        prior_weight=weight,
     )

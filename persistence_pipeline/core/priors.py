@@ -1,11 +1,22 @@
 """What the next model starts from: EMA priors of coefficients and curriculum sample weights.
 
-Priors. Over the runs so far (time order), the prior of a feature's standardized coefficient is an
-exponential moving average: p_1 = c_1, p_r = decay * p_(r-1) + (1 - decay) * c_r (a run without the
-feature leaves its prior unchanged). The prior strength, the ridge alpha with which the next model
-is pulled toward the prior, grows with the runs behind it and saturates:
-    prior_strength = strength_per_run * (1 - decay^n) / (1 - decay)
-(strength_per_run times the effective number of runs in the EMA).
+Priors (empirical Bayes, in raw units). A run's own estimate of a feature's coefficient, per unit of
+the feature (own_coef_raw: return per unit, so it means the same effect in the next run whatever
+that run's feature scale; from the ridge without the prior, so no earlier run is counted twice),
+comes with its bootstrap standard error s_r (own_coef_raw_std). Over the runs whose
+windows do not overlap (they share no trades, so their errors are independent; core/stability.py),
+in time order r = 1..R, each run's precision 1 / s_r^2 is discounted by decay^(R - r):
+    mean        m = sum w_r c_r / sum w_r,    w_r = decay^(R - r) / s_r^2
+    prior var   tau^2 = tau_between^2 + 1 / sum w_r
+where tau_between^2 is the DerSimonian-Laird moment estimate of how much the true coefficient moves
+between runs, max(0, (Q - (R - 1)) / (sum v - sum v^2 / sum v)), Q = sum v_r (c_r - m_v)^2 with the
+undiscounted v_r = 1 / s_r^2 (0 with one run: until a second run shows movement, the prior is the
+first run's estimate with its own error). The next model shrinks toward m with penalty
+sigma^2 / tau^2 (core/model.py): a coefficient estimated precisely and stable across runs pulls hard,
+one that flips between runs pulls weakly, and the pull is weighed against the next run's own n. A
+prior is refused (ValueError) for decay outside [0, 1): decay 1 would never forget and > 1 diverges.
+`prior_coef` and `prior_strength` restate the prior in the as-of run's standardized units (the
+penalty it would carry there), for reading.
 
 Curriculum. Regimes are point-in-time: a trade's volatility tercile (its entry-time volatility
 feature, cut at the terciles of the latest run's training trades) x the sign of its entry-time trend
@@ -34,7 +45,10 @@ VOLATILITY_LABELS = ("vol_low", "vol_mid", "vol_high")
 @dataclass(frozen=True)
 class PriorParams:
     decay: float = 0.5
-    strength_per_run: float = 10.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.decay < 1.0:
+            raise ValueError(f"prior_decay must be in [0, 1), got {self.decay}")
 
 
 @dataclass(frozen=True)
@@ -46,23 +60,58 @@ class CurriculumParams:
     shrinkage_trades: float = 100.0
 
 
-def ema_priors(coef_by_run: pd.DataFrame, params: PriorParams) -> pd.DataFrame:
-    """coef_by_run: runs (time order) x features of standardized coefficients (NaN = absent).
-    Returns feature, prior_coef, prior_strength, n_runs (runs that had the feature)."""
+PRIOR_COLUMNS = ["feature", "prior_coef_raw", "prior_sd_raw", "n_runs", "tau_between"]
+
+
+def empirical_bayes_prior(coef: np.ndarray, se: np.ndarray, decay: float) -> tuple[float, float, float]:
+    """(mean, sd, tau_between) of one feature's prior from its runs' raw coefficients and standard
+    errors in time order (module docstring)."""
+    coef, se = np.asarray(coef, dtype="float64"), np.asarray(se, dtype="float64")
+    precision = 1.0 / se**2
+    discounted = precision * decay ** np.arange(len(coef) - 1, -1, -1, dtype="float64")
+    mean = float(discounted @ coef / discounted.sum())
+    between = 0.0
+    if len(coef) > 1:
+        pooled = precision @ coef / precision.sum()
+        q = float(precision @ (coef - pooled) ** 2)
+        between = max(0.0, (q - (len(coef) - 1)) / (precision.sum() - (precision**2).sum() / precision.sum()))
+    return mean, float(np.sqrt(between + 1.0 / discounted.sum())), float(np.sqrt(between))
+
+
+def empirical_bayes_priors(history: pd.DataFrame, params: PriorParams) -> pd.DataFrame:
+    """history: rows (run_key, feature, own_coef_raw, own_coef_raw_std) of the independent runs, the
+    runs in time order. Per feature with at least one usable run (finite coefficient, positive error):
+    prior_coef_raw, prior_sd_raw, n_runs, tau_between."""
+    usable = history[
+        np.isfinite(history["own_coef_raw"].astype("float64"))
+        & (history["own_coef_raw_std"].astype("float64") > 0)
+    ]
     rows = []
-    for feature in coef_by_run.columns:
-        prior, n = None, 0
-        for value in coef_by_run[feature].to_numpy(dtype="float64"):
-            if np.isnan(value):
-                continue
-            prior = value if prior is None else params.decay * prior + (1 - params.decay) * value
-            n += 1
-        if prior is not None:
-            strength = params.strength_per_run * (
-                n if params.decay == 1 else (1 - params.decay**n) / (1 - params.decay)
-            )
-            rows.append({"feature": feature, "prior_coef": prior, "prior_strength": strength, "n_runs": n})
-    return pd.DataFrame(rows, columns=["feature", "prior_coef", "prior_strength", "n_runs"])
+    for feature, runs in usable.groupby("feature", sort=True):
+        mean, sd, between = empirical_bayes_prior(
+            runs["own_coef_raw"].to_numpy(), runs["own_coef_raw_std"].to_numpy(), params.decay
+        )
+        rows.append(
+            {
+                "feature": feature,
+                "prior_coef_raw": mean,
+                "prior_sd_raw": sd,
+                "n_runs": len(runs),
+                "tau_between": between,
+            }
+        )
+    return pd.DataFrame(rows, columns=PRIOR_COLUMNS)
+
+
+def restated_priors(priors: pd.DataFrame, scale: pd.Series, label_variance: float) -> pd.DataFrame:
+    """The priors with prior_coef (per sd of the feature) and prior_strength (the ridge penalty
+    sigma^2 / (sd_raw * scale)^2) in the standardized units of a run whose features have sd `scale`
+    (by feature) and whose labels have variance `label_variance`."""
+    feature_sd = scale.reindex(priors["feature"]).to_numpy(dtype="float64")
+    return priors.assign(
+        prior_coef=priors["prior_coef_raw"].to_numpy() * feature_sd,
+        prior_strength=label_variance / (priors["prior_sd_raw"].to_numpy() * feature_sd) ** 2,
+    )
 
 
 def volatility_cuts(volatility: np.ndarray) -> tuple[float, float]:

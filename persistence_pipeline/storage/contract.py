@@ -31,7 +31,7 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "oos_n_taken INTEGER, oos_mean_return_taken DOUBLE, oos_mean_return_all DOUBLE, "
             "priors_from_run_key VARCHAR, curriculum_from_run_key VARCHAR, alpha_used DOUBLE, seed INTEGER, "
             "model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER, "
-            "created_at TIMESTAMPTZ, n_censored INTEGER"
+            "created_at TIMESTAMPTZ, n_censored INTEGER, prior_weight DOUBLE"
         ),
         ("run_key",),
     ),
@@ -67,7 +67,7 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "run_key VARCHAR, feature VARCHAR, range_end DATE, coef DOUBLE, shap_mean_abs DOUBLE, "
             "perm_importance DOUBLE, perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER, coef_std DOUBLE, "
             "shap_mean_abs_std DOUBLE, group_id INTEGER, group_size INTEGER, group_shap_mean_abs DOUBLE, "
-            "max_abs_corr DOUBLE"
+            "max_abs_corr DOUBLE, own_coef_raw DOUBLE, own_coef_raw_std DOUBLE"
         ),
         ("run_key", "feature"),
     ),
@@ -124,7 +124,8 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     ),
     "feature_priors": (
         _columns(
-            "as_of_run_key VARCHAR, feature VARCHAR, prior_coef DOUBLE, prior_strength DOUBLE, n_runs INTEGER"
+            "as_of_run_key VARCHAR, feature VARCHAR, prior_coef DOUBLE, prior_strength DOUBLE, "
+            "n_runs INTEGER, prior_coef_raw DOUBLE, prior_sd_raw DOUBLE, tau_between DOUBLE"
         ),
         ("as_of_run_key", "feature"),
     ),
