@@ -146,7 +146,7 @@ def oos_performance_is_plausible(
     problem = implausible_performance(
         ic,
         hit,
-        history.importance_history(db, [run_key]),
+        history.importance_history(db, [run_key], with_quarantined=True),  # fold models may have used them
         analysis_settings.max_plausible_oos_rank_ic,
         analysis_settings.max_plausible_hit_rate,
     )

@@ -12,8 +12,15 @@ from statsmodels.stats.meta_analysis import combine_effects
 from persistence_pipeline.core.changes import describe_changes, importance_changes, top_set_change
 from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.drift import feature_drift, psi
-from persistence_pipeline.core.leakage import implausible_performance, quarantine
+from persistence_pipeline.core.importance import ImportanceParams, feature_importance
+from persistence_pipeline.core.leakage import implausible_performance, leak_screen, quarantine
 from persistence_pipeline.core.market_data import load_embedded_bars
+from persistence_pipeline.core.model import (
+    ModelParams,
+    RidgePrior,
+    standardized_coefficients,
+    train_and_evaluate,
+)
 from persistence_pipeline.core.priors import (
     CurriculumParams,
     PriorParams,
@@ -23,6 +30,7 @@ from persistence_pipeline.core.priors import (
     regimes,
     volatility_cuts,
 )
+from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
 from persistence_pipeline.core.stability import (
     MIN_RUNS_FOR_INTERVAL,
     effective_runs,
@@ -424,3 +432,77 @@ def test_the_leak_screen_looks_within_each_strategy():
     for name in ("mean_reversion", "momentum"):
         rows = strategy == name
         assert abs(scipy.stats.spearmanr(mixed[rows], y[rows]).statistic) < 0.3
+
+
+def test_the_leak_screen_of_a_fold_sees_only_its_training_trades():
+    """`late_leak` is noise in the first half of the trades and the return itself in the second: a
+    screen over the whole range flags it, but the one fold trains on the first half only, so its
+    model must keep the feature (dropping it there would select on that fold's test labels); the
+    final model, trained on every trade, holds it out with a coefficient of exactly 0."""
+    rng = np.random.default_rng(8)
+    n = 400
+    y = rng.normal(size=n)
+    late = np.where(np.arange(n) < n // 2, rng.normal(size=n), y + rng.normal(scale=0.1, size=n))
+    X = np.column_stack([late, rng.normal(size=n)])
+    features = ["late_leak", "noise"]
+    entry = np.datetime64("2021-01-04T14:30", "us") + np.arange(n) * np.timedelta64(1, "D")
+    strategy, day = np.full(n, "s"), entry.astype("datetime64[D]")
+    assert quarantine(X, y, features, 0.3, strategy, day)["feature"].tolist() == ["late_leak"]
+    fitted = train_and_evaluate(
+        X,
+        y,
+        entry,
+        entry + np.timedelta64(1, "h"),
+        features,
+        ModelParams(n_folds=1, min_train_trades=20),
+        screen=leak_screen(X, y, features, 0.3, strategy, day),
+    )
+    assert fitted.fold_screened[0].tolist() == [False, False]
+    assert standardized_coefficients(fitted.fold_models[0])[0] != 0  # type: ignore[index]
+    assert fitted.screened is not None and fitted.screened.tolist() == [True, False]
+    assert standardized_coefficients(fitted.model)[0] == 0.0  # type: ignore[index]
+
+
+def warm_against_cold(planted: dict[str, tuple[float, float]], seed: int) -> tuple[float, float]:
+    """Mean paired gain (warm - cold) in OOS rank IC and hit rate over quarters 2..8 of a simulated
+    market, warm shrunk toward the empirical-Bayes prior of the earlier quarters, same alpha."""
+    market = SimulatedMarket(start="2021-01-01", end="2022-12-31", per_day=20, n_noise=8, planted=planted)
+    trades = simulated_trades(market, seed)
+    quarter = trades["entry_time"].dt.year * 10 + trades["entry_time"].dt.quarter
+    importance = ImportanceParams(perm_repeats=1, bootstrap_rounds=10)
+    history: list[pd.DataFrame] = []
+    gains = []
+    for i, key in enumerate(sorted(quarter.unique())):
+        run = trades[quarter == key]
+        X, y = run[market.features].to_numpy(), run["return"].to_numpy()
+        times = (run["entry_time"].to_numpy(), run["exit_time"].to_numpy())
+        prior = None
+        if history:
+            pooled = empirical_bayes_priors(pd.concat(history), PriorParams()).set_index("feature")
+            pooled = pooled.reindex(market.features)
+            prior = RidgePrior(pooled["prior_coef_raw"].to_numpy(), pooled["prior_sd_raw"].to_numpy())
+        warm = train_and_evaluate(X, y, *times, market.features, ModelParams(), prior)
+        table, _ = feature_importance(
+            warm.model, warm.fold_models, warm.folds, X, y, market.features, importance, prior
+        )
+        history.append(table.assign(run_key=str(key)))
+        if i:
+            cold = train_and_evaluate(X, y, *times, market.features, ModelParams())
+            gains.append(
+                (warm.metrics.rank_ic - cold.metrics.rank_ic, warm.metrics.hit_rate - cold.metrics.hit_rate)
+            )
+    ic_gain, hit_gain = np.mean(gains, axis=0)
+    return float(ic_gain), float(hit_gain)
+
+
+def test_warm_start_beats_cold_on_persistent_effects_and_costs_nothing_without_signal():
+    """The empirical-Bayes prior on simulated markets (shared market moves, overlapping holdings) with
+    the same ridge alpha in both arms. Measured over 10 seeds: +0.025 rank IC (every seed above
+    +0.009) and +0.6 hit-rate points on persistent effects, -0.0005 rank IC without signal
+    (benchmarks/walk_forward.py has 40 seeds). The standardized EMA prior this replaced gained
+    +0.002 rank IC on persistent effects (issue 12)."""
+    persistent = [warm_against_cold({"a": (0.05, 0.05), "b": (-0.04, -0.04)}, seed) for seed in range(3)]
+    null = [warm_against_cold({}, seed) for seed in range(3)]
+    assert min(ic for ic, _ in persistent) > 0 and np.mean([ic for ic, _ in persistent]) > 0.01
+    assert np.mean([hit for _, hit in persistent]) > 0.0
+    assert np.mean([ic for ic, _ in null]) > -0.02  # the standard error of this mean is about 0.01

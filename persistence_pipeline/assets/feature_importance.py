@@ -95,6 +95,7 @@ def feature_importance(
             checkpoint_prior(checkpoint),
             checkpoint["sample_weight"],
             correlation["group_id"].to_numpy(),
+            checkpoint["quarantined"],
         )
     table = table.merge(correlation, on="feature")
     with timed(context.log, "SHAP interaction values (trees only)"):
@@ -103,7 +104,7 @@ def feature_importance(
     earlier = earlier[earlier["run_key"] != scope.run_key]
     previous_key = str(earlier["run_key"].iloc[-1]) if len(earlier) else None
     previous = history.importance_history(db, [previous_key]) if previous_key else table.iloc[0:0]
-    changes = importance_changes(previous, table, analysis_settings.top_k)
+    changes = importance_changes(previous, table[~table["quarantined"]], analysis_settings.top_k)
     explainer = explainer_name(checkpoint["model"])
     history.write_importance(
         db,

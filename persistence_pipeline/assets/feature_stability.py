@@ -51,7 +51,7 @@ def feature_stability(
 ) -> Iterator[dg.MaterializeResult]:
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
-    importance = history.importance_history(db, stored["run_key"].tolist())
+    importance = history.importance_history(db, stored["run_key"].tolist(), with_quarantined=True)
     ranges = stored[["run_key", "range_start", "range_end"]]
     overlap = mean_jaccard_overlap(history.consecutive_training_overlap(db, stored))
     compared = importance[importance["run_key"].isin(non_overlapping_runs(ranges))]

@@ -21,7 +21,7 @@ from persistence_pipeline.core.dataset import (
     require_enough,
     training_set,
 )
-from persistence_pipeline.core.leakage import quarantine
+from persistence_pipeline.core.leakage import leak_screen, quarantine
 from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior, train_and_evaluate
 from persistence_pipeline.core.priors import curriculum_sample_weights
 from persistence_pipeline.partitions import RunScope, run_scope
@@ -90,9 +90,11 @@ def checkpoint_payload(fitted: FittedModel, data: TrainingSet, warm: WarmStart) 
     return {
         "model": fitted.model,
         "fold_models": fitted.fold_models,
+        "fold_models_screened": fitted.fold_screened,
         "fold_train": [fold.train for fold in fitted.folds],
         "fold_test": [fold.test for fold in fitted.folds],
         "features": data.features,
+        "quarantined": fitted.screened,
         "train_trade_ids": data.trades["trade_id"].tolist(),
         "prior_mean_raw": None if warm.prior is None else warm.prior.mean_raw,
         "prior_sd_raw": None if warm.prior is None else warm.prior.sd_raw,
@@ -147,6 +149,15 @@ def oos_prediction_rows(data: TrainingSet, fitted: FittedModel) -> pd.DataFrame:
     )
 
 
+def fold_screen_note(fitted: FittedModel, features: list[str]) -> str:
+    """What the leak screen held out of each walk-forward fold's model (from its training trades)."""
+    lines = [
+        f"- fold {i + 1}: " + (", ".join(np.asarray(features, dtype=object)[mask]) or "none")
+        for i, mask in enumerate(fitted.fold_screened)
+    ]
+    return "\n".join(lines)
+
+
 @dg.asset(
     **STAGE,
     deps=[trades],
@@ -154,7 +165,8 @@ def oos_prediction_rows(data: TrainingSet, fitted: FittedModel) -> pd.DataFrame:
     kinds={"scikit-learn", "duckdb"},
     description="Ridge (shrunk toward the latest stored priors, trades weighted by the latest regime "
     "weights) or gradient-boosted trees on the trades whose label is realized by the range end; features "
-    "with an implausible in-sample IC are quarantined; purged walk-forward out-of-sample metrics and "
+    "with an implausible in-sample IC are quarantined (screened on each fold's training trades); "
+    "purged walk-forward out-of-sample metrics and "
     "predictions; skops checkpoint.",
 )
 @user_errors_fail_the_step
@@ -171,15 +183,10 @@ def profit_model(
     data = training_set(stored, window.end)
     require_enough(data, model_settings.min_train_trades, window.first_day, window.last_day)
     loss = data_loss(source_trade_count(db, window.first_day, window.last_day), data)
-    excluded = quarantine(
-        data.X,
-        data.y,
-        data.features,
-        analysis_settings.leakage_max_abs_ic,
-        data.trades["strategy"].to_numpy(),
-        data.trades["entry_time"].dt.floor("D").to_numpy(),
-    )
-    data = data.without(excluded["feature"].tolist())
+    strategy = data.trades["strategy"].to_numpy()
+    entry_day = data.trades["entry_time"].dt.floor("D").to_numpy()
+    max_ic = analysis_settings.leakage_max_abs_ic
+    excluded = quarantine(data.X, data.y, data.features, max_ic, strategy, entry_day)
     warm = warm_start(db, model_settings, scope, data)
     context.log.info(
         f"{scope.run_key}: {len(data.y)} labelled trades x {len(data.features)} features; "
@@ -197,6 +204,7 @@ def profit_model(
             warm.params,
             warm.prior,
             warm.sample_weight,
+            leak_screen(data.X, data.y, data.features, max_ic, strategy, entry_day),
         )
     with timed(context.log, "saved the skops checkpoint"):
         path, sha256 = checkpoint_store.save(
@@ -220,9 +228,15 @@ def profit_model(
         run_metrics_row(scope, db.staged_by, data, fitted, warm, now),  # staged_by: the Dagster run id
         checkpoint_row,
         oos_predictions=oos_prediction_rows(data, fitted),
-        excluded_features=excluded,
+        excluded_features=excluded.assign(
+            n_folds_screened=[
+                int(sum(m[data.features.index(f)] for m in fitted.fold_screened)) for f in excluded["feature"]
+            ]
+        ),
         data_loss=loss,
-        feature_coverage=feature_coverage(stored, data.features),
+        feature_coverage=feature_coverage(
+            stored, [f for f in data.features if f not in set(excluded["feature"])]
+        ),
     )
     finish(context, db, scope.run_key)
     context.log.info(
@@ -244,6 +258,7 @@ def profit_model(
             "n_dropped_entered_after_first_open_trade": data.n_censored,
             "data_loss": markdown_table(loss),
             "excluded_features": markdown_table(excluded) if len(excluded) else "none",
+            "fold_screens": dg.MetadataValue.md(fold_screen_note(fitted, data.features)),
             "n_folds": len(fitted.folds),
             "n_oos": m.n_oos,
             **{f"oos_{name}": finite_or_none(value) for name, value in vars(m).items() if name != "n_oos"},

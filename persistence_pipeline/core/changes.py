@@ -29,6 +29,8 @@ def importance_changes(previous: pd.DataFrame, current: pd.DataFrame, k: int) ->
         on="feature",
         how="outer",
     )
+    for column in ("rank", "previous_rank"):  # nullable integers from the warehouse: NaN where absent
+        merged[column] = pd.to_numeric(merged[column], errors="coerce").astype("float64")
     merged["rank_shift"] = merged["previous_rank"] - merged["rank"]
     merged["shap_change"] = merged["shap_mean_abs"] - merged["previous_shap_mean_abs"]
     now_top, was_top = merged["rank"] <= k, merged["previous_rank"] <= k

@@ -19,7 +19,8 @@ importance and univariate IC, and the importance rank.
   the same ridge WITHOUT the prior, own_coef_raw_std its bootstrap sd. The next prior pools these
   (core/priors.py); pooling the warm model's own coefficients would count every earlier run again in
   each later one (the prior's sd fell to 1e-9 of the coefficient within eight planted quarters).
-- rank 1 is the largest mean |SHAP| (ties broken by feature name, so ranks are deterministic).
+- rank 1 is the largest mean |SHAP| (ties broken by feature name, so ranks are deterministic) among
+  the features not quarantined by the leak screen (those keep a row, flagged, without a rank).
 - Interactions (trees only; a linear model has none): shap's TreeExplainer interaction values on a
   seeded sample of at most `interaction_sample_size` trades; a pair's strength is the mean over the
   sample of |phi_ab + phi_ba| (shap splits the pair's interaction equally between the two cells),
@@ -41,6 +42,7 @@ from persistence_pipeline.core.model import (
     Regressor,
     RidgePrior,
     fit_prior_ridge,
+    neutralized,
     prior_ridge_coefficients,
     raw_coefficients,
     standardized_coefficients,
@@ -278,10 +280,16 @@ def feature_importance(
     prior: RidgePrior | None = None,
     sample_weight: np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    quarantined: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """One row per feature (coef and its std, per sd and per unit of the feature, shap_mean_abs and
-    its std, group_shap_mean_abs of its group in `groups`, perm_importance(_std), ic, rank) and the
-    SHAP sample size."""
+    its std, group_shap_mean_abs of its group in `groups`, perm_importance(_std), ic, rank,
+    quarantined) and the SHAP sample size. The `quarantined` features were held at 0 in the final
+    model's fit: they are held there again to explain it (their SHAP and coefficient are 0), keep
+    their in-sample IC and OOS permutation importance (fold models that kept them), and take no rank."""
+    held = np.zeros(len(features), dtype=bool) if quarantined is None else np.asarray(quarantined)
+    X_oos = X
+    X, prior = neutralized(X, prior, held)
     shap_mean, group_shap, shap_n = mean_abs_shap(model, X, params, groups)
     spread = bootstrap_spread(model, X, y, prior, sample_weight, params)
     own_model, own_spread = model, spread
@@ -289,7 +297,7 @@ def feature_importance(
         alpha, clip = model.named_steps["ridge"].alpha, model.named_steps["clip"].kw_args["a_max"]
         own_model = fit_prior_ridge(X, y, alpha, None, sample_weight, clip)
         own_spread = bootstrap_spread(own_model, X, y, None, sample_weight, params)
-    perm_mean, perm_std = oos_permutation_importance(fold_models, folds, X, y, params)
+    perm_mean, perm_std = oos_permutation_importance(fold_models, folds, X_oos, y, params)
     missing = np.full(len(features), np.nan)
 
     def linear(values: np.ndarray | None) -> np.ndarray:
@@ -307,8 +315,11 @@ def feature_importance(
             "group_shap_mean_abs": group_shap,
             "perm_importance": perm_mean,
             "perm_importance_std": perm_std,
-            "ic": rank_ic_columns(X, y),
-            "rank": importance_ranks(shap_mean, features),
+            "ic": rank_ic_columns(X_oos, y),
+            "rank": pd.array([pd.NA] * len(features), dtype="Int64"),
+            "quarantined": held,
         }
     )
+    kept = np.flatnonzero(~held)
+    table.loc[kept, "rank"] = importance_ranks(shap_mean[kept], [features[i] for i in kept])
     return table.sort_values("rank", kind="stable").reset_index(drop=True), shap_n

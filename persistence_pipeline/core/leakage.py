@@ -5,7 +5,10 @@ features. A feature computed after entry can still leak under another name; an i
 with the realized return far above what entry-time signals show (daily-trade ICs of 0.02-0.10 are
 already strong) is the evidence. Such a feature is quarantined: left out of the run's model (it
 would otherwise take all the credit and bury every honest feature), stored in `excluded_features`
-with its IC, and reported by the failing `no_leaky_features` check. The threshold is
+with its IC, and reported by the failing `no_leaky_features` check. The screen runs on each
+walk-forward fold's training trades (a fold model holds out what its own training trades flag)
+and on all trades for the final model, whose flags are the stored ones; the feature keeps a row in
+the importance history, marked `quarantined`, so no series has a hole. The threshold is
 max(max_abs_ic, 5 / sqrt(n)), n the distinct entry days: 0.3 by default, and never within five
 standard errors of zero (an IC over n independent days has a standard error of about 1 / sqrt(n)).
 Five, because over the 42 quarters of the embedded data (2013-2024) the largest honest
@@ -15,6 +18,8 @@ above; a partial leak below the threshold is left to the out-of-sample plausibil
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -62,6 +67,25 @@ def quarantine(
         columns=["feature", "ic", "reason"],
     )
     return table.sort_values("ic", key=np.abs, ascending=False, kind="stable").reset_index(drop=True)
+
+
+def leak_screen(
+    X: np.ndarray,
+    y: np.ndarray,
+    features: list[str],
+    max_abs_ic: float,
+    strategy: np.ndarray,
+    entry_day: np.ndarray,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """training positions -> mask of the features `quarantine` flags on those trades alone: what
+    the walk-forward runs on each fold's training trades, so no test label decides what a fold
+    model sees (core/model.py)."""
+
+    def screen(rows: np.ndarray) -> np.ndarray:
+        flagged = quarantine(X[rows], y[rows], features, max_abs_ic, strategy[rows], entry_day[rows])
+        return np.isin(np.asarray(features, dtype=object), flagged["feature"].to_numpy(dtype=object))
+
+    return screen
 
 
 def implausible_performance(

@@ -18,6 +18,11 @@ Pipeline (StandardScaler, clip to +-clip_z, Ridge) whose `predict` takes raw fea
 feature that barely moved in the training window (market-wide features over a few weeks) from
 producing 50-sigma inputs, and absurd predictions, out of sample.
 
+A leak screen (core/leakage.py), when given, is applied to each fold's TRAINING trades only and then
+to all trades for the final model: the features it flags are held constant (0) in that fit, so the
+ridge gives them a coefficient of exactly 0 (and drops their prior) and trees cannot split on them;
+the test labels never decide which features a fold model sees.
+
 A walk-forward fold is evaluated only when its purged training set holds at least
 max(min_train_trades, 5 x number of features) trades (min_fold_train_trades, also the trainability
 check of a trade source); earlier folds are skipped.
@@ -25,6 +30,7 @@ check of a trade source); earlier folds are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -129,6 +135,8 @@ class FittedModel:
     oos_positions: np.ndarray
     metrics: OutOfSampleMetrics
     prior_weight: float | None = field(default=None)
+    screened: np.ndarray | None = field(default=None)  # features held out of the final model
+    fold_screened: list[np.ndarray] = field(default_factory=list)  # ... out of each fold's model
 
 
 def min_fold_train_trades(min_train_trades: int, n_features: int) -> int:
@@ -226,6 +234,22 @@ def prior_ridge_coefficients(
     return np.linalg.solve(gram, weighted.T @ centered_target) + b0, Z, scale
 
 
+Screen = Callable[[np.ndarray], np.ndarray]  # training positions -> mask of features to hold out
+
+
+def neutralized(
+    X: np.ndarray, prior: RidgePrior | None, mask: np.ndarray | None
+) -> tuple[np.ndarray, RidgePrior | None]:
+    """X with the masked features held at 0 and the prior without them (unchanged without a mask)."""
+    if mask is None or not mask.any():
+        return X, prior
+    X = np.array(X, dtype="float64")
+    X[:, mask] = 0.0
+    if prior is not None:
+        prior = RidgePrior(np.where(mask, np.nan, prior.mean_raw), np.where(mask, np.nan, prior.sd_raw))
+    return X, prior
+
+
 def standardized_inputs(model: Pipeline, X: np.ndarray) -> np.ndarray:
     """What the ridge step of a linear pipeline sees: standardized, clipped features."""
     return model[:-1].transform(X)
@@ -276,8 +300,10 @@ def train_and_evaluate(
     params: ModelParams,
     prior: RidgePrior | None = None,
     sample_weight: np.ndarray | None = None,
+    screen: Screen | None = None,
 ) -> FittedModel:
-    """Walk-forward OOS evaluation, then the final model fit on every training trade."""
+    """Walk-forward OOS evaluation, then the final model fit on every training trade; `screen` flags
+    the features to hold out of a fit from its training positions (module docstring)."""
     if len(y) < params.min_train_trades:
         raise NotEnoughDataError(
             f"only {len(y)} trades with a realized label; "
@@ -286,7 +312,9 @@ def train_and_evaluate(
     prior = prior if params.kind == "ridge" else None
     folds: list[Fold] = []
     fold_models: list[Regressor] = []
+    fold_screened: list[np.ndarray] = []
     predictions: list[np.ndarray] = []
+    no_screen = np.zeros(X.shape[1], dtype=bool)
     min_fold_train = min_fold_train_trades(params.min_train_trades, X.shape[1])
     for fold in purged_walk_forward_splits(
         entry_time, exit_time, params.n_folds, pd.Timedelta(days=params.embargo_days)
@@ -294,9 +322,12 @@ def train_and_evaluate(
         if fold.train.size < min_fold_train:
             continue
         weights = None if sample_weight is None else sample_weight[fold.train]
-        model = fit_model(X[fold.train], y[fold.train], params, prior, weights)
+        mask = no_screen if screen is None else screen(fold.train)
+        X_train, fold_prior = neutralized(X[fold.train], prior, mask)
+        model = fit_model(X_train, y[fold.train], params, fold_prior, weights)
         folds.append(fold)
         fold_models.append(model)
+        fold_screened.append(mask)
         predictions.append(model.predict(X[fold.test]))
     if not folds:
         raise NotEnoughDataError(
@@ -305,13 +336,15 @@ def train_and_evaluate(
         )
     oos_positions = np.concatenate([fold.test for fold in folds])
     oos_prediction = np.concatenate(predictions)
-    model = fit_model(X, y, params, prior, sample_weight)
+    screened = no_screen if screen is None else screen(np.arange(len(y)))
+    X_final, final_prior = neutralized(X, prior, screened)
+    model = fit_model(X_final, y, params, final_prior, sample_weight)
     weight = None
-    if prior is not None and isinstance(model, Pipeline):
+    if final_prior is not None and isinstance(model, Pipeline):
         _, penalty = prior_penalties(
-            prior, model.named_steps["scale"].scale_, float(np.var(y)), params.ridge_alpha
+            final_prior, model.named_steps["scale"].scale_, float(np.var(y)), params.ridge_alpha
         )
-        weight = prior_weight(penalty, standardized_inputs(model, X), prior)
+        weight = prior_weight(penalty, standardized_inputs(model, X_final), final_prior)
     return FittedModel(
         model=model,
         features=list(features),
@@ -321,4 +354,6 @@ def train_and_evaluate(
         oos_positions=oos_positions,
         metrics=out_of_sample_metrics(oos_prediction, y[oos_positions]),
         prior_weight=weight,
+        screened=screened,
+        fold_screened=fold_screened,
     )

@@ -155,11 +155,23 @@ def effective_k(k: int, n_features: int) -> int:
     return max(1, min(k, n_features - 1))
 
 
+def quarantined_rows(history: pd.DataFrame) -> pd.Series:
+    """Whether each history row is of a feature the leak screen kept out of that run's model (rows
+    stored before the column existed count as not)."""
+    if "quarantined" not in history:
+        return pd.Series(False, index=history.index)
+    return history["quarantined"].astype("boolean").fillna(False).astype(bool)
+
+
 def feature_stability(history: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Per feature: n_runs (runs that have it), rank_mean, rank_std, sign_consistency, importance_cv over
-    those runs (None where it needs two), and topk_frequency over ALL runs (a run without the feature
-    did not select it)."""
+    """Per feature: n_runs (runs whose model had it), rank_mean, rank_std, sign_consistency,
+    importance_cv over those runs (None where it needs two), and topk_frequency over every run that
+    could select it: all runs but those whose leak screen quarantined it (a run without the feature
+    did not select it; a run that quarantined it could not)."""
     n_total = history["run_key"].nunique()
+    held = quarantined_rows(history)
+    n_quarantined = history[held].groupby("feature").size()
+    history = history[~held]
     k = effective_k(k, history["feature"].nunique())
     rows = []
     history = history.assign(rank=average_importance_ranks(history))
@@ -175,7 +187,9 @@ def feature_stability(history: pd.DataFrame, k: int) -> pd.DataFrame:
                 "n_runs": n,
                 "rank_mean": float(runs["rank"].mean()),
                 "rank_std": float(runs["rank"].std(ddof=1)) if n > 1 else None,
-                "topk_frequency": float((runs["rank"] <= k).sum() / n_total),
+                "topk_frequency": float(
+                    (runs["rank"] <= k).sum() / (n_total - int(n_quarantined.get(feature, 0)))
+                ),
                 "sign_consistency": float(majority / n) if n > 1 else None,
                 "importance_cv": float(shap_values.std(ddof=1) / shap_values.mean())
                 if n > 1 and shap_values.mean() > 0
@@ -195,7 +209,8 @@ def stability_summary(
     """Cross-run stability of the importance ranking over the non-overlapping runs among `ranges`
     (run_key, range_start, range_end; None figures, with the reason, below two of them)."""
     compared = non_overlapping_runs(ranges)
-    ranks = rank_matrix(history[history["run_key"].isin(compared)], compared)
+    usable = history[history["run_key"].isin(compared) & ~quarantined_rows(history)]
+    ranks = rank_matrix(usable, compared)
     m, n = ranks.shape
     k = effective_k(k, n)
     stored = len(ranges)

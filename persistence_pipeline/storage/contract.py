@@ -52,7 +52,7 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         ("run_key", "feature"),
     ),
     "excluded_features": (
-        _columns("run_key VARCHAR, feature VARCHAR, ic DOUBLE, reason VARCHAR"),
+        _columns("run_key VARCHAR, feature VARCHAR, ic DOUBLE, reason VARCHAR, n_folds_screened INTEGER"),
         ("run_key", "feature"),
     ),
     "checkpoints": (
@@ -67,7 +67,7 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "run_key VARCHAR, feature VARCHAR, range_end DATE, coef DOUBLE, shap_mean_abs DOUBLE, "
             "perm_importance DOUBLE, perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER, coef_std DOUBLE, "
             "shap_mean_abs_std DOUBLE, group_id INTEGER, group_size INTEGER, group_shap_mean_abs DOUBLE, "
-            "max_abs_corr DOUBLE, own_coef_raw DOUBLE, own_coef_raw_std DOUBLE"
+            "max_abs_corr DOUBLE, own_coef_raw DOUBLE, own_coef_raw_std DOUBLE, quarantined BOOLEAN"
         ),
         ("run_key", "feature"),
     ),

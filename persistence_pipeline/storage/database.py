@@ -187,11 +187,11 @@ def replace_run_rows(
         con.unregister("incoming_rows")
 
 
-def rows_of_runs(db: Database, run_keys: list[str], sql: str) -> pd.DataFrame:
+def rows_of_runs(db: Database, run_keys: list[str], sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
     """Rows of `sql`, which joins its table with the view `wanted_runs` (one column, run_key)."""
     with db.connect() as con:
         wanted = pd.DataFrame({"run_key": pd.Series(run_keys, dtype="object")})
-        return registered_join(con, "wanted_runs", wanted, sql)
+        return registered_join(con, "wanted_runs", wanted, sql, params)
 
 
 def registered_join(

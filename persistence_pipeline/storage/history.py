@@ -84,13 +84,16 @@ def record_explainer(
     )
 
 
-def importance_history(db: Database, run_keys: list[str]) -> pd.DataFrame:
-    """feature_importance_history rows of the given runs."""
+def importance_history(db: Database, run_keys: list[str], with_quarantined: bool = False) -> pd.DataFrame:
+    """feature_importance_history rows of the given runs: by default without the rows of features
+    the leak screen kept out of a run's model (they hold no importance of that run); with them for
+    the figures that must know a run could not select a feature (top-k frequency)."""
     return rows_of_runs(
         db,
         run_keys,
         "SELECT h.* FROM feature_importance_history h JOIN wanted_runs USING (run_key)"
-        " ORDER BY h.run_key, h.rank",
+        " WHERE ? OR h.quarantined IS NOT TRUE ORDER BY h.run_key, h.rank",
+        [with_quarantined],
     )
 
 
