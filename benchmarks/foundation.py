@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from persistence_pipeline.core.dataset import training_set
+from persistence_pipeline.core.design import DesignParams
 from persistence_pipeline.core.importance import ImportanceParams, feature_importance
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.schema import Frame, validate_trade_log
@@ -102,7 +103,7 @@ def stages(n: int, workdir: Path) -> dict[str, Callable[[], None]]:
         replace_trades(database, state["trades"], start, end, "synthetic", len(state["trades"]))
 
     def model():
-        data = training_set(state["trades"], end)
+        data = training_set(state["trades"], end, DesignParams())
         state["data"] = data
         state["fitted"] = train_and_evaluate(
             data.X, data.y, data.entry, data.exit, data.features, ModelParams()

@@ -25,7 +25,7 @@
    coefficient's precision).
 
     python benchmarks/walk_forward.py [--start 2016-01-01] [--ranges 30] [--months 3]
-        [--seeds 40] [--skip-embedded]
+        [--seeds 40] [--skip-embedded] [--ways cold warm warm+curr]
 """
 
 from __future__ import annotations
@@ -166,21 +166,24 @@ def main() -> None:
     parser.add_argument("--start", default="2016-01-01")
     parser.add_argument("--ranges", type=int, default=30)
     parser.add_argument("--months", type=int, default=3)
-    parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=40, help="0: skip the simulated part")
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    simulated(args.seeds)
+    if args.seeds:
+        simulated(args.seeds)
     if args.skip_embedded:
         return
     windows = ranges(args.start, args.ranges, args.months)
     results, seconds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, settings in WAYS.items():
+        for name in args.ways:
+            settings = WAYS[name]
             t = time.perf_counter()
             results[name] = run_way(settings, windows, Path(tmp) / name.replace("+", "_"))
             seconds[name] = time.perf_counter() - t
-    table = results["cold"][["run_key", "n_train"]].copy()
+    table = results[args.ways[0]][["run_key", "n_train"]].copy()
     for name, frame in results.items():
         table[f"ic {name}"] = frame["oos_rank_ic"].to_numpy()
         table[f"hit {name}"] = frame["oos_hit_rate"].to_numpy()
@@ -191,9 +194,9 @@ def main() -> None:
         " | hit rate - cold, 95% CI | wall s |"
     )
     print("|---|---:|---:|---|---|---:|")
-    for name in WAYS:
+    for name in args.ways:
         ic, hit = table[f"ic {name}"].to_numpy(), table[f"hit {name}"].to_numpy()
-        if name == "cold":
+        if name == "cold" or "cold" not in results:
             versus = ("", "")
         else:
             versus = (

@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 import pydantic
 
+from persistence_pipeline.core.design import DIRECTIONAL_FEATURES, PER_STRATEGY_FEATURES, DesignParams
 from persistence_pipeline.core.evidence import EvidenceParams
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.model import ModelParams
@@ -52,10 +53,14 @@ class CheckpointStore(dg.ConfigurableResource):
 
 class DashboardStore(dg.ConfigurableResource):
     """Where dashboard PNGs go: one per run key and `latest.png` (the newest run's), written before
-    the run is published and moved into place after it (storage/files.py)."""
+    the run is published and moved into place after it (storage/files.py). `top_n`: the features each
+    view shows; `segment`: one strategy or side (`strategy=mean_reversion`, `side=short`, as stored in
+    feature_segments) whose top features the summary lists and whose mean |SHAP| the importance panel
+    draws over runs; empty: the pooled importance only."""
 
     directory: str = "data/dashboard"
     top_n: int = 15
+    segment: str = ""
 
     def stage(self, png: bytes, run_key: str, staged_by: str | None, is_newest: bool) -> list[Path]:
         return files.stage_dashboard(Path(self.directory), png, run_key, staged_by, is_newest)
@@ -124,6 +129,11 @@ class ModelSettings(dg.ConfigurableResource):
     bootstrap_rounds: int = 20
     bootstrap_sample_size: int = 50000
     correlation_threshold: float = 0.7
+    directional_features: list[str] = list(DIRECTIONAL_FEATURES)
+    per_strategy_features: list[str] = list(PER_STRATEGY_FEATURES)
+
+    def design_params(self) -> DesignParams:
+        return DesignParams(tuple(self.directional_features), tuple(self.per_strategy_features))
 
     def model_params(self) -> ModelParams:
         return ModelParams(

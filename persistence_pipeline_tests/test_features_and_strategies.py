@@ -3,7 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
+from persistence_pipeline.core.dataset import training_set
+from persistence_pipeline.core.design import DesignParams, model_design
 from persistence_pipeline.core.features import BAR_FEATURES, bar_features
 from persistence_pipeline.core.market_data import (
     DEFAULT_MAX_GAP_DAYS,
@@ -13,6 +16,7 @@ from persistence_pipeline.core.market_data import (
     load_embedded_bars,
     split_like,
 )
+from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.core.strategies import FEATURES, generate_trades
 
@@ -201,3 +205,88 @@ def test_a_split_like_jump_of_the_whole_market_passes(tmp_path):
     _synthetic_bars(2).to_csv(tmp_path / "CCC.csv", index=False)
     with pytest.raises(InputDataError, match=r"AAA.csv, column 'open', row 51: .* unadjusted 2:1 split"):
         load_bars_dir(tmp_path)
+
+
+def test_a_single_symbol_source_drops_the_market_twins_of_its_own_features():
+    """Issue 12: on one symbol the market features are the symbol's own (to 4e-16): the design
+    keeps the earlier of each pair and says which it dropped; a near-twin is kept."""
+    bars = load_embedded_bars()
+    trades = generate_trades(bars[bars["symbol"] == "AAPL"].reset_index(drop=True))
+    gap = (trades["market_return_5"] - trades["momentum_5"]).abs().max()
+    assert 0 <= gap < 1e-12
+    design = model_design(trades, FEATURES, DesignParams())
+    assert design.duplicates == {"market_return_5": "momentum_5", "market_volatility_20": "volatility_20"}
+    assert "market_return_5" not in design.features and "momentum_5" in design.features
+    nudged = trades.assign(market_return_5=trades["momentum_5"] + 1e-6)
+    assert "market_return_5" not in model_design(nudged, FEATURES, DesignParams()).duplicates
+    assert model_design(generate_trades(bars), FEATURES, DesignParams()).duplicates == {}
+
+
+def mirrored_pairs(n_days: int = 300, seed: int = 3) -> pd.DataFrame:
+    """Each day a long and a short trade on the same bar (same features), whose returns are exact
+    mirrors: the price moves 1% per unit of `momentum_5` plus noise; `volatility_20` is noise."""
+    rng = np.random.default_rng(seed)
+    days = pd.bdate_range("2021-01-04", periods=n_days, tz="UTC") + pd.Timedelta(hours=14, minutes=30)
+    momentum, volatility = rng.normal(size=n_days), rng.normal(size=n_days)
+    move = 0.01 * momentum + rng.normal(scale=0.02, size=n_days)
+    strategy = np.where(np.arange(n_days) % 2 == 0, "mean_reversion", "momentum_breakout")
+    signal = rng.uniform(0, 2, n_days)
+    frames = []
+    for side in (1, -1):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "trade_id": [f"{side:+d}{i:04d}" for i in range(n_days)],
+                    "strategy": strategy
+                    if side == 1
+                    else np.where(strategy == "mean_reversion", "momentum_breakout", "mean_reversion"),
+                    "entry_time": days,
+                    "exit_time": days + pd.Timedelta(hours=20),
+                    "side": side,
+                    "return": side * move,
+                    "momentum_5": momentum,
+                    "volatility_20": volatility,
+                    "signal_strength": signal,
+                }
+            )
+        )
+    return pd.concat(frames).sort_values(["entry_time", "trade_id"]).reset_index(drop=True)
+
+
+def test_the_model_sees_the_trades_direction_and_strategy():
+    """Mirrored pairs (a long and a short on the same bar, returns +-r, identical features): the raw
+    feature has no IC with the trade's return and no model of raw features can predict it; side-
+    aligned, `momentum_5` predicts both trades of a pair (OOS rank IC about 0.4 against 0 raw)."""
+    trades = mirrored_pairs()
+    features = ["momentum_5", "volatility_20", "signal_strength"]
+    design = model_design(trades, features, DesignParams())
+    assert design.features == [
+        "momentum_5",
+        "volatility_20",
+        "signal_strength@mean_reversion",
+        "signal_strength@momentum_breakout",
+        "strategy@mean_reversion",
+        "strategy@momentum_breakout",
+        "direction",
+    ]
+    modelled = design.trades
+    np.testing.assert_array_equal(modelled["momentum_5"], trades["momentum_5"] * trades["side"])
+    np.testing.assert_array_equal(modelled["volatility_20"], trades["volatility_20"])
+    reversion = trades["strategy"] == "mean_reversion"
+    np.testing.assert_array_equal(
+        modelled["signal_strength@mean_reversion"], trades["signal_strength"].where(reversion, 0.0)
+    )
+    np.testing.assert_array_equal(modelled["direction"], trades["side"])
+    raw_ic = scipy.stats.spearmanr(trades["momentum_5"], trades["return"]).statistic
+    aligned_ic = scipy.stats.spearmanr(modelled["momentum_5"], trades["return"]).statistic
+    assert abs(raw_ic) < 0.02 and aligned_ic > 0.3
+
+    def oos_rank_ic(params: DesignParams) -> float:
+        data = training_set(trades, pd.Timestamp("2030-01-01", tz="UTC"), params)
+        fitted = train_and_evaluate(data.X, data.y, data.entry, data.exit, data.features, ModelParams())
+        return fitted.metrics.rank_ic
+
+    raw = oos_rank_ic(DesignParams(directional=(), per_strategy=()))
+    assert abs(raw) < 0.1 and oos_rank_ic(DesignParams()) > 0.3
+    with pytest.raises(ValueError, match="may not be named 'direction'"):
+        model_design(trades.rename(columns={"volatility_20": "direction"}), ["direction"], DesignParams())

@@ -55,6 +55,36 @@ def test_range_run_stores_the_trades_of_the_range(ran, expected_trades):
     pd.testing.assert_frame_equal(stored[expected.columns], expected, check_dtype=False)
 
 
+STRATEGY_NAMES = ["mean_reversion", "momentum_breakout"]
+DIRECTIONAL = {
+    "price_position_252", "zscore_20", "rsi_14", "momentum_5", "momentum_20", "momentum_60",
+    "trend_slope_20", "macd_hist_pct", "bollinger_pctb_50", "gap", "drawdown_from_high_252",
+    "market_return_5",
+}  # fmt: skip
+
+
+def model_columns(trades: pd.DataFrame) -> pd.DataFrame:
+    """The model's view of the trades, built by hand from the README's description: directional
+    features times the side, the strategy features split by strategy, strategy indicators and the
+    direction (the embedded range has both strategies and both sides)."""
+    columns = {}
+    for feature in FEATURES:
+        if feature in DIRECTIONAL:
+            columns[feature] = trades[feature] * trades["side"]
+        elif feature in ("signal_strength", "strategy_confidence"):
+            for name in STRATEGY_NAMES:
+                columns[f"{feature}@{name}"] = trades[feature].where(trades["strategy"] == name, 0.0)
+        else:
+            columns[feature] = trades[feature]
+    for name in STRATEGY_NAMES:
+        columns[f"strategy@{name}"] = (trades["strategy"] == name).astype(float)
+    columns["direction"] = trades["side"].astype(float)
+    return pd.DataFrame(columns)
+
+
+MODEL_FEATURES = list(model_columns(pd.DataFrame(columns=[*FEATURES, "side", "strategy"])).columns)
+
+
 def test_run_metrics_are_the_out_of_sample_results(ran, expected_trades):
     project, _ = ran
     metrics = project.table("run_metrics")
@@ -70,13 +100,13 @@ def test_run_metrics_are_the_out_of_sample_results(ran, expected_trades):
     assert row["n_unrealized"] == int(still_open.sum()) > 0
     assert row["n_censored"] == 564 - row["n_unrealized"] - len(labelled)
     assert row["priors_from_run_key"] is None or pd.isna(row["priors_from_run_key"])
-    assert row["model_kind"] == "ridge" and row["n_features"] == len(FEATURES)
+    assert row["model_kind"] == "ridge" and row["n_features"] == len(MODEL_FEATURES) == 24
     fitted = train_and_evaluate(
-        labelled[FEATURES].to_numpy(),
+        model_columns(labelled).to_numpy(),
         labelled["return"].to_numpy(),
         labelled["entry_time"].to_numpy("datetime64[us]"),
         labelled["exit_time"].to_numpy("datetime64[us]"),
-        FEATURES,
+        MODEL_FEATURES,
         ModelParams(),
     )
     realized = labelled["return"].to_numpy()[fitted.oos_positions]
@@ -103,7 +133,8 @@ def test_checkpoint_is_indexed_and_predicts(ran):
         str(path), index["sha256"].iloc[0]
     )
     trades = project.table("trades", order_by="entry_time, trade_id")
-    prediction = checkpoint["model"].predict(trades[checkpoint["features"]].to_numpy())
+    assert checkpoint["features"] == MODEL_FEATURES
+    prediction = checkpoint["model"].predict(model_columns(trades).to_numpy())
     assert prediction.shape == (564,) and np.isfinite(prediction).all()
     assert index["oos_rank_ic"].iloc[0] == project.table("run_metrics")["oos_rank_ic"].iloc[0]
 
@@ -122,19 +153,36 @@ def test_tampered_checkpoint_is_refused(ran, tmp_path):
 def test_importance_history_has_one_ranked_row_per_feature(ran):
     project, _ = ran
     history = project.table("feature_importance_history", order_by="rank")
-    assert len(history) == len(FEATURES)
-    assert set(history["feature"]) == set(FEATURES)
-    assert history["rank"].tolist() == list(range(1, len(FEATURES) + 1))
+    assert len(history) == len(MODEL_FEATURES)
+    assert set(history["feature"]) == set(MODEL_FEATURES)
+    assert history["rank"].tolist() == list(range(1, len(MODEL_FEATURES) + 1))
     assert history["shap_mean_abs"].is_monotonic_decreasing
     assert (history["perm_importance_std"] >= 0).all()
     assert (history["range_end"] == pd.Timestamp(END)).all()
     trades = project.table("trades")
     cut = trades.loc[trades["exit_time"] >= pd.Timestamp("2021-07-01", tz="UTC"), "entry_time"].min()
     labelled = trades[trades["entry_time"] < cut]  # the trades the model learned from
+    columns = model_columns(labelled)
     for _, row in history.iloc[:3].iterrows():
         assert row["ic"] == pytest.approx(
-            scipy.stats.spearmanr(labelled[row["feature"]], labelled["return"]).statistic
+            scipy.stats.spearmanr(columns[row["feature"]], labelled["return"]).statistic
         )
+    # within each strategy and side, the IC of the same columns over that segment's trades
+    segments = project.table("feature_segments").set_index(["segment", "feature"])
+    for segment, rows in [
+        ("strategy=mean_reversion", labelled["strategy"] == "mean_reversion"),
+        ("side=short", labelled["side"] < 0),
+    ]:
+        row = segments.loc[(segment, "trend_slope_20")]
+        assert row["n_trades"] == rows.sum()
+        expected = scipy.stats.spearmanr(columns.loc[rows, "trend_slope_20"], labelled.loc[rows, "return"])
+        assert row["ic"] == pytest.approx(expected.statistic)
+    assert set(segments.index.get_level_values("segment")) == {
+        "strategy=mean_reversion",
+        "strategy=momentum_breakout",
+        "side=long",
+        "side=short",
+    }
 
 
 def test_same_range_twice_gives_identical_rows_and_no_duplicates(ran):
@@ -167,8 +215,8 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
     prior = pd.DataFrame(
         {
             "as_of_run_key": "2020-07-01..2020-12-31/ridge",
-            "feature": FEATURES,
-            "prior_coef_raw": np.linspace(-0.01, 0.01, len(FEATURES)),
+            "feature": MODEL_FEATURES,
+            "prior_coef_raw": np.linspace(-0.01, 0.01, len(MODEL_FEATURES)),
             "prior_sd_raw": 1e-9,  # a prior far more precise than the data holds the coefficients
             "n_runs": 1,
         }
@@ -192,7 +240,7 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
     assert row["priors_from_run_key"] == "2020-07-01..2020-12-31/ridge"
     assert row["alpha_used"] == ModelSettings().ridge_alpha  # the prior does not move the base alpha
     assert row["prior_weight"] > 0.999
-    history = project.table("feature_importance_history").set_index("feature").loc[FEATURES]
+    history = project.table("feature_importance_history").set_index("feature").loc[MODEL_FEATURES]
     index = project.table("checkpoints").set_index("run_key").loc[RUN_KEY]
     model = CheckpointStore(directory=str(project.checkpoint_dir)).load(index["path"], index["sha256"])[
         "model"
@@ -245,10 +293,10 @@ def test_progress_counts_and_stage_timings_are_logged(ran, ran_instance):
     assert re.search(r"read and validated trades from embedded data .*: \d+\.\d\d s", text)
     assert f"564 of 12581 trades of the source entered in {START}..{END}" in text
     assert re.search(r"replaced the range's rows of table trades with 564 trades: \d+\.\d\d s", text)
-    assert f"{RUN_KEY}: {n_train} labelled trades x 19 features" in text
+    assert f"{RUN_KEY}: {n_train} labelled trades x 24 features" in text
     assert re.search(r"ridge: 5-fold purged walk-forward and final fit: \d+\.\d\d s", text)
     assert re.search(
-        r"importance of 19 features \(5 permutation repeats, 20 bootstrap rounds\): \d+\.\d\d s", text
+        r"importance of 24 features \(5 permutation repeats, 20 bootstrap rounds\): \d+\.\d\d s", text
     )
 
 

@@ -148,11 +148,11 @@ def test_cli_ranges_are_one_run_each_deterministic_across_processes_and_concurre
         "2021-04-01..2021-06-30/ridge",
     ]
     assert b["trades"]["trade_id"].is_unique
-    assert b["feature_importance_history"].groupby("run_key").size().tolist() == [19, 19]
+    assert b["feature_importance_history"].groupby("run_key").size().tolist() == [24, 24]
     b_first = only_the_first_quarter(b)
     for name in TABLES:
         pd.testing.assert_frame_equal(a[name], b_first[name], obj=name)
-    assert len(a["feature_importance_history"]) == 19 and len(a["trades"]) == 213
+    assert len(a["feature_importance_history"]) == 24 and len(a["trades"]) == 213
     png = "dashboard/2021-01-04..2021-03-31_ridge.png"
     assert (tmp_path / "a" / png).read_bytes() == (tmp_path / "b" / png).read_bytes()
 

@@ -13,6 +13,7 @@ from sklearn.metrics import r2_score
 from sklearn.pipeline import Pipeline
 
 from persistence_pipeline.core.dataset import data_loss, training_set
+from persistence_pipeline.core.design import DesignParams
 from persistence_pipeline.core.importance import (
     ImportanceParams,
     feature_importance,
@@ -21,6 +22,7 @@ from persistence_pipeline.core.importance import (
     mean_abs_shap,
     oos_permutation_importance,
     pair_strengths,
+    segment_importance,
     top_interactions,
 )
 from persistence_pipeline.core.metrics import out_of_sample_metrics, rank_ic, rank_ic_columns
@@ -358,14 +360,16 @@ def test_the_training_sample_is_chosen_by_entry_not_by_exit():
     trades = pd.DataFrame(
         {
             "trade_id": [f"t{i:05d}" for i in range(n)],
+            "strategy": "s",
             "entry_time": entry,
             "exit_time": entry + pd.to_timedelta(held, unit="D"),
+            "side": 1,
             "return": ret,
             "f": rng.normal(size=n),
         }
     )
     end = pd.Timestamp("2021-04-04", tz="UTC")
-    data = training_set(trades, end)
+    data = training_set(trades, end, DesignParams())
     open_at_end = trades["exit_time"] >= end
     cut = trades.loc[open_at_end, "entry_time"].min()
     expected = trades[trades["entry_time"] < cut]
@@ -382,3 +386,30 @@ def test_the_training_sample_is_chosen_by_entry_not_by_exit():
     last = trades["entry_time"] >= end - pd.Timedelta(days=10)
     realized_only = trades.loc[last & ~open_at_end, "return"]
     assert (realized_only > 0).mean() > (trades.loc[last, "return"] > 0).mean() + 0.1
+
+
+def test_segment_importance_against_a_brute_force_loop():
+    X, y = _data(n=200)
+    model = fit_prior_ridge(X, y, 1.0)
+    coef = model.named_steps["ridge"].coef_
+    Z = (X - X.mean(0)) / X.std(0)
+    segments = {"strategy=a": np.arange(200) < 80, "side=short": np.arange(200) % 3 == 0}
+    features = ["f0", "f1", "f2", "f3"]
+    table = segment_importance(model, X, y, features, segments, ImportanceParams())
+    for name, mask in segments.items():
+        rows = table[table["segment"] == name].set_index("feature")
+        for j, feature in enumerate(features):
+            inside = np.flatnonzero(mask)  # SHAP measured from the segment's own average trade
+            shap_by_hand = np.mean([abs(coef[j] * (Z[i, j] - Z[inside, j].mean())) for i in inside])
+            assert rows.loc[feature, "shap_mean_abs"] == pytest.approx(shap_by_hand)
+            ic = scipy.stats.spearmanr(X[mask, j], y[mask]).statistic
+            assert rows.loc[feature, "ic"] == pytest.approx(ic)
+            assert rows.loc[feature, "n_trades"] == mask.sum()
+        assert rows["rank"].tolist() == sorted(rows["rank"].tolist())  # listed by rank, 1 first
+        assert rows.loc[rows["shap_mean_abs"].idxmax(), "rank"] == 1
+    # a column constant within a segment (an indicator of it) has no importance there
+    indicator = np.column_stack([X[:, :3], segments["strategy=a"].astype(float)])
+    model = fit_prior_ridge(indicator, y, 1.0)
+    table = segment_importance(model, indicator, y, features, segments, ImportanceParams())
+    row = table.set_index(["segment", "feature"]).loc[("strategy=a", "f3")]
+    assert row["shap_mean_abs"] == pytest.approx(0.0, abs=1e-12) and pd.isna(row["ic"])

@@ -120,7 +120,8 @@ def test_trades_entered_before_a_date_with_oddly_named_features(tmp_path):
     odd = 'x"; DROP TABLE trades; --'
     replace_trades(db, some_trades(4, odd), START, END, "s", 4)
     stored = trades_entered_before(db, pd.Timestamp("2021-01-06 12:00", tz="UTC"), [odd])
-    assert stored.columns.tolist() == ["trade_id", "entry_time", "exit_time", "return", odd]
+    base = ["trade_id", "strategy", "entry_time", "exit_time", "side", "return"]
+    assert stored.columns.tolist() == [*base, odd]
     assert stored["trade_id"].tolist() == ["t0", "t1"] and stored[odd].tolist() == [0.0, 1.0]  # 14:30 entries
     with pytest.raises(InputDataError, match="'momentum_20': no such feature column is stored"):
         trades_entered_before(db, END, ["momentum_20"])

@@ -7,6 +7,7 @@ from persistence_pipeline.assets.metadata import markdown_table
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.alpha import alpha_note
 from persistence_pipeline.core.alpha import feature_alpha as alpha_table
+from persistence_pipeline.core.design import model_design, stored_feature
 from persistence_pipeline.core.evidence import feature_evidence, period_ic
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
@@ -48,11 +49,15 @@ def feature_alpha(
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
     importance = history.importance_history(db, stored["run_key"].tolist())
-    features = sorted(importance["feature"].unique())
-    params = analysis_settings.evidence_params()
-    series = period_ic(
-        trades.trades_entered_before(db, scope.window.end, features), features, params, scope.window.end
+    design = model_settings.design_params()
+    names = sorted(importance["feature"].unique())
+    stored_features = sorted({f for f in (stored_feature(n, design) for n in names) if f is not None})
+    modelled = model_design(
+        trades.trades_entered_before(db, scope.window.end, stored_features), stored_features, design
     )
+    features = [n for n in names if n in set(modelled.features)]  # as every run's model saw them
+    params = analysis_settings.evidence_params()
+    series = period_ic(modelled.trades, features, params, scope.window.end)
     table = alpha_table(
         feature_evidence(series, params),
         importance,

@@ -2,6 +2,8 @@
 features and what changed since the previous run; appended to `feature_importance_history`."""
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 
 from persistence_pipeline.assets.metadata import markdown_table, timed
 from persistence_pipeline.assets.profit_model import profit_model
@@ -9,7 +11,7 @@ from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_
 from persistence_pipeline.core.changes import describe_changes, importance_changes
 from persistence_pipeline.core.correlation import correlated_groups
 from persistence_pipeline.core.dataset import TrainingSet, training_set
-from persistence_pipeline.core.importance import explainer_name, top_interactions
+from persistence_pipeline.core.importance import explainer_name, segment_importance, top_interactions
 from persistence_pipeline.core.importance import feature_importance as importance_table
 from persistence_pipeline.core.model import Fold, RidgePrior
 from persistence_pipeline.partitions import run_scope
@@ -45,6 +47,27 @@ def trained_set(data: TrainingSet, checkpoint: dict, run_key: str) -> TrainingSe
     return data.without([f for f in data.features if f not in checkpoint["features"]])
 
 
+def trade_segments(trades: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The segments whose importances are stored apart: each strategy, and each side."""
+    strategy = trades["strategy"].astype(str).to_numpy()
+    segments = {f"strategy={name}": strategy == name for name in sorted(set(strategy))}
+    side = trades["side"].to_numpy()
+    segments.update({"side=long": side > 0, "side=short": side < 0})
+    return segments
+
+
+def by_segment(segments: pd.DataFrame, top: int) -> str:
+    """The `top` features of each segment, as markdown."""
+    lines = []
+    for name, rows in segments.groupby("segment", sort=True):
+        leaders = rows.dropna(subset=["rank"]).sort_values("rank").head(top)
+        shown = ", ".join(
+            f"{f} (IC {ic:+.3f})" for f, ic in zip(leaders["feature"], leaders["ic"], strict=True)
+        )
+        lines.append(f"- **{name}** ({int(rows['n_trades'].iloc[0])} trades): {shown}")
+    return "\n".join(lines) or "none"
+
+
 def checkpoint_prior(checkpoint: dict) -> RidgePrior | None:
     """The prior the checkpoint's model was shrunk toward (None: cold start or trees)."""
     if checkpoint["prior_mean_raw"] is None:
@@ -72,7 +95,9 @@ def feature_importance(
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     checkpoint = checkpoint_store.load(*runs.checkpoint_of(db, scope.run_key))
     stored = trades_between(db, scope.window.start, scope.window.end)
-    data = trained_set(training_set(stored, scope.window.end), checkpoint, scope.run_key)
+    data = trained_set(
+        training_set(stored, scope.window.end, model_settings.design_params()), checkpoint, scope.run_key
+    )
     folds = [
         Fold(train, test)
         for train, test in zip(checkpoint["fold_train"], checkpoint["fold_test"], strict=True)
@@ -98,6 +123,15 @@ def feature_importance(
             checkpoint["quarantined"],
         )
     table = table.merge(correlation, on="feature")
+    segments = segment_importance(
+        checkpoint["model"],
+        data.X,
+        data.y,
+        data.features,
+        trade_segments(data.trades),
+        params,
+        checkpoint["quarantined"],
+    )
     with timed(context.log, "SHAP interaction values (trees only)"):
         interactions = top_interactions(checkpoint["model"], data.X, data.features, params)
     earlier = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
@@ -116,6 +150,7 @@ def feature_importance(
         explainer,
         shap_n,
         interactions,
+        segments,
     )
     finish(context, db, scope.run_key)
     context.log.info(
@@ -137,6 +172,7 @@ def feature_importance(
             "correlated_groups": markdown_table(groups[GROUP_SHOWN], 30, "features")
             if len(groups)
             else "no two features correlate above the threshold",
+            "by_segment": dg.MetadataValue.md(by_segment(segments, 5)),
             "top_interactions": markdown_table(interactions, params.interaction_top, "pairs")
             if len(interactions)
             else "none: a linear model has no interactions (use model_settings.kind = gbt)",

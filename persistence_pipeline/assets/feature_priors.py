@@ -51,7 +51,11 @@ def feature_priors(
     importance = history.importance_history(db, pooled)
     order = {key: i for i, key in enumerate(stored["run_key"])}
     importance = importance.sort_values("run_key", key=lambda keys: keys.map(order), kind="stable")
-    data = training_set(trades_between(db, scope.window.start, scope.window.end), scope.window.end)
+    data = training_set(
+        trades_between(db, scope.window.start, scope.window.end),
+        scope.window.end,
+        model_settings.design_params(),
+    )
     priors = restated_priors(
         empirical_bayes_priors(importance, analysis_settings.prior_params()),
         data.trades[data.features].std(ddof=0),

@@ -21,6 +21,7 @@ from persistence_pipeline.core.dataset import (
     require_enough,
     training_set,
 )
+from persistence_pipeline.core.design import stored_feature
 from persistence_pipeline.core.leakage import leak_screen, quarantine
 from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior, train_and_evaluate
 from persistence_pipeline.core.priors import curriculum_sample_weights
@@ -149,6 +150,13 @@ def oos_prediction_rows(data: TrainingSet, fitted: FittedModel) -> pd.DataFrame:
     )
 
 
+def used_stored_features(data: TrainingSet, excluded: pd.DataFrame, settings: ModelSettings) -> list[str]:
+    """The stored features behind the model's columns that the final model uses."""
+    params = settings.design_params()
+    used = [stored_feature(f, params) for f in data.features if f not in set(excluded["feature"])]
+    return [f for f in used if f is not None]
+
+
 def fold_screen_note(fitted: FittedModel, features: list[str]) -> str:
     """What the leak screen held out of each walk-forward fold's model (from its training trades)."""
     lines = [
@@ -180,7 +188,7 @@ def profit_model(
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     window = scope.window
     stored = trades_between(db, window.start, window.end)
-    data = training_set(stored, window.end)
+    data = training_set(stored, window.end, model_settings.design_params())
     require_enough(data, model_settings.min_train_trades, window.first_day, window.last_day)
     loss = data_loss(source_trade_count(db, window.first_day, window.last_day), data)
     strategy = data.trades["strategy"].to_numpy()
@@ -235,7 +243,7 @@ def profit_model(
         ),
         data_loss=loss,
         feature_coverage=feature_coverage(
-            stored, [f for f in data.features if f not in set(excluded["feature"])]
+            stored, used_stored_features(data, excluded, model_settings), data.duplicates
         ),
     )
     finish(context, db, scope.run_key)
@@ -258,6 +266,7 @@ def profit_model(
             "n_dropped_entered_after_first_open_trade": data.n_censored,
             "data_loss": markdown_table(loss),
             "excluded_features": markdown_table(excluded) if len(excluded) else "none",
+            "duplicate_features": ", ".join(f"{a} (= {b})" for a, b in data.duplicates.items()) or "none",
             "fold_screens": dg.MetadataValue.md(fold_screen_note(fitted, data.features)),
             "n_folds": len(fitted.folds),
             "n_oos": m.n_oos,

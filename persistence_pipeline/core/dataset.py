@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from persistence_pipeline.core.design import DesignParams, model_design
 from persistence_pipeline.core.model import NotEnoughDataError
 from persistence_pipeline.core.schema import TRADE_BASE_COLUMNS, InputDataError, refuse_outcome_features
 
 
 @dataclass(frozen=True)
 class TrainingSet:
-    trades: pd.DataFrame  # labelled trades, sorted by entry time then trade_id
-    features: list[str]
+    trades: pd.DataFrame  # labelled trades, sorted by entry time then trade_id, with the model's columns
+    features: list[str]  # the model's inputs (core/design.py)
     n_read: int
     n_unrealized: int  # exit after the range end: label not known at the end of the range
     # realized, but entered after the first trade still open at the range end: left out, because
     # keeping them would keep only the trades that closed quickly (the losers were found to stay open)
     n_censored: int = 0
+    duplicates: dict[str, str] = field(default_factory=dict)  # dropped stored feature -> its twin
 
     def without(self, excluded: list[str]) -> TrainingSet:
         """The same trades with some features left out of the model."""
@@ -28,7 +30,9 @@ class TrainingSet:
             raise InputDataError(
                 "warehouse table trades", None, None, f"no feature is left after excluding {excluded}"
             )
-        return TrainingSet(self.trades, kept, self.n_read, self.n_unrealized, self.n_censored)
+        return TrainingSet(
+            self.trades, kept, self.n_read, self.n_unrealized, self.n_censored, self.duplicates
+        )
 
     @property
     def X(self) -> np.ndarray:
@@ -60,16 +64,21 @@ def data_loss(n_source: int | None, data: TrainingSet) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["reason", "n_trades"])
 
 
-def feature_coverage(trades: pd.DataFrame, used: list[str]) -> pd.DataFrame:
-    """Per stored feature column: values present among the range's trades, and whether the model used it."""
+def feature_coverage(
+    trades: pd.DataFrame, used: list[str], duplicates: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Per stored feature column: values present among the range's trades, whether the model used
+    it (in any of its columns), and the earlier feature it duplicates when it was dropped as one."""
     columns = [c for c in trades.columns if c not in TRADE_BASE_COLUMNS]
     counts = trades[columns].notna().sum()
+    duplicates = duplicates or {}
     return pd.DataFrame(
         {
             "feature": columns,
             "n_values": counts.to_numpy(dtype="int64"),
             "coverage": (counts / max(len(trades), 1)).to_numpy(dtype="float64"),
             "used": [c in set(used) for c in columns],
+            "duplicate_of": [duplicates.get(c) for c in columns],
         }
     )
 
@@ -100,10 +109,14 @@ def uncensored(trades: pd.DataFrame, range_end_exclusive: pd.Timestamp) -> pd.Se
 
 
 def training_set(
-    trades: pd.DataFrame, range_end_exclusive: pd.Timestamp, source: str = "warehouse table trades"
+    trades: pd.DataFrame,
+    range_end_exclusive: pd.Timestamp,
+    design: DesignParams,
+    source: str = "warehouse table trades",
 ) -> TrainingSet:
     """The trades of a range a model may learn from and be tested on at its end: labelled, and
-    entered before the first trade still open at the end (`uncensored`)."""
+    entered before the first trade still open at the end (`uncensored`), with the model's columns
+    (`design`, core/design.py)."""
     features = feature_columns(trades)
     refuse_outcome_features(features, source)
     kept = uncensored(trades, range_end_exclusive)
@@ -115,12 +128,14 @@ def training_set(
         column = next(c for c in features if pd.isna(row[c]))
         raise InputDataError(source, column, None, f"trade {row['trade_id']!r} has no value for this feature")
     realized = realized.sort_values(["entry_time", "trade_id"], kind="stable").reset_index(drop=True)
+    modelled = model_design(realized, features, design)
     return TrainingSet(
-        realized,
-        features,
+        modelled.trades,
+        modelled.features,
         n_read=len(trades),
         n_unrealized=len(trades) - n_realized,
         n_censored=n_realized - len(realized),
+        duplicates=modelled.duplicates,
     )
 
 

@@ -73,19 +73,75 @@ def linear_shap_values(model: Pipeline, X: np.ndarray) -> np.ndarray:
     return (Z - Z.mean(axis=0)) * model.named_steps["ridge"].coef_
 
 
+def shap_rows(model: Regressor, n: int, params: ImportanceParams) -> np.ndarray:
+    """The trades SHAP explains: all of them for a linear model, a seeded sample of at most
+    shap_sample_size for trees."""
+    if isinstance(model, Pipeline) or n <= params.shap_sample_size:
+        return np.arange(n)
+    rng = np.random.default_rng(params.seed)
+    return np.sort(rng.choice(n, params.shap_sample_size, replace=False))
+
+
 def shap_values(model: Regressor, X: np.ndarray, params: ImportanceParams) -> np.ndarray:
-    """SHAP values: every trade for a linear model, a seeded sample of shap_sample_size for trees."""
+    """SHAP values of the trades of shap_rows, in that order."""
     if isinstance(model, Pipeline):
         return linear_shap_values(model, X)
     import shap  # heavy import (about 5 s): only where trees are explained
 
-    rng = np.random.default_rng(params.seed)
-    sample = (
-        X
-        if len(X) <= params.shap_sample_size
-        else X[np.sort(rng.choice(len(X), params.shap_sample_size, replace=False))]
-    )
+    sample = X[shap_rows(model, len(X), params)]
     return shap.TreeExplainer(model).shap_values(sample, check_additivity=False)
+
+
+SEGMENT_COLUMNS = ["segment", "feature", "n_trades", "ic", "shap_mean_abs", "rank"]
+
+
+def segment_importance(
+    model: Regressor,
+    X: np.ndarray,
+    y: np.ndarray,
+    features: list[str],
+    segments: dict[str, np.ndarray],
+    params: ImportanceParams,
+    quarantined: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Per segment of the trades (a strategy, a side: name -> boolean mask over the rows of X) and
+    feature: the trades in it, the in-sample IC within it, and the model's mean |SHAP| over its
+    trades measured from the segment's own average trade (|phi - mean of phi over the segment|; over
+    the SHAP sample's trades in it for trees), so a column constant within the segment (`direction`
+    within a side, a strategy indicator within a strategy) scores 0 there instead of the segment's
+    distance from the pooled average; ranked within the segment (quarantined features: no rank).
+    The pooled figures mix segments whose features mean different things."""
+    held = np.zeros(len(features), dtype=bool) if quarantined is None else np.asarray(quarantined)
+    rows = shap_rows(model, len(X), params)
+    values = shap_values(model, neutralized(X, None, held)[0], params)
+    parts = []
+    for name, mask in segments.items():
+        mask = np.asarray(mask, dtype=bool)
+        explained = mask[rows]
+        if mask.sum() < 2:
+            continue
+        within = values[explained]
+        shap_mean = (
+            np.abs(within - within.mean(axis=0)).mean(axis=0)
+            if explained.any()
+            else np.full(len(features), np.nan)
+        )
+        table = pd.DataFrame(
+            {
+                "segment": name,
+                "feature": features,
+                "n_trades": int(mask.sum()),
+                "ic": rank_ic_columns(X[mask], y[mask]),
+                "shap_mean_abs": shap_mean,
+                "rank": pd.array([pd.NA] * len(features), dtype="Int64"),
+            }
+        )
+        kept = np.flatnonzero(~held)
+        table.loc[kept, "rank"] = importance_ranks(
+            np.nan_to_num(shap_mean[kept]), [features[i] for i in kept]
+        )
+        parts.append(table.sort_values("rank", kind="stable"))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SEGMENT_COLUMNS)
 
 
 def mean_abs_linear_shap(coef: np.ndarray, Z: np.ndarray) -> np.ndarray:

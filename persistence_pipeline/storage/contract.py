@@ -48,7 +48,10 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     ),
     "data_loss": (_columns("run_key VARCHAR, reason VARCHAR, n_trades INTEGER"), ("run_key", "reason")),
     "feature_coverage": (
-        _columns("run_key VARCHAR, feature VARCHAR, n_values INTEGER, coverage DOUBLE, used BOOLEAN"),
+        _columns(
+            "run_key VARCHAR, feature VARCHAR, n_values INTEGER, coverage DOUBLE, used BOOLEAN, "
+            "duplicate_of VARCHAR"
+        ),
         ("run_key", "feature"),
     ),
     "excluded_features": (
@@ -70,6 +73,13 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "max_abs_corr DOUBLE, own_coef_raw DOUBLE, own_coef_raw_std DOUBLE, quarantined BOOLEAN"
         ),
         ("run_key", "feature"),
+    ),
+    "feature_segments": (
+        _columns(
+            "run_key VARCHAR, segment VARCHAR, feature VARCHAR, n_trades INTEGER, ic DOUBLE, "
+            "shap_mean_abs DOUBLE, rank INTEGER"
+        ),
+        ("run_key", "segment", "feature"),
     ),
     "feature_interactions": (
         _columns(
@@ -168,7 +178,12 @@ STAGE_TABLES: dict[str, tuple[str, ...]] = {
         "data_loss",
         "feature_coverage",
     ),
-    "feature_importance": ("feature_importance_history", "importance_changes", "feature_interactions"),
+    "feature_importance": (
+        "feature_importance_history",
+        "importance_changes",
+        "feature_interactions",
+        "feature_segments",
+    ),
     "feature_stability": ("feature_stability",),
     "stability_summary": ("stability_summary",),
     "feature_alpha": ("feature_alpha", "feature_ic_series"),

@@ -29,6 +29,7 @@ def write_importance(
     explainer: str,
     shap_sample_size: int,
     interactions: pd.DataFrame | None = None,
+    segments: pd.DataFrame | None = None,
 ) -> None:
     """Replace the run's importance rows, its strongest feature interactions (none for a linear
     model) and its changes since the previous run, and record how the run was explained in
@@ -47,9 +48,25 @@ def write_importance(
             con, "feature_importance_history", "run_key", run_key, importance.assign(range_end=range_end)
         )
         replace_run_rows(
+            con,
+            "feature_segments",
+            "run_key",
+            run_key,
+            segments if segments is not None else pd.DataFrame({"segment": pd.Series(dtype="object")}),
+        )
+        replace_run_rows(
             con, "importance_changes", "run_key", run_key, changes.assign(previous_run_key=previous_run_key)
         )
         record_explainer(con, run_key, explainer, shap_sample_size)
+
+
+def segments(db: Database, run_key: str, segment: str | None = None) -> pd.DataFrame:
+    """The run's importances and ICs within each strategy and side (or one segment), by rank."""
+    return db.query(
+        "SELECT * FROM feature_segments WHERE run_key = ? AND (? IS NULL OR segment = ?)"
+        " ORDER BY segment, rank NULLS LAST, feature",
+        [run_key, segment, segment],
+    )
 
 
 def interactions(db: Database, run_key: str) -> pd.DataFrame:

@@ -27,13 +27,14 @@ def trades_between(db: Database, start: pd.Timestamp, end: pd.Timestamp) -> pd.D
 
 def trades_entered_before(db: Database, end: pd.Timestamp, features: list[str]) -> pd.DataFrame:
     """Every stored trade entered before `end` (each once, whichever runs loaded it): trade_id,
-    entry_time, exit_time, return and the given feature columns, in entry order. A feature the
-    table does not have is refused."""
+    strategy, entry_time, exit_time, side, return and the given feature columns, in entry order. A
+    feature the table does not have is refused."""
     stored = set(db.query("SELECT * FROM trades LIMIT 0").columns)  # this run's view of the table
     missing = [f for f in features if f not in stored]
     if missing:
         raise InputDataError("warehouse table trades", missing[0], None, "no such feature column is stored")
-    selected = ", ".join(["trade_id", "entry_time", "exit_time", "return", *map(quote_identifier, features)])
+    base = ["trade_id", "strategy", "entry_time", "exit_time", "side", "return"]
+    selected = ", ".join([*base, *map(quote_identifier, features)])
     return db.query(
         f"SELECT {selected} FROM trades WHERE entry_time < ? ORDER BY entry_time, trade_id", [end]
     )
