@@ -5,16 +5,24 @@ import os
 import sys
 from pathlib import Path
 
+from persistence_pipeline.core.dashboard import segment_names, unknown_segment
 from persistence_pipeline.core.report import render_report
 from persistence_pipeline.storage.report import WarehouseUnreadable, latest_run
 
+# exit statuses: 1 the warehouse cannot be read, 2 a bad argument (argparse's own status for its errors)
+UNREADABLE, BAD_ARGUMENT = 1, 2
 
-def report(warehouse: Path, markdown: bool, top_n: int) -> int:
+
+def report(warehouse: Path, markdown: bool, top_n: int, segment: str | None = None) -> int:
     try:
         latest = latest_run(warehouse)
     except WarehouseUnreadable as problem:
         print(problem, file=sys.stderr)
-        return 1
+        return UNREADABLE
+    if segment is not None and segment not in segment_names(latest.segments):
+        run_key = str(latest.latest["run_key"])
+        print(unknown_segment(segment, segment_names(latest.segments), run_key), file=sys.stderr)
+        return BAD_ARGUMENT
     print(
         render_report(
             latest.latest,
@@ -25,6 +33,8 @@ def report(warehouse: Path, markdown: bool, top_n: int) -> int:
             top_n,
             latest.quarantined,
             latest.interactions,
+            latest.segments,
+            segment,
         ),
         end="",
     )
@@ -44,9 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         help="the DuckDB file (default: $PERSISTENCE_WAREHOUSE or data/warehouse.duckdb)",
     )
     show.add_argument("--markdown", action="store_true", help="print markdown instead of plain text")
-    show.add_argument("--top", type=int, default=10, help="how many alpha features to show")
+    show.add_argument(
+        "--top", type=int, default=10, help="how many alpha features (and segment features) to show"
+    )
+    show.add_argument(
+        "--segment",
+        metavar="SEGMENT",
+        help="also show the latest run's top features within one strategy or side, by their rank "
+        "there (e.g. strategy=mean_reversion, side=short; the report names the run's segments)",
+    )
     args = parser.parse_args(argv)
-    return report(args.warehouse, args.markdown, args.top)
+    return report(args.warehouse, args.markdown, args.top, args.segment)
 
 
 if __name__ == "__main__":

@@ -724,6 +724,174 @@ def test_headline_is_one_line_whatever_the_names():
 
 
 def test_png_with_every_new_element_is_deterministic():
-    inputs = make_inputs(n_runs=6, quarantined=quarantine(run_keys(6)))
+    inputs = dataclasses.replace(
+        make_inputs(n_runs=6, quarantined=quarantine(run_keys(6))),
+        segment=MEAN_REVERSION,  # the segment's importance panel in place of the pooled one
+        segments=segment_frame(run_keys(6)),
+    )
     first, second = draw_dashboard(inputs), draw_dashboard(inputs)
     assert first == second
+
+
+# --- one strategy or side (issue 12.2): the "Within <segment>" section and the segment panel ----------
+
+MEAN_REVERSION = "strategy=mean_reversion"
+SHORT = "side=short"
+# the latest run's rows of mean reversion, in rank order: feature, IC within the segment, mean |SHAP|
+WITHIN_LATEST = [
+    ("steady 07", -0.1234, 0.04321),
+    ("steady 02", 0.0876, 0.03012),
+    ("strategy@mean_reversion", None, 0.02005),  # constant within its strategy: no IC
+    ("steady 11", 0.0045, 0.00987),
+]
+
+
+def segment_frame(keys: list[str]) -> pd.DataFrame:
+    """feature_segments rows: mean reversion in every run but the second (a run from before segments
+    were stored), with the features of WITHIN_LATEST in the latest run (shuffled: the rank orders them)
+    and LEAK quarantined (no rank); side=short in the latest run, where steady 00 leads."""
+    rows: list[tuple[object, ...]] = []
+    for i, run in enumerate(keys):
+        if i == 1:
+            continue
+        listed = WITHIN_LATEST if run == keys[-1] else list(reversed(WITHIN_LATEST))
+        for rank, (feature, ic, shap) in enumerate(listed, start=1):
+            rows.append((run, MEAN_REVERSION, feature, 812, ic, shap * (1 + i / 10), rank))
+        rows.append((run, MEAN_REVERSION, LEAK, 812, 0.731, 0.0, None))
+    rows += [
+        (keys[-1], SHORT, "steady 00", 300, 0.05, 0.01, 1),
+        (keys[-1], SHORT, "steady 07", 300, -0.02, 0.005, 2),
+    ]
+    frame = pd.DataFrame(rows, columns=dashboard.SEGMENT_COLUMNS)
+    return frame.sample(frac=1.0, random_state=0).reset_index(drop=True)  # the order stored is no help
+
+
+def with_segment(segment: str, n_runs: int = 3, top_n: int = 3) -> DashboardInputs:
+    inputs = make_inputs(n_runs=n_runs, top_n=top_n)
+    return dataclasses.replace(inputs, segment=segment, segments=segment_frame(run_keys(n_runs)))
+
+
+WITHIN_ROWS = [
+    "| rank | feature | trades | IC (in-sample) | mean \\|SHAP\\| |",
+    "|---:|---|---:|---:|---:|",
+    "| 1 | steady 07 | 812 | -0.1234 | 0.05185 |",  # the latest run's mean |SHAP|, x 1.2 (third run)
+    "| 2 | steady 02 | 812 | +0.0876 | 0.03614 |",
+    "| 3 | strategy@mean_reversion | 812 | n/a | 0.02406 |",
+]
+
+
+def test_summary_lists_the_segment_top_features_in_rank_order_with_their_ic():
+    inputs = with_segment(MEAN_REVERSION)
+    lines = dashboard_summary(inputs).splitlines()
+    start = lines.index(f"### Within {MEAN_REVERSION} (latest run)")
+    assert lines[start + 1].startswith(
+        f"812 trades of run {inputs.run_key}; ranked by the model's mean |SHAP|"
+    )
+    assert lines[start + 2] == ""
+    assert lines[start + 3 : start + 8] == WITHIN_ROWS
+    notes = lines[start + 8 : lines.index("### Strongest feature interactions (latest run)")]
+    assert [n for n in notes if n] == [
+        "1 more features not shown.",  # steady 11, fourth
+        "IC n/a: constant within the segment (strategy@mean_reversion); their mean |SHAP| there is the "
+        "segment's distance from the average trade of the run, not an effect within it.",
+        f"Quarantined, so not ranked: {LEAK} (IC +0.731).",
+    ]
+    assert "### Within" not in dashboard_summary(make_inputs(n_runs=3))  # no segment: no section
+
+
+def test_an_unknown_segment_names_the_latest_runs_segments_and_the_panel_falls_back_to_pooled():
+    inputs = with_segment("strategy=pairs")
+    summary = dashboard_summary(inputs)
+    section = summary.split("### Within strategy=pairs (latest run)\n")[1].splitlines()[0]
+    assert section == (
+        f"segment 'strategy=pairs' is not stored for run {inputs.run_key}; "
+        f"its segments: {SHORT}, {MEAN_REVERSION}"
+    )
+    fig = dashboard_figure(inputs)
+    ax = panel(fig, "importance share")
+    assert ax.get_title() == (
+        "importance share (mean |SHAP|) over runs (top 3)\n"
+        "segment strategy=pairs not stored for the latest run: pooled shown"
+    )
+    pooled = inputs.history.assign(
+        share=inputs.history["shap_mean_abs"]
+        / inputs.history.groupby("run_key")["shap_mean_abs"].transform("sum")
+    )
+    top = dashboard.top_features(inputs)
+    assert [line.get_label() for line in ax.get_lines()] == top
+    for line in ax.get_lines():
+        expected = pooled[pooled["feature"] == line.get_label()].set_index("run_key")["share"]
+        y = np.asarray(line.get_ydata(), dtype="float64")
+        np.testing.assert_allclose(y, expected.reindex(run_keys(3)).to_numpy())
+    plt.close(fig)
+    # a latest run that stored no segment at all (older than the table) says so
+    none = dataclasses.replace(inputs, segments=segment_frame(run_keys(3)).iloc[0:0])
+    assert f"is not stored for run {inputs.run_key}; its segments: none stored" in dashboard_summary(none)
+
+
+def test_segment_panel_draws_its_mean_shap_per_run_with_a_gap_for_a_run_without_it():
+    inputs = with_segment(MEAN_REVERSION, top_n=15)
+    fig = dashboard_figure(inputs)
+    ax = panel(fig, f"mean |SHAP| within {MEAN_REVERSION}")
+    assert (
+        ax.get_title()
+        == f"mean |SHAP| within {MEAN_REVERSION} over runs (top 4); 1 of 3 runs did not store it"
+    )
+    # mean rank over the two runs that stored it: every feature 2.5, so by name; LEAK has no rank
+    assert [line.get_label() for line in ax.get_lines()] == [
+        "steady 02",
+        "steady 07",
+        "steady 11",
+        "strategy@mean_reversion",
+    ]
+    shap = {feature: value for feature, _, value in WITHIN_LATEST}
+    for line in ax.get_lines():
+        y = np.asarray(line.get_ydata(), dtype="float64")
+        base = shap[str(line.get_label())]
+        np.testing.assert_allclose(y[[0, 2]], [base, base * 1.2])  # runs 1 and 3, as stored
+        assert np.isnan(y[1])  # the second run stored no segment rows
+    assert ax.get_ylabel() == "mean |SHAP| over the segment's trades"
+    plt.close(fig)
+
+
+def test_segments_frame_needs_its_columns():
+    with pytest.raises(ValueError, match="segments needs the columns"):
+        dataclasses.replace(make_inputs(n_runs=2), segments=pd.DataFrame({"segment": [SHORT]}))
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_report_shows_one_segment_of_the_latest_run(markdown):
+    run = "2022-10-01..2022-12-31/ridge"
+    latest_rows = segment_frame([run]).assign(run_key=run)  # the rows LatestRun reads: one run
+    text = render_report(latest_row(run), None, hand_alpha(), 8, markdown, 3, segments=latest_rows)
+    bullet = "- " if markdown else "  "
+    assert f"{bullet}Segments: {SHORT}, {MEAN_REVERSION} (--segment NAME shows one)\n" in text
+    assert "Within" not in text
+    text = render_report(
+        latest_row(run), None, hand_alpha(), 8, markdown, 3, segments=latest_rows, segment=MEAN_REVERSION
+    )
+    section = text.split(("## " if markdown else "") + f"Within {MEAN_REVERSION}\n")[1].splitlines()
+    assert section[0].startswith(f"{bullet}812 trades of run {run}; ranked by the model's mean |SHAP|")
+    expected = [
+        ("1", "steady 07", "812", "-0.1234", "0.04321"),
+        ("2", "steady 02", "812", "+0.0876", "0.03012"),
+        ("3", "strategy@mean_reversion", "812", "n/a", "0.02005"),
+    ]
+    if markdown:
+        assert section[2:4] == WITHIN_ROWS[:2]
+        assert section[4:7] == [f"| {' | '.join(row)} |" for row in expected]
+    else:
+        assert section[2].split() == ["rank", "feature", "trades", "IC", "(in-sample)", "mean", "|SHAP|"]
+        assert [line.split() for line in section[3:6]] == [" ".join(row).split() for row in expected]
+    assert (
+        "\n1 more features not shown.\n" in text
+        and f"\nQuarantined, so not ranked: {LEAK} (IC +0.731).\n" in text
+    )
+    # the report of a run without segment rows: the line says so; the section names none
+    empty = latest_rows.iloc[0:0]
+    assert "Segments: none stored for this run" in render_report(
+        latest_row(run), None, hand_alpha(), 8, markdown, segments=empty
+    )
+    assert f"segment '{SHORT}' is not stored for run {run}; its segments: none stored" in render_report(
+        latest_row(run), None, hand_alpha(), 8, markdown, segments=empty, segment=SHORT
+    )

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from persistence_pipeline.assets.persistence_dashboard import persistence_dashboard
 from persistence_pipeline.core.alpha import feature_alpha
 from persistence_pipeline.core.dashboard import (
     DashboardInputs,
@@ -28,11 +29,15 @@ from persistence_pipeline.core.dashboard import (
 from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
 from persistence_pipeline.core.stability import effective_runs, feature_stability, stability_summary
-from persistence_pipeline.resources import ModelSettings, RetrainSettings, TradeSource
+from persistence_pipeline.resources import DashboardStore, ModelSettings, RetrainSettings, TradeSource
 from persistence_pipeline.schedules import nightly_retrain, retrain_window
-from persistence_pipeline_tests.conftest import EmbeddedRuns, Project
+from persistence_pipeline.storage.database import Database
+from persistence_pipeline.storage.report import segments_of_runs
+from persistence_pipeline_tests.conftest import Q2, EmbeddedRuns, Project, copy_of
 
 pytestmark = pytest.mark.e2e
+
+LATEST = "2021-04-01..2021-06-30/ridge"  # the newest run of embedded_runs.two
 
 
 def synthetic_inputs(n_features: int, n_runs: int, seed: int = 0) -> DashboardInputs:
@@ -245,6 +250,9 @@ def test_report_prints_latest_run_stability_and_alpha(embedded_runs: EmbeddedRun
     assert "Latest run 2021-04-01..2021-06-30/ridge (2 runs stored)" in done.stdout
     assert f"OOS rank IC {latest['oos_rank_ic']:+.4f}" in done.stdout
     assert "priors from 2021-01-04..2021-03-31/ridge" in done.stdout
+    segments = sorted(project.table("feature_segments").query("run_key == @LATEST")["segment"].unique())
+    assert f"  Segments: {', '.join(segments)} (--segment NAME shows one)" in done.stdout.splitlines()
+    assert "Within" not in done.stdout  # no --segment: no segment section
     summary = (
         project.table("stability_summary").set_index("as_of_run_key").loc["2021-04-01..2021-06-30/ridge"]
     )
@@ -293,3 +301,84 @@ def test_report_on_a_path_that_is_no_warehouse_says_so_in_one_line(tmp_path):
         assert len(done.stderr.splitlines()) == 1 and str(path) in done.stderr and problem in done.stderr, (
             done.stderr
         )
+
+
+def segment_rows_text(stored: pd.DataFrame, segment: str, top_n: int) -> list[str]:
+    """The markdown rows a segment's section must hold, from the feature_segments table: its top_n
+    ranked features by rank, with the segment's trades, the IC within it and the mean |SHAP|."""
+    rows = stored[(stored["segment"] == segment) & stored["rank"].notna()].sort_values("rank").head(top_n)
+    return [
+        f"| {int(r['rank'])} | {r['feature']} | {int(r['n_trades'])} | "
+        f"{'n/a' if pd.isna(r['ic']) else format(r['ic'], '+.4f')} | {r['shap_mean_abs']:.5f} |"
+        for _, r in rows.iterrows()
+    ]
+
+
+def test_report_shows_one_segment_and_refuses_an_unknown_one(embedded_runs: EmbeddedRuns):
+    project = embedded_runs.two
+    stored = project.table("feature_segments").query("run_key == @LATEST")
+    names = sorted(stored["segment"].unique())
+    assert {"side=long", "side=short", "strategy=mean_reversion", "strategy=momentum_breakout"} <= set(names)
+    done = run_report("--warehouse", str(project.warehouse_path), "--segment", "strategy=mean_reversion")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    start = lines.index("Within strategy=mean_reversion")
+    n_trades = int(stored.query("segment == 'strategy=mean_reversion'")["n_trades"].iloc[0])
+    assert lines[start + 1].startswith(
+        f"  {n_trades} trades of run {LATEST}; ranked by the model's mean |SHAP|"
+    )
+    assert lines[start + 3].split() == ["rank", "feature", "trades", "IC", "(in-sample)", "mean", "|SHAP|"]
+    expected = segment_rows_text(stored, "strategy=mean_reversion", 10)  # --top's default
+    assert [line.split() for line in lines[start + 4 : start + 14]] == [
+        row.replace("|", " ").split() for row in expected
+    ]
+    markdown = run_report(
+        "--warehouse", str(project.warehouse_path), "--markdown", "--top", "4", "--segment", "side=short"
+    )
+    assert markdown.returncode == 0, markdown.stderr
+    section = markdown.stdout.split("## Within side=short\n")[1].splitlines()
+    assert section[2:4] == [
+        "| rank | feature | trades | IC (in-sample) | mean \\|SHAP\\| |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    assert section[4:8] == segment_rows_text(stored, "side=short", 4)
+    unknown = run_report("--warehouse", str(project.warehouse_path), "--segment", "strategy=pairs")
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr == (
+        f"segment 'strategy=pairs' is not stored for run {LATEST}; its segments: {', '.join(names)}\n"
+    )
+
+
+def test_dashboard_with_a_segment_shows_it_or_names_the_stored_ones(embedded_runs: EmbeddedRuns, tmp_path):
+    project = copy_of(embedded_runs.two, tmp_path)
+    db = Database(str(project.warehouse_path))
+    rows = segments_of_runs(db, project.table("run_metrics")["run_key"].tolist(), "side=short", LATEST)
+    stored = project.table("feature_segments")
+    expected = stored[(stored["segment"] == "side=short") | (stored["run_key"] == LATEST)]
+    key = ["run_key", "segment", "feature"]
+    assert rows[key].sort_values(key).values.tolist() == expected[key].sort_values(key).values.tolist()
+    assert set(rows["segment"]) == set(stored["segment"])  # the latest run's names are all there
+    folder = project.root / "dashboard"
+    pooled = (folder / "latest.png").read_bytes()
+
+    def summary_with(segment: str) -> str:
+        """The dashboard asset invoked with the segment: its summary (markdown)."""
+        resources = {
+            **project.resources(),
+            "dashboard_store": DashboardStore(directory=str(folder), top_n=5, segment=segment),
+        }
+        context = dg.build_asset_context(partition_key_range=dg.PartitionKeyRange(*Q2))
+        keys = [k for k in persistence_dashboard.required_resource_keys if k in resources]
+        result = persistence_dashboard(context, **{k: resources[k] for k in keys})
+        assert isinstance(result, dg.MaterializeResult) and result.metadata is not None
+        summary = result.metadata["summary (markdown)"]
+        assert isinstance(summary, dg.MarkdownMetadataValue) and summary.md_str is not None
+        return summary.md_str
+
+    summary = summary_with("side=short")
+    section = summary.split("### Within side=short (latest run)\n")[1].splitlines()
+    assert section[4:9] == segment_rows_text(stored[stored["run_key"] == LATEST], "side=short", 5)
+    assert (folder / "latest.png").read_bytes() != pooled  # panel (1) is the segment's
+    summary = summary_with("side=flat")
+    names = ", ".join(sorted(stored.loc[stored["run_key"] == LATEST, "segment"].unique()))
+    assert f"segment 'side=flat' is not stored for run {LATEST}; its segments: {names}" in summary

@@ -17,6 +17,7 @@ from persistence_pipeline.core.dashboard import (
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import DashboardStore, ModelSettings, Warehouse
 from persistence_pipeline.storage import cross_run, history, runs
+from persistence_pipeline.storage.report import segments_of_runs
 
 
 @dg.asset(
@@ -32,7 +33,9 @@ from persistence_pipeline.storage import cross_run, history, runs
     kinds={"matplotlib"},
     description="Six panels as of the range end (importance over runs, rank heatmap, alpha scores with "
     "the q-value of each, importance vs realized performance, stability, run performance) and a markdown "
-    "summary; written to data/dashboard/ (per run key, and latest.png for the newest run) and shown here.",
+    "summary; written to data/dashboard/ (per run key, and latest.png for the newest run) and shown here. "
+    "With dashboard_store.segment (e.g. strategy=mean_reversion), panel (1) and a summary section show "
+    "that strategy or side alone.",
 )
 @user_errors_fail_the_step
 def persistence_dashboard(
@@ -53,6 +56,8 @@ def persistence_dashboard(
         top_n=dashboard_store.top_n,
         quarantined=runs.quarantined_features(db, stored["run_key"].tolist()),
         interactions=history.interactions(db, scope.run_key),
+        segment=dashboard_store.segment,
+        segments=segments_of_runs(db, stored["run_key"].tolist(), dashboard_store.segment, scope.run_key),
     )
     png = draw_dashboard(inputs)
     newest = runs.newest_range_end(db, model_settings.kind)  # this run's included

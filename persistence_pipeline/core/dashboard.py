@@ -11,7 +11,10 @@ show the top `top_n` features and say how many are hidden; the stability panel s
 runs, the alpha panel when no feature has the complete periods a score needs. Each panel is drawn by
 its own function; dashboard_figure lays the six out. dashboard_headline is the summary's one-line
 plain-text lead; alpha_listing and stability_lines give the alpha table and the stability lines that
-the summary and the report (core/report.py) share.
+the summary and the report (core/report.py) share. With a `segment` (one strategy or side, e.g.
+`strategy=mean_reversion`: the pooled importance mixes strategies whose features mean different
+things), panel (1) draws the segment's mean |SHAP| over runs and the summary adds a "Within <segment>"
+section (segment_lines, shared with the report), from feature_segments rows.
 """
 
 from __future__ import annotations
@@ -64,6 +67,18 @@ def _empty_quarantined() -> pd.DataFrame:
     )
 
 
+SEGMENT_COLUMNS = ["run_key", "segment", "feature", "n_trades", "ic", "shap_mean_abs", "rank"]
+
+
+def _empty_segments() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype="object" if c in ("run_key", "segment", "feature") else "float64")
+            for c in SEGMENT_COLUMNS
+        }
+    )
+
+
 @dataclass(frozen=True)
 class DashboardInputs:
     # run_metrics rows, oldest first (the panels use oos_rank_ic, n_oos, oos_hit_rate, oos_base_rate)
@@ -80,13 +95,20 @@ class DashboardInputs:
     # feature_interactions rows of the latest run (feature_a, feature_b, interaction_mean_abs, rank):
     # trees only, empty for a linear model
     interactions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INTERACTION_COLUMNS))
+    # one strategy or side to look at on its own ("strategy=mean_reversion", "side=short"); "": pooled only
+    segment: str = ""
+    # feature_segments rows (SEGMENT_COLUMNS): at least the `segment`'s rows of the runs shown and every
+    # segment's rows of the latest run (their names are what the summary offers for an unknown segment)
+    segments: pd.DataFrame = field(default_factory=_empty_segments)
 
     def __post_init__(self) -> None:
-        missing = [c for c in QUARANTINED_COLUMNS if c not in self.quarantined.columns]
-        if missing:
-            raise ValueError(
-                f"DashboardInputs.quarantined needs the columns {QUARANTINED_COLUMNS} (missing: {missing})"
-            )
+        for name, frame, columns in [
+            ("quarantined", self.quarantined, QUARANTINED_COLUMNS),
+            ("segments", self.segments, SEGMENT_COLUMNS),
+        ]:
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise ValueError(f"DashboardInputs.{name} needs the columns {columns} (missing: {missing})")
 
 
 def top_features(inputs: DashboardInputs) -> list[str]:
@@ -318,23 +340,72 @@ def _line_styles(n: int) -> list[tuple[tuple[float, float, float], str, str]]:
     return [(colors[i % 10], styles[(i // 10) % 4], markers[(i // 10) % 4]) for i in range(n)]
 
 
-def _importance_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
-    """(1) Importance share over runs of the top ten features, one hue each."""
-    wide = view.share.pivot(index="run_key", columns="feature", values="share").reindex(
-        inputs.runs["run_key"]
-    )
-    drawn = view.features[:IMPORTANCE_LINES]
+def _draw_lines(ax: Axes, wide: pd.DataFrame, drawn: list[str]) -> None:
+    """One line per feature of `drawn` over the runs (the rows of `wide`), one hue each."""
     for feature, (color, style, marker) in zip(drawn, _line_styles(len(drawn)), strict=True):
         ax.plot(
-            range(view.n_runs),
-            wide[feature].to_numpy(),
+            range(len(wide)),
+            wide[feature].to_numpy(dtype="float64"),
             marker=marker,
             linestyle=style,
             color=color,
             label=feature,
         )
+
+
+def segment_history(inputs: DashboardInputs) -> pd.DataFrame:
+    """The ranked feature_segments rows of `inputs.segment` in the runs shown (quarantined features,
+    which have no rank, left out)."""
+    rows = inputs.segments
+    wanted = (rows["segment"] == inputs.segment) & rows["run_key"].isin(inputs.runs["run_key"].tolist())
+    rows = rows[wanted]
+    return rows[np.isfinite(_floats(rows["rank"]))]
+
+
+def segment_top_features(inputs: DashboardInputs) -> list[str]:
+    """The features of the segment panel: best mean rank within `inputs.segment` over the runs shown
+    (ties by name), at most IMPORTANCE_LINES."""
+    rows = segment_history(inputs)
+    mean_rank = rows.assign(rank=_floats(rows["rank"])).groupby("feature")["rank"].mean().reset_index()
+    ordered = mean_rank.sort_values(["rank", "feature"], kind="stable")["feature"].tolist()
+    return ordered[: min(inputs.top_n, IMPORTANCE_LINES)]
+
+
+def _segment_importance_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
+    """(1) with a segment the latest run stored: the segment's mean |SHAP| over runs of its top ten
+    features; a run that stored no rows of the segment is a gap, and the title counts such runs."""
+    rows = segment_history(inputs)
+    drawn = segment_top_features(inputs)
+    wide = rows.pivot(index="run_key", columns="feature", values="shap_mean_abs").reindex(
+        index=inputs.runs["run_key"], columns=drawn
+    )
+    _draw_lines(ax, wide, drawn)
+    missing = view.n_runs - rows["run_key"].nunique()
+    gaps = f"; {missing} of {view.n_runs} runs did not store it" if missing else ""
     shown = f" (top {len(drawn)})" if drawn else ""
-    ax.set_title("importance share (mean |SHAP|) over runs" + shown)
+    ax.set_title(f"mean |SHAP| within {_plain(inputs.segment)} over runs{shown}{gaps}")
+    _run_ticks(ax, view)
+    ax.set_ylabel("mean |SHAP| over the segment's trades")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def _importance_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
+    """(1) Importance share over runs of the top ten features, one hue each; with a segment, that
+    segment's mean |SHAP| instead (the pooled share, with a note in the title, when the latest run
+    did not store the segment)."""
+    note = ""
+    if inputs.segment:
+        if inputs.segment in segment_names(inputs.segments, inputs.run_key):
+            _segment_importance_panel(ax, inputs, view)
+            return
+        note = f"\nsegment {_plain(inputs.segment)} not stored for the latest run: pooled shown"
+    wide = view.share.pivot(index="run_key", columns="feature", values="share").reindex(
+        inputs.runs["run_key"]
+    )
+    drawn = view.features[:IMPORTANCE_LINES]
+    _draw_lines(ax, wide, drawn)
+    shown = f" (top {len(drawn)})" if drawn else ""
+    ax.set_title("importance share (mean |SHAP|) over runs" + shown + note)
     _run_ticks(ax, view)
     ax.set_ylabel("share of the run's total mean |SHAP|")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -806,6 +877,89 @@ def alpha_listing(alpha: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[s
     return table, notes
 
 
+def segment_names(segments: pd.DataFrame, run_key: str | None = None) -> list[str]:
+    """The segments the feature_segments rows hold (of `run_key` only, when given), by name."""
+    rows = segments if run_key is None else segments[segments["run_key"] == run_key]
+    return sorted({str(name) for name in rows["segment"].dropna()})
+
+
+def unknown_segment(segment: str, available: Sequence[str], run_key: str) -> str:
+    """One line: the segment is not stored for the run, and the run's segments (or that it has none)."""
+    names = ", ".join(_plain(n) for n in available) if available else "none stored"
+    return f"segment '{_plain(segment)}' is not stored for run {_plain(run_key)}; its segments: {names}"
+
+
+SEGMENT_TABLE_NUMBERS = ["rank", "trades", "IC (in-sample)", "mean |SHAP|"]
+
+
+def segment_listing(rows: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[str]]:
+    """The table of one segment of one run (its feature_segments rows) as text cells: the top_n
+    ranked features by their rank within the segment (ties by name), with rank, feature, the
+    segment's trades, the in-sample IC within the segment and the mean |SHAP| over its trades; and
+    the notes below it: how many ranked features are not shown, and the quarantined ones (no rank)
+    with their IC within the segment."""
+    ranks = _floats(rows["rank"])
+    ranked = rows.assign(_rank=ranks)[np.isfinite(ranks)].sort_values(["_rank", "feature"], kind="stable")
+    shown = ranked.head(max(top_n, 0))
+    table = pd.DataFrame(
+        {
+            "rank": [_count(r) for r in shown["_rank"]],
+            "feature": [_plain(f) for f in shown["feature"]],
+            "trades": [_count(n) for n in shown["n_trades"]],
+            "IC (in-sample)": [_fmt(ic, "+.4f") for ic in shown["ic"]],
+            "mean |SHAP|": [_fmt(v, ".5f") for v in shown["shap_mean_abs"]],
+        }
+    )
+    notes = []
+    if len(ranked) > len(shown):
+        notes.append(f"{len(ranked) - len(shown)} more features not shown.")
+    constant = shown[~np.isfinite(_floats(shown["ic"])) & (_floats(shown["n_trades"]) >= 3)]
+    if len(constant):  # an IC of 3 or more trades is n/a only for a feature that does not vary
+        names = ", ".join(_plain(f) for f in constant["feature"])
+        notes.append(
+            f"IC n/a: constant within the segment ({names}); their mean |SHAP| there is the segment's "
+            "distance from the average trade of the run, not an effect within it."
+        )
+    held = rows[~np.isfinite(ranks)].sort_values("feature", kind="stable")
+    if len(held):
+        listed = ", ".join(
+            f"{_plain(f)} (IC {_fmt(ic, '+.3f')})" for f, ic in zip(held["feature"], held["ic"], strict=True)
+        )
+        notes.append(f"Quarantined, so not ranked: {listed}.")
+    return table, notes
+
+
+def segment_lines(
+    segments: pd.DataFrame, segment: str, run_key: str, top_n: int, markdown: bool, bullet: str = ""
+) -> list[str]:
+    """The body of the "Within <segment>" section of the summary and the report (the caller writes
+    the heading): a line with the segment's trades in the run and what the figures are, then the
+    segment_listing table (markdown or plain text) and its notes; for a segment the run did not
+    store, the unknown_segment line instead. `segments`: feature_segments rows (other runs' and
+    segments' rows are ignored); `bullet` starts the lead line."""
+    of_run = segments[segments["run_key"] == run_key] if "run_key" in segments.columns else segments
+    rows = of_run[of_run["segment"] == segment]
+    if rows.empty:
+        return [f"{bullet}{unknown_segment(segment, segment_names(of_run), run_key)}"]
+    n_trades = _floats(rows["n_trades"])
+    trades = f"{int(np.nanmax(n_trades))} trades" if np.isfinite(n_trades).any() else "trades n/a"
+    lines = [
+        f"{bullet}{trades} of run {_plain(run_key)}; ranked by the model's mean |SHAP| over them; "
+        "IC: in-sample Spearman IC of the feature with the trade return within the segment",
+        "",
+    ]
+    table, notes = segment_listing(rows, top_n)
+    if table.empty:
+        lines.append("no ranked feature")
+    elif markdown:
+        lines += markdown_table(table, SEGMENT_TABLE_NUMBERS)
+    else:
+        lines.append(table.to_string(index=False))
+    for note in notes:  # a blank line first: in markdown a line right below a table is one of its rows
+        lines += ["", note]
+    return lines
+
+
 def markdown_table(table: pd.DataFrame, right: Sequence[str] = ()) -> list[str]:
     """The lines of a markdown table of text cells ("|" escaped), the columns in `right` right-aligned."""
     rule = "|" + "|".join("---:" if c in right else "---" for c in table.columns) + "|"
@@ -815,7 +969,8 @@ def markdown_table(table: pd.DataFrame, right: Sequence[str] = ()) -> list[str]:
 
 def dashboard_summary(inputs: DashboardInputs) -> str:
     """The headline (one plain-text line), then markdown: the latest run, stability, the top alpha
-    features with every decaying one, the decaying ones and the quarantined ones."""
+    features with every decaying one, the decaying ones, with a segment its top features within it
+    (or which segments the latest run stored), the strongest interactions and the quarantined ones."""
     latest = inputs.runs.set_index("run_key").loc[inputs.run_key]
     priors = latest["priors_from_run_key"]
     low, high = ic_interval(latest["oos_rank_ic"], latest.get("n_oos"))
@@ -839,6 +994,11 @@ def dashboard_summary(inputs: DashboardInputs) -> str:
     decaying = inputs.alpha.loc[_decaying(inputs.alpha), "feature"].tolist()
     listed = ", ".join(_plain(f) for f in decaying) or "none"
     lines.append(f"\nDecaying: {listed if decay_tested(inputs.alpha) else DECAY_UNTESTED}.")
+    if inputs.segment:
+        lines += [
+            f"\n### Within {_plain(inputs.segment)} (latest run)",
+            *segment_lines(inputs.segments, inputs.segment, inputs.run_key, inputs.top_n, markdown=True),
+        ]
     lines += [
         "\n### Strongest feature interactions (latest run)",
         *(f"- {line}" for line in interaction_lines(inputs.interactions)),

@@ -1,6 +1,7 @@
 """The report-only view: the latest run, the features quarantined as possible leakage, its stability
-summary and the top alpha features, as text or markdown, from warehouse frames (nothing is trained).
-The stability lines and the alpha table are the dashboard summary's (core/dashboard.py)."""
+summary and the top alpha features, and optionally one segment's (strategy's or side's) top features,
+as text or markdown, from warehouse frames (nothing is trained). The stability lines, the alpha table
+and the segment section are the dashboard summary's (core/dashboard.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from persistence_pipeline.core.dashboard import (
     interaction_lines,
     markdown_table,
     quarantined_by_feature,
+    segment_lines,
+    segment_names,
     stability_lines,
 )
 
@@ -42,6 +45,14 @@ def _quarantined_line(quarantined: pd.DataFrame | None, run_key: str) -> str:
     return "Quarantined (possible leakage): " + ", ".join(listed) + (f" and {more} more" if more else "")
 
 
+def _segments_line(segments: pd.DataFrame) -> str:
+    """The line naming the run's segments: "Segments: side=long, ... (--segment NAME shows one)"."""
+    names = segment_names(segments)
+    if not names:
+        return "Segments: none stored for this run"
+    return "Segments: " + ", ".join(" ".join(n.split()) for n in names) + " (--segment NAME shows one)"
+
+
 def render_report(
     latest: pd.Series,
     summary: pd.Series | None,
@@ -51,12 +62,18 @@ def render_report(
     top_n: int = 10,
     quarantined: pd.DataFrame | None = None,
     interactions: pd.DataFrame | None = None,
+    segments: pd.DataFrame | None = None,
+    segment: str | None = None,
 ) -> str:
     """The report of the latest run (by range end) and what is known as of it: the run, its stability
     summary (runs compared vs stored, "n/a" for NULL figures) and the top_n alpha features with every
     decaying one (alpha score, mean IC with its 95% interval, q-value, periods, persistence, decay).
     `quarantined` holds excluded_features rows (feature, ic, reason and, optionally, run_key: the
-    latest run's when absent); empty prints "Quarantined: none", None says it was not read."""
+    latest run's when absent); empty prints "Quarantined: none", None says it was not read.
+    `segments`: the latest run's feature_segments rows; given, a line names the run's segments, and
+    with `segment` a last section "Within <segment>" lists its top_n features by their rank within it
+    (trades, in-sample IC within the segment, mean |SHAP| over its trades), or says the run did not
+    store that segment and names those it did."""
     heading = "## " if markdown else ""
     bullet = "- " if markdown else "  "
     priors = latest["priors_from_run_key"]
@@ -74,6 +91,7 @@ def render_report(
         f"vs all {_value(latest['oos_mean_return_all'], '+.5f')}",
         f"{bullet}priors from {priors if isinstance(priors, str) else 'none (cold start)'}",
         f"{bullet}{_quarantined_line(quarantined, str(latest['run_key']))}",
+        *([f"{bullet}{_segments_line(segments)}"] if segments is not None else []),
         "",
         f"{heading}Stability",
     ]
@@ -97,5 +115,12 @@ def render_report(
             "",
             f"{heading}Strongest feature interactions",
             *(f"{bullet}{line}" for line in interaction_lines(interactions)),
+        ]
+    if segment is not None:
+        rows = pd.DataFrame({"segment": pd.Series(dtype="object")}) if segments is None else segments
+        lines += [
+            "",
+            f"{heading}Within {' '.join(segment.split())}",
+            *segment_lines(rows, segment, str(latest["run_key"]), top_n, markdown, bullet),
         ]
     return "\n".join(lines) + "\n"

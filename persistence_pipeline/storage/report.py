@@ -1,5 +1,6 @@
-"""What `python -m persistence_pipeline report` reads: the newest run, its stability summary and its
-alpha table, from a read-only connection."""
+"""What `python -m persistence_pipeline report` reads: the newest run, its stability summary, its
+alpha table and its importances within each segment (strategy, side), from a read-only connection;
+and the segment rows the dashboard reads for its runs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from persistence_pipeline.storage.database import Database
+from persistence_pipeline.storage.database import Database, rows_of_runs
 
 # a report waits this long for a writing run to release the file, then says so
 REPORT_LOCK_WAIT_SECONDS = 30.0
@@ -27,6 +28,9 @@ class LatestRun:
     alpha: pd.DataFrame  # its feature_alpha rows, best first
     quarantined: pd.DataFrame  # features quarantined from its model: run_key, feature, ic, reason
     interactions: pd.DataFrame  # its strongest feature pairs (trees only; empty for a linear model)
+    # its feature_segments rows (importance and IC within each strategy and side), by segment and rank;
+    # empty for a run (or a warehouse) from before segments were stored
+    segments: pd.DataFrame
 
 
 def latest_run(path: Path) -> LatestRun:
@@ -75,11 +79,36 @@ def _read_latest(db: Database) -> LatestRun:
             if "feature_interactions" in tables  # a warehouse written before the table existed
             else pd.DataFrame(columns=["feature_a", "feature_b", "interaction_mean_abs", "rank"])
         )
+        segments = (
+            con.execute(
+                "SELECT * FROM feature_segments WHERE run_key = ? ORDER BY segment, rank NULLS LAST, feature",
+                [latest["run_key"]],
+            ).df()
+            if "feature_segments" in tables  # a warehouse written before the table existed
+            else pd.DataFrame(
+                {c: pd.Series(dtype="object") for c in ["run_key", "segment", "feature"]}
+                | {c: pd.Series(dtype="float64") for c in ["n_trades", "ic", "shap_mean_abs", "rank"]}
+            )
+        )
     return LatestRun(
+        segments=segments,
         quarantined=quarantined,
         interactions=interactions,
         latest=latest,
         n_runs_same_kind=int((runs["model_kind"] == latest["model_kind"]).sum()),
         summary=summary.iloc[0] if len(summary) else None,
         alpha=alpha,
+    )
+
+
+def segments_of_runs(db: Database, run_keys: list[str], segment: str, latest_run_key: str) -> pd.DataFrame:
+    """feature_segments rows for the dashboard: `segment`'s rows of the given runs, and every
+    segment's rows of `latest_run_key` (their names say which segments that run stored); by run,
+    segment and rank."""
+    return rows_of_runs(
+        db,
+        run_keys,
+        "SELECT s.* FROM feature_segments s JOIN wanted_runs USING (run_key)"
+        " WHERE s.segment = ? OR s.run_key = ? ORDER BY s.run_key, s.segment, s.rank NULLS LAST, s.feature",
+        [segment, latest_run_key],
     )
