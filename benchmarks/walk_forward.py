@@ -4,8 +4,9 @@
    (dg.materialize of the whole code location over the range, one warehouse per way):
 
     cold        every run a plain ridge (warm_start and curriculum off)
-    warm        ridge shrunk toward the empirical-Bayes priors of the earlier runs
-    warm+curr   warm, and training trades weighted by the latest run's regime weights
+    warm          ridge shrunk toward the informative empirical-Bayes priors of the earlier runs
+    warm ungated  every prior, informative or not (analysis_settings.prior_min_z = 0)
+    warm+curr     warm, and training trades weighted by the latest run's regime weights
 
    Per-run and mean out-of-sample rank IC and hit rate, and the paired difference to cold start
    over the runs after the first (the first is cold in every way) with a 95% t interval.
@@ -18,19 +19,21 @@
     persistent  two features with a constant IC (0.05 and -0.04) among 20 noise features
     null        20 noise features, no signal
 
-   Per scenario: the mean paired gain in OOS rank IC and in hit rate over the base rate (warm -
-   cold), its 95% interval over seeds (each seed's mean over runs 2..8 is one independent value),
+   Per scenario and prior (informative priors only, min_z 2, the default; every prior, min_z 0):
+   the mean paired gain in OOS rank IC and in hit rate over the base rate (warm - cold), its 95%
+   interval over seeds (each seed's mean over runs 2..8 is one independent value),
    the share of seeds where warm beats cold, the power (share of seeds whose own paired t-test over
    its 7 runs is significant at 5%, one-sided) and the median prior weight (the prior's share of a
    coefficient's precision).
 
     python benchmarks/walk_forward.py [--start 2016-01-01] [--ranges 30] [--months 3]
-        [--seeds 40] [--skip-embedded] [--ways cold warm warm+curr]
+        [--seeds 40] [--skip-embedded] [--ways cold warm 'warm ungated' warm+curr]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 import warnings
@@ -43,11 +46,11 @@ import pandas as pd
 from scipy import stats
 
 from persistence_pipeline.core.importance import ImportanceParams, feature_importance
-from persistence_pipeline.core.model import ModelParams, RidgePrior, train_and_evaluate
-from persistence_pipeline.core.priors import PriorParams, empirical_bayes_priors
+from persistence_pipeline.core.model import ModelParams, train_and_evaluate
+from persistence_pipeline.core.priors import PriorParams, empirical_bayes_priors, ridge_prior
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
 from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
-from persistence_pipeline.resources import ModelSettings, TradeSource, resources_under
+from persistence_pipeline.resources import AnalysisSettings, ModelSettings, TradeSource, resources_under
 
 SCENARIOS = {
     "persistent": {"persistent_a": (0.05, 0.05), "persistent_b": (-0.04, -0.04)},
@@ -55,10 +58,12 @@ SCENARIOS = {
 }
 
 WAYS = {
-    "cold": ModelSettings(warm_start=False, curriculum=False),
-    "warm": ModelSettings(warm_start=True, curriculum=False),
-    "warm+curr": ModelSettings(warm_start=True, curriculum=True),
+    "cold": (ModelSettings(warm_start=False, curriculum=False), AnalysisSettings()),
+    "warm": (ModelSettings(warm_start=True, curriculum=False), AnalysisSettings()),
+    "warm ungated": (ModelSettings(warm_start=True, curriculum=False), AnalysisSettings(prior_min_z=0.0)),
+    "warm+curr": (ModelSettings(warm_start=True, curriculum=True), AnalysisSettings()),
 }
+MIN_Z = {"warm": PriorParams().min_z, "warm ungated": 0.0}  # the simulated arms
 
 
 def ranges(start: str, count: int, months: int) -> list[tuple[str, str]]:
@@ -71,8 +76,10 @@ def ranges(start: str, count: int, months: int) -> list[tuple[str, str]]:
     return out
 
 
-def run_way(settings: ModelSettings, windows: list[tuple[str, str]], folder: Path) -> pd.DataFrame:
-    resources = resources_under(folder, TradeSource(), settings)
+def run_way(
+    settings: tuple[ModelSettings, AnalysisSettings], windows: list[tuple[str, str]], folder: Path
+) -> pd.DataFrame:
+    resources = resources_under(folder, TradeSource(), *settings)
     for a, b in windows:
         dg.materialize(
             [*ASSETS, *ASSET_CHECKS],
@@ -91,7 +98,7 @@ def paired(diff: np.ndarray) -> str:
     return f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}]"
 
 
-def simulated_seed(planted: dict[str, tuple[float, float]], seed: int) -> pd.DataFrame:
+def simulated_seed(planted: dict[str, tuple[float, float]], seed: int, min_z: float) -> pd.DataFrame:
     """Warm against cold over eight simulated quarters: per run after the first, the OOS rank IC,
     hit rate and base rate of both arms and the warm run's prior weight."""
     market = SimulatedMarket(start="2021-01-01", end="2022-12-31", per_day=20, planted=planted)
@@ -106,9 +113,8 @@ def simulated_seed(planted: dict[str, tuple[float, float]], seed: int) -> pd.Dat
         times = (run["entry_time"].to_numpy(), run["exit_time"].to_numpy())
         prior = None
         if history:
-            priors = empirical_bayes_priors(pd.concat(history), PriorParams()).set_index("feature")
-            priors = priors.reindex(market.features)
-            prior = RidgePrior(priors["prior_coef_raw"].to_numpy(), priors["prior_sd_raw"].to_numpy())
+            pooled = empirical_bayes_priors(pd.concat(history), PriorParams(min_z=min_z))
+            prior = ridge_prior(pooled, market.features)
         warm = train_and_evaluate(X, y, *times, market.features, params, prior)
         table, _ = feature_importance(
             warm.model, warm.fold_models, warm.folds, X, y, market.features, importance, prior
@@ -137,14 +143,14 @@ def interval(values: np.ndarray) -> str:
 def simulated(seeds: int) -> None:
     print(f"\n## Simulated: warm against cold, {seeds} seeds x 7 warm quarters\n")
     print(
-        "| scenario | cold OOS rank IC | IC gain, 95% CI | cold hit rate - base"
+        "| scenario | prior | cold OOS rank IC | IC gain, 95% CI | cold hit rate - base"
         " | gain in hit rate - base, 95% CI"
         " | warm > cold (seeds) | power (5%, one-sided) | median prior weight | wall s |"
     )
-    print("|---|---:|---|---:|---|---:|---:|---:|---:|")
-    for name, planted in SCENARIOS.items():
+    print("|---|---|---:|---|---:|---|---:|---:|---:|---:|")
+    for (name, planted), (way, min_z) in itertools.product(SCENARIOS.items(), MIN_Z.items()):
         t = time.perf_counter()
-        runs = [simulated_seed(planted, seed) for seed in range(seeds)]
+        runs = [simulated_seed(planted, seed, min_z) for seed in range(seeds)]
         gains = np.array([r["ic_gain"].mean() for r in runs])
         edges = np.array([r["edge_gain"].mean() for r in runs])
         significant = [
@@ -152,7 +158,7 @@ def simulated(seeds: int) -> None:
         ]
         pooled = pd.concat(runs)
         print(
-            f"| {name} | {pooled['cold_ic'].mean():+.4f} | {interval(gains)}"
+            f"| {name} | {way} (min_z {min_z:g}) | {pooled['cold_ic'].mean():+.4f} | {interval(gains)}"
             f" | {pooled['cold_edge'].mean():+.4f} | {interval(edges)} | {np.mean(gains > 0):.0%}"
             f" | {np.mean(significant):.0%} | {pooled['prior_weight'].median():.2f}"
             f" | {time.perf_counter() - t:.0f} |"
@@ -181,7 +187,7 @@ def main() -> None:
         for name in args.ways:
             settings = WAYS[name]
             t = time.perf_counter()
-            results[name] = run_way(settings, windows, Path(tmp) / name.replace("+", "_"))
+            results[name] = run_way(settings, windows, Path(tmp) / name.replace("+", "_").replace(" ", "_"))
             seconds[name] = time.perf_counter() - t
     table = results[args.ways[0]][["run_key", "n_train"]].copy()
     for name, frame in results.items():

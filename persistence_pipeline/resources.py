@@ -163,6 +163,7 @@ class AnalysisSettings(dg.ConfigurableResource):
 
     top_k: int = 5
     prior_decay: float = 0.5
+    prior_min_z: float = 2.0
     volatility_feature: str = "volatility_20"
     trend_feature: str = "momentum_20"
     min_regime_weight: float = 0.5
@@ -190,7 +191,7 @@ class AnalysisSettings(dg.ConfigurableResource):
         )
 
     def prior_params(self) -> PriorParams:
-        return PriorParams(decay=self.prior_decay)
+        return PriorParams(decay=self.prior_decay, min_z=self.prior_min_z)
 
     def curriculum_params(self) -> CurriculumParams:
         return CurriculumParams(

@@ -219,6 +219,7 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
             "prior_coef_raw": np.linspace(-0.01, 0.01, len(MODEL_FEATURES)),
             "prior_sd_raw": 1e-9,  # a prior far more precise than the data holds the coefficients
             "n_runs": 1,
+            "informative": True,
         }
     )
     earlier_run = pd.DataFrame(

@@ -24,7 +24,7 @@ from persistence_pipeline.core.dataset import (
 from persistence_pipeline.core.design import stored_feature
 from persistence_pipeline.core.leakage import leak_screen, quarantine
 from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior, train_and_evaluate
-from persistence_pipeline.core.priors import curriculum_sample_weights
+from persistence_pipeline.core.priors import curriculum_sample_weights, ridge_prior
 from persistence_pipeline.partitions import RunScope, run_scope
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
 from persistence_pipeline.storage.cross_run import latest_warm_start
@@ -60,15 +60,11 @@ def warm_start(db: Database, settings: ModelSettings, scope: RunScope, data: Tra
         notes.append("priors: none (no earlier run: cold start, plain ridge)")
     else:
         priors_from, rows = priors
-        aligned = rows.set_index("feature").reindex(data.features)
-        prior = RidgePrior(
-            aligned["prior_coef_raw"].to_numpy(dtype="float64"),
-            aligned["prior_sd_raw"].to_numpy(dtype="float64"),
-        )
+        prior = ridge_prior(rows, data.features)
         n_with = int(np.isfinite(prior.mean_raw).sum())
         notes.append(
             f"priors: from {priors_from} for {n_with} of {len(data.features)} features (empirical Bayes, "
-            f"raw units); alpha {params.ridge_alpha:g} for the others"
+            f"raw units, informative only); alpha {params.ridge_alpha:g} for the others"
         )
     if not settings.curriculum:
         notes.append("curriculum: none (curriculum is off)")

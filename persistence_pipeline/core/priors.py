@@ -15,6 +15,13 @@ first run's estimate with its own error). The next model shrinks toward m with p
 sigma^2 / tau^2 (core/model.py): a coefficient estimated precisely and stable across runs pulls hard,
 one that flips between runs pulls weakly, and the pull is weighed against the next run's own n. A
 prior is refused (ValueError) for decay outside [0, 1): decay 1 would never forget and > 1 diverges.
+
+Only an informative prior is used: |mean| >= min_z x sd (default 2, about a 95% interval that
+excludes 0). A prior that does not know the sign of the effect pulls the next model toward last
+quarters' noise: on the embedded data (30 quarters 2016-2023, whose effects do not persist) the
+ungated prior cost -0.034 OOS rank IC and -2.3 hit-rate points against cold (not significant,
+and -0.049 / -4.4 points at decay 0.95); gated, -0.0016 and -0.15 points. The other features are
+fit as cold (ridge_alpha toward 0).
 `prior_coef` and `prior_strength` restate the prior in the as-of run's standardized units (the
 penalty it would carry there), for reading.
 
@@ -39,16 +46,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from persistence_pipeline.core.model import RidgePrior
+
 VOLATILITY_LABELS = ("vol_low", "vol_mid", "vol_high")
 
 
 @dataclass(frozen=True)
 class PriorParams:
     decay: float = 0.5
+    min_z: float = 2.0
 
     def __post_init__(self):
         if not 0.0 <= self.decay < 1.0:
             raise ValueError(f"prior_decay must be in [0, 1), got {self.decay}")
+        if self.min_z < 0:
+            raise ValueError(f"prior_min_z must be >= 0, got {self.min_z}")
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ class CurriculumParams:
     shrinkage_trades: float = 100.0
 
 
-PRIOR_COLUMNS = ["feature", "prior_coef_raw", "prior_sd_raw", "n_runs", "tau_between"]
+PRIOR_COLUMNS = ["feature", "prior_coef_raw", "prior_sd_raw", "n_runs", "tau_between", "informative"]
 
 
 def empirical_bayes_prior(coef: np.ndarray, se: np.ndarray, decay: float) -> tuple[float, float, float]:
@@ -81,7 +93,8 @@ def empirical_bayes_prior(coef: np.ndarray, se: np.ndarray, decay: float) -> tup
 def empirical_bayes_priors(history: pd.DataFrame, params: PriorParams) -> pd.DataFrame:
     """history: rows (run_key, feature, own_coef_raw, own_coef_raw_std) of the independent runs, the
     runs in time order. Per feature with at least one usable run (finite coefficient, positive error):
-    prior_coef_raw, prior_sd_raw, n_runs, tau_between."""
+    prior_coef_raw, prior_sd_raw, n_runs, tau_between, informative (|mean| >= min_z sd: the
+    next model uses only these)."""
     usable = history[
         np.isfinite(history["own_coef_raw"].astype("float64"))
         & (history["own_coef_raw_std"].astype("float64") > 0)
@@ -98,9 +111,20 @@ def empirical_bayes_priors(history: pd.DataFrame, params: PriorParams) -> pd.Dat
                 "prior_sd_raw": sd,
                 "n_runs": len(runs),
                 "tau_between": between,
+                "informative": bool(abs(mean) >= params.min_z * sd),
             }
         )
     return pd.DataFrame(rows, columns=PRIOR_COLUMNS)
+
+
+def ridge_prior(priors: pd.DataFrame, features: list[str]) -> RidgePrior:
+    """The prior the next model is shrunk toward, aligned with its features: the informative
+    priors only (rows without the flag, stored before it existed, count as not)."""
+    informative = priors[priors["informative"].astype("boolean").fillna(False).astype(bool)]
+    aligned = informative.set_index("feature").reindex(features)
+    return RidgePrior(
+        aligned["prior_coef_raw"].to_numpy(dtype="float64"), aligned["prior_sd_raw"].to_numpy(dtype="float64")
+    )
 
 
 def restated_priors(priors: pd.DataFrame, scale: pd.Series, label_variance: float) -> pd.DataFrame:

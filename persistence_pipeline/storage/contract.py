@@ -135,7 +135,8 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     "feature_priors": (
         _columns(
             "as_of_run_key VARCHAR, feature VARCHAR, prior_coef DOUBLE, prior_strength DOUBLE, "
-            "n_runs INTEGER, prior_coef_raw DOUBLE, prior_sd_raw DOUBLE, tau_between DOUBLE"
+            "n_runs INTEGER, prior_coef_raw DOUBLE, prior_sd_raw DOUBLE, tau_between DOUBLE, "
+            "informative BOOLEAN"
         ),
         ("as_of_run_key", "feature"),
     ),
