@@ -4,9 +4,9 @@
    (dg.materialize of the whole code location over the range, one warehouse per way):
 
     cold        every run a plain ridge (warm_start and curriculum off)
-    warm          ridge shrunk toward the informative empirical-Bayes priors of the earlier runs
-    warm ungated  every prior, informative or not (analysis_settings.prior_min_z = 0)
-    warm+curr     warm, and training trades weighted by the latest run's regime weights
+    warm        ridge shrunk toward the empirical-Bayes priors of the earlier runs (the default)
+    warm gated  only informative priors, |mean| >= 2 sd (analysis_settings.prior_min_z = 2)
+    warm+curr   warm, and training trades weighted by the latest run's regime weights
 
    Per-run and mean out-of-sample rank IC and hit rate, and the paired difference to cold start
    over the runs after the first (the first is cold in every way) with a 95% t interval.
@@ -19,7 +19,7 @@
     persistent  two features with a constant IC (0.05 and -0.04) among 20 noise features
     null        20 noise features, no signal
 
-   Per scenario and prior (informative priors only, min_z 2, the default; every prior, min_z 0):
+   Per scenario and prior (every prior, min_z 0, the default; informative priors only, min_z 2):
    the mean paired gain in OOS rank IC and in hit rate over the base rate (warm - cold), its 95%
    interval over seeds (each seed's mean over runs 2..8 is one independent value),
    the share of seeds where warm beats cold, the power (share of seeds whose own paired t-test over
@@ -27,7 +27,7 @@
    coefficient's precision).
 
     python benchmarks/walk_forward.py [--start 2016-01-01] [--ranges 30] [--months 3]
-        [--seeds 40] [--skip-embedded] [--ways cold warm 'warm ungated' warm+curr]
+        [--seeds 40] [--skip-embedded] [--ways cold warm 'warm gated' warm+curr]
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ SCENARIOS = {
 WAYS = {
     "cold": (ModelSettings(warm_start=False, curriculum=False), AnalysisSettings()),
     "warm": (ModelSettings(warm_start=True, curriculum=False), AnalysisSettings()),
-    "warm ungated": (ModelSettings(warm_start=True, curriculum=False), AnalysisSettings(prior_min_z=0.0)),
+    "warm gated": (ModelSettings(warm_start=True, curriculum=False), AnalysisSettings(prior_min_z=2.0)),
     "warm+curr": (ModelSettings(warm_start=True, curriculum=True), AnalysisSettings()),
 }
-MIN_Z = {"warm": PriorParams().min_z, "warm ungated": 0.0}  # the simulated arms
+MIN_Z = {"warm": PriorParams().min_z, "warm gated": 2.0}  # the simulated arms
 
 
 def ranges(start: str, count: int, months: int) -> list[tuple[str, str]]:

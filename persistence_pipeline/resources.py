@@ -163,7 +163,7 @@ class AnalysisSettings(dg.ConfigurableResource):
 
     top_k: int = 5
     prior_decay: float = 0.5
-    prior_min_z: float = 2.0
+    prior_min_z: float = 0.0
     volatility_feature: str = "volatility_20"
     trend_feature: str = "momentum_20"
     min_regime_weight: float = 0.5

@@ -175,7 +175,7 @@ def test_priors_flow_from_each_run_to_the_next(planted):
     for feature, effect in planted_effect.items():
         assert abs(priors.loc[feature, "prior_coef_raw"] - effect) < 2 * priors.loc[feature, "prior_sd_raw"]
     assert priors.loc["persistent_a", "prior_sd_raw"] < 0.002
-    assert priors.loc[PERSISTENT, "informative"].all() and not priors.loc["noise_1", "informative"]
+    assert priors["informative"].all()  # prior_min_z 0: every prior is used
     weights = project.table("regime_weights").query("as_of_run_key == @keys[-1]")
     assert len(weights) == 6 and weights["weight"].between(0.5, 2.0).all()
 
@@ -197,11 +197,13 @@ def test_drift_check_compares_with_the_previous_run(planted):
     assert second.passed  # the planted features are stationary: every PSI is small
 
 
-def test_only_a_real_change_of_the_top_features_warns(planted):
+def test_a_slowly_changing_truth_raises_no_top_feature_alarm(planted):
     """Issue 10: the check warned on 7 of 7 runs of data whose truth does not change. Here the only
-    change is the fading feature dying: third place changes hands once, in the last run, when the
-    planted regime feature passes it by more than twice the bootstrap spread: the one warning. (Under
-    the standardized EMA prior a noise feature also took third place on the way, issue 12.)"""
+    change is the fading feature dying: third place changes hands once, in the last run, to the
+    planted regime feature, within the bootstrap spread (reported, no alarm). Under the standardized
+    EMA prior a noise feature took third place on the way (issue 12); the empirical-Bayes prior
+    holds the noise coefficients near their pooled value, 0. (A flip beyond the spread warns:
+    test_changes.py.)"""
     _, results = planted
     outcomes = []
     for result in results[1:]:
@@ -209,11 +211,12 @@ def test_only_a_real_change_of_the_top_features_warns(planted):
             e for e in result.get_asset_check_evaluations() if e.check_name == "top_features_unchanged"
         )
         outcomes.append((evaluation.passed, str(evaluation.description)))
-    assert all(passed for passed, _ in outcomes[:-1]), "\n".join(map(str, outcomes))
+    assert all(passed for passed, _ in outcomes), "\n".join(map(str, outcomes))
     assert all(text.startswith("top 3 unchanged") for _, text in outcomes[:-1])
-    passed, text = outcomes[-1]
-    assert not passed
-    assert text.startswith("top 3 flipped since 2022-07-01..2022-09-30/ridge: regime_only replaced decaying")
+    assert outcomes[-1][1] == (
+        "top 3 changed since 2022-07-01..2022-09-30/ridge within the bootstrap spread of the importances: "
+        "regime_only for decaying"
+    )
 
 
 def test_a_leak_no_single_feature_shows_fails_the_plausibility_check(tmp_path):
