@@ -45,10 +45,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from persistence_pipeline.core.importance import ImportanceParams, feature_importance
-from persistence_pipeline.core.model import ModelParams, train_and_evaluate
-from persistence_pipeline.core.priors import PriorParams, empirical_bayes_priors, ridge_prior
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
+from persistence_pipeline.core.importance import ImportanceParams
+from persistence_pipeline.core.priors import PriorParams
+from persistence_pipeline.core.simulation import SimulatedMarket, warm_against_cold
 from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, TradeSource, resources_under
 
@@ -99,39 +98,8 @@ def paired(diff: np.ndarray) -> str:
 
 
 def simulated_seed(planted: dict[str, tuple[float, float]], seed: int, min_z: float) -> pd.DataFrame:
-    """Warm against cold over eight simulated quarters: per run after the first, the OOS rank IC,
-    hit rate and base rate of both arms and the warm run's prior weight."""
     market = SimulatedMarket(start="2021-01-01", end="2022-12-31", per_day=20, planted=planted)
-    trades = simulated_trades(market, seed)
-    quarter = trades["entry_time"].dt.year * 10 + trades["entry_time"].dt.quarter
-    params, importance = ModelParams(), ImportanceParams(perm_repeats=1)
-    history: list[pd.DataFrame] = []
-    rows = []
-    for i, key in enumerate(sorted(quarter.unique())):
-        run = trades[quarter == key]
-        X, y = run[market.features].to_numpy(), run["return"].to_numpy()
-        times = (run["entry_time"].to_numpy(), run["exit_time"].to_numpy())
-        prior = None
-        if history:
-            pooled = empirical_bayes_priors(pd.concat(history), PriorParams(min_z=min_z))
-            prior = ridge_prior(pooled, market.features)
-        warm = train_and_evaluate(X, y, *times, market.features, params, prior)
-        table, _ = feature_importance(
-            warm.model, warm.fold_models, warm.folds, X, y, market.features, importance, prior
-        )
-        history.append(table.assign(run_key=str(key)))
-        if i:
-            cold = train_and_evaluate(X, y, *times, market.features, params, None)
-            rows.append(
-                {
-                    "ic_gain": warm.metrics.rank_ic - cold.metrics.rank_ic,
-                    "edge_gain": warm.metrics.hit_rate - cold.metrics.hit_rate,
-                    "cold_ic": cold.metrics.rank_ic,
-                    "cold_edge": cold.metrics.hit_rate - cold.metrics.base_rate,
-                    "prior_weight": warm.prior_weight,
-                }
-            )
-    return pd.DataFrame(rows)
+    return warm_against_cold(market, seed, PriorParams(min_z=min_z), ImportanceParams(perm_repeats=1))
 
 
 def interval(values: np.ndarray) -> str:

@@ -13,7 +13,7 @@ from persistence_pipeline.core.changes import describe_changes, importance_chang
 from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.design import DesignParams
 from persistence_pipeline.core.drift import feature_drift, psi
-from persistence_pipeline.core.importance import ImportanceParams, feature_importance
+from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.leakage import implausible_performance, leak_screen, quarantine
 from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.model import (
@@ -28,10 +28,9 @@ from persistence_pipeline.core.priors import (
     empirical_bayes_priors,
     regime_weights,
     regimes,
-    ridge_prior,
     volatility_cuts,
 )
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
+from persistence_pipeline.core.simulation import SimulatedMarket, warm_against_cold
 from persistence_pipeline.core.stability import (
     MIN_RUNS_FOR_INTERVAL,
     effective_runs,
@@ -469,37 +468,13 @@ def test_the_leak_screen_of_a_fold_sees_only_its_training_trades():
     assert standardized_coefficients(fitted.model)[0] == 0.0  # type: ignore[index]
 
 
-def warm_against_cold(
-    planted: dict[str, tuple[float, float]], seed: int, min_z: float
-) -> tuple[float, float]:
-    """Mean paired gain (warm - cold) in OOS rank IC and hit rate over quarters 2..8 of a simulated
-    market, warm shrunk toward the empirical-Bayes prior of the earlier quarters, same alpha."""
+def mean_gains(planted: dict[str, tuple[float, float]], seed: int) -> tuple[float, float]:
+    """Mean paired gain (warm - cold) in OOS rank IC and hit rate over quarters 2..8."""
     market = SimulatedMarket(start="2021-01-01", end="2022-12-31", per_day=20, n_noise=8, planted=planted)
-    trades = simulated_trades(market, seed)
-    quarter = trades["entry_time"].dt.year * 10 + trades["entry_time"].dt.quarter
-    importance = ImportanceParams(perm_repeats=1, bootstrap_rounds=10)
-    history: list[pd.DataFrame] = []
-    gains = []
-    for i, key in enumerate(sorted(quarter.unique())):
-        run = trades[quarter == key]
-        X, y = run[market.features].to_numpy(), run["return"].to_numpy()
-        times = (run["entry_time"].to_numpy(), run["exit_time"].to_numpy())
-        prior = None
-        if history:
-            pooled = empirical_bayes_priors(pd.concat(history), PriorParams(min_z=min_z))
-            prior = ridge_prior(pooled, market.features)
-        warm = train_and_evaluate(X, y, *times, market.features, ModelParams(), prior)
-        table, _ = feature_importance(
-            warm.model, warm.fold_models, warm.folds, X, y, market.features, importance, prior
-        )
-        history.append(table.assign(run_key=str(key)))
-        if i:
-            cold = train_and_evaluate(X, y, *times, market.features, ModelParams())
-            gains.append(
-                (warm.metrics.rank_ic - cold.metrics.rank_ic, warm.metrics.hit_rate - cold.metrics.hit_rate)
-            )
-    ic_gain, hit_gain = np.mean(gains, axis=0)
-    return float(ic_gain), float(hit_gain)
+    runs = warm_against_cold(
+        market, seed, PriorParams(), ImportanceParams(perm_repeats=1, bootstrap_rounds=10)
+    )
+    return float(runs["ic_gain"].mean()), float(runs["edge_gain"].mean())
 
 
 def test_warm_start_beats_cold_on_persistent_effects_and_costs_nothing_without_signal():
@@ -508,8 +483,8 @@ def test_warm_start_beats_cold_on_persistent_effects_and_costs_nothing_without_s
     rank IC and +0.4 hit-rate points on persistent effects (most of it from knowing that the noise
     features stay at 0), nothing without signal (benchmarks/walk_forward.py); the standardized EMA
     prior this replaced gained +0.002 (issue 12)."""
-    persistent = [warm_against_cold({"a": (0.05, 0.05), "b": (-0.04, -0.04)}, seed, 0.0) for seed in range(3)]
+    persistent = [mean_gains({"a": (0.05, 0.05), "b": (-0.04, -0.04)}, seed) for seed in range(3)]
     assert min(ic for ic, _ in persistent) > 0 and np.mean([ic for ic, _ in persistent]) > 0.01
     assert np.mean([hit for _, hit in persistent]) > 0.0
-    null = [warm_against_cold({}, seed, 0.0) for seed in range(3)]
+    null = [mean_gains({}, seed) for seed in range(3)]
     assert np.mean([ic for ic, _ in null]) > -0.02  # the standard error of this mean is about 0.01
