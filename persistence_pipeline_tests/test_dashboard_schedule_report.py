@@ -32,7 +32,7 @@ from persistence_pipeline.core.stability import effective_runs, feature_stabilit
 from persistence_pipeline.resources import DashboardStore, ModelSettings, RetrainSettings, TradeSource
 from persistence_pipeline.schedules import nightly_retrain, retrain_window
 from persistence_pipeline.storage.database import Database
-from persistence_pipeline.storage.report import segments_of_runs
+from persistence_pipeline.storage.history import segments_of_runs
 from persistence_pipeline_tests.conftest import Q2, EmbeddedRuns, Project, copy_of
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,6 @@ from persistence_pipeline.core.dashboard import (
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import DashboardStore, ModelSettings, Warehouse
 from persistence_pipeline.storage import cross_run, history, runs
-from persistence_pipeline.storage.report import segments_of_runs
 
 
 @dg.asset(
@@ -57,7 +56,9 @@ def persistence_dashboard(
         quarantined=runs.quarantined_features(db, stored["run_key"].tolist()),
         interactions=history.interactions(db, scope.run_key),
         segment=dashboard_store.segment,
-        segments=segments_of_runs(db, stored["run_key"].tolist(), dashboard_store.segment, scope.run_key),
+        segments=history.segments_of_runs(
+            db, stored["run_key"].tolist(), dashboard_store.segment, scope.run_key
+        ),
     )
     png = draw_dashboard(inputs)
     newest = runs.newest_range_end(db, model_settings.kind)  # this run's included

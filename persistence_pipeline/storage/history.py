@@ -60,12 +60,16 @@ def write_importance(
         record_explainer(con, run_key, explainer, shap_sample_size)
 
 
-def segments(db: Database, run_key: str, segment: str | None = None) -> pd.DataFrame:
-    """The run's importances and ICs within each strategy and side (or one segment), by rank."""
-    return db.query(
-        "SELECT * FROM feature_segments WHERE run_key = ? AND (? IS NULL OR segment = ?)"
-        " ORDER BY segment, rank NULLS LAST, feature",
-        [run_key, segment, segment],
+def segments_of_runs(db: Database, run_keys: list[str], segment: str, latest_run_key: str) -> pd.DataFrame:
+    """feature_segments rows for the dashboard: `segment`'s rows of the given runs, and every
+    segment's rows of `latest_run_key` (their names say which segments that run stored); by run,
+    segment and rank."""
+    return rows_of_runs(
+        db,
+        run_keys,
+        "SELECT s.* FROM feature_segments s JOIN wanted_runs USING (run_key)"
+        " WHERE s.segment = ? OR s.run_key = ? ORDER BY s.run_key, s.segment, s.rank NULLS LAST, s.feature",
+        [segment, latest_run_key],
     )
 
 

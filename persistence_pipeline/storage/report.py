@@ -1,6 +1,5 @@
 """What `python -m persistence_pipeline report` reads: the newest run, its stability summary, its
-alpha table and its importances within each segment (strategy, side), from a read-only connection;
-and the segment rows the dashboard reads for its runs."""
+alpha table and its importances within each segment (strategy, side), from a read-only connection."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from persistence_pipeline.storage.database import Database, rows_of_runs
+from persistence_pipeline.storage.database import Database
 
 # a report waits this long for a writing run to release the file, then says so
 REPORT_LOCK_WAIT_SECONDS = 30.0
@@ -98,17 +97,4 @@ def _read_latest(db: Database) -> LatestRun:
         n_runs_same_kind=int((runs["model_kind"] == latest["model_kind"]).sum()),
         summary=summary.iloc[0] if len(summary) else None,
         alpha=alpha,
-    )
-
-
-def segments_of_runs(db: Database, run_keys: list[str], segment: str, latest_run_key: str) -> pd.DataFrame:
-    """feature_segments rows for the dashboard: `segment`'s rows of the given runs, and every
-    segment's rows of `latest_run_key` (their names say which segments that run stored); by run,
-    segment and rank."""
-    return rows_of_runs(
-        db,
-        run_keys,
-        "SELECT s.* FROM feature_segments s JOIN wanted_runs USING (run_key)"
-        " WHERE s.segment = ? OR s.run_key = ? ORDER BY s.run_key, s.segment, s.rank NULLS LAST, s.feature",
-        [segment, latest_run_key],
     )
