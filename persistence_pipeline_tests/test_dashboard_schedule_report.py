@@ -9,6 +9,8 @@ import itertools
 import subprocess
 import sys
 from collections.abc import Mapping
+from functools import partial
+from types import SimpleNamespace
 
 import dagster as dg
 import duckdb
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from persistence_pipeline.__main__ import main
 from persistence_pipeline.assets.persistence_dashboard import persistence_dashboard
 from persistence_pipeline.core.alpha import feature_alpha
 from persistence_pipeline.core.dashboard import (
@@ -234,6 +237,7 @@ def test_schedule_is_nightly_at_two_utc():
 
 
 def run_report(*args):
+    """`python -m persistence_pipeline report` as a user runs it, in its own process."""
     return subprocess.run(
         [sys.executable, "-m", "persistence_pipeline", "report", *args],
         capture_output=True,
@@ -242,7 +246,16 @@ def run_report(*args):
     )
 
 
-def test_report_prints_latest_run_stability_and_alpha(embedded_runs: EmbeddedRuns):
+def report_here(capsys: pytest.CaptureFixture[str], *args: str) -> SimpleNamespace:
+    """The same command's `main` in this process (what it prints and returns), for the variants of a
+    call already run once as a process: a process costs about 1.5 s of imports."""
+    capsys.readouterr()
+    code = main(["report", *args])
+    printed = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=printed.out, stderr=printed.err)
+
+
+def test_report_prints_latest_run_stability_and_alpha(embedded_runs: EmbeddedRuns, capsys):
     project = embedded_runs.two
     done = run_report("--warehouse", str(project.warehouse_path))
     assert done.returncode == 0, done.stderr
@@ -271,7 +284,7 @@ def test_report_prints_latest_run_stability_and_alpha(embedded_runs: EmbeddedRun
     assert any(
         line.split()[:1] == [best["feature"]] and interval in line for line in done.stdout.splitlines()
     )
-    markdown = run_report("--warehouse", str(project.warehouse_path), "--markdown", "--top", "3")
+    markdown = report_here(capsys, "--warehouse", str(project.warehouse_path), "--markdown", "--top", "3")
     assert markdown.stdout.startswith("## Latest run")
     assert "| feature | alpha score | IC mean [95% interval] | q | periods | persistence | decaying |" in (
         markdown.stdout
@@ -285,7 +298,7 @@ def test_report_prints_latest_run_stability_and_alpha(embedded_runs: EmbeddedRun
     assert (f"{hidden} more features not shown." in markdown.stdout) == (hidden > 0)
 
 
-def test_report_on_a_path_that_is_no_warehouse_says_so_in_one_line(tmp_path):
+def test_report_on_a_path_that_is_no_warehouse_says_so_in_one_line(tmp_path, capsys):
     (tmp_path / "empty.bin").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("not a database\n" * 100)
     duckdb.connect(str(tmp_path / "fresh.duckdb")).close()
@@ -296,7 +309,10 @@ def test_report_on_a_path_that_is_no_warehouse_says_so_in_one_line(tmp_path):
         (tmp_path / "notes.txt", "cannot be read as a DuckDB warehouse"),
         (tmp_path / "fresh.duckdb", "holds no run yet"),
     ]:
-        done = run_report("--warehouse", str(path))
+        # the first as a process (one line, no stack trace), the others through main
+        done = (run_report if problem == "no warehouse at" else partial(report_here, capsys))(
+            "--warehouse", str(path)
+        )
         assert done.returncode == 1 and done.stdout == "", path
         assert len(done.stderr.splitlines()) == 1 and str(path) in done.stderr and problem in done.stderr, (
             done.stderr
@@ -314,12 +330,14 @@ def segment_rows_text(stored: pd.DataFrame, segment: str, top_n: int) -> list[st
     ]
 
 
-def test_report_shows_one_segment_and_refuses_an_unknown_one(embedded_runs: EmbeddedRuns):
+def test_report_shows_one_segment_and_refuses_an_unknown_one(embedded_runs: EmbeddedRuns, capsys):
     project = embedded_runs.two
     stored = project.table("feature_segments").query("run_key == @LATEST")
     names = sorted(stored["segment"].unique())
     assert {"side=long", "side=short", "strategy=mean_reversion", "strategy=momentum_breakout"} <= set(names)
-    done = run_report("--warehouse", str(project.warehouse_path), "--segment", "strategy=mean_reversion")
+    done = report_here(
+        capsys, "--warehouse", str(project.warehouse_path), "--segment", "strategy=mean_reversion"
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     start = lines.index("Within strategy=mean_reversion")
@@ -332,8 +350,15 @@ def test_report_shows_one_segment_and_refuses_an_unknown_one(embedded_runs: Embe
     assert [line.split() for line in lines[start + 4 : start + 14]] == [
         row.replace("|", " ").split() for row in expected
     ]
-    markdown = run_report(
-        "--warehouse", str(project.warehouse_path), "--markdown", "--top", "4", "--segment", "side=short"
+    markdown = report_here(
+        capsys,
+        "--warehouse",
+        str(project.warehouse_path),
+        "--markdown",
+        "--top",
+        "4",
+        "--segment",
+        "side=short",
     )
     assert markdown.returncode == 0, markdown.stderr
     section = markdown.stdout.split("## Within side=short\n")[1].splitlines()
@@ -342,7 +367,7 @@ def test_report_shows_one_segment_and_refuses_an_unknown_one(embedded_runs: Embe
         "|---:|---|---:|---:|---:|",
     ]
     assert section[4:8] == segment_rows_text(stored, "side=short", 4)
-    unknown = run_report("--warehouse", str(project.warehouse_path), "--segment", "strategy=pairs")
+    unknown = report_here(capsys, "--warehouse", str(project.warehouse_path), "--segment", "strategy=pairs")
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert unknown.stderr == (
         f"segment 'strategy=pairs' is not stored for run {LATEST}; its segments: {', '.join(names)}\n"
