@@ -272,6 +272,18 @@ def test_empirical_bayes_priors_against_statsmodels_meta_analysis():
     # two agreeing runs: no between-run spread, the prior is as precise as the discounted data
     assert priors.loc["b", "tau_between"] == 0.0
     assert priors.loc["b", "prior_sd_raw"] == pytest.approx((1.5 / 0.01) ** -0.5)
+    # a feature seen in r0 and r1 of the pooled runs r0..r2 (absent from the newest) is aged by its
+    # place among ALL pooled runs: its precisions are discounted by 0.25 and 0.5, not 0.5 and 1
+    aged = pd.DataFrame(
+        {
+            "run_key": ["r0", "r1", "r2"],
+            "feature": ["b", "b", "a"],
+            "own_coef_raw": [1.0, 1.05, 1.0],
+            "own_coef_raw_std": [0.1, 0.1, 1.0],
+        }
+    )
+    older = empirical_bayes_priors(aged, PriorParams(decay=0.5)).set_index("feature")
+    assert older.loc["b", "prior_sd_raw"] == pytest.approx((0.25 / 0.01 + 0.5 / 0.01) ** -0.5)
 
 
 @pytest.mark.parametrize("decay", [1.0, 1.5, -0.1])

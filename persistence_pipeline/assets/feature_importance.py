@@ -42,7 +42,8 @@ def trained_set(data: TrainingSet, checkpoint: dict, run_key: str) -> TrainingSe
         checkpoint["features"]
     ) <= set(data.features):
         raise ValueError(
-            f"the stored trades of {run_key} changed after its model was trained: re-materialize profit_model"
+            f"the stored trades of {run_key} changed after its model was trained, or its checkpoint is from "
+            "an earlier model design: re-materialize profit_model"
         )
     return data.without([f for f in data.features if f not in checkpoint["features"]])
 
@@ -70,7 +71,7 @@ def by_segment(segments: pd.DataFrame, top: int) -> str:
 
 def checkpoint_prior(checkpoint: dict) -> RidgePrior | None:
     """The prior the checkpoint's model was shrunk toward (None: cold start or trees)."""
-    if checkpoint["prior_mean_raw"] is None:
+    if checkpoint.get("prior_mean_raw") is None:  # cold, trees, or a checkpoint from before raw priors
         return None
     return RidgePrior(checkpoint["prior_mean_raw"], checkpoint["prior_sd_raw"])
 
@@ -120,7 +121,7 @@ def feature_importance(
             checkpoint_prior(checkpoint),
             checkpoint["sample_weight"],
             correlation["group_id"].to_numpy(),
-            checkpoint["quarantined"],
+            checkpoint.get("quarantined"),
         )
     table = table.merge(correlation, on="feature")
     segments = segment_importance(
@@ -130,7 +131,7 @@ def feature_importance(
         data.features,
         trade_segments(data.trades),
         params,
-        checkpoint["quarantined"],
+        checkpoint.get("quarantined"),
     )
     with timed(context.log, "SHAP interaction values (trees only)"):
         interactions = top_interactions(checkpoint["model"], data.X, data.features, params)

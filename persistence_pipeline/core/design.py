@@ -17,8 +17,10 @@ longs, 0.01 within shorts). The design:
 - Per-strategy features (`signal_strength` is |z| for mean reversion and breakout distance / ATR
   for momentum; `strategy_confidence` has two definitions) are split by strategy,
   `signal_strength@mean_reversion` and `signal_strength@momentum_breakout` (0 on the other
-  strategy's trades), and `strategy@<name>` indicators carry each strategy's mean when a range has
-  more than one. A trade log's own `strategy` column is treated the same way.
+  strategy's trades), and `strategy@<name>` indicators when a range has
+  more than one (collinear with the intercept: the ridge penalty splits a difference of the
+  strategies' mean returns between them, so read their importances together). A trade log's own
+  `strategy` column is treated the same way.
 - Exact duplicates among the stored features (on a single-symbol source `market_return_5` equals
   `momentum_5` to 4e-16) are dropped before any of this, the later column in favour of the
   earlier, and reported (`feature_coverage.duplicate_of`), instead of splitting the credit

@@ -76,12 +76,16 @@ class CurriculumParams:
 PRIOR_COLUMNS = ["feature", "prior_coef_raw", "prior_sd_raw", "n_runs", "tau_between", "informative"]
 
 
-def empirical_bayes_prior(coef: np.ndarray, se: np.ndarray, decay: float) -> tuple[float, float, float]:
+def empirical_bayes_prior(
+    coef: np.ndarray, se: np.ndarray, decay: float, age: np.ndarray | None = None
+) -> tuple[float, float, float]:
     """(mean, sd, tau_between) of one feature's prior from its runs' raw coefficients and standard
-    errors in time order (module docstring)."""
+    errors in time order (module docstring); `age`: each run's age in pooled runs (0 the newest of
+    ALL pooled runs; by default the feature's own runs are taken as the newest)."""
     coef, se = np.asarray(coef, dtype="float64"), np.asarray(se, dtype="float64")
     precision = 1.0 / se**2
-    discounted = precision * decay ** np.arange(len(coef) - 1, -1, -1, dtype="float64")
+    ages = np.arange(len(coef) - 1, -1, -1, dtype="float64") if age is None else np.asarray(age, "float64")
+    discounted = precision * decay**ages
     mean = float(discounted @ coef / discounted.sum())
     between = 0.0
     if len(coef) > 1:
@@ -100,10 +104,14 @@ def empirical_bayes_priors(history: pd.DataFrame, params: PriorParams) -> pd.Dat
         np.isfinite(history["own_coef_raw"].astype("float64"))
         & (history["own_coef_raw_std"].astype("float64") > 0)
     ]
+    order = {key: i for i, key in enumerate(pd.unique(history["run_key"]))}
+    newest = len(order) - 1
     rows = []
     for feature, runs in usable.groupby("feature", sort=True):
+        # a run's age counts every pooled run after it, also those that lack this feature
+        age = newest - runs["run_key"].map(order).to_numpy(dtype="float64")
         mean, sd, between = empirical_bayes_prior(
-            runs["own_coef_raw"].to_numpy(), runs["own_coef_raw_std"].to_numpy(), params.decay
+            runs["own_coef_raw"].to_numpy(), runs["own_coef_raw_std"].to_numpy(), params.decay, age
         )
         rows.append(
             {
