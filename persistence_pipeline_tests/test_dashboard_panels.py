@@ -792,8 +792,8 @@ def test_summary_lists_the_segment_top_features_in_rank_order_with_their_ic():
     notes = lines[start + 8 : lines.index("### Strongest feature interactions (latest run)")]
     assert [n for n in notes if n] == [
         "1 more features not shown.",  # steady 11, fourth
-        "IC n/a: constant within the segment (strategy@mean_reversion); their mean |SHAP| there is the "
-        "segment's distance from the average trade of the run, not an effect within it.",
+        "IC n/a: constant within the segment (strategy@mean_reversion); measured from the segment's own "
+        "average trade, they carry no effect within it.",
         f"Quarantined, so not ranked: {LEAK} (IC +0.731).",
     ]
     assert "### Within" not in dashboard_summary(make_inputs(n_runs=3))  # no segment: no section

@@ -384,7 +384,6 @@ def test_dashboard_with_a_segment_shows_it_or_names_the_stored_ones(embedded_run
     assert rows[key].sort_values(key).values.tolist() == expected[key].sort_values(key).values.tolist()
     assert set(rows["segment"]) == set(stored["segment"])  # the latest run's names are all there
     folder = project.root / "dashboard"
-    pooled = (folder / "latest.png").read_bytes()
 
     def summary_with(segment: str) -> str:
         """The dashboard asset invoked with the segment: its summary (markdown)."""
@@ -400,6 +399,8 @@ def test_dashboard_with_a_segment_shows_it_or_names_the_stored_ones(embedded_run
         assert isinstance(summary, dg.MarkdownMetadataValue) and summary.md_str is not None
         return summary.md_str
 
+    summary_with("")
+    pooled = (folder / "latest.png").read_bytes()  # the same view (top 5) without a segment
     summary = summary_with("side=short")
     section = summary.split("### Within side=short (latest run)\n")[1].splitlines()
     assert section[4:9] == segment_rows_text(stored[stored["run_key"] == LATEST], "side=short", 5)

@@ -917,8 +917,8 @@ def segment_listing(rows: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[
     if len(constant):  # an IC of 3 or more trades is n/a only for a feature that does not vary
         names = ", ".join(_plain(f) for f in constant["feature"])
         notes.append(
-            f"IC n/a: constant within the segment ({names}); their mean |SHAP| there is the segment's "
-            "distance from the average trade of the run, not an effect within it."
+            f"IC n/a: constant within the segment ({names}); measured from the segment's own average "
+            "trade, they carry no effect within it."
         )
     held = rows[~np.isfinite(ranks)].sort_values("feature", kind="stable")
     if len(held):
