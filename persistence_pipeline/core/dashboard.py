@@ -950,12 +950,15 @@ def segment_lines(
     ]
     table, notes = segment_listing(rows, top_n)
     if table.empty:
-        lines.append("no ranked feature")
-    elif markdown:
-        lines += markdown_table(table, SEGMENT_TABLE_NUMBERS)
-    else:
-        lines.append(table.to_string(index=False))
-    for note in notes:  # a blank line first: in markdown a line right below a table is one of its rows
+        return [*lines, "no ranked feature", *[part for note in notes for part in ("", note)]]
+    return lines + listing_lines(table, notes, markdown, SEGMENT_TABLE_NUMBERS)
+
+
+def listing_lines(table: pd.DataFrame, notes: list[str], markdown: bool, right: Sequence[str]) -> list[str]:
+    """A listing as markdown (numbers in `right` right-aligned) or plain text, then its notes, each
+    after a blank line (in markdown a line right below a table is one of its rows)."""
+    lines = markdown_table(table, right) if markdown else [table.to_string(index=False)]
+    for note in notes:
         lines += ["", note]
     return lines
 

@@ -13,7 +13,7 @@ from persistence_pipeline.core.dashboard import (
     alpha_listing,
     alpha_scored,
     interaction_lines,
-    markdown_table,
+    listing_lines,
     quarantined_by_feature,
     segment_lines,
     segment_names,
@@ -104,12 +104,7 @@ def render_report(
         lines.append(f"{bullet}{alpha_gate(alpha)}")
     else:
         table, notes = alpha_listing(alpha, top_n)
-        if markdown:
-            lines += markdown_table(table, ALPHA_TABLE_NUMBERS)
-        else:
-            lines.append(table.to_string(index=False))
-        for note in notes:  # a blank line first: in markdown a line right below a table is one of its rows
-            lines += ["", note]
+        lines += listing_lines(table, notes, markdown, ALPHA_TABLE_NUMBERS)
     if interactions is not None:
         lines += [
             "",
