@@ -1,11 +1,19 @@
 """Asset checks: data quality of the stored trades, sanity of the model, leakage, drift and
-top-feature flips."""
+top-feature flips. Each judges the whole range of its run and records its result on every daily
+partition of the range (`evaluated_per_partition`)."""
 
 import datetime as dt
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not re-exported by `dagster`
+    AssetCheckEvaluationTargetMaterializationData,
+)
+from dagster._core.storage.event_log.base import AssetRecordsFilter  # not re-exported by `dagster`
 
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table
@@ -24,6 +32,65 @@ from persistence_pipeline.storage.trades import trades_between
 TOP_N = 3  # the top features whose flips warn
 
 
+def evaluated_per_partition(
+    check_fn: Callable[..., dg.AssetCheckResult],
+) -> Callable[..., Any]:  # what dg.asset_check takes: a generator of these events
+    """The check's one result for its run's range, recorded on EVERY daily partition of the range.
+
+    Dagster plans a partitioned check once per partition of a range run but files an
+    `AssetCheckResult` under no partition, so the UI showed each check as Skipped (and the range
+    as unchecked). So the range's result is written as one evaluation per partition, each against
+    that partition's latest materialization; the metadata (tables) goes on the last partition's only,
+    as the assets' does, and so does the blocking flag (one failed blocking evaluation stops the run's
+    later steps; one per day would only repeat the failure)."""
+
+    @functools.wraps(check_fn)
+    def per_partition(
+        context: dg.AssetCheckExecutionContext, *args: Any, **kwargs: Any
+    ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+        result = check_fn(context, *args, **kwargs)
+        spec = next(iter(context.check_specs))
+        *others, last = daily_partitions.get_partition_keys_in_range(context.partition_key_range)
+        pointer = {"metadata_on_partition": last}
+        targets = _latest_materializations(context.instance, spec.asset_key, [*others, last])
+        for key in [*others, last]:
+            yield dg.AssetCheckEvaluation(
+                asset_key=spec.asset_key,
+                check_name=spec.name,
+                passed=result.passed,
+                severity=result.severity,
+                description=result.description,
+                metadata=result.metadata if key == last or not result.metadata else pointer,
+                blocking=spec.blocking and key == last,
+                partition=key,
+                target_materialization_data=targets.get(key),
+            )
+        yield dg.Output(None)
+
+    return per_partition
+
+
+def _latest_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """The latest materialization of each partition in `keys` (what each evaluation judged)."""
+    latest: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    cursor = None
+    while True:  # newest first, a page at a time, until every partition's latest is seen
+        page = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, asset_partitions=keys), limit=len(keys), cursor=cursor
+        )
+        for record in page.records:
+            partition = record.partition_key
+            if partition is not None and partition not in latest:
+                latest[partition] = AssetCheckEvaluationTargetMaterializationData(
+                    run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
+                )
+        if len(latest) == len(keys) or not page.has_more:
+            return latest
+        cursor = page.cursor
+
+
 @dg.asset_check(
     asset=trades,
     blocking=True,
@@ -33,6 +100,7 @@ TOP_N = 3  # the top features whose flips warn
         "side +1/-1, every feature finite. Blocks the model when it fails."
     ),
 )
+@evaluated_per_partition
 def trades_are_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
     window = run_range(context)
     stored = trades_between(run_database(context, warehouse), window.start, window.end)
@@ -63,6 +131,7 @@ def trades_are_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehous
         "they dominate every rank statistic."
     ),
 )
+@evaluated_per_partition
 def trades_have_plausible_returns(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, analysis_settings: AnalysisSettings
 ) -> dg.AssetCheckResult:
@@ -97,6 +166,7 @@ def trades_have_plausible_returns(
         "the OOS R^2 is negative (the predictions are worse than predicting the mean return)."
     ),
 )
+@evaluated_per_partition
 def profit_model_is_sane(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.AssetCheckResult:
@@ -131,6 +201,7 @@ def profit_model_is_sane(
         "permutation importance are named."
     ),
 )
+@evaluated_per_partition
 def oos_performance_is_plausible(
     context: dg.AssetCheckExecutionContext,
     warehouse: Warehouse,
@@ -171,6 +242,7 @@ def oos_performance_is_plausible(
         "fails with the evidence."
     ),
 )
+@evaluated_per_partition
 def no_leaky_features(
     context: dg.AssetCheckExecutionContext,
     warehouse: Warehouse,
@@ -201,6 +273,7 @@ def no_leaky_features(
         "compare a window with itself."
     ),
 )
+@evaluated_per_partition
 def feature_drift_since_previous_run(
     context: dg.AssetCheckExecutionContext,
     warehouse: Warehouse,
@@ -255,6 +328,7 @@ def feature_drift_since_previous_run(
         "names who moved by how much; flips within the spread are reported but do not warn."
     ),
 )
+@evaluated_per_partition
 def top_features_unchanged(
     context: dg.AssetCheckExecutionContext,
     warehouse: Warehouse,

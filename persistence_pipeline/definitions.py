@@ -34,6 +34,7 @@ ENVIRONMENT_DEFAULTS = {
     "PERSISTENCE_MODEL_KIND": "ridge",
     "PERSISTENCE_DASHBOARDS": "data/dashboard",
     "PERSISTENCE_RETRAIN_WINDOW_DAYS": "90",
+    "PERSISTENCE_REPLAY_DATE": "",
 }
 # dg.EnvVar has no default (dagster-io/dagster#16232): an unset variable takes its default here, in
 # this process's environment, and is still read by Dagster when the run is launched.
@@ -72,7 +73,10 @@ defs = dg.Definitions(
         "model_settings": ModelSettings(kind=dg.EnvVar("PERSISTENCE_MODEL_KIND")),
         "analysis_settings": AnalysisSettings(),
         "dashboard_store": DashboardStore(directory=dg.EnvVar("PERSISTENCE_DASHBOARDS")),
-        "retrain_settings": RetrainSettings(window_days=dg.EnvVar.int("PERSISTENCE_RETRAIN_WINDOW_DAYS")),
+        "retrain_settings": RetrainSettings(
+            window_days=dg.EnvVar.int("PERSISTENCE_RETRAIN_WINDOW_DAYS"),
+            replay_date=dg.EnvVar("PERSISTENCE_REPLAY_DATE"),
+        ),
     },
     executor=dg.in_process_executor,
 )

@@ -3,24 +3,41 @@ partition range stands for.
 
 A partition key is a trade entry date (UTC). Every asset uses this one object and the single-run
 backfill policy, so a date range (a UI backfill or `--partition-range A...B`) is one Dagster run.
-The first date defaults to the embedded data's first day; users whose trades start earlier set
-PERSISTENCE_PARTITIONS_START (YYYY-MM-DD). It is read once, at import, because Dagster needs the
-partitions definition when the code location loads.
+The partitions span the configured source: they start on the embedded data's first day (users whose
+trades start earlier set PERSISTENCE_PARTITIONS_START, YYYY-MM-DD) and, on the embedded data, end on
+its last day; on a trade log or bars of the user's they run to yesterday, because those grow every
+night (PERSISTENCE_PARTITIONS_END, the last day, fixes the end for any source). Both are read once,
+at import, because Dagster needs the partitions definition when the code location loads.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 
 EMBEDDED_DATA_START = "2013-01-02"
+EMBEDDED_DATA_END = "2023-09-21"  # the last day of data/stocks_daily.parquet
+
+
+def partitions_end(environ: Mapping[str, str]) -> str | None:
+    """Dagster's (exclusive) `end_date` of the partitions: the day after PERSISTENCE_PARTITIONS_END,
+    or after the embedded data's last day when the trade source is the embedded data (the default);
+    None (partitions up to yesterday) for a source of the user's."""
+    last = environ.get("PERSISTENCE_PARTITIONS_END") or (
+        EMBEDDED_DATA_END if environ.get("PERSISTENCE_TRADE_SOURCE", "embedded") == "embedded" else None
+    )
+    return None if last is None else str((pd.Timestamp(last) + pd.Timedelta(days=1)).date())
+
 
 daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=os.environ.get("PERSISTENCE_PARTITIONS_START", EMBEDDED_DATA_START), timezone="UTC"
+    start_date=os.environ.get("PERSISTENCE_PARTITIONS_START", EMBEDDED_DATA_START),
+    end_date=partitions_end(os.environ),
+    timezone="UTC",
 )
 single_run_backfill = dg.BackfillPolicy.single_run()
 

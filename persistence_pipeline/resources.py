@@ -4,6 +4,7 @@ environment variables, and every field can be set in a run's config under `resou
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +205,24 @@ class AnalysisSettings(dg.ConfigurableResource):
 
 
 class RetrainSettings(dg.ConfigurableResource):
-    """The nightly retraining window: `window_days` days ending the day before the tick."""
+    """The nightly retraining window: `window_days` days ending the day before the tick, or before
+    `replay_date` (YYYY-MM-DD) when it is set: every tick then requests the window ending the day
+    before that date (once: its run key repeats), to try the schedule on a history that has ended,
+    such as the embedded data."""
 
     window_days: int = 90
+    replay_date: str = ""
+
+    @pydantic.field_validator("replay_date", mode="before")
+    @classmethod
+    def _a_date(cls, value: str) -> str:
+        if isinstance(value, dg.EnvVar):  # checked when the run resolves it
+            return value
+        if value and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(f"replay_date must be a date YYYY-MM-DD or empty, not {value!r}")
+        if value:
+            pd.Timestamp(value)  # a real day: 2023-02-30 fails here
+        return value
 
 
 def resources_under(

@@ -79,6 +79,13 @@ class Project:
             return con.execute(f"SELECT * FROM {name}" + (f" ORDER BY {order_by}" if order_by else "")).df()
 
 
+def check_evaluation(result: dg.ExecuteInProcessResult, check_name: str) -> dg.AssetCheckEvaluation:
+    """A check's result in a range run as the UI shows it: on every partition of the range, with its
+    metadata on the last one (returned here)."""
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == check_name]
+    return max(evaluations, key=lambda e: str(e.partition))
+
+
 FAST_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 
 

@@ -12,9 +12,11 @@ from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.persistence_dashboard import persistence_dashboard
 from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.assets.trades import trades
+from persistence_pipeline.definitions import ASSET_CHECKS
+from persistence_pipeline.partitions import daily_partitions
 from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline.storage.database import Database
-from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project, copy_of
+from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project, check_evaluation, copy_of
 
 pytestmark = pytest.mark.assets
 
@@ -101,6 +103,38 @@ def test_a_reversed_range_says_it_is_reversed(tmp_path):
     with pytest.raises(dg.Failure, match=r"the partition range 2021-03-31...2021-01-04 is reversed"):
         project.invoke(trades, "2021-03-31", "2021-01-04")
     assert not project.warehouse_path.exists()
+
+
+def test_each_check_records_its_result_on_every_partition_of_the_range(embedded_runs: EmbeddedRuns):
+    """A partitioned check's one result of a range run used to be filed under no partition: the UI
+    showed every check Skipped over the range. Each partition now has the run's result, judged
+    against that partition's materialization in the run; the tables are on the last partition."""
+    result = embedded_runs.first_result
+    days = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(*Q1))
+    materialized = {
+        (e.asset_key, e.partition): e.event_specific_data for e in result.get_asset_materialization_events()
+    }
+    assert len(materialized) == 8 * len(days)
+    names = {key.name for check in ASSET_CHECKS for key in check.check_keys}
+    by_check: dict[str, list[dg.AssetCheckEvaluation]] = {name: [] for name in names}
+    for evaluation in result.get_asset_check_evaluations():
+        by_check[evaluation.check_name].append(evaluation)
+    for name, evaluations in by_check.items():
+        assert sorted(str(e.partition) for e in evaluations) == days, name
+        outcomes = {(e.passed, e.severity, e.description) for e in evaluations}
+        assert len(outcomes) == 1, name  # one result for the range, on every day of it
+        last = check_evaluation(result, name)
+        assert last.partition == Q1[1]
+        for evaluation in evaluations:
+            target = evaluation.target_materialization_data
+            assert target is not None and target.run_id == result.run_id
+            assert (evaluation.asset_key, evaluation.partition) in materialized
+            if evaluation is not last:
+                pointer = {"metadata_on_partition": dg.TextMetadataValue(Q1[1])}
+                assert evaluation.metadata == (pointer if last.metadata else {})
+    assert "oos_r2" in check_evaluation(result, "profit_model_is_sane").metadata
+    blocking = [e for e in by_check["trades_are_valid"] if e.blocking]
+    assert [e.partition for e in blocking] == [Q1[1]]
 
 
 def test_a_negative_oos_r2_warns(embedded_runs: EmbeddedRuns):

@@ -14,7 +14,7 @@ from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.strategies import generate_trades
 from persistence_pipeline.resources import ModelSettings, TradeSource
-from persistence_pipeline_tests.conftest import Project
+from persistence_pipeline_tests.conftest import Project, check_evaluation
 
 START, END = "2021-01-04", "2021-03-31"
 pytestmark = pytest.mark.assets
@@ -577,9 +577,7 @@ def test_a_trade_with_an_implausible_return_is_flagged(stored, tmp_path):
     result = fresh.materialize(
         START, END, without=(*others, "feature_alpha", "feature_priors", "persistence_dashboard")
     )
-    evaluation = next(
-        e for e in result.get_asset_check_evaluations() if e.check_name == "trades_have_plausible_returns"
-    )
+    evaluation = check_evaluation(result, "trades_have_plausible_returns")
     assert not evaluation.passed
     assert (
         evaluation.description

@@ -1,4 +1,5 @@
-"""A real browser on the real UI: the Dagster webserver on localhost shows the dashboard image.
+"""A real browser on the real UI: the Dagster webserver on localhost shows the dashboard image, each
+check's real result over the range (not "Skipped"), and the partitions of the embedded data only.
 
 Needs Debian's chromium and the playwright package (.ci/run installs both). Locally it skips with a
 reason when either is missing; with PERSISTENCE_REQUIRE_BROWSER=1 (set by CI) it fails instead.
@@ -17,6 +18,7 @@ import dagster as dg
 import pytest
 
 from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
+from persistence_pipeline.partitions import daily_partitions
 from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline_tests.conftest import Project, dagster_home
 
@@ -82,6 +84,12 @@ def test_dashboard_image_renders_in_the_dagster_ui(tmp_path):
             },
         )
         assert result.success
+        days = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange("2021-01-04", "2021-03-31"))
+        for check in ASSET_CHECKS:
+            for key in check.check_keys:  # what the UI's execution history lists: one row per day, decided
+                history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1000)
+                assert sorted(str(record.partition) for record in history) == days, key
+                assert {record.status.value for record in history} <= {"SUCCEEDED", "FAILED"}, key
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     server = subprocess.Popen(
@@ -133,8 +141,19 @@ def test_dashboard_image_renders_in_the_dagster_ui(tmp_path):
                 break
             page.wait_for_timeout(1500)  # let the dialog finish fading in
             page.screenshot(path=str(tmp_path / "dashboard_in_ui.png"))
+            page.goto(f"http://127.0.0.1:{port}/assets/trades?view=checks", wait_until="networkidle")
+            page.get_by_text("Execution history").click()
+            page.get_by_text("Passed").first.wait_for(timeout=30_000)
+            checks_text = page.inner_text("body")
+            page.screenshot(path=str(tmp_path / "checks_in_ui.png"))
+            page.goto(f"http://127.0.0.1:{port}/assets/trades?view=partitions", wait_until="networkidle")
+            page.get_by_text("Partitions Selected").first.wait_for(timeout=30_000)
+            partitions_text = page.inner_text("body")
             browser.close()
         assert found == 1280, f"no rendered dashboard image (naturalWidth {found}); screenshot in {tmp_path}"
+        assert "Skipped" not in checks_text, f"a check shows Skipped; screenshot in {tmp_path}"
+        # 2013-01-02..2023-09-21: the embedded data's days, not up to today
+        assert "3,915 Partitions Selected" in partitions_text and "Missing (3828)" in partitions_text
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -17,6 +17,7 @@ import duckdb
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import pydantic
 import pytest
 
 from persistence_pipeline.__main__ import main
@@ -32,11 +33,12 @@ from persistence_pipeline.core.dashboard import (
 from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
 from persistence_pipeline.core.stability import effective_runs, feature_stability, stability_summary
+from persistence_pipeline.partitions import daily_partitions, partitions_end
 from persistence_pipeline.resources import DashboardStore, ModelSettings, RetrainSettings, TradeSource
 from persistence_pipeline.schedules import nightly_retrain, retrain_window
 from persistence_pipeline.storage.database import Database
 from persistence_pipeline.storage.history import segments_of_runs
-from persistence_pipeline_tests.conftest import Q2, EmbeddedRuns, Project, copy_of
+from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project, copy_of
 
 pytestmark = pytest.mark.e2e
 
@@ -166,13 +168,40 @@ def alpha_row_text(row: pd.Series) -> str:
     )
 
 
+def test_heavy_metadata_is_written_once_per_run_on_its_last_partition(embedded_runs: EmbeddedRuns):
+    """A range run records a materialization per asset and daily partition; the tables, markdown and
+    dashboard image go on the last partition's only (a 91-day run wrote the image 91 times)."""
+    events = embedded_runs.first_result.get_asset_materialization_events()
+    run_key = dg.TextMetadataValue("2021-01-04..2021-03-31/ridge")
+    days = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(*Q1))
+    by_asset: dict[str, list[dg.DagsterEvent]] = {}
+    for event in events:
+        by_asset.setdefault(str(event.asset_key), []).append(event)
+    assert len(by_asset) == 8
+    for asset, asset_events in by_asset.items():
+        assert sorted(str(e.partition) for e in asset_events) == days, asset
+        *others, last = sorted(asset_events, key=lambda e: str(e.partition))
+        for event in others:
+            assert event.materialization.metadata == {
+                "run_key": run_key,
+                "run_metadata_on_partition": dg.TextMetadataValue("2021-03-31"),
+            }
+        assert last.materialization.metadata["run_key"] == run_key
+        assert len(last.materialization.metadata) > 2, asset
+    with_image = [e for e in events if "dashboard (image)" in e.materialization.metadata]
+    assert [e.partition for e in with_image] == ["2021-03-31"]
+    light = [e for e in events if e.partition != "2021-03-31"]
+    assert max(len(dg.serialize_value(e.materialization)) for e in light) < 2_000  # the image: 0.4 MB
+
+
+def run_metadata(result: dg.ExecuteInProcessResult, asset: str) -> Mapping[str, dg.MetadataValue]:
+    """The metadata of `asset` in a range run: on the range's last partition's materialization."""
+    *_, last = (e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset))
+    return last.materialization.metadata
+
+
 def test_one_run_dashboard_has_alpha_and_says_stability_needs_two(embedded_runs: EmbeddedRuns):
-    event = next(
-        e
-        for e in embedded_runs.first_result.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey("persistence_dashboard")
-    )
-    metadata = event.materialization.metadata
+    metadata = run_metadata(embedded_runs.first_result, "persistence_dashboard")
     summary = markdown_of(metadata, "summary (markdown)")
     alpha = embedded_runs.one.table("feature_alpha").sort_values(
         ["alpha_score", "feature"], ascending=[False, True], na_position="last"
@@ -221,15 +250,60 @@ def test_schedule_requests_one_trailing_window_and_it_runs(tmp_path):
 
 
 def test_schedule_skips_a_window_without_trades():
-    tick = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.timezone.utc)
+    tick = dt.datetime(2013, 2, 1, 2, 0, tzinfo=dt.timezone.utc)  # features need a year of bars
     context = dg.build_schedule_context(
         scheduled_execution_time=tick,
         resources={"trade_source": TradeSource(), "retrain_settings": RetrainSettings(window_days=30)},
     )
     skip = nightly_retrain(context)
-    assert isinstance(skip, dg.SkipReason)
-    assert skip.skip_message is not None
-    assert "no trades entered between 2026-10-26 and 2026-11-24" in skip.skip_message
+    assert isinstance(skip, dg.SkipReason) and skip.skip_message is not None
+    assert "no trades entered between 2013-01-02 and 2013-01-31" in skip.skip_message
+
+
+def test_schedule_on_the_embedded_data_skips_after_its_end_and_replays_a_date():
+    """A tick today asked for partitions the embedded data does not have; `replay_date` tries the
+    schedule on it: the window ending the day before that date, under the same run key every tick."""
+    tick = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.timezone.utc)
+    skip = nightly_retrain(
+        dg.build_schedule_context(
+            scheduled_execution_time=tick,
+            resources={"trade_source": TradeSource(), "retrain_settings": RetrainSettings(window_days=30)},
+        )
+    )
+    assert isinstance(skip, dg.SkipReason) and skip.skip_message is not None
+    assert skip.skip_message.startswith(
+        "the window 2026-10-26..2026-11-24 ends after the last partition 2023-09-21, where the configured "
+        "source (embedded data (data/stocks_daily.parquet)) ends: to try the schedule on it, set "
+        "retrain_settings.replay_date (env PERSISTENCE_REPLAY_DATE)"
+    )
+    replayed = [
+        nightly_retrain(
+            dg.build_schedule_context(
+                scheduled_execution_time=tick + dt.timedelta(days=day),
+                resources={
+                    "trade_source": TradeSource(),
+                    "retrain_settings": RetrainSettings(window_days=30, replay_date="2023-07-01"),
+                },
+            )
+        )
+        for day in (0, 1)
+    ]
+    for request in replayed:
+        assert isinstance(request, dg.RunRequest)
+        assert request.run_key == "nightly-2023-06-01..2023-06-30"
+        assert request.tags["dagster/asset_partition_range_end"] == "2023-06-30"
+    with pytest.raises(pydantic.ValidationError, match="replay_date must be a date"):
+        RetrainSettings(replay_date="July 1st")
+
+
+def test_the_partitions_end_where_the_configured_source_ends():
+    """The UI offered 5,076 daily partitions up to today over data that ends on 2023-09-21."""
+    bars = pd.read_parquet("data/stocks_daily.parquet", columns=["date"])
+    assert daily_partitions.get_last_partition_key() == str(bars["date"].max().date()) == "2023-09-21"
+    assert partitions_end({}) == "2023-09-22"  # Dagster's end_date is exclusive
+    assert partitions_end({"PERSISTENCE_TRADE_SOURCE": "trade_log_dir"}) is None  # grows every night
+    fixed = {"PERSISTENCE_TRADE_SOURCE": "trade_log_dir", "PERSISTENCE_PARTITIONS_END": "2022-12-31"}
+    assert partitions_end(fixed) == "2023-01-01"
 
 
 def test_schedule_is_nightly_at_two_utc():

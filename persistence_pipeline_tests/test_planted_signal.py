@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.resources import CheckpointStore, ModelSettings, TradeSource
-from persistence_pipeline_tests.conftest import Project
+from persistence_pipeline_tests.conftest import Project, check_evaluation
 
 pytestmark = pytest.mark.e2e
 
@@ -120,18 +120,14 @@ def test_decaying_feature_is_marked(planted):
 def test_leaky_feature_is_flagged_with_evidence(planted):
     _, results = planted
     for result in results:
-        evaluation = next(
-            e for e in result.get_asset_check_evaluations() if e.check_name == "no_leaky_features"
-        )
+        evaluation = check_evaluation(result, "no_leaky_features")
         assert not evaluation.passed
         assert evaluation.severity == dg.AssetCheckSeverity.ERROR
-        assert "leaky (IC +0.9" in evaluation.description
-        assert "persistent_a" not in evaluation.description
+        assert "leaky (IC +0.9" in str(evaluation.description)
+        assert "persistent_a" not in str(evaluation.description)
         # the leak reached the first folds' models (their training trades could not flag it): the
         # out-of-sample figures show it and the plausibility check names it
-        plausible = next(
-            e for e in result.get_asset_check_evaluations() if e.check_name == "oos_performance_is_plausible"
-        )
+        plausible = check_evaluation(result, "oos_performance_is_plausible")
         assert not plausible.passed and "leaky" in str(plausible.description)
 
 
@@ -182,17 +178,9 @@ def test_priors_flow_from_each_run_to_the_next(planted):
 
 def test_drift_check_compares_with_the_previous_run(planted):
     project, results = planted
-    first = next(
-        e
-        for e in results[0].get_asset_check_evaluations()
-        if e.check_name == "feature_drift_since_previous_run"
-    )
-    assert first.passed and "nothing to compare with" in first.description
-    second = next(
-        e
-        for e in results[1].get_asset_check_evaluations()
-        if e.check_name == "feature_drift_since_previous_run"
-    )
+    first = check_evaluation(results[0], "feature_drift_since_previous_run")
+    assert first.passed and "nothing to compare with" in str(first.description)
+    second = check_evaluation(results[1], "feature_drift_since_previous_run")
     assert second.metadata["previous_run_key"].value == f"{QUARTERS[0][0]}..{QUARTERS[0][1]}/ridge"
     assert second.passed  # the planted features are stationary: every PSI is small
 
@@ -207,9 +195,7 @@ def test_a_slowly_changing_truth_raises_no_top_feature_alarm(planted):
     _, results = planted
     outcomes = []
     for result in results[1:]:
-        evaluation = next(
-            e for e in result.get_asset_check_evaluations() if e.check_name == "top_features_unchanged"
-        )
+        evaluation = check_evaluation(result, "top_features_unchanged")
         outcomes.append((evaluation.passed, str(evaluation.description)))
     assert all(passed for passed, _ in outcomes), "\n".join(map(str, outcomes))
     assert all(text.startswith("top 3 unchanged") for _, text in outcomes[:-1])

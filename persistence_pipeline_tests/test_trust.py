@@ -13,7 +13,7 @@ from persistence_pipeline.core.correlation import correlated_groups, spearman_ma
 from persistence_pipeline.core.importance import ImportanceParams, bootstrap_spread
 from persistence_pipeline.core.model import fit_prior_ridge
 from persistence_pipeline.resources import ModelSettings, TradeSource
-from persistence_pipeline_tests.conftest import Project
+from persistence_pipeline_tests.conftest import Project, check_evaluation
 
 pytestmark = pytest.mark.e2e
 
@@ -164,14 +164,12 @@ def test_what_changed_is_stored_and_the_top_flip_check_runs(wide):
     row = second.set_index("feature").loc["space name"]
     assert row["previous_rank"] == history.loc["space name", "2022-01-01..2022-03-31/ridge"]
     assert row["rank_shift"] == row["previous_rank"] - row["rank"]
-    evaluation = next(
-        e for e in results[1].get_asset_check_evaluations() if e.check_name == "top_features_unchanged"
-    )
+    evaluation = check_evaluation(results[1], "top_features_unchanged")
     top3 = lambda run: set(history[run].nsmallest(3).index)  # noqa: E731
     flipped = top3("2022-01-01..2022-03-31/ridge") != top3("2022-04-01..2022-06-30/ridge")
     # a flip fails the check unless it is within the bootstrap spread, which the description says
-    assert evaluation.passed is (not flipped or "within the bootstrap spread" in evaluation.description)
-    assert flipped is not evaluation.description.startswith("top 3 unchanged")
+    assert evaluation.passed is (not flipped or "within the bootstrap spread" in str(evaluation.description))
+    assert flipped is not str(evaluation.description).startswith("top 3 unchanged")
     metadata = {
         e.asset_key.to_user_string(): e.materialization.metadata
         for e in results[1].get_asset_materialization_events()

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from persistence_pipeline.assets.feature_importance import feature_importance
-from persistence_pipeline.assets.metadata import markdown_table
+from persistence_pipeline.assets.metadata import markdown_table, run_result
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.alpha import alpha_note
 from persistence_pipeline.core.alpha import feature_alpha as alpha_table
@@ -69,13 +69,14 @@ def feature_alpha(
     finish(context, db, scope.run_key)
     note = alpha_note(table, len(stored), scope.window.last_day)
     context.log.info(f"{scope.run_key}: alpha of {len(table)} features; {note}")
-    return dg.MaterializeResult(
-        metadata={
-            "as_of_run_key": scope.run_key,
+    return run_result(
+        context,
+        scope.run_key,
+        {
             "n_runs": len(stored),
             "note": note,
             "top_alpha": markdown_table(table[SHOWN], 10, "features"),
             "decaying": ", ".join(table.loc[table["decaying"], "feature"]) or "none",
             "dagster/row_count": len(table),
-        }
+        },
     )

@@ -5,7 +5,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.assets.metadata import markdown_table, timed
+from persistence_pipeline.assets.metadata import markdown_table, run_result, timed
 from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.changes import describe_changes, importance_changes
@@ -158,12 +158,13 @@ def feature_importance(
         f"{scope.run_key}: importance of {len(table)} features, SHAP by {explainer} on {shap_n} trades"
     )
     groups = table[table["group_size"] > 1].sort_values(["group_id", "rank"])
-    return dg.MaterializeResult(
-        metadata={
+    return run_result(
+        context,
+        scope.run_key,
+        {
             "what_changed": dg.MetadataValue.md(
                 describe_changes(changes, previous_key, analysis_settings.top_k)
             ),
-            "run_key": scope.run_key,
             "n_features": len(table),
             "explainer": explainer,
             "shap_sample_size": shap_n,
@@ -178,5 +179,5 @@ def feature_importance(
             if len(interactions)
             else "none: a linear model has no interactions (use model_settings.kind = gbt)",
             "dagster/row_count": len(table),
-        }
+        },
     )

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from persistence_pipeline.assets.feature_importance import feature_importance
-from persistence_pipeline.assets.metadata import markdown_table
+from persistence_pipeline.assets.metadata import markdown_table, run_result
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.priors import (
@@ -75,9 +75,10 @@ def feature_priors(
     ]
     context.log.info(f"{scope.run_key}: " + "; ".join(notes))
     largest = priors.reindex(priors["prior_coef"].abs().sort_values(ascending=False).index)
-    return dg.MaterializeResult(
-        metadata={
-            "as_of_run_key": scope.run_key,
+    return run_result(
+        context,
+        scope.run_key,
+        {
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes)),
             "n_pooled_runs": len(pooled),
             "median_prior_strength": float(priors["prior_strength"].median()) if len(priors) else None,
@@ -86,5 +87,5 @@ def feature_priors(
             if weights is not None
             else "none",
             "dagster/row_count": len(priors),
-        }
+        },
     )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from persistence_pipeline.assets.feature_importance import feature_importance
-from persistence_pipeline.assets.metadata import finite_or_none, markdown_table
+from persistence_pipeline.assets.metadata import finite_or_none, markdown_table, run_result
 from persistence_pipeline.assets.stage import STAGE, finish, run_database
 from persistence_pipeline.core.stability import (
     effective_runs,
@@ -65,17 +65,15 @@ def feature_stability(
         for name, value in dataclasses.asdict(summary).items()
         if name != "note"
     }
-    yield dg.MaterializeResult(
-        asset_key="feature_stability",
-        metadata={
-            "as_of_run_key": scope.run_key,
+    yield run_result(
+        context,
+        scope.run_key,
+        {
             "n_runs": summary.n_runs,
             "note": summary.note,
             "most_stable": markdown_table(per_feature, 15, "features"),
             "dagster/row_count": len(per_feature),
         },
+        asset_key="feature_stability",
     )
-    yield dg.MaterializeResult(
-        asset_key="stability_summary",
-        metadata={"as_of_run_key": scope.run_key, **figures, "note": summary.note},
-    )
+    yield run_result(context, scope.run_key, {**figures, "note": summary.note}, asset_key="stability_summary")

@@ -7,6 +7,7 @@ import dagster as dg
 from persistence_pipeline.assets.feature_alpha import feature_alpha
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.feature_priors import feature_priors
+from persistence_pipeline.assets.metadata import run_result
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.core.dashboard import (
     DashboardInputs,
@@ -70,12 +71,14 @@ def persistence_dashboard(
     path = dashboard_store.publish(staged)
     context.log.info(f"{scope.run_key}: dashboard of {len(stored)} runs written to {path}")
     image = f"![persistence dashboard](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
-    return dg.MaterializeResult(
-        metadata={
+    return run_result(
+        context,
+        scope.run_key,
+        {
             "headline": dashboard_headline(inputs),
             "summary (markdown)": dg.MetadataValue.md(dashboard_summary(inputs)),
             "dashboard (image)": dg.MetadataValue.md(image),
             "path": dg.MetadataValue.path(path),
             "n_runs": len(stored),
-        }
+        },
     )

@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.assets.metadata import finite_or_none, markdown_table, timed
+from persistence_pipeline.assets.metadata import finite_or_none, markdown_table, run_result, timed
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
 from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.dataset import (
@@ -248,9 +248,10 @@ def profit_model(
         f"{window.last_day}; {data.n_censored} entered after the first of those), "
         f"{len(fitted.folds)} walk-forward folds, OOS rank IC {m.rank_ic:.4f}; " + "; ".join(warm.notes)
     )
-    return dg.MaterializeResult(
-        metadata={
-            "run_key": scope.run_key,
+    return run_result(
+        context,
+        scope.run_key,
+        {
             "model_kind": warm.params.kind,
             "warm_start": dg.MetadataValue.md("\n".join(f"- {note}" for note in warm.notes)),
             "priors_from_run_key": warm.priors_from or "none",
@@ -269,5 +270,5 @@ def profit_model(
             **{f"oos_{name}": finite_or_none(value) for name, value in vars(m).items() if name != "n_oos"},
             "checkpoint": dg.MetadataValue.path(path),
             "checkpoint_sha256": sha256,
-        }
+        },
     )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from persistence_pipeline.assets.metadata import markdown_table, timed
+from persistence_pipeline.assets.metadata import markdown_table, run_result, timed
 from persistence_pipeline.assets.stage import (
     STAGE,
     discard_dead_staging,
@@ -46,14 +46,17 @@ def trades(
         db = run_database(context, warehouse)
         discard_dead_staging(context, db)
         replace_trades(db, selected, window.start, window.end, source, len(everything))
-    finish(context, db, run_scope(context, model_settings.kind).run_key)
+    run_key = run_scope(context, model_settings.kind).run_key
+    finish(context, db, run_key)
     features = feature_columns(selected)
     context.log.info(
         f"stored {len(selected)} trades entered {window.first_day}..{window.last_day} "
         f"with {len(features)} features"
     )
-    return dg.MaterializeResult(
-        metadata={
+    return run_result(
+        context,
+        run_key,
+        {
             "source": source,
             "n_trades": len(selected),
             "n_symbols": int(selected["symbol"].nunique()),
@@ -64,5 +67,5 @@ def trades(
                 selected[["trade_id", "entry_time", "exit_time", "side", "return"]], 10, "trades"
             ),
             "dagster/row_count": len(selected),
-        }
+        },
     )
