@@ -1,14 +1,16 @@
 """A trivial code location shaped like the real one (same partitions, single-run policy, in-process
-executor, as many chained assets and checks as persistence_pipeline.definitions) whose steps do no
-work: the Dagster floor the headline CLI run is compared with. The shape is kept equal to the real
-code location by persistence_pipeline_tests/test_definitions.py."""
+executor, as many chained assets and checks as persistence_pipeline.definitions, each check's result
+recorded on every partition of the range as the real ones are) whose steps do no work: the Dagster
+floor the headline CLI run is compared with. The shape is kept equal to the real code location by
+persistence_pipeline_tests/test_definitions.py."""
 
 import dagster as dg
 
+from persistence_pipeline.check_results import evaluated_per_partition
 from persistence_pipeline.partitions import daily_partitions, single_run_backfill
 
 N_ASSETS = 8
-N_CHECKS = 7
+N_CHECKS = 8
 
 
 def _asset(index: int, upstream: dg.AssetsDefinition | None) -> dg.AssetsDefinition:
@@ -26,7 +28,8 @@ def _asset(index: int, upstream: dg.AssetsDefinition | None) -> dg.AssetsDefinit
 
 def _check(index: int, asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=f"check_{index}", partitions_def=daily_partitions)
-    def check() -> dg.AssetCheckResult:
+    @evaluated_per_partition
+    def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(passed=True)
 
     return check

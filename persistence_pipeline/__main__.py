@@ -7,15 +7,21 @@ from pathlib import Path
 
 from persistence_pipeline.core.dashboard import segment_names, unknown_segment
 from persistence_pipeline.core.report import render_report
-from persistence_pipeline.storage.report import WarehouseUnreadable, latest_run
+from persistence_pipeline.storage.report import REPORT_LOCK_WAIT_SECONDS, WarehouseUnreadable, latest_run
 
 # exit statuses: 1 the warehouse cannot be read, 2 a bad argument (argparse's own status for its errors)
 UNREADABLE, BAD_ARGUMENT = 1, 2
 
 
-def report(warehouse: Path, markdown: bool, top_n: int, segment: str | None = None) -> int:
+def report(
+    warehouse: Path,
+    markdown: bool,
+    top_n: int,
+    segment: str | None = None,
+    wait_seconds: float = REPORT_LOCK_WAIT_SECONDS,
+) -> int:
     try:
-        latest = latest_run(warehouse)
+        latest = latest_run(warehouse, wait_seconds)
     except WarehouseUnreadable as problem:
         print(problem, file=sys.stderr)
         return UNREADABLE
@@ -35,6 +41,7 @@ def report(warehouse: Path, markdown: bool, top_n: int, segment: str | None = No
             latest.interactions,
             latest.segments,
             segment,
+            latest.stale,
         ),
         end="",
     )
@@ -63,8 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also show the latest run's top features within one strategy or side, by their rank "
         "there (e.g. strategy=mean_reversion, side=short; the report names the run's segments)",
     )
+    show.add_argument(
+        "--wait",
+        type=float,
+        default=REPORT_LOCK_WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long to wait for a run writing the warehouse (default {REPORT_LOCK_WAIT_SECONDS:g})",
+    )
     args = parser.parse_args(argv)
-    return report(args.warehouse, args.markdown, args.top, args.segment)
+    return report(args.warehouse, args.markdown, args.top, args.segment, args.wait)
 
 
 if __name__ == "__main__":

@@ -1,94 +1,29 @@
 """Asset checks: data quality of the stored trades, sanity of the model, leakage, drift and
 top-feature flips. Each judges the whole range of its run and records its result on every daily
-partition of the range (`evaluated_per_partition`)."""
+partition of the range (check_results.py)."""
 
 import datetime as dt
-import functools
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not re-exported by `dagster`
-    AssetCheckEvaluationTargetMaterializationData,
-)
-from dagster._core.storage.event_log.base import AssetRecordsFilter  # not re-exported by `dagster`
 
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table
 from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.assets.stage import run_database
 from persistence_pipeline.assets.trades import trades
+from persistence_pipeline.check_results import evaluated_per_partition
 from persistence_pipeline.core.changes import CHANGE_COLUMNS, material_top_changes
 from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.drift import feature_drift
 from persistence_pipeline.core.leakage import implausible_performance
 from persistence_pipeline.partitions import daily_partitions, run_range, run_scope
-from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
+from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
 from persistence_pipeline.storage import history, runs
 from persistence_pipeline.storage.trades import trades_between
 
 TOP_N = 3  # the top features whose flips warn
-
-
-def evaluated_per_partition(
-    check_fn: Callable[..., dg.AssetCheckResult],
-) -> Callable[..., Any]:  # what dg.asset_check takes: a generator of these events
-    """The check's one result for its run's range, recorded on EVERY daily partition of the range.
-
-    Dagster plans a partitioned check once per partition of a range run but files an
-    `AssetCheckResult` under no partition, so the UI showed each check as Skipped (and the range
-    as unchecked). So the range's result is written as one evaluation per partition, each against
-    that partition's latest materialization; the metadata (tables) goes on the last partition's only,
-    as the assets' does, and so does the blocking flag (one failed blocking evaluation stops the run's
-    later steps; one per day would only repeat the failure)."""
-
-    @functools.wraps(check_fn)
-    def per_partition(
-        context: dg.AssetCheckExecutionContext, *args: Any, **kwargs: Any
-    ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
-        result = check_fn(context, *args, **kwargs)
-        spec = next(iter(context.check_specs))
-        *others, last = daily_partitions.get_partition_keys_in_range(context.partition_key_range)
-        pointer = {"metadata_on_partition": last}
-        targets = _latest_materializations(context.instance, spec.asset_key, [*others, last])
-        for key in [*others, last]:
-            yield dg.AssetCheckEvaluation(
-                asset_key=spec.asset_key,
-                check_name=spec.name,
-                passed=result.passed,
-                severity=result.severity,
-                description=result.description,
-                metadata=result.metadata if key == last or not result.metadata else pointer,
-                blocking=spec.blocking and key == last,
-                partition=key,
-                target_materialization_data=targets.get(key),
-            )
-        yield dg.Output(None)
-
-    return per_partition
-
-
-def _latest_materializations(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[str]
-) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
-    """The latest materialization of each partition in `keys` (what each evaluation judged)."""
-    latest: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
-    cursor = None
-    while True:  # newest first, a page at a time, until every partition's latest is seen
-        page = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=asset_key, asset_partitions=keys), limit=len(keys), cursor=cursor
-        )
-        for record in page.records:
-            partition = record.partition_key
-            if partition is not None and partition not in latest:
-                latest[partition] = AssetCheckEvaluationTargetMaterializationData(
-                    run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
-                )
-        if len(latest) == len(keys) or not page.has_more:
-            return latest
-        cursor = page.cursor
 
 
 @dg.asset_check(
@@ -155,6 +90,40 @@ def trades_have_plausible_returns(
             )
         ),
         metadata={"max_abs_trade_return": limit, "implausible": markdown_table(shown, 20, "trades")},
+    )
+
+
+@dg.asset_check(
+    asset=profit_model,
+    partitions_def=daily_partitions,
+    description=(
+        "Every checkpoint the warehouse indexes (every run's, not only this one's) is on disk with the "
+        "sha256 of the index: warns, naming the runs, when one was deleted or altered (it would be "
+        "noticed only when a later stage loads it). Runs alone from the UI too (Checks, Execute)."
+    ),
+)
+@evaluated_per_partition
+def checkpoints_are_intact(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, checkpoint_store: CheckpointStore
+) -> dg.AssetCheckResult:
+    index = runs.checkpoint_index(run_database(context, warehouse))
+    pairs = zip(index["path"], index["sha256"], strict=True)
+    index["problem"] = [checkpoint_store.problem(path, sha256) for path, sha256 in pairs]
+    broken = index[index["problem"].notna()]
+    named = ", ".join(
+        f"{key} ({problem})" for key, problem in zip(broken["run_key"], broken["problem"], strict=True)
+    )
+    return dg.AssetCheckResult(
+        passed=broken.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"all {len(index)} indexed checkpoints intact"
+        if broken.empty
+        else f"{len(broken)} of {len(index)} indexed checkpoints unusable: {named}; "
+        "materialize those ranges again",
+        metadata={
+            "n_checkpoints": len(index),
+            "broken": markdown_table(broken[["run_key", "path", "problem"]]),
+        },
     )
 
 

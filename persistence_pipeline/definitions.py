@@ -1,12 +1,12 @@
-"""The one Dagster code location: every stage's assets, the checks, the schedule, the resources and
-the executor. Settings that come from the environment are `dg.EnvVar`s, resolved when a run is
+"""The one Dagster code location: every stage's assets, the checks, the schedule, the sensor, the
+resources and the executor. Settings that come from the environment are `dg.EnvVar`s, resolved when a run is
 launched; `ENVIRONMENT_DEFAULTS` are the values used when a variable is not set."""
 
 import os
 
 import dagster as dg
 
-from persistence_pipeline import checks, schedules
+from persistence_pipeline import checks, schedules, sensors
 from persistence_pipeline.assets import (
     feature_alpha,
     feature_importance,
@@ -54,6 +54,7 @@ ASSET_CHECKS = [
     checks.trades_are_valid,
     checks.trades_have_plausible_returns,
     checks.profit_model_is_sane,
+    checks.checkpoints_are_intact,
     checks.no_leaky_features,
     checks.oos_performance_is_plausible,
     checks.feature_drift_since_previous_run,
@@ -64,6 +65,7 @@ defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=ASSET_CHECKS,
     schedules=[schedules.nightly_retrain],
+    sensors=[sensors.stale_runs_sensor],
     resources={
         "warehouse": Warehouse(path=dg.EnvVar("PERSISTENCE_WAREHOUSE")),
         "checkpoint_store": CheckpointStore(directory=dg.EnvVar("PERSISTENCE_CHECKPOINTS")),

@@ -32,7 +32,8 @@ class Warehouse(dg.ConfigurableResource):
     through the functions of `storage/`."""
 
     path: str = "data/warehouse.duckdb"
-    lock_wait_seconds: float = 300.0
+    lock_wait_seconds: float = 300.0  # a connection waits this long for another process's connection
+    run_wait_seconds: float = 3600.0  # a run waits this long for the run that holds the warehouse
 
     def database(self, staged_by: str | None = None) -> Database:
         """The warehouse; `staged_by` (a Dagster run id): that run's staged view (storage/database.py)."""
@@ -50,6 +51,10 @@ class CheckpointStore(dg.ConfigurableResource):
 
     def load(self, path: str, sha256: str) -> dict[str, Any]:
         return files.load_checkpoint(path, sha256)
+
+    def problem(self, path: str, sha256: str) -> str | None:
+        """What is wrong with an indexed checkpoint ("missing", "sha256 differs"), or None."""
+        return files.checkpoint_problem(path, sha256)
 
 
 class DashboardStore(dg.ConfigurableResource):

@@ -372,6 +372,40 @@ def test_report_prints_latest_run_stability_and_alpha(embedded_runs: EmbeddedRun
     assert (f"{hidden} more features not shown." in markdown.stdout) == (hidden > 0)
 
 
+def test_report_while_a_run_writes_waits_for_it_within_a_bound(embedded_runs: EmbeddedRuns, tmp_path, capsys):
+    """4 of 23 reports during concurrent runs failed at once with a 13-line lock traceback. A writer
+    holding the file: the report waits for it (here 3 s) and prints; with a shorter --wait it says in
+    one line that a run is writing and how to wait longer."""
+    project = copy_of(embedded_runs.one, tmp_path)
+    holder = (
+        "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); c.execute('BEGIN');"
+        " c.execute('CREATE TABLE held (a INTEGER)'); print('held', flush=True);"
+        " time.sleep(float(sys.argv[2]))"
+    )
+
+    def hold(seconds: float) -> subprocess.Popen:
+        writer = subprocess.Popen(
+            [sys.executable, "-c", holder, str(project.warehouse_path), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert writer.stdout is not None and writer.stdout.readline() == "held\n"
+        return writer
+
+    writer = hold(3)
+    waited = report_here(capsys, "--warehouse", str(project.warehouse_path))
+    writer.wait(timeout=30)
+    assert waited.returncode == 0 and "Latest run 2021-01-04..2021-03-31/ridge" in waited.stdout
+    writer = hold(10)
+    refused = report_here(capsys, "--warehouse", str(project.warehouse_path), "--wait", "0.5")
+    writer.kill()
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == (
+        f"{project.warehouse_path} is locked by another process writing it (a run publishing); waited 0.5 s:"
+        " report again when it is done, or wait longer with --wait SECONDS\n"
+    )
+
+
 def test_report_on_a_path_that_is_no_warehouse_says_so_in_one_line(tmp_path, capsys):
     (tmp_path / "empty.bin").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("not a database\n" * 100)

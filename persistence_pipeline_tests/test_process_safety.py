@@ -1,6 +1,7 @@
 """What real use does through the CLI (`dagster asset materialize`): a partition range is exactly one
-Dagster run, the same range in two fresh processes gives identical tables, checkpoints and PNG, and
-two runs at once on one warehouse both finish. (Runs killed mid-write: test_whole_or_absent.py.)"""
+Dagster run, two runs at once on one warehouse take it one after the other, and CLI processes give
+the tables, checkpoints and PNGs of the same ranges run in order in this process. (Runs killed
+mid-write: test_whole_or_absent.py; runs in reverse order: test_run_order.py.)"""
 
 import os
 import subprocess
@@ -13,7 +14,9 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.definitions import ASSETS
-from persistence_pipeline_tests.conftest import dagster_home
+from persistence_pipeline.storage.database import Database
+from persistence_pipeline.storage.staleness import stale_runs
+from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, dagster_home
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +35,11 @@ TABLES = [
     "feature_priors",
     "data_loss",
     "feature_coverage",
+    "run_inputs",
+    "feature_ic_series",
+    "feature_segments",
+    "excluded_features",
+    "regime_weights",
 ]
 
 
@@ -95,66 +103,71 @@ def tables(warehouse: Path) -> dict[str, pd.DataFrame]:
         return out
 
 
-def assert_exactly_one_run(folder: Path, first: str, last: str) -> None:
-    """The CLI's partition range ran as ONE Dagster run: its tags, every asset's latest
-    materialization and the checks belong to it, and run_metrics names it."""
+def assert_one_run_per_range(folder: Path, ranges: list[tuple[str, str]]) -> None:
+    """Each CLI partition range ran as ONE Dagster run (its tags), run_metrics names the last run of
+    each range, and the assets' latest materializations and check results belong to the newest run."""
     with dg.DagsterInstance.from_config(str(dagster_home(folder))) as instance:
-        runs = instance.get_runs()
-        assert len(runs) == 1
-        run = runs[0]
-        assert run.status == dg.DagsterRunStatus.SUCCESS
-        assert run.tags["dagster/asset_partition_range_start"] == first
-        assert run.tags["dagster/asset_partition_range_end"] == last
+        runs = [record.dagster_run for record in instance.get_run_records()]  # newest first
+        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+        tags = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+        tagged = [(run.tags[tags[0]], run.tags[tags[1]]) for run in runs]
+        assert sorted(tagged) == sorted(ranges)
         for key in {key for asset in ASSETS for key in asset.keys}:
             event = instance.get_latest_materialization_event(key)
-            assert event is not None and event.run_id == run.run_id
+            assert event is not None and event.run_id == runs[0].run_id
         checks = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("trades"), "trades_are_valid"), limit=1
         )
-        assert checks[0].run_id == run.run_id
+        assert checks[0].run_id == runs[0].run_id
+        last_of_range = dict(zip(reversed(tagged), [run.run_id for run in reversed(runs)], strict=True))
     with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT run_key, dagster_run_id FROM run_metrics").fetchall() == [
-            (f"{first}..{last}/ridge", run.run_id)
-        ]
+        stored = con.execute("SELECT run_key, dagster_run_id FROM run_metrics ORDER BY run_key").fetchall()
+    assert stored == [(f"{a}..{b}/ridge", last_of_range[(a, b)]) for a, b in sorted(set(ranges))]
 
 
-def only_the_first_quarter(stored: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    first = "2021-01-04..2021-03-31/ridge"
-    kept = {}
-    for name, frame in stored.items():
-        if "entry_time" in frame:
-            frame = frame[frame["entry_time"] < pd.Timestamp("2021-04-01", tz="UTC")]
-        for key in ("run_key", "as_of_run_key"):
-            if key in frame:
-                frame = frame[frame[key] == first]
-        kept[name] = frame.reset_index(drop=True)
-    return kept
+def assert_runs_did_not_interleave(folder: Path) -> None:
+    """From its trades to its dashboard, each run of the folder had the warehouse to itself."""
+    with dg.DagsterInstance.from_config(str(dagster_home(folder))) as instance:
+        spans = []
+        for run in instance.get_runs():
+            stamps = {
+                record.event_log_entry.dagster_event.asset_key.to_user_string(): record.timestamp
+                for record in instance.get_records_for_run(
+                    run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
+                ).records
+                if record.event_log_entry.dagster_event and record.event_log_entry.dagster_event.asset_key
+            }
+            spans.append((stamps["trades"], stamps["persistence_dashboard"]))
+    (start_a, end_a), (start_b, end_b) = sorted(spans)
+    assert end_a < start_b, spans
 
 
-def test_cli_ranges_are_one_run_each_deterministic_across_processes_and_concurrent_on_one_warehouse(tmp_path):
-    """Three CLI processes at once: the first quarter in folder a, and the first and second quarters
-    together on ONE warehouse in folder b. Each range is exactly one Dagster run; both runs of b
-    finish; the first quarter's rows, checkpoint bytes and PNG are identical in a and b."""
-    alone = cli(tmp_path / "a", "2021-01-04", "2021-03-31")
-    first, second = (
-        cli(tmp_path / "b", "2021-01-04", "2021-03-31"),
-        cli(tmp_path / "b", "2021-04-01", "2021-06-30"),
-    )
-    finish(alone), finish(first), finish(second)
-    assert_exactly_one_run(tmp_path / "a", "2021-01-04", "2021-03-31")
-    a, b = tables(tmp_path / "a" / "warehouse.duckdb"), tables(tmp_path / "b" / "warehouse.duckdb")
-    assert sorted(b["run_metrics"]["run_key"]) == [
-        "2021-01-04..2021-03-31/ridge",
-        "2021-04-01..2021-06-30/ridge",
-    ]
-    assert b["trades"]["trade_id"].is_unique
-    assert b["feature_importance_history"].groupby("run_key").size().tolist() == [24, 24]
-    b_first = only_the_first_quarter(b)
+def test_cli_ranges_are_one_run_each_concurrent_on_one_warehouse_and_give_the_sequential_tables(
+    tmp_path, embedded_runs: EmbeddedRuns
+):
+    """Two CLI processes at once on ONE warehouse, the first and the second quarter. Each range is
+    exactly one Dagster run; the runs take the warehouse one after the other; whichever went first,
+    after the stale run (if any) is materialized again, the tables, checkpoint bytes and dashboard
+    PNGs are those of the two quarters run in order in this process (`embedded_runs`): deterministic
+    across processes and whatever the order."""
+    folder = tmp_path / "b"
+    first, second = cli(folder, *Q1), cli(folder, *Q2)
+    finish(first), finish(second)
+    assert_runs_did_not_interleave(folder)
+    stale = stale_runs(Database(str(folder / "warehouse.duckdb")), "ridge")
+    assert stale["run_key"].tolist() in ([], [f"{Q2[0]}..{Q2[1]}/ridge"])  # Q2 went first: stale
+    for row in stale.itertuples():
+        finish(cli(folder, str(row.range_start.date()), str(row.range_end.date())))
+    assert_one_run_per_range(folder, [Q1, Q2, *([Q2] if len(stale) else [])])
+    concurrent, sequential = tables(folder / "warehouse.duckdb"), tables(embedded_runs.two.warehouse_path)
+    assert concurrent["trades"]["trade_id"].is_unique
+    assert concurrent["feature_importance_history"].groupby("run_key").size().tolist() == [24, 24]
     for name in TABLES:
-        pd.testing.assert_frame_equal(a[name], b_first[name], obj=name)
-    assert len(a["feature_importance_history"]) == 24 and len(a["trades"]) == 213
-    png = "dashboard/2021-01-04..2021-03-31_ridge.png"
-    assert (tmp_path / "a" / png).read_bytes() == (tmp_path / "b" / png).read_bytes()
+        pd.testing.assert_frame_equal(concurrent[name], sequential[name], obj=name)
+    for png in ("2021-01-04..2021-03-31_ridge.png", "2021-04-01..2021-06-30_ridge.png", "latest.png"):
+        assert (folder / "dashboard" / png).read_bytes() == (
+            embedded_runs.two.root / "dashboard" / png
+        ).read_bytes()
 
 
 def test_a_bad_input_run_ends_with_the_projects_message_and_no_stack_trace_of_ours(tmp_path):

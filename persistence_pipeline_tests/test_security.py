@@ -34,6 +34,9 @@ ALLOWED = {
     "public(con, 'run_metrics')",
     "public_trades",  # public(con, "trades")
     "loads",  # public(con, "trade_loads")
+    "checkpoints",  # public(con, "checkpoints")
+    "inputs",  # public(con, "run_inputs")
+    "metrics",  # public(con, "run_metrics")
     "quote_identifier(name)",
     "quote_identifier(column)",
     "selected",  # fixed trades columns and quote_identifier(feature) names

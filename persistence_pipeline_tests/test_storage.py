@@ -3,6 +3,9 @@ table of the contract round-trips through its typed write and read, writes are t
 files are written atomically."""
 
 import datetime as dt
+import os
+import subprocess
+import sys
 
 import duckdb
 import numpy as np
@@ -10,7 +13,7 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.core.schema import InputDataError
-from persistence_pipeline.storage import contract, cross_run, files, history, publish, runs
+from persistence_pipeline.storage import contract, cross_run, files, history, publish, run_lock, runs
 from persistence_pipeline.storage.database import Database, MissingRowsError, replace_run_rows
 from persistence_pipeline.storage.report import WarehouseUnreadable, latest_run
 from persistence_pipeline.storage.trades import (
@@ -48,7 +51,7 @@ def run_row(run_key: str = RUN, range_end: dt.date = dt.date(2021, 3, 31)) -> di
     row = dict.fromkeys(contract.column_names("run_metrics"))
     row.update(run_key=run_key, range_start=dt.date(2021, 1, 4), range_end=range_end, model_kind="ridge")
     row.update(n_oos=3, oos_rank_ic=0.1, created_at=pd.Timestamp("2021-04-01", tz="UTC"))
-    for filled_later in runs.FILLED_BY_IMPORTANCE:
+    for filled_later in runs.FILLED_LATER:
         row.pop(filled_later)
     return row
 
@@ -119,12 +122,16 @@ def test_trades_entered_before_a_date_with_oddly_named_features(tmp_path):
     db = Database(str(tmp_path / "w.duckdb"))
     odd = 'x"; DROP TABLE trades; --'
     replace_trades(db, some_trades(4, odd), START, END, "s", 4)
-    stored = trades_entered_before(db, pd.Timestamp("2021-01-06 12:00", tz="UTC"), [odd])
+    quarter = pd.DataFrame({"range_start": [dt.date(2021, 1, 4)], "range_end": [dt.date(2021, 3, 31)]})
+    stored = trades_entered_before(db, pd.Timestamp("2021-01-06 12:00", tz="UTC"), [odd], quarter)
     base = ["trade_id", "strategy", "entry_time", "exit_time", "side", "return"]
     assert stored.columns.tolist() == [*base, odd]
     assert stored["trade_id"].tolist() == ["t0", "t1"] and stored[odd].tolist() == [0.0, 1.0]  # 14:30 entries
+    # only the days of the runs read: a range stored by a run that ends later is not
+    later = pd.DataFrame({"range_start": [dt.date(2021, 1, 5)], "range_end": [dt.date(2021, 1, 5)]})
+    assert trades_entered_before(db, END, [odd], later)["trade_id"].tolist() == ["t1"]
     with pytest.raises(InputDataError, match="'momentum_20': no such feature column is stored"):
-        trades_entered_before(db, END, ["momentum_20"])
+        trades_entered_before(db, END, ["momentum_20"], quarter)
 
 
 def test_a_feature_name_differing_only_by_case_is_refused(tmp_path):
@@ -370,3 +377,28 @@ def test_the_staging_of_runs_that_cannot_publish_is_discarded_and_does_not_outli
 def test_a_feature_named_like_a_reserved_column_is_refused(tmp_path):
     with pytest.raises(InputDataError, match="'Staged_By': is a name the warehouse reserves"):
         replace_trades(Database(str(tmp_path / "w.duckdb")), some_trades(2, "Staged_By"), START, END, "s", 2)
+
+
+def test_a_run_waits_for_the_run_that_holds_the_warehouse_and_says_which(tmp_path):
+    """Runs on one warehouse take it one at a time (storage/run_lock.py): another process waits,
+    saying which run holds it, and gives up after its bound; the lock of a run of this process that
+    ended without publishing passes to the next run; a released lock is free."""
+    warehouse = str(tmp_path / "w.duckdb")
+    other = (
+        "import sys; from persistence_pipeline.storage import run_lock; "
+        "run_lock.hold_for_run(sys.argv[1], 'run-b', 0.5, print)"
+    )
+
+    def another_process() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", other, warehouse], capture_output=True, text=True)
+
+    notes: list[str] = []
+    run_lock.hold_for_run(warehouse, "run-a", 1, notes.append)
+    waited = another_process()
+    assert waited.returncode == 1
+    assert f"waiting for Dagster run run-a (pid {os.getpid()}" in waited.stdout
+    assert f"RunLockTimeout: the warehouse {warehouse} is held by Dagster run run-a" in waited.stderr
+    run_lock.hold_for_run(warehouse, "run-c", 1, notes.append)  # run-a failed before publishing
+    assert another_process().returncode == 1
+    run_lock.release(warehouse, "run-c")
+    assert another_process().returncode == 0 and notes == []

@@ -53,7 +53,11 @@ def feature_alpha(
     names = sorted(importance["feature"].unique())
     stored_features = sorted({f for f in (stored_feature(n, design) for n in names) if f is not None})
     modelled = model_design(
-        trades.trades_entered_before(db, scope.window.end, stored_features), stored_features, design
+        trades.trades_entered_before(
+            db, scope.window.end, stored_features, stored[["range_start", "range_end"]]
+        ),
+        stored_features,
+        design,
     )
     features = [n for n in names if n in set(modelled.features)]  # as every run's model saw them
     params = analysis_settings.evidence_params()

@@ -14,6 +14,7 @@ from persistence_pipeline.core.model import NotEnoughDataError
 from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.partitions import ReversedRangeError, daily_partitions, single_run_backfill
 from persistence_pipeline.resources import WAREHOUSE_POOL, Warehouse
+from persistence_pipeline.storage import run_lock
 from persistence_pipeline.storage.database import Database, MissingRowsError
 from persistence_pipeline.storage.publish import discard_staging, finish_stage, staged_runs
 
@@ -36,11 +37,19 @@ def dagster_run(context: Context) -> dg.DagsterRun | None:
 
 def run_database(context: Context, warehouse: Warehouse) -> Database:
     """The warehouse as the step's Dagster run sees it: its own staged rows in place of the public
-    rows they replace. A re-execution (from failure, or a retry) stages under its root run, so it
-    continues the staging of the run it re-executes. Outside a run (direct invocation) a stage
-    writes the public tables."""
+    rows they replace. The run holds the warehouse from its first stage until it publishes, waiting
+    for the run that holds it (storage/run_lock.py), so runs never interleave. A re-execution (from
+    failure, or a retry) stages under its root run, so it continues the staging of the run it
+    re-executes. Outside a run (direct invocation) a stage writes the public tables."""
     run = dagster_run(context)
-    return warehouse.database(staged_by=None if run is None else run.root_run_id or run.run_id)
+    if run is None:
+        return warehouse.database(staged_by=None)
+    staged_by = run.root_run_id or run.run_id
+    try:
+        run_lock.hold_for_run(warehouse.path, staged_by, warehouse.run_wait_seconds, context.log.info)
+    except run_lock.RunLockTimeout as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    return warehouse.database(staged_by=staged_by)
 
 
 def discard_dead_staging(context: dg.AssetExecutionContext, db: Database) -> None:
@@ -82,7 +91,10 @@ def finish(context: dg.AssetExecutionContext, db: Database, run_key: str) -> boo
     if dagster_run(context) is None:
         return finish_stage(db, done, done, run_key)
     selected = [key.to_user_string() for key in context.job_def.asset_layer.selected_asset_keys]
-    return finish_stage(db, done, selected, run_key)
+    published = finish_stage(db, done, selected, run_key)
+    if published and db.staged_by is not None:
+        run_lock.release(db.path, db.staged_by)
+    return published
 
 
 # errors of the user's input or of the order of materializations, not of our code

@@ -45,6 +45,18 @@ def _quarantined_line(quarantined: pd.DataFrame | None, run_key: str) -> str:
     return "Quarantined (possible leakage): " + ", ".join(listed) + (f" and {more} more" if more else "")
 
 
+def _stale_line(stale: pd.DataFrame) -> str:
+    """The line naming the stale runs, oldest first, with what changed under each."""
+    if stale.empty:
+        return "Stale runs: none (every run read the runs stored now)"
+    listed = [f"{row['run_key']} ({row['changed']})" for _, row in stale.head(QUARANTINED_LISTED).iterrows()]
+    more = len(stale) - len(listed)
+    return (
+        f"Stale runs: {len(stale)}, read runs that changed since; materialize them again oldest first "
+        "(or turn on the stale_runs_sensor): " + ", ".join(listed) + (f" and {more} more" if more else "")
+    )
+
+
 def _segments_line(segments: pd.DataFrame) -> str:
     """The line naming the run's segments: "Segments: side=long, ... (--segment NAME shows one)"."""
     names = segment_names(segments)
@@ -64,6 +76,7 @@ def render_report(
     interactions: pd.DataFrame | None = None,
     segments: pd.DataFrame | None = None,
     segment: str | None = None,
+    stale: pd.DataFrame | None = None,
 ) -> str:
     """The report of the latest run (by range end) and what is known as of it: the run, its stability
     summary (runs compared vs stored, "n/a" for NULL figures) and the top_n alpha features with every
@@ -73,7 +86,8 @@ def render_report(
     `segments`: the latest run's feature_segments rows; given, a line names the run's segments, and
     with `segment` a last section "Within <segment>" lists its top_n features by their rank within it
     (trades, in-sample IC within the segment, mean |SHAP| over its trades), or says the run did not
-    store that segment and names those it did."""
+    store that segment and names those it did. `stale`: the runs whose inputs changed since they ran
+    (run_key, changed); given, a line lists them."""
     heading = "## " if markdown else ""
     bullet = "- " if markdown else "  "
     priors = latest["priors_from_run_key"]
@@ -92,6 +106,7 @@ def render_report(
         f"{bullet}priors from {priors if isinstance(priors, str) else 'none (cold start)'}",
         f"{bullet}{_quarantined_line(quarantined, str(latest['run_key']))}",
         *([f"{bullet}{_segments_line(segments)}"] if segments is not None else []),
+        *([f"{bullet}{_stale_line(stale)}"] if stale is not None else []),
         "",
         f"{heading}Stability",
     ]

@@ -31,9 +31,14 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "oos_n_taken INTEGER, oos_mean_return_taken DOUBLE, oos_mean_return_all DOUBLE, "
             "priors_from_run_key VARCHAR, curriculum_from_run_key VARCHAR, alpha_used DOUBLE, seed INTEGER, "
             "model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER, "
-            "created_at TIMESTAMPTZ, n_censored INTEGER, prior_weight DOUBLE"
+            "created_at TIMESTAMPTZ, n_censored INTEGER, prior_weight DOUBLE, inputs_digest VARCHAR"
         ),
         ("run_key",),
+    ),
+    # the runs a run read, recorded when it was published (storage/runs.py: `stale_runs`)
+    "run_inputs": (
+        _columns("run_key VARCHAR, input_run_key VARCHAR, input_version VARCHAR"),
+        ("run_key", "input_run_key"),
     ),
     "oos_predictions": (
         _columns("run_key VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE, realized DOUBLE"),
@@ -42,7 +47,7 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     "trade_loads": (
         _columns(
             "range_start DATE, range_end DATE, source VARCHAR, n_source INTEGER, n_in_range INTEGER, "
-            "loaded_at TIMESTAMPTZ"
+            "loaded_at TIMESTAMPTZ, trades_sha256 VARCHAR"
         ),
         ("range_start", "range_end"),
     ),

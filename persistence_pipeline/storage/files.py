@@ -124,6 +124,17 @@ def load_checkpoint(path: str, sha256: str) -> dict[str, Any]:
     return loaded
 
 
+def checkpoint_problem(path: str, sha256: str) -> str | None:
+    """What is wrong with an indexed checkpoint file: "missing", "sha256 differs", or None."""
+    if not Path(path).exists():
+        _recover_published_checkpoint(Path(path))
+    if not Path(path).exists():
+        return "missing"
+    if hashlib.sha256(Path(path).read_bytes()).hexdigest() != sha256:
+        return "sha256 differs"
+    return None
+
+
 def _recover_published_checkpoint(path: Path) -> None:
     """A run killed between its publication's commit and the move of its checkpoint left the file in
     staging: move it to the path the index names (the sha256 is checked on load)."""

@@ -25,6 +25,7 @@ from persistence_pipeline.storage.contract import (
     trades_columns,
 )
 from persistence_pipeline.storage.database import Database, failpoint, public
+from persistence_pipeline.storage.staleness import record_inputs
 
 
 def finish_stage(db: Database, stages: list[str], selected: list[str], run_key: str) -> bool:
@@ -61,7 +62,8 @@ def finish_stage(db: Database, stages: list[str], selected: list[str], run_key: 
 
 def _publish(con: duckdb.DuckDBPyConnection, run: str) -> list[tuple[str, str]]:
     """Inside the publishing transaction: move the run's staged rows (and checkpoint files) into the
-    public tables, then forget its staging. Returns the (run_key, path) of the promoted checkpoints."""
+    public tables, record what the runs whose model it trained read (storage/staleness.py), then
+    forget its staging. Returns the (run_key, path) of the promoted checkpoints."""
     promoted = _promote_checkpoints(con, run)
     _remove_outdated_downstream(con, run)
     for table, key in RUN_TABLES.items():
@@ -76,6 +78,11 @@ def _publish(con: duckdb.DuckDBPyConnection, run: str) -> list[tuple[str, str]]:
             [run],
         )
     _publish_trades(con, run)
+    modelled = con.execute(
+        "SELECT DISTINCT run_key FROM staging.stages_done WHERE staged_by = ? AND stage = 'profit_model'",
+        [run],
+    ).fetchall()
+    record_inputs(con, sorted(row[0] for row in modelled))
     _forget_staging(con, run)
     return promoted
 

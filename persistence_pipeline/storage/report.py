@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 
 from persistence_pipeline.storage.database import Database
+from persistence_pipeline.storage.staleness import stale_runs
 
 # a report waits this long for a writing run to release the file, then says so
 REPORT_LOCK_WAIT_SECONDS = 30.0
@@ -30,10 +31,12 @@ class LatestRun:
     # its feature_segments rows (importance and IC within each strategy and side), by segment and rank;
     # empty for a run (or a warehouse) from before segments were stored
     segments: pd.DataFrame
+    stale: pd.DataFrame  # the runs of its model kind whose inputs changed since (storage/staleness.py)
 
 
-def latest_run(path: Path) -> LatestRun:
-    """The newest run of the warehouse at `path`, or WarehouseUnreadable naming the path and the problem."""
+def latest_run(path: Path, wait_seconds: float = REPORT_LOCK_WAIT_SECONDS) -> LatestRun:
+    """The newest run of the warehouse at `path`, or WarehouseUnreadable naming the path and the problem.
+    While a run publishes, the file is locked: the report waits up to `wait_seconds` for it."""
     if not path.exists():
         raise WarehouseUnreadable(f"no warehouse at {path}: materialize a range first (see README)")
     if path.is_dir():
@@ -41,8 +44,13 @@ def latest_run(path: Path) -> LatestRun:
     if path.stat().st_size == 0:
         raise WarehouseUnreadable(f"{path} is an empty file, not a DuckDB warehouse")
     try:
-        return _read_latest(Database(str(path), REPORT_LOCK_WAIT_SECONDS))
+        return _read_latest(Database(str(path), wait_seconds))
     except duckdb.Error as exc:
+        if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
+            raise WarehouseUnreadable(
+                f"{path} is locked by another process writing it (a run publishing); waited {wait_seconds:g}"
+                " s: report again when it is done, or wait longer with --wait SECONDS"
+            ) from exc
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WarehouseUnreadable(f"{path} cannot be read as a DuckDB warehouse: {first_line}") from exc
 
@@ -90,6 +98,7 @@ def _read_latest(db: Database) -> LatestRun:
             )
         )
     return LatestRun(
+        stale=stale_runs(db, str(latest["model_kind"])),
         segments=segments,
         quarantined=quarantined,
         interactions=interactions,

@@ -12,7 +12,8 @@ from persistence_pipeline.storage.contract import column_names
 from persistence_pipeline.storage.database import Database, MissingRowsError, replace_run_rows, rows_of_runs
 
 # run_metrics columns filled later in the run, by the importance stage
-FILLED_BY_IMPORTANCE = frozenset({"explainer", "shap_sample_size"})
+# filled by the importance stage, and when the run is published (storage/staleness.py)
+FILLED_LATER = frozenset({"explainer", "shap_sample_size", "inputs_digest"})
 
 
 def write_model_run(
@@ -29,7 +30,7 @@ def write_model_run(
     carry every contract column (but those the importance stage fills): a column added to the
     contract cannot be forgotten here."""
     for table, row in (("run_metrics", run_row), ("checkpoints", checkpoint_row)):
-        missing = set(column_names(table)) - set(row) - {"run_key"} - FILLED_BY_IMPORTANCE
+        missing = set(column_names(table)) - set(row) - {"run_key"} - FILLED_LATER
         unknown = set(row) - set(column_names(table))
         if missing or unknown:
             raise ValueError(
@@ -64,6 +65,11 @@ def run_metrics_row(db: Database, run_key: str) -> pd.Series | None:
     """The run_metrics row of one run."""
     rows = db.query("SELECT * FROM run_metrics WHERE run_key = ?", [run_key])
     return rows.iloc[0] if len(rows) else None
+
+
+def checkpoint_index(db: Database) -> pd.DataFrame:
+    """Every indexed checkpoint: run_key, model_kind, path, sha256, by run key."""
+    return db.query("SELECT run_key, model_kind, path, sha256 FROM checkpoints ORDER BY run_key")
 
 
 def checkpoint_of(db: Database, run_key: str) -> tuple[str, str]:

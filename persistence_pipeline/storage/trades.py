@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import pandas as pd
 
@@ -14,7 +15,7 @@ from persistence_pipeline.storage.contract import (
     reset_staging_trades,
     trades_columns,
 )
-from persistence_pipeline.storage.database import Database, public
+from persistence_pipeline.storage.database import Database, public, registered_join
 
 
 def trades_between(db: Database, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -25,19 +26,45 @@ def trades_between(db: Database, start: pd.Timestamp, end: pd.Timestamp) -> pd.D
     )
 
 
-def trades_entered_before(db: Database, end: pd.Timestamp, features: list[str]) -> pd.DataFrame:
-    """Every stored trade entered before `end` (each once, whichever runs loaded it): trade_id,
-    strategy, entry_time, exit_time, side, return and the given feature columns, in entry order. A
-    feature the table does not have is refused."""
+def trades_entered_before(
+    db: Database, end: pd.Timestamp, features: list[str], ranges: pd.DataFrame
+) -> pd.DataFrame:
+    """Every stored trade entered before `end` within one of `ranges` (range_start, range_end: the
+    days of the runs read as of `end`; each trade once, whichever run loaded it): trade_id, strategy,
+    entry_time, exit_time, side, return and the given feature columns, in entry order. Trades that
+    only a run ending after `end` loaded are not read, so the result does not depend on which runs
+    were stored first. A feature the table does not have is refused."""
     stored = set(db.query("SELECT * FROM trades LIMIT 0").columns)  # this run's view of the table
     missing = [f for f in features if f not in stored]
     if missing:
         raise InputDataError("warehouse table trades", missing[0], None, "no such feature column is stored")
     base = ["trade_id", "strategy", "entry_time", "exit_time", "side", "return"]
-    selected = ", ".join([*base, *map(quote_identifier, features)])
-    return db.query(
-        f"SELECT {selected} FROM trades WHERE entry_time < ? ORDER BY entry_time, trade_id", [end]
+    selected = ", ".join(f"t.{c}" for c in [*base, *map(quote_identifier, features)])
+    days = pd.DataFrame(
+        {
+            "range_start": pd.to_datetime(ranges["range_start"]).dt.tz_localize("UTC"),
+            "range_end": pd.to_datetime(ranges["range_end"]).dt.tz_localize("UTC") + pd.Timedelta(days=1),
+        }
     )
+    with db.connect() as con:
+        return registered_join(
+            con,
+            "read_ranges",
+            days,
+            f"SELECT {selected} FROM trades t WHERE t.entry_time < ? AND EXISTS (SELECT 1 FROM read_ranges r"
+            " WHERE t.entry_time >= r.range_start AND t.entry_time < r.range_end)"
+            " ORDER BY t.entry_time, t.trade_id",
+            [end],
+        )
+
+
+def trades_digest(trades: pd.DataFrame) -> str:
+    """sha256 of a range's trades (every column, in trade_id order): the version of a load, by which a
+    later run that read it notices that it changed."""
+    ordered = trades.sort_values("trade_id").reset_index(drop=True)
+    digest = hashlib.sha256(",".join(ordered.columns).encode())
+    digest.update(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 def replace_trades(
@@ -71,13 +98,17 @@ def replace_trades(
                 None,
                 f"trade_id {clash_row[0]!r} is already stored with entry {clash_row[1]}, outside this range",
             )
-        load = [first, last, source, n_source, len(trades), pd.Timestamp.now(tz="UTC")]
+        load = [first, last, source, n_source, len(trades), pd.Timestamp.now(tz="UTC"), trades_digest(trades)]
         if db.staged_by is None:
             con.execute(f"DELETE FROM {public_trades} WHERE entry_time >= ? AND entry_time < ?", [start, end])
             con.execute(f"INSERT INTO {public_trades} BY NAME SELECT * FROM incoming_trades")
             loads = public(con, "trade_loads")
             con.execute(f"DELETE FROM {loads} WHERE range_start = ? AND range_end = ?", [first, last])
-            con.execute(f"INSERT INTO {loads} VALUES (?, ?, ?, ?, ?, ?)", load)
+            con.execute(
+                f"INSERT INTO {loads} (range_start, range_end, source, n_source, n_in_range, loaded_at,"
+                " trades_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                load,
+            )
         else:
             run = db.staged_by
             con.execute("DELETE FROM staging.trades WHERE staged_by = ?", [run])
@@ -89,7 +120,7 @@ def replace_trades(
             con.execute("INSERT INTO staging.trade_ranges VALUES (?, ?, ?)", [run, start, end])
             con.execute(
                 "INSERT INTO staging.trade_loads (range_start, range_end, source, n_source, n_in_range,"
-                " loaded_at, staged_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " loaded_at, trades_sha256, staged_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [*load, run],
             )
         con.unregister("incoming_trades")
