@@ -25,6 +25,29 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 threadpool_limits(1)
 
 
+# The modules that take longest (seconds on two workers), started first: `--dist loadscope` hands a
+# worker one module at a time in collection order, so a long module collected last left the other
+# worker idle for a minute at the end of the suite.
+LONGEST_FIRST = [
+    "test_crashes",
+    "test_planted_signal",
+    "test_process_safety",
+    "test_browser",
+    "test_run_order",
+    "test_whole_or_absent",
+    "test_trust",
+    "test_pipeline",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.path.stem
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module's own order is kept
+
+
 @dataclass
 class Project:
     """A warehouse file and checkpoint folder of one test, and the resources that point at them."""
