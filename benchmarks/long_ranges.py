@@ -1,0 +1,279 @@
+"""What a range run's Dagster bookkeeping costs as the range grows, measured in one run of this script.
+
+For each range length (days ending on --end, default 2023-06-30; or starting on --start), ONE
+`dagster asset materialize --select '*' --partition-range A...B` subprocess per code location:
+the project (`-m persistence_pipeline.definitions`, embedded data) and the trivial code location of
+the same shape (`-f benchmarks/trivial_definitions.py`: same partitions, assets and checks, steps
+that do no work: the Dagster floor). Each run gets a fresh DAGSTER_HOME (default SQLite storage) and
+a fresh warehouse, checkpoint and dashboard directory in a temporary directory, and is measured by:
+
+- wall seconds of the subprocess (median of --repeats), and its CPU seconds (user + system: on a
+  shared machine they move less than the wall time);
+- MB of DAGSTER_HOME after the run (every file under it; it starts empty, so this is its growth);
+- events: the rows of the run's own event log (`event_logs` of DAGSTER_HOME/history/runs/<run_id>.db;
+  its asset and check events are written a second time to history/runs/index.db).
+
+Under each table: the cost per daily partition (least-squares slope over the lengths) of wall and CPU
+seconds, KB and events, and with --breakdown the longest run's events by type and DAGSTER_HOME by part.
+The project needs about 90 days of trades (shorter ranges fail for it and leave its cells empty); the
+ranges must lie in the embedded data (2013-01-02..2023-09-21).
+
+Each --batch-size value gives a table (0, the default: DAGSTER_EVENT_BATCH_SIZE unset; on the default
+SQLite storage a batch is still written one event at a time, on Postgres materializations are written
+in one insert); --env NAME=VALUE sets other variables for every run (e.g.
+DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1: one planned event per asset instead of one per
+asset and partition) and --instance copies a dagster.yaml into every DAGSTER_HOME.
+
+    python benchmarks/long_ranges.py [--days 90 180 365 730] [--end 2023-06-30 | --start 2021-01-04]
+        [--batch-size 0 1000] [--repeats 1] [--locations project trivial] [--trivial PATH]
+        [--env NAME=VALUE ...] [--instance dagster.yaml] [--breakdown]
+
+Ten years as one run (2013-07-03...2023-06-30; about 15 minutes for the project on daily partitions):
+
+    python benchmarks/long_ranges.py --days 3650
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+DATA_START, DATA_END = dt.date(2013, 1, 2), dt.date(2023, 9, 21)  # persistence_pipeline.partitions
+SHARDS_NOT_OF_A_RUN = {"index", "runs", "schedules"}  # DAGSTER_HOME/history/runs/<run_id>.db is the run's
+
+
+class RunFailed(RuntimeError):
+    """The CLI run failed (its message ends with the tail of the run's log)."""
+
+
+@dataclass
+class Measurement:
+    seconds: float
+    cpu_seconds: float  # user + system of the CLI process: less sensitive than wall time to a busy machine
+    megabytes: float
+    events: int
+    by_type: dict[str, int] = field(default_factory=dict)
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+def tree_bytes(root: Path, pattern: str = "*") -> int:
+    """Bytes of the files under root (rglob pattern; a SQLite file's -wal and -shm with `name*`)."""
+    return sum(path.stat().st_size for path in root.rglob(pattern) if path.is_file())
+
+
+def run_shard(home: Path) -> Path:
+    """The run's own event-log shard: DAGSTER_HOME/history/runs/<run_id>.db (default SQLite storage)."""
+    shards = [path for path in home.rglob("*.db") if path.stem not in SHARDS_NOT_OF_A_RUN]
+    if len(shards) != 1:
+        raise RuntimeError(f"expected one run shard under {home}, found {shards}")
+    return shards[0]
+
+
+def run_events(shard: Path) -> dict[str, int]:
+    """Rows of the run's event log by Dagster event type ('log message' for plain log lines)."""
+    with sqlite3.connect(shard) as connection:
+        rows = connection.execute(
+            "SELECT COALESCE(dagster_event_type, 'log message'), COUNT(*) FROM event_logs GROUP BY 1"
+        ).fetchall()
+    return {str(kind): int(count) for kind, count in rows}
+
+
+def home_parts(home: Path, shard: Path) -> dict[str, float]:
+    """MB of DAGSTER_HOME by part: the run's shard, the cross-run index, compute logs, the rest."""
+    parts = {
+        "run shard": tree_bytes(shard.parent, shard.name),
+        "index.db": tree_bytes(shard.parent, "index.db*"),
+        "compute logs": tree_bytes(home / "storage"),
+    }
+    parts["rest"] = tree_bytes(home) - sum(parts.values())
+    return {name: size / 1e6 for name, size in parts.items()}
+
+
+def measure(
+    target: list[str], first: str, last: str, environment: dict[str, str], instance: Path | None = None
+) -> Measurement:
+    """One CLI range run of `target` over first...last with a fresh DAGSTER_HOME (holding a copy of
+    the `instance` dagster.yaml, if any) and a fresh warehouse."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        if instance is not None:
+            (home / "dagster.yaml").write_text(instance.read_text())
+        env = {
+            **os.environ,
+            **environment,
+            "DAGSTER_HOME": str(home),
+            "PERSISTENCE_WAREHOUSE": f"{tmp}/w.duckdb",
+            "PERSISTENCE_CHECKPOINTS": f"{tmp}/checkpoints",
+            "PERSISTENCE_DASHBOARDS": f"{tmp}/dashboard",
+        }
+        command = [DAGSTER, "asset", "materialize", *target, "--select", "*"]
+        log = Path(tmp) / "cli.log"  # the CLI logs every event: a file, not a pipe held in memory
+        with log.open("w") as output:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            done = subprocess.run(
+                [*command, "--partition-range", f"{first}...{last}"],
+                cwd=REPO,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+            seconds = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RunFailed(f"{' '.join(command)} --partition-range {first}...{last} failed:\n{tail}")
+        shard = run_shard(home)
+        by_type = run_events(shard)
+        return Measurement(
+            seconds, cpu, tree_bytes(home) / 1e6, sum(by_type.values()), by_type, home_parts(home, shard)
+        )
+
+
+def date_range(days: int, start: dt.date | None, end: dt.date) -> tuple[str, str]:
+    first = start if start is not None else end - dt.timedelta(days=days - 1)
+    last = first + dt.timedelta(days=days - 1)
+    if first < DATA_START or last > DATA_END:
+        raise SystemExit(f"{first}...{last} is not inside the embedded data {DATA_START}..{DATA_END}")
+    return first.isoformat(), last.isoformat()
+
+
+def slope(xs: list[int], ys: list[float]) -> tuple[float, float]:
+    """Least-squares slope and intercept of ys on xs (slope NaN with fewer than two lengths)."""
+    if len(set(xs)) < 2:
+        return float("nan"), float("nan")
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return b, my - b * mx
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+Results = dict[tuple[str, int], list[Measurement]]
+
+
+def print_tables(results: Results, ranges: dict[int, tuple[str, str]], title: str, breakdown: bool) -> None:
+    def figure(location: str, days: int, what: str) -> float | None:
+        runs = results.get((location, days))
+        return None if not runs else statistics.median(float(getattr(m, what)) for m in runs)
+
+    def pair(days: int, what: str, spec: str) -> str:
+        return " / ".join(fmt(figure(location, days, what), spec) for location in ["project", "trivial"])
+
+    locations = sorted({location for location, _ in results})
+    if not results:
+        return
+    print(f"\n## {title}\n")
+    print("| days | partitions | project s | trivial s | ratio | project MB | trivial MB | events | CPU s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for days, (first, last) in ranges.items():
+        project_s, trivial_s = figure("project", days, "seconds"), figure("trivial", days, "seconds")
+        ratio = project_s / trivial_s if project_s is not None and trivial_s is not None else None
+        print(
+            f"| {days} ({first}...{last}) | {days} | {fmt(project_s, '.1f')} | {fmt(trivial_s, '.1f')} "
+            f"| {fmt(ratio, '.2f')} | {fmt(figure('project', days, 'megabytes'), '.1f')} "
+            f"| {fmt(figure('trivial', days, 'megabytes'), '.1f')} | {pair(days, 'events', ',.0f')} "
+            f"| {pair(days, 'cpu_seconds', '.1f')} |"
+        )
+    print(
+        "\n(partitions: daily partitions of the range; MB: DAGSTER_HOME after the run; events: rows of the "
+        "run's event log; CPU s: user + system seconds of the CLI process; the last two project / trivial)\n"
+    )
+    print("| location | s / partition | s fixed | CPU s / partition | KB / partition | MB fixed | events |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for location in locations:
+        measured = [days for days in ranges if (location, days) in results]
+        per_s, fixed_s = slope(measured, [figure(location, days, "seconds") or 0.0 for days in measured])
+        per_cpu, _ = slope(measured, [figure(location, days, "cpu_seconds") or 0.0 for days in measured])
+        per_mb, fixed_mb = slope(measured, [figure(location, days, "megabytes") or 0.0 for days in measured])
+        per_event, _ = slope(measured, [figure(location, days, "events") or 0.0 for days in measured])
+        print(
+            f"| {location} | {per_s:.3f} | {fixed_s:.1f} | {per_cpu:.3f} | {1000 * per_mb:.1f} "
+            f"| {fixed_mb:.1f} | {per_event:.1f} / partition |"
+        )
+    if breakdown:
+        longest = max(days for _, days in results)
+        runs = {
+            location: results[location, longest][0]
+            for location in locations
+            if (location, longest) in results
+        }
+        print(f"\nThe {longest}-day run: events by type, and MB of DAGSTER_HOME by part\n")
+        print("| event type | " + " | ".join(runs) + " |")
+        print("|---|" + "---:|" * len(runs))
+        for kind in sorted({kind for run in runs.values() for kind in run.by_type}):
+            print(f"| {kind} | " + " | ".join(str(run.by_type.get(kind, 0)) for run in runs.values()) + " |")
+        for part in ["run shard", "index.db", "compute logs", "rest"]:
+            print(f"| MB: {part} | " + " | ".join(f"{run.parts[part]:.2f}" for run in runs.values()) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--days", type=int, nargs="+", default=[90, 180, 365, 730])
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2023, 6, 30))
+    where.add_argument("--start", type=dt.date.fromisoformat, default=None)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[0], help="0 = variable unset")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--locations", nargs="+", choices=["project", "trivial"], default=["project", "trivial"]
+    )
+    parser.add_argument("--trivial", type=Path, default=REPO / "benchmarks" / "trivial_definitions.py")
+    parser.add_argument("--env", nargs="+", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--instance", type=Path, default=None, help="a dagster.yaml for every DAGSTER_HOME")
+    parser.add_argument("--breakdown", action="store_true", help="the longest range's events by type")
+    args = parser.parse_args()
+
+    os.environ.pop("DAGSTER_EVENT_BATCH_SIZE", None)  # each table sets it, or not
+    targets = {
+        "project": ["-m", "persistence_pipeline.definitions"],
+        "trivial": ["-f", str(args.trivial.resolve())],
+    }
+    ranges = {days: date_range(days, args.start, args.end) for days in sorted(args.days)}
+    for batch_size in args.batch_size:
+        environment = dict(item.split("=", 1) for item in args.env)
+        if batch_size:
+            environment["DAGSTER_EVENT_BATCH_SIZE"] = str(batch_size)
+        results: Results = {}
+        for days, (first, last) in ranges.items():
+            for location in args.locations:
+                try:
+                    runs = [
+                        measure(targets[location], first, last, environment, args.instance)
+                        for _ in range(args.repeats)
+                    ]
+                except RunFailed as failure:  # e.g. too few trades for the model: its cells stay empty
+                    print(f"  {location} {first}...{last}: {failure}", file=sys.stderr, flush=True)
+                    continue
+                results[location, days] = runs
+                median = statistics.median(run.seconds for run in runs)
+                print(f"  {location} {first}...{last}: {median:.1f} s", file=sys.stderr, flush=True)
+        setting = f"DAGSTER_EVENT_BATCH_SIZE={batch_size}" if batch_size else "DAGSTER_EVENT_BATCH_SIZE unset"
+        where_ = f"starting {args.start}" if args.start else f"ending {args.end}"
+        instance = [f"instance {args.instance.name}"] if args.instance else []
+        title = (
+            f"Range runs {where_}, {', '.join([setting, *args.env, *instance])} (median of {args.repeats})"
+        )
+        print_tables(results, ranges, title, args.breakdown)
+
+
+if __name__ == "__main__":
+    main()
