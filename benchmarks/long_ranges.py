@@ -55,7 +55,7 @@ SHARDS_NOT_OF_A_RUN = {"index", "runs", "schedules"}  # DAGSTER_HOME/history/run
 
 
 class RunFailed(RuntimeError):
-    """The CLI run failed (its message ends with the tail of the run's log)."""
+    """The CLI run failed (its message is the failure line of the run's log)."""
 
 
 @dataclass
@@ -135,8 +135,9 @@ def measure(
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         if done.returncode != 0:
-            tail = log.read_text(errors="replace")[-3000:]
-            raise RunFailed(f"{' '.join(command)} --partition-range {first}...{last} failed:\n{tail}")
+            lines = log.read_text(errors="replace").splitlines()
+            reasons = [line for line in lines if "Failure:" in line or line.startswith("Error")] or lines[-3:]
+            raise RunFailed(f"failed: {reasons[0]}")
         shard = run_shard(home)
         by_type = run_events(shard)
         return Measurement(
@@ -153,9 +154,7 @@ def date_range(days: int, start: dt.date | None, end: dt.date) -> tuple[str, str
 
 
 def slope(xs: list[int], ys: list[float]) -> tuple[float, float]:
-    """Least-squares slope and intercept of ys on xs (slope NaN with fewer than two lengths)."""
-    if len(set(xs)) < 2:
-        return float("nan"), float("nan")
+    """Least-squares slope and intercept of ys on xs (at least two distinct xs)."""
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
     return b, my - b * mx
@@ -195,9 +194,13 @@ def print_tables(results: Results, ranges: dict[int, tuple[str, str]], title: st
         "\n(partitions: daily partitions of the range; MB: DAGSTER_HOME after the run; events: rows of the "
         "run's event log; CPU s: user + system seconds of the CLI process; the last two project / trivial)\n"
     )
-    print("| location | s / partition | s fixed | CPU s / partition | KB / partition | MB fixed | events |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for location in locations:
+    fitted = [loc for loc in locations if len([days for days in ranges if (loc, days) in results]) > 1]
+    if fitted:  # a slope needs two lengths
+        print(
+            "| location | s / partition | s fixed | CPU s / partition | KB / partition | MB fixed | events |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+    for location in fitted:
         measured = [days for days in ranges if (location, days) in results]
         per_s, fixed_s = slope(measured, [figure(location, days, "seconds") or 0.0 for days in measured])
         per_cpu, _ = slope(measured, [figure(location, days, "cpu_seconds") or 0.0 for days in measured])
