@@ -2,10 +2,13 @@
 
 For each range length (days ending on --end, default 2023-06-30; or starting on --start), ONE
 `dagster asset materialize --select '*' --partition-range A...B` subprocess per code location:
-the project (`-m persistence_pipeline.definitions`, embedded data) and the trivial code location of
+the project (`-m persistence_pipeline.definitions`, embedded data), the trivial code location of
 the same shape (`-f benchmarks/trivial_definitions.py`: same partitions, assets and checks, steps
-that do no work: the Dagster floor). Each run gets a fresh DAGSTER_HOME (default SQLite storage) and
-a fresh warehouse, checkpoint and dashboard directory in a temporary directory, and is measured by:
+that do no work: the Dagster floor) and the project's history code location
+(`-m persistence_pipeline.history`: the same stages on monthly partitions; its range is the months
+of the range's first and last day, so a few more days at both ends). Each run gets a fresh
+DAGSTER_HOME (default SQLite storage) and a fresh warehouse, checkpoint and dashboard directory in a
+temporary directory, and is measured by:
 
 - wall seconds of the subprocess (median of --repeats), and its CPU seconds (user + system: on a
   shared machine they move less than the wall time);
@@ -25,12 +28,14 @@ DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1: one planned event per asset i
 asset and partition) and --instance copies a dagster.yaml into every DAGSTER_HOME.
 
     python benchmarks/long_ranges.py [--days 90 180 365 730] [--end 2023-06-30 | --start 2021-01-04]
-        [--batch-size 0 1000] [--repeats 1] [--locations project trivial] [--trivial PATH]
+        [--batch-size 0 1000] [--repeats 1] [--locations project trivial history] [--trivial PATH]
         [--env NAME=VALUE ...] [--instance dagster.yaml] [--breakdown]
 
-Ten years as one run (2013-07-03...2023-06-30; about 15 minutes for the project on daily partitions):
+Ten years as one run (2013-07-03...2023-06-30; about 15 minutes for the project on daily partitions,
+and 2013-07-01...2023-06-30 in 120 months on the history code location):
 
     python benchmarks/long_ranges.py --days 3650
+    python benchmarks/long_ranges.py --days 90 3650 --locations history
 """
 
 from __future__ import annotations
@@ -145,6 +150,15 @@ def measure(
         )
 
 
+def month_range(first: str, last: str) -> tuple[str, str]:
+    """The monthly partition keys (first days of months) of the months of first and last."""
+    return first[:8] + "01", last[:8] + "01"
+
+
+def months(first: str, last: str) -> int:
+    return (int(last[:4]) - int(first[:4])) * 12 + int(last[5:7]) - int(first[5:7]) + 1
+
+
 def date_range(days: int, start: dt.date | None, end: dt.date) -> tuple[str, str]:
     first = start if start is not None else end - dt.timedelta(days=days - 1)
     last = first + dt.timedelta(days=days - 1)
@@ -194,7 +208,11 @@ def print_tables(results: Results, ranges: dict[int, tuple[str, str]], title: st
         "\n(partitions: daily partitions of the range; MB: DAGSTER_HOME after the run; events: rows of the "
         "run's event log; CPU s: user + system seconds of the CLI process; the last two project / trivial)\n"
     )
-    fitted = [loc for loc in locations if len([days for days in ranges if (loc, days) in results]) > 1]
+    fitted = [
+        loc
+        for loc in locations
+        if loc != "history" and len([days for days in ranges if (loc, days) in results]) > 1
+    ]
     if fitted:  # a slope needs two lengths
         print(
             "| location | s / partition | s fixed | CPU s / partition | KB / partition | MB fixed | events |"
@@ -210,6 +228,22 @@ def print_tables(results: Results, ranges: dict[int, tuple[str, str]], title: st
             f"| {location} | {per_s:.3f} | {fixed_s:.1f} | {per_cpu:.3f} | {1000 * per_mb:.1f} "
             f"| {fixed_mb:.1f} | {per_event:.1f} / partition |"
         )
+    history = [days for days in ranges if ("history", days) in results]
+    if history:
+        print("| days | history run (months) | history s | vs project s | history MB | events | CPU s |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+    for days in history:
+        first, last = month_range(*ranges[days])
+        history_s, project_s = figure("history", days, "seconds"), figure("project", days, "seconds")
+        ratio = history_s / project_s if history_s is not None and project_s is not None else None
+        print(
+            f"| {days} | {first}...{last} ({months(first, last)}) | {fmt(history_s, '.1f')} "
+            f"| {fmt(ratio, '.2f')} | {fmt(figure('history', days, 'megabytes'), '.1f')} "
+            f"| {fmt(figure('history', days, 'events'), ',.0f')} "
+            f"| {fmt(figure('history', days, 'cpu_seconds'), '.1f')} |"
+        )
+    if history:
+        print("\n(vs project s: the history run's wall time over the daily run's of the range)\n")
     if breakdown:
         longest = max(days for _, days in results)
         runs = {
@@ -237,7 +271,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, nargs="+", default=[0], help="0 = variable unset")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
-        "--locations", nargs="+", choices=["project", "trivial"], default=["project", "trivial"]
+        "--locations", nargs="+", choices=["project", "trivial", "history"], default=["project", "trivial"]
     )
     parser.add_argument("--trivial", type=Path, default=REPO / "benchmarks" / "trivial_definitions.py")
     parser.add_argument("--env", nargs="+", default=[], metavar="NAME=VALUE")
@@ -249,6 +283,7 @@ def main() -> None:
     targets = {
         "project": ["-m", "persistence_pipeline.definitions"],
         "trivial": ["-f", str(args.trivial.resolve())],
+        "history": ["-m", "persistence_pipeline.history"],
     }
     ranges = {days: date_range(days, args.start, args.end) for days in sorted(args.days)}
     for batch_size in args.batch_size:
@@ -259,8 +294,9 @@ def main() -> None:
         for days, (first, last) in ranges.items():
             for location in args.locations:
                 try:
+                    keys = month_range(first, last) if location == "history" else (first, last)
                     runs = [
-                        measure(targets[location], first, last, environment, args.instance)
+                        measure(targets[location], *keys, environment, args.instance)
                         for _ in range(args.repeats)
                     ]
                 except RunFailed as failure:  # e.g. too few trades for the model: its cells stay empty
@@ -268,7 +304,7 @@ def main() -> None:
                     continue
                 results[location, days] = runs
                 median = statistics.median(run.seconds for run in runs)
-                print(f"  {location} {first}...{last}: {median:.1f} s", file=sys.stderr, flush=True)
+                print(f"  {location} {keys[0]}...{keys[1]}: {median:.1f} s", file=sys.stderr, flush=True)
         setting = f"DAGSTER_EVENT_BATCH_SIZE={batch_size}" if batch_size else "DAGSTER_EVENT_BATCH_SIZE unset"
         where_ = f"starting {args.start}" if args.start else f"ending {args.end}"
         instance = [f"instance {args.instance.name}"] if args.instance else []

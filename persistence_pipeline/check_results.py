@@ -1,7 +1,10 @@
-"""A check's one result for its run's range, recorded on every daily partition of the range."""
+"""How the checks are declared and recorded: a check of a stage, declared once and built for each
+partitions definition (the daily code location's and the history one's), whose one result for its
+run's range is recorded on every partition of the range."""
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -10,13 +13,48 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # n
 )
 from dagster._core.storage.event_log.base import AssetRecordsFilter  # not re-exported by `dagster`
 
-from persistence_pipeline.partitions import daily_partitions
+
+@dataclass(frozen=True)
+class StageCheck:
+    """A check of the stage asset `asset`, built for the partitions of a code location by `build`."""
+
+    check_fn: Callable[..., dg.AssetCheckResult]
+    asset: str
+    description: str
+    blocking: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.check_fn.__name__
+
+    def build(
+        self, partitions_def: dg.PartitionsDefinition, key_prefix: Sequence[str] = ()
+    ) -> dg.AssetChecksDefinition:
+        """The Dagster check on the asset `key_prefix/asset`, partitioned like it."""
+        return dg.asset_check(
+            asset=dg.AssetKey([*key_prefix, self.asset]),
+            name=self.name,
+            blocking=self.blocking,
+            partitions_def=partitions_def,
+            description=self.description,
+        )(evaluated_per_partition(self.check_fn))
+
+
+def stage_check(
+    asset: str, description: str, blocking: bool = False
+) -> Callable[[Callable[..., dg.AssetCheckResult]], StageCheck]:
+    """Declares a check of the stage asset named `asset` (definitions.py and history.py build it)."""
+
+    def declare(check_fn: Callable[..., dg.AssetCheckResult]) -> StageCheck:
+        return StageCheck(check_fn, asset, description, blocking)
+
+    return declare
 
 
 def evaluated_per_partition(
     check_fn: Callable[..., dg.AssetCheckResult],
 ) -> Callable[..., Any]:  # what dg.asset_check takes: a generator of these events
-    """The check's one result for its run's range, recorded on EVERY daily partition of the range.
+    """The check's one result for its run's range, recorded on EVERY partition of the range.
 
     Dagster plans a partitioned check once per partition of a range run but files an
     `AssetCheckResult` under no partition, so the UI showed each check as Skipped (and the range
@@ -31,7 +69,7 @@ def evaluated_per_partition(
     ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
         result = check_fn(context, *args, **kwargs)
         spec = next(iter(context.check_specs))
-        *others, last = daily_partitions.get_partition_keys_in_range(context.partition_key_range)
+        *others, last = context.partition_keys
         pointer = {"metadata_on_partition": last}
         targets = _latest_materializations(context.instance, spec.asset_key, [*others, last])
         for key in [*others, last]:

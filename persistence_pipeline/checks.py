@@ -8,17 +8,14 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table
-from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.assets.stage import run_database
-from persistence_pipeline.assets.trades import trades
-from persistence_pipeline.check_results import evaluated_per_partition
+from persistence_pipeline.check_results import StageCheck, stage_check
 from persistence_pipeline.core.changes import CHANGE_COLUMNS, material_top_changes
 from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.drift import feature_drift
 from persistence_pipeline.core.leakage import implausible_performance
-from persistence_pipeline.partitions import daily_partitions, run_range, run_scope
+from persistence_pipeline.partitions import run_range, run_scope
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
 from persistence_pipeline.storage import history, runs
 from persistence_pipeline.storage.trades import trades_between
@@ -26,16 +23,14 @@ from persistence_pipeline.storage.trades import trades_between
 TOP_N = 3  # the top features whose flips warn
 
 
-@dg.asset_check(
-    asset=trades,
+@stage_check(
+    "trades",
     blocking=True,
-    partitions_def=daily_partitions,
     description=(
         "The stored trades of the range are usable: at least one, prices positive, exit not before entry, "
         "side +1/-1, every feature finite. Blocks the model when it fails."
     ),
 )
-@evaluated_per_partition
 def trades_are_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
     window = run_range(context)
     stored = trades_between(run_database(context, warehouse), window.start, window.end)
@@ -57,16 +52,14 @@ def trades_are_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehous
     )
 
 
-@dg.asset_check(
-    asset=trades,
-    partitions_def=daily_partitions,
+@stage_check(
+    "trades",
     description=(
         "Warns about trades whose |return| exceeds analysis_settings.max_abs_trade_return (0.5): for daily "
         "strategies these are usually bad data (unadjusted splits, wrong prices, swapped sides), and "
         "they dominate every rank statistic."
     ),
 )
-@evaluated_per_partition
 def trades_have_plausible_returns(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, analysis_settings: AnalysisSettings
 ) -> dg.AssetCheckResult:
@@ -93,16 +86,14 @@ def trades_have_plausible_returns(
     )
 
 
-@dg.asset_check(
-    asset=profit_model,
-    partitions_def=daily_partitions,
+@stage_check(
+    "profit_model",
     description=(
         "Every checkpoint the warehouse indexes (every run's, not only this one's) is on disk with the "
         "sha256 of the index: warns, naming the runs, when one was deleted or altered (it would be "
         "noticed only when a later stage loads it). Runs alone from the UI too (Checks, Execute)."
     ),
 )
-@evaluated_per_partition
 def checkpoints_are_intact(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, checkpoint_store: CheckpointStore
 ) -> dg.AssetCheckResult:
@@ -127,15 +118,13 @@ def checkpoints_are_intact(
     )
 
 
-@dg.asset_check(
-    asset=profit_model,
-    partitions_def=daily_partitions,
+@stage_check(
+    "profit_model",
     description=(
         "The model has out-of-sample predictions and finite OOS metrics (fails otherwise); warns when "
         "the OOS R^2 is negative (the predictions are worse than predicting the mean return)."
     ),
 )
-@evaluated_per_partition
 def profit_model_is_sane(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.AssetCheckResult:
@@ -160,9 +149,8 @@ def profit_model_is_sane(
     )
 
 
-@dg.asset_check(
-    asset=feature_importance,
-    partitions_def=daily_partitions,
+@stage_check(
+    "feature_importance",
     description=(
         "The run's out-of-sample rank IC and hit rate are within what entry-time trade features plausibly "
         "reach (analysis_settings.max_plausible_oos_rank_ic, max_plausible_hit_rate); beyond, a leak that "
@@ -170,7 +158,6 @@ def profit_model_is_sane(
         "permutation importance are named."
     ),
 )
-@evaluated_per_partition
 def oos_performance_is_plausible(
     context: dg.AssetCheckExecutionContext,
     warehouse: Warehouse,
@@ -201,9 +188,8 @@ def oos_performance_is_plausible(
     )
 
 
-@dg.asset_check(
-    asset=profit_model,
-    partitions_def=daily_partitions,
+@stage_check(
+    "profit_model",
     description=(
         "No feature predicts the realized return implausibly well in sample within any strategy (|rank "
         "IC| above max(analysis_settings.leakage_max_abs_ic, 5/sqrt(entry days))). Such features are likely "
@@ -211,7 +197,6 @@ def oos_performance_is_plausible(
         "fails with the evidence."
     ),
 )
-@evaluated_per_partition
 def no_leaky_features(
     context: dg.AssetCheckExecutionContext,
     warehouse: Warehouse,
@@ -233,16 +218,14 @@ def no_leaky_features(
     )
 
 
-@dg.asset_check(
-    asset=feature_importance,
-    partitions_def=daily_partitions,
+@stage_check(
+    "feature_importance",
     description=(
         "Feature drift against the last run that ended before this range starts (PSI per feature; warns "
         "above analysis_settings.drift_max_psi). Comparing with a run whose window overlaps this one would "
         "compare a window with itself."
     ),
 )
-@evaluated_per_partition
 def feature_drift_since_previous_run(
     context: dg.AssetCheckExecutionContext,
     warehouse: Warehouse,
@@ -288,16 +271,14 @@ def feature_drift_since_previous_run(
     )
 
 
-@dg.asset_check(
-    asset=feature_importance,
-    partitions_def=daily_partitions,
+@stage_check(
+    "feature_importance",
     description=(
         "Warns when a feature entered the top 3 in place of another by more than the bootstrap spread of "
         "their importances (mean |SHAP| gap > 2 x sqrt(sd_a^2 + sd_b^2), from shap_mean_abs_std), and "
         "names who moved by how much; flips within the spread are reported but do not warn."
     ),
 )
-@evaluated_per_partition
 def top_features_unchanged(
     context: dg.AssetCheckExecutionContext,
     warehouse: Warehouse,
@@ -334,3 +315,15 @@ def top_features_unchanged(
             "changes": markdown_table(changes[CHANGE_COLUMNS], 10, "features"),
         },
     )
+
+
+STAGE_CHECKS: list[StageCheck] = [
+    trades_are_valid,
+    trades_have_plausible_returns,
+    profit_model_is_sane,
+    checkpoints_are_intact,
+    no_leaky_features,
+    oos_performance_is_plausible,
+    feature_drift_since_previous_run,
+    top_features_unchanged,
+]

@@ -16,6 +16,7 @@ from persistence_pipeline.assets import (
     profit_model,
     trades,
 )
+from persistence_pipeline.partitions import daily_partitions
 from persistence_pipeline.resources import (
     AnalysisSettings,
     CheckpointStore,
@@ -50,35 +51,28 @@ ASSETS = [
     feature_priors.feature_priors,
     persistence_dashboard.persistence_dashboard,
 ]
-ASSET_CHECKS = [
-    checks.trades_are_valid,
-    checks.trades_have_plausible_returns,
-    checks.profit_model_is_sane,
-    checks.checkpoints_are_intact,
-    checks.no_leaky_features,
-    checks.oos_performance_is_plausible,
-    checks.feature_drift_since_previous_run,
-    checks.top_features_unchanged,
-]
+ASSET_CHECKS = [check.build(daily_partitions) for check in checks.STAGE_CHECKS]
+
+RESOURCES = {
+    "warehouse": Warehouse(path=dg.EnvVar("PERSISTENCE_WAREHOUSE")),
+    "checkpoint_store": CheckpointStore(directory=dg.EnvVar("PERSISTENCE_CHECKPOINTS")),
+    "trade_source": TradeSource(
+        kind=dg.EnvVar("PERSISTENCE_TRADE_SOURCE"), path=dg.EnvVar("PERSISTENCE_TRADE_PATH")
+    ),
+    "model_settings": ModelSettings(kind=dg.EnvVar("PERSISTENCE_MODEL_KIND")),
+    "analysis_settings": AnalysisSettings(),
+    "dashboard_store": DashboardStore(directory=dg.EnvVar("PERSISTENCE_DASHBOARDS")),
+    "retrain_settings": RetrainSettings(
+        window_days=dg.EnvVar.int("PERSISTENCE_RETRAIN_WINDOW_DAYS"),
+        replay_date=dg.EnvVar("PERSISTENCE_REPLAY_DATE"),
+    ),
+}
 
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=ASSET_CHECKS,
     schedules=[schedules.nightly_retrain],
     sensors=[sensors.stale_runs_sensor],
-    resources={
-        "warehouse": Warehouse(path=dg.EnvVar("PERSISTENCE_WAREHOUSE")),
-        "checkpoint_store": CheckpointStore(directory=dg.EnvVar("PERSISTENCE_CHECKPOINTS")),
-        "trade_source": TradeSource(
-            kind=dg.EnvVar("PERSISTENCE_TRADE_SOURCE"), path=dg.EnvVar("PERSISTENCE_TRADE_PATH")
-        ),
-        "model_settings": ModelSettings(kind=dg.EnvVar("PERSISTENCE_MODEL_KIND")),
-        "analysis_settings": AnalysisSettings(),
-        "dashboard_store": DashboardStore(directory=dg.EnvVar("PERSISTENCE_DASHBOARDS")),
-        "retrain_settings": RetrainSettings(
-            window_days=dg.EnvVar.int("PERSISTENCE_RETRAIN_WINDOW_DAYS"),
-            replay_date=dg.EnvVar("PERSISTENCE_REPLAY_DATE"),
-        ),
-    },
+    resources=RESOURCES,
     executor=dg.in_process_executor,
 )

@@ -1,8 +1,10 @@
-"""THE daily partitions definition and backfill policy shared by every asset, and the run a
-partition range stands for.
+"""THE daily partitions definition and backfill policy shared by every asset, the monthly one of the
+`history` code location (history.py), and the run a partition range stands for.
 
 A partition key is a trade entry date (UTC). Every asset uses this one object and the single-run
 backfill policy, so a date range (a UI backfill or `--partition-range A...B`) is one Dagster run.
+The history code location runs the same assets on months (the key is the month's first day), for
+ranges of years: Dagster's bookkeeping grows with the partitions of a run, not with its days.
 The partitions span the configured source: they start on the embedded data's first day (users whose
 trades start earlier set PERSISTENCE_PARTITIONS_START, YYYY-MM-DD) and, on the embedded data, end on
 its last day; on a trade log or bars of the user's they run to yesterday, because those grow every
@@ -39,6 +41,36 @@ daily_partitions = dg.DailyPartitionsDefinition(
     end_date=partitions_end(os.environ),
     timezone="UTC",
 )
+
+
+def first_of_month(day: str) -> str:
+    return str(pd.Timestamp(day).to_period("M").start_time.date())
+
+
+def whole_months(first: pd.Timestamp, last: pd.Timestamp) -> tuple[str, str] | None:
+    """The monthly partition keys (first..last month) of the days [first, last] when they are whole
+    months, else None."""
+    if first.day != 1 or (last + pd.Timedelta(days=1)).day != 1:
+        return None
+    return first_of_month(str(first.date())), first_of_month(str(last.date()))
+
+
+def monthly_partitions_end(environ: Mapping[str, str]) -> str | None:
+    """The (exclusive) `end_date` of the monthly partitions: the first day of the month after the
+    daily partitions' last day, so that the month of the source's last day is a partition (partial,
+    as the source is); None (up to the last complete month) when the daily partitions run to yesterday."""
+    end = partitions_end(environ)
+    if end is None:
+        return None
+    last_day = pd.Timestamp(end) - pd.Timedelta(days=1)
+    return str((last_day.to_period("M") + 1).start_time.date())
+
+
+monthly_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=first_of_month(os.environ.get("PERSISTENCE_PARTITIONS_START", EMBEDDED_DATA_START)),
+    end_date=monthly_partitions_end(os.environ),
+    timezone="UTC",
+)
 single_run_backfill = dg.BackfillPolicy.single_run()
 
 
@@ -52,12 +84,6 @@ class RunRange:
 
     start: pd.Timestamp
     end: pd.Timestamp
-
-    @classmethod
-    def from_keys(cls, first_key: str, last_key: str) -> RunRange:
-        """The range of the daily partitions first_key..last_key (both included)."""
-        start = pd.Timestamp(first_key, tz="UTC")
-        return cls(start, pd.Timestamp(last_key, tz="UTC") + pd.Timedelta(days=1))
 
     @property
     def first_day(self) -> dt.date:
@@ -82,15 +108,26 @@ class RunScope:
 
 
 def run_range(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunRange:
-    """The range of the partitions the step runs for (a range run, one partition, or an asset
-    invoked directly with `build_asset_context(partition_key_range=...)`)."""
+    """The days of the partitions the step runs for (a range run, one partition, or an asset invoked
+    directly with `build_asset_context(partition_key_range=...)`): from the first partition's first
+    day to the last partition's last day, for daily and monthly partitions alike."""
     keys = context.partition_key_range
-    if keys.start > keys.end:  # daily keys are ISO dates: text order is date order
+    if keys.start > keys.end:  # the keys are ISO dates: text order is date order
         raise ReversedRangeError(
             f"the partition range {keys.start}...{keys.end} is reversed: the first date comes first "
             f"(--partition-range {keys.end}...{keys.start})"
         )
-    return RunRange.from_keys(keys.start, keys.end)
+    op_context = (
+        context.op_execution_context if isinstance(context, dg.AssetCheckExecutionContext) else context
+    )
+    partitions = op_context.assets_def.partitions_def
+    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+        raise TypeError(f"the step is not on daily or monthly partitions: {partitions}")
+    first, last = (
+        partitions.time_window_for_partition_key(keys.start),
+        partitions.time_window_for_partition_key(keys.end),
+    )
+    return RunRange(pd.Timestamp(first.start).tz_convert("UTC"), pd.Timestamp(last.end).tz_convert("UTC"))
 
 
 def run_scope(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, model_kind: str) -> RunScope:

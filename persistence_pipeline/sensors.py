@@ -1,5 +1,10 @@
-"""The `stale_runs` sensor: re-materializes stale runs (storage/staleness.py), oldest first, one run
-at a time, so that runs first made out of order end with the tables of running them in order."""
+"""The stale-runs sensors: re-materialize stale runs (storage/staleness.py), oldest first, one run at a
+time, so that runs first made out of order end with the tables of running them in order.
+
+Each code location has one. A stale run of whole months longer than a year is recomputed by the
+history location's (`stale_history_runs_sensor`, on months); every other by the daily location's
+(`stale_runs_sensor`), which would otherwise write Dagster's bookkeeping for every day of years. The
+oldest stale run goes first whichever location takes it: the other sensor waits for it and says so."""
 
 import hashlib
 
@@ -7,35 +12,66 @@ import dagster as dg
 import pandas as pd
 
 from persistence_pipeline.assets.stage import IN_PROGRESS
+from persistence_pipeline.partitions import whole_months
 from persistence_pipeline.resources import ModelSettings, Warehouse
 from persistence_pipeline.storage.staleness import stale_runs
 
+HISTORY_MIN_DAYS = 366  # a stale run of whole months longer than this is the history location's
 
-@dg.sensor(
-    minimum_interval_seconds=300,
-    target=dg.AssetSelection.all(),
-    description="When no run is in progress, requests ONE run over the range of the oldest stale run of "
-    "the configured model kind: a run that read runs which have changed or were stored after it (an "
-    "older range materialized later, or re-materialized with another result). Its recomputation can "
-    "make later runs stale in turn; the next evaluations take them, oldest first.",
-)
-def stale_runs_sensor(
-    context: dg.SensorEvaluationContext, warehouse: Warehouse, model_settings: ModelSettings
-) -> dg.RunRequest | dg.SkipReason:
-    busy = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS), limit=1)
-    if busy:
-        return dg.SkipReason(f"run {busy[0].run_id} is in progress: stale runs are judged once it is done")
-    stale = stale_runs(warehouse.database(), model_settings.kind)
-    if stale.empty:
-        return dg.SkipReason(f"no stale {model_settings.kind} run: every run read the runs stored now")
-    oldest = stale.iloc[0]
-    first, last = oldest["range_start"], oldest["range_end"]
-    context.log.info(f"{oldest['run_key']} is stale ({oldest['changed']}); {len(stale)} stale in all")
-    return dg.RunRequest(
-        # once per state of its inputs: a recomputation that fails is not requested again and again
-        run_key=f"stale-{oldest['run_key']}-{hashlib.sha256(oldest['changed'].encode()).hexdigest()[:16]}",
-        tags={
-            "dagster/asset_partition_range_start": str(pd.Timestamp(first).date()),
-            "dagster/asset_partition_range_end": str(pd.Timestamp(last).date()),
-        },
+
+def recomputed_on_months(first: pd.Timestamp, last: pd.Timestamp) -> bool:
+    """Whether a run over [first, last] (days) is recomputed by the history code location."""
+    return whole_months(first, last) is not None and (last - first).days + 1 > HISTORY_MIN_DAYS
+
+
+def _stale_runs_sensor(name: str, on_months: bool) -> dg.SensorDefinition:
+    there = "daily" if on_months else "history"
+    other = "stale_runs_sensor" if on_months else "stale_history_runs_sensor"
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=300,
+        target=dg.AssetSelection.all(),
+        description="When no run is in progress, requests ONE run over the range of the oldest stale run "
+        "of the configured model kind: a run that read runs which have changed or were stored after it (an "
+        "older range materialized later, or re-materialized with another result). Its recomputation can "
+        "make later runs stale in turn; the next evaluations take them, oldest first. Takes the stale runs "
+        + (
+            f"of whole months longer than {HISTORY_MIN_DAYS} days"
+            if on_months
+            else f"but those of whole months longer than {HISTORY_MIN_DAYS} days (the history location's)"
+        )
+        + ".",
     )
+    def stale_runs_sensor(
+        context: dg.SensorEvaluationContext, warehouse: Warehouse, model_settings: ModelSettings
+    ) -> dg.RunRequest | dg.SkipReason:
+        busy = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS), limit=1)
+        if busy:
+            return dg.SkipReason(
+                f"run {busy[0].run_id} is in progress: stale runs are judged once it is done"
+            )
+        stale = stale_runs(warehouse.database(), model_settings.kind)
+        if stale.empty:
+            return dg.SkipReason(f"no stale {model_settings.kind} run: every run read the runs stored now")
+        oldest = stale.iloc[0]
+        first, last = pd.Timestamp(oldest["range_start"]), pd.Timestamp(oldest["range_end"])
+        if recomputed_on_months(first, last) != on_months:
+            return dg.SkipReason(
+                f"the oldest stale run, {oldest['run_key']}, is recomputed by the {there} code location's "
+                f"sensor ({other}); the later stale runs wait for it"
+            )
+        context.log.info(f"{oldest['run_key']} is stale ({oldest['changed']}); {len(stale)} stale in all")
+        keys = whole_months(first, last) if on_months else None
+        start, end = keys or (str(first.date()), str(last.date()))
+        return dg.RunRequest(
+            # once per state of its inputs: a recomputation that fails is not requested again and again
+            run_key=f"stale-{oldest['run_key']}-{hashlib.sha256(oldest['changed'].encode()).hexdigest()[:16]}",
+            tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+        )
+
+    return stale_runs_sensor
+
+
+stale_runs_sensor = _stale_runs_sensor("stale_runs_sensor", on_months=False)
+stale_history_runs_sensor = _stale_runs_sensor("stale_history_runs_sensor", on_months=True)

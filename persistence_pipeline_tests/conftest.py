@@ -16,6 +16,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
+from persistence_pipeline.history import HISTORY_ASSETS, HISTORY_CHECKS
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, TradeSource, resources_under
 
 # Two pytest-xdist workers share the two cores: scikit-learn's OpenMP threads (gradient-boosted trees)
@@ -25,18 +26,23 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 threadpool_limits(1)
 
 
-# The modules that take longest (seconds on two workers), started first: `--dist loadscope` hands a
-# worker one module at a time in collection order, so a long module collected last left the other
-# worker idle for a minute at the end of the suite.
+# The modules that take longest (seconds on two workers, measured with --durations=0), started
+# first: `--dist loadscope` hands a worker one module at a time in collection order, so a long module
+# collected last left the other worker idle for a minute at the end of the suite.
 LONGEST_FIRST = [
     "test_crashes",
-    "test_planted_signal",
-    "test_process_safety",
-    "test_browser",
-    "test_run_order",
     "test_whole_or_absent",
-    "test_trust",
     "test_pipeline",
+    "test_process_safety",
+    "test_dashboard_schedule_report",
+    "test_browser",
+    "test_planted_signal",
+    "test_run_order",
+    "test_bad_input",
+    "test_history",
+    "test_trust",
+    "test_assets",
+    "test_dashboard_panels",
 ]
 
 
@@ -75,12 +81,18 @@ class Project:
         raise_on_error: bool = True,
         without: tuple[str, ...] = (),
         instance: dg.DagsterInstance | None = None,
+        monthly: bool = False,
     ) -> dg.ExecuteInProcessResult:
-        """Every asset and check of the code location over [start, end] (but the assets named in
-        `without`), as one range run."""
+        """Every asset and check of the code location over [start, end] (but the stages named in
+        `without`), as one range run; with `monthly`, of the history code location (start and end
+        are then months' first days)."""
+        definitions, prefix = (
+            ([*HISTORY_ASSETS, *HISTORY_CHECKS], ["history"]) if monthly else ([*ASSETS, *ASSET_CHECKS], [])
+        )
+        skipped = dg.AssetSelection.assets(*(dg.AssetKey([*prefix, name]) for name in without))
         return dg.materialize(
-            [*ASSETS, *ASSET_CHECKS],
-            selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*without) if without else None,
+            definitions,
+            selection=dg.AssetSelection.all() - skipped if without else None,
             resources=self.resources(),
             instance=instance,
             tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},

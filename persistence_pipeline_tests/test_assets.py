@@ -12,7 +12,6 @@ from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.persistence_dashboard import persistence_dashboard
 from persistence_pipeline.assets.profit_model import profit_model
 from persistence_pipeline.assets.trades import trades
-from persistence_pipeline.checks import checkpoints_are_intact
 from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
 from persistence_pipeline.partitions import daily_partitions
 from persistence_pipeline.resources import ModelSettings, TradeSource
@@ -150,7 +149,9 @@ def test_a_deleted_or_altered_checkpoint_of_any_run_is_reported_by_a_check(
     db.query("UPDATE checkpoints SET sha256 = 'altered' WHERE run_key = ?", [Q2_KEY])
     result = dg.materialize(
         [*ASSETS, *ASSET_CHECKS],
-        selection=dg.AssetSelection.checks(checkpoints_are_intact),
+        selection=dg.AssetSelection.checks(
+            dg.AssetCheckKey(dg.AssetKey("profit_model"), "checkpoints_are_intact")
+        ),
         resources=project.resources(),
         tags={"dagster/asset_partition_range_start": Q2[0], "dagster/asset_partition_range_end": Q2[1]},
     )

@@ -44,9 +44,15 @@ TABLES = [
 
 
 def cli(
-    folder: Path, first: str, last: str, extra_env: dict[str, str] | None = None, **popen
+    folder: Path,
+    first: str,
+    last: str,
+    extra_env: dict[str, str] | None = None,
+    module: str = "persistence_pipeline.definitions",
+    **popen,
 ) -> subprocess.Popen:
-    """`dagster asset materialize --select '*' --partition-range first...last` with everything under folder.
+    """`dagster asset materialize -m module --select '*' --partition-range first...last` with everything
+    under folder.
     The Dagster instance is created first: two processes creating the same new SQLite instance at once
     race in Dagster's own schema migration (a one-time set-up, not the warehouse)."""
     home = dagster_home(folder)
@@ -67,7 +73,7 @@ def cli(
         "asset",
         "materialize",
         "-m",
-        "persistence_pipeline.definitions",
+        module,
         "--select",
         "*",
         "--partition-range",

@@ -7,7 +7,7 @@ import dagster as dg
 
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import finite_or_none, markdown_table, run_result
-from persistence_pipeline.assets.stage import STAGE, finish, run_database
+from persistence_pipeline.assets.stage import STAGE, finish, run_database, stage_keys
 from persistence_pipeline.core.stability import (
     effective_runs,
     mean_jaccard_overlap,
@@ -74,6 +74,11 @@ def feature_stability(
             "most_stable": markdown_table(per_feature, 15, "features"),
             "dagster/row_count": len(per_feature),
         },
-        asset_key="feature_stability",
+        asset_key=stage_keys(context)["feature_stability"],
     )
-    yield run_result(context, scope.run_key, {**figures, "note": summary.note}, asset_key="stability_summary")
+    yield run_result(
+        context,
+        scope.run_key,
+        {**figures, "note": summary.note},
+        asset_key=stage_keys(context)["stability_summary"],
+    )

@@ -36,7 +36,7 @@ def run_result(
     context: dg.AssetExecutionContext,
     run_key: str,
     metadata: Mapping[str, Any],
-    asset_key: str | None = None,
+    asset_key: dg.AssetKey | None = None,
 ) -> dg.MaterializeResult:
     """The step's result with its metadata written ONCE per run: a range run records one
     materialization event per daily partition, each with the result's metadata, so the full metadata

@@ -84,13 +84,24 @@ def _cannot_publish(context: Context, staged_by: str) -> bool:
     return not children
 
 
+def stage_name(key: dg.AssetKey) -> str:
+    """The stage an asset key stands for: its last part (`history/trades` is the stage `trades` of
+    the history code location)."""
+    return key.path[-1]
+
+
+def stage_keys(context: dg.AssetExecutionContext) -> dict[str, dg.AssetKey]:
+    """The asset keys of the step by stage name (a multi-asset yields one result per key)."""
+    return {stage_name(key): key for key in context.selected_asset_keys}
+
+
 def finish(context: dg.AssetExecutionContext, db: Database, run_key: str) -> bool:
     """Mark this step's stages of `run_key` done; publish the run when every stage selected for it
     is. Returns whether the run is published."""
-    done = [key.to_user_string() for key in context.selected_asset_keys]
+    done = [stage_name(key) for key in context.selected_asset_keys]
     if dagster_run(context) is None:
         return finish_stage(db, done, done, run_key)
-    selected = [key.to_user_string() for key in context.job_def.asset_layer.selected_asset_keys]
+    selected = [stage_name(key) for key in context.job_def.asset_layer.selected_asset_keys]
     published = finish_stage(db, done, selected, run_key)
     if published and db.staged_by is not None:
         run_lock.release(db.path, db.staged_by)
