@@ -18,20 +18,25 @@ from persistence_pipeline_tests.test_whole_or_absent import Q1_KEY, Q2_KEY, fing
 
 pytestmark = pytest.mark.e2e
 
+HISTORY, Q2_MONTHS = "persistence_pipeline.history", ("2021-04-01", "2021-06-01")  # Q2's days, as months
+
 
 def test_a_run_killed_at_a_stage_or_inside_its_publishing_commit_leaves_no_trace(
     embedded_runs: EmbeddedRuns, tmp_path
 ):
     """SIGKILL of the CLI process (`dagster asset materialize`) after a stage has staged its rows,
-    and inside the transaction that publishes the run; then the same range runs whole."""
+    and inside the transaction that publishes the run; then the same range runs whole. The killed
+    runs are the second quarter's three months in the history code location: the run of the same
+    days, staged and published by the same code, with a thirtieth of the daily partitions' Dagster
+    bookkeeping before each kill."""
     project = copy_of(embedded_runs.one, tmp_path)
     before = fingerprint(project)
     for point in ["staged:profit_model:kill", "publish:kill"]:
-        victim = cli(tmp_path, *Q2, extra_env={FAILPOINT_VARIABLE: point})
+        victim = cli(tmp_path, *Q2_MONTHS, extra_env={FAILPOINT_VARIABLE: point}, module=HISTORY)
         victim.communicate(timeout=900)
         assert victim.returncode == -signal.SIGKILL, point
         assert fingerprint(project) == before, point  # the file opens; the killed transaction is gone
-    cut = cli(tmp_path, *Q2, extra_env={FAILPOINT_VARIABLE: "published:kill"})
+    cut = cli(tmp_path, *Q2_MONTHS, extra_env={FAILPOINT_VARIABLE: "published:kill"}, module=HISTORY)
     cut.communicate(timeout=900)
     assert cut.returncode == -signal.SIGKILL
     index = project.table("checkpoints").set_index("run_key").loc[Q2_KEY]

@@ -107,9 +107,9 @@ def wide(tmp_path_factory):
     project = Project(
         root, TradeSource(kind="trade_log_dir", path=str(root / "log")), ModelSettings(bootstrap_rounds=5)
     )
-    results = [
-        project.materialize("2022-01-01", "2022-03-31"),
-        project.materialize("2022-04-01", "2022-06-30"),
+    results = [  # two quarters, as months of the history code location (test_history.py)
+        project.materialize("2022-01-01", "2022-03-01", monthly=True),
+        project.materialize("2022-04-01", "2022-06-01", monthly=True),
     ]
     return project, names, results
 
@@ -143,7 +143,7 @@ def test_three_hundred_oddly_named_features_round_trip(wide):
 def test_views_show_the_top_n_and_say_how_many_are_hidden(wide):
     _, _, results = wide
     events = {
-        e.asset_key.to_user_string(): e.materialization.metadata
+        e.asset_key.path[-1]: e.materialization.metadata  # the stage (history/ is the prefix)
         for e in results[1].get_asset_materialization_events()
     }
     assert "285 more features not shown." in events["persistence_dashboard"]["summary (markdown)"].value
@@ -171,7 +171,7 @@ def test_what_changed_is_stored_and_the_top_flip_check_runs(wide):
     assert evaluation.passed is (not flipped or "within the bootstrap spread" in str(evaluation.description))
     assert flipped is not str(evaluation.description).startswith("top 3 unchanged")
     metadata = {
-        e.asset_key.to_user_string(): e.materialization.metadata
+        e.asset_key.path[-1]: e.materialization.metadata  # the stage (history/ is the prefix)
         for e in results[1].get_asset_materialization_events()
     }
     assert metadata["feature_importance"]["what_changed"].value.startswith(
