@@ -1,4 +1,5 @@
-"""`python -m persistence_pipeline report`: what the warehouse knows, without training anything."""
+"""`python -m persistence_pipeline report`: what the warehouse knows, without training anything;
+`python -m persistence_pipeline export`: every contract table as Parquet or CSV files."""
 
 import argparse
 import os
@@ -7,9 +8,11 @@ from pathlib import Path
 
 from persistence_pipeline.core.dashboard import segment_names, unknown_segment
 from persistence_pipeline.core.report import render_report
+from persistence_pipeline.storage.export import FORMATS, MANIFEST, ExportFailed, export_tables
 from persistence_pipeline.storage.report import REPORT_LOCK_WAIT_SECONDS, WarehouseUnreadable, latest_run
 
-# exit statuses: 1 the warehouse cannot be read, 2 a bad argument (argparse's own status for its errors)
+# exit statuses: 1 the warehouse cannot be read (or an export cannot be written), 2 a bad argument
+# (argparse's own status for its errors)
 UNREADABLE, BAD_ARGUMENT = 1, 2
 
 
@@ -48,17 +51,44 @@ def report(
     return 0
 
 
+def export(warehouse: Path, out: Path, fmt: str, wait_seconds: float) -> int:
+    try:
+        written = export_tables(warehouse, out, fmt, wait_seconds)
+    except (WarehouseUnreadable, ExportFailed) as problem:
+        print(problem, file=sys.stderr)
+        return UNREADABLE
+    for item in written:
+        print(f"{item.table}: {item.rows} rows -> {item.path}")
+    print(f"{len(written)} tables of {warehouse} exported as {fmt}; columns and types in {out / MANIFEST}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m persistence_pipeline")
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser(
         "report", help="print the latest run, its stability summary and the top alpha features"
     )
-    show.add_argument(
-        "--warehouse",
-        type=Path,
-        default=Path(os.environ.get("PERSISTENCE_WAREHOUSE", "data/warehouse.duckdb")),
-        help="the DuckDB file (default: $PERSISTENCE_WAREHOUSE or data/warehouse.duckdb)",
+    write = commands.add_parser("export", help="write every contract table to Parquet or CSV files")
+    for command in (show, write):
+        command.add_argument(
+            "--warehouse",
+            type=Path,
+            default=Path(os.environ.get("PERSISTENCE_WAREHOUSE", "data/warehouse.duckdb")),
+            help="the DuckDB file (default: $PERSISTENCE_WAREHOUSE or data/warehouse.duckdb)",
+        )
+        command.add_argument(
+            "--wait",
+            type=float,
+            default=REPORT_LOCK_WAIT_SECONDS,
+            metavar="SECONDS",
+            help=f"how long to wait for a run writing the warehouse (default {REPORT_LOCK_WAIT_SECONDS:g})",
+        )
+    write.add_argument(
+        "--format", choices=FORMATS, default="parquet", help="the file format (default parquet)"
+    )
+    write.add_argument(
+        "--out", type=Path, required=True, help="the folder to write <table>.<format> files into"
     )
     show.add_argument("--markdown", action="store_true", help="print markdown instead of plain text")
     show.add_argument(
@@ -70,14 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also show the latest run's top features within one strategy or side, by their rank "
         "there (e.g. strategy=mean_reversion, side=short; the report names the run's segments)",
     )
-    show.add_argument(
-        "--wait",
-        type=float,
-        default=REPORT_LOCK_WAIT_SECONDS,
-        metavar="SECONDS",
-        help=f"how long to wait for a run writing the warehouse (default {REPORT_LOCK_WAIT_SECONDS:g})",
-    )
     args = parser.parse_args(argv)
+    if args.command == "export":
+        return export(args.warehouse, args.out, args.format, args.wait)
     return report(args.warehouse, args.markdown, args.top, args.segment, args.wait)
 
 

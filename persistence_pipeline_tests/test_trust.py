@@ -13,6 +13,7 @@ from persistence_pipeline.core.correlation import correlated_groups, spearman_ma
 from persistence_pipeline.core.importance import ImportanceParams, bootstrap_spread
 from persistence_pipeline.core.model import fit_prior_ridge
 from persistence_pipeline.resources import ModelSettings, TradeSource
+from persistence_pipeline.storage.export import export_tables, read_export
 from persistence_pipeline_tests.conftest import Project, check_evaluation
 
 pytestmark = pytest.mark.e2e
@@ -231,3 +232,15 @@ def test_too_little_data_fails_with_the_counts(tmp_path):
     ):
         project.materialize("2022-01-01", "2022-01-14")
     assert not project.warehouse_path.exists()  # refused before anything was stored
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_oddly_named_features_survive_an_export(wide, tmp_path, fmt):
+    """Quotes, spaces, dots and case in feature names: the exported trades load back with every
+    column named and valued as stored."""
+    project, names, _ = wide
+    export_tables(project.warehouse_path, tmp_path, fmt, wait_seconds=5)
+    loaded = read_export(tmp_path)["trades"]
+    stored = project.table("trades", order_by="trade_id")
+    assert [c for c in loaded.columns if c in names] == names
+    pd.testing.assert_frame_equal(loaded, stored)

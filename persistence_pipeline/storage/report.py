@@ -3,6 +3,8 @@ alpha table and its importances within each segment (strategy, side), from a rea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import duckdb
 import pandas as pd
 
 from persistence_pipeline.storage.database import Database
-from persistence_pipeline.storage.staleness import stale_runs
+from persistence_pipeline.storage.staleness import stale_runs_read
 
 # a report waits this long for a writing run to release the file, then says so
 REPORT_LOCK_WAIT_SECONDS = 30.0
@@ -37,6 +39,15 @@ class LatestRun:
 def latest_run(path: Path, wait_seconds: float = REPORT_LOCK_WAIT_SECONDS) -> LatestRun:
     """The newest run of the warehouse at `path`, or WarehouseUnreadable naming the path and the problem.
     While a run publishes, the file is locked: the report waits up to `wait_seconds` for it."""
+    with reading(path, wait_seconds, "report") as con:
+        return _read_latest(con, path)
+
+
+@contextmanager
+def reading(path: Path, wait_seconds: float, command: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to the warehouse at `path` (one consistent snapshot of every table), or
+    WarehouseUnreadable naming the path and the problem. While a run publishes, the file is locked:
+    this waits up to `wait_seconds` for it, then says to run `command` again."""
     if not path.exists():
         raise WarehouseUnreadable(f"no warehouse at {path}: materialize a range first (see README)")
     if path.is_dir():
@@ -44,61 +55,56 @@ def latest_run(path: Path, wait_seconds: float = REPORT_LOCK_WAIT_SECONDS) -> La
     if path.stat().st_size == 0:
         raise WarehouseUnreadable(f"{path} is an empty file, not a DuckDB warehouse")
     try:
-        return _read_latest(Database(str(path), wait_seconds))
+        with Database(str(path), wait_seconds).connect(read_only=True) as con:
+            yield con
     except duckdb.Error as exc:
         if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
             raise WarehouseUnreadable(
                 f"{path} is locked by another process writing it (a run publishing); waited {wait_seconds:g}"
-                " s: report again when it is done, or wait longer with --wait SECONDS"
+                f" s: {command} again when it is done, or wait longer with --wait SECONDS"
             ) from exc
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WarehouseUnreadable(f"{path} cannot be read as a DuckDB warehouse: {first_line}") from exc
 
 
-def _read_latest(db: Database) -> LatestRun:
-    with db.connect(read_only=True) as con:
-        tables = {
-            row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        }
-        if not {"run_metrics", "stability_summary", "feature_alpha"} <= tables:
-            raise WarehouseUnreadable(f"{db.path} holds no run yet: materialize a range first (see README)")
-        runs = con.execute("SELECT * FROM run_metrics ORDER BY range_end, range_start, run_key").df()
-        if runs.empty:
-            raise WarehouseUnreadable(f"the warehouse {db.path} holds no run yet: materialize a range first")
-        latest = runs.iloc[-1]
-        summary = con.execute(
-            "SELECT * FROM stability_summary WHERE as_of_run_key = ?", [latest["run_key"]]
+def _read_latest(con: duckdb.DuckDBPyConnection, path: Path) -> LatestRun:
+    tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if not {"run_metrics", "stability_summary", "feature_alpha"} <= tables:
+        raise WarehouseUnreadable(f"{path} holds no run yet: materialize a range first (see README)")
+    runs = con.execute("SELECT * FROM run_metrics ORDER BY range_end, range_start, run_key").df()
+    if runs.empty:
+        raise WarehouseUnreadable(f"the warehouse {path} holds no run yet: materialize a range first")
+    latest = runs.iloc[-1]
+    summary = con.execute("SELECT * FROM stability_summary WHERE as_of_run_key = ?", [latest["run_key"]]).df()
+    alpha = con.execute(
+        "SELECT * FROM feature_alpha WHERE as_of_run_key = ? ORDER BY alpha_score DESC NULLS LAST, feature",
+        [latest["run_key"]],
+    ).df()
+    quarantined = con.execute(
+        "SELECT run_key, feature, ic, reason FROM excluded_features WHERE run_key = ?"
+        " ORDER BY abs(ic) DESC, feature",
+        [latest["run_key"]],
+    ).df()
+    interactions = (
+        con.execute(
+            "SELECT * FROM feature_interactions WHERE run_key = ? ORDER BY rank", [latest["run_key"]]
         ).df()
-        alpha = con.execute(
-            "SELECT * FROM feature_alpha WHERE as_of_run_key = ?"
-            " ORDER BY alpha_score DESC NULLS LAST, feature",
+        if "feature_interactions" in tables  # a warehouse written before the table existed
+        else pd.DataFrame(columns=["feature_a", "feature_b", "interaction_mean_abs", "rank"])
+    )
+    segments = (
+        con.execute(
+            "SELECT * FROM feature_segments WHERE run_key = ? ORDER BY segment, rank NULLS LAST, feature",
             [latest["run_key"]],
         ).df()
-        quarantined = con.execute(
-            "SELECT run_key, feature, ic, reason FROM excluded_features WHERE run_key = ?"
-            " ORDER BY abs(ic) DESC, feature",
-            [latest["run_key"]],
-        ).df()
-        interactions = (
-            con.execute(
-                "SELECT * FROM feature_interactions WHERE run_key = ? ORDER BY rank", [latest["run_key"]]
-            ).df()
-            if "feature_interactions" in tables  # a warehouse written before the table existed
-            else pd.DataFrame(columns=["feature_a", "feature_b", "interaction_mean_abs", "rank"])
+        if "feature_segments" in tables  # a warehouse written before the table existed
+        else pd.DataFrame(
+            {c: pd.Series(dtype="object") for c in ["run_key", "segment", "feature"]}
+            | {c: pd.Series(dtype="float64") for c in ["n_trades", "ic", "shap_mean_abs", "rank"]}
         )
-        segments = (
-            con.execute(
-                "SELECT * FROM feature_segments WHERE run_key = ? ORDER BY segment, rank NULLS LAST, feature",
-                [latest["run_key"]],
-            ).df()
-            if "feature_segments" in tables  # a warehouse written before the table existed
-            else pd.DataFrame(
-                {c: pd.Series(dtype="object") for c in ["run_key", "segment", "feature"]}
-                | {c: pd.Series(dtype="float64") for c in ["n_trades", "ic", "shap_mean_abs", "rank"]}
-            )
-        )
+    )
     return LatestRun(
-        stale=stale_runs(db, str(latest["model_kind"])),
+        stale=stale_runs_read(con, str(latest["model_kind"])),
         segments=segments,
         quarantined=quarantined,
         interactions=interactions,

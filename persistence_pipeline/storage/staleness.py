@@ -84,22 +84,25 @@ def stale_runs(db: Database, model_kind: str) -> pd.DataFrame:
     if not Path(db.path).is_file():
         return pd.DataFrame(columns=["run_key", "range_start", "range_end", "changed"])
     with db.connect(read_only=True) as con:
-        tables = {
-            row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        }
-        if not {"run_inputs", "checkpoints", "trade_loads", "run_metrics"} <= tables:
-            return pd.DataFrame(columns=["run_key", "range_start", "range_end", "changed"])
-        versions = _versions(con)
-        inputs, metrics = public(con, "run_inputs"), public(con, "run_metrics")
-        recorded = con.execute(
-            f"SELECT i.* FROM {inputs} i JOIN {metrics} m USING (run_key) WHERE m.model_kind = ?",
-            [model_kind],
-        ).df()
-        judged = con.execute(
-            f"SELECT run_key, range_start, range_end FROM {metrics}"
-            " WHERE model_kind = ? AND inputs_digest IS NOT NULL ORDER BY range_end, range_start, run_key",
-            [model_kind],
-        ).df()
+        return stale_runs_read(con, model_kind)
+
+
+def stale_runs_read(con: duckdb.DuckDBPyConnection, model_kind: str) -> pd.DataFrame:
+    """`stale_runs` through an open connection (a reader's snapshot)."""
+    tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if not {"run_inputs", "checkpoints", "trade_loads", "run_metrics"} <= tables:
+        return pd.DataFrame(columns=["run_key", "range_start", "range_end", "changed"])
+    versions = _versions(con)
+    inputs, metrics = public(con, "run_inputs"), public(con, "run_metrics")
+    recorded = con.execute(
+        f"SELECT i.* FROM {inputs} i JOIN {metrics} m USING (run_key) WHERE m.model_kind = ?",
+        [model_kind],
+    ).df()
+    judged = con.execute(
+        f"SELECT run_key, range_start, range_end FROM {metrics}"
+        " WHERE model_kind = ? AND inputs_digest IS NOT NULL ORDER BY range_end, range_start, run_key",
+        [model_kind],
+    ).df()
     current = _inputs(versions, judged["run_key"].tolist())
     changes = []
     for run_key in judged["run_key"]:
