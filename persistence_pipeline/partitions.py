@@ -1,10 +1,11 @@
-"""THE daily partitions definition and backfill policy shared by every asset, the monthly one of the
+"""The daily partitions definition and backfill policy shared by every asset, the monthly one of the
 `history` code location (history.py), and the run a partition range stands for.
 
-A partition key is a trade entry date (UTC). Every asset uses this one object and the single-run
-backfill policy, so a date range (a UI backfill or `--partition-range A...B`) is one Dagster run.
-The history code location runs the same assets on months (the key is the month's first day), for
-ranges of years: Dagster's bookkeeping grows with the partitions of a run, not with its days.
+A partition key is a trade entry date (UTC). Every asset of the main code location uses this one
+object and the single-run backfill policy, so a date range (a UI backfill or `--partition-range
+A...B`) is one Dagster run. The history code location runs the same assets on months (the key is the
+month's first day, the first and last month cut to the daily partitions' days), for ranges of years:
+Dagster's bookkeeping grows with the partitions of a run, not with its days.
 The partitions span the configured source: they start on the embedded data's first day (users whose
 trades start earlier set PERSISTENCE_PARTITIONS_START, YYYY-MM-DD) and, on the embedded data, end on
 its last day; on a trade log or bars of the user's they run to yesterday, because those grow every
@@ -45,14 +46,6 @@ daily_partitions = dg.DailyPartitionsDefinition(
 
 def first_of_month(day: str) -> str:
     return str(pd.Timestamp(day).to_period("M").start_time.date())
-
-
-def whole_months(first: pd.Timestamp, last: pd.Timestamp) -> tuple[str, str] | None:
-    """The monthly partition keys (first..last month) of the days [first, last] when they are whole
-    months, else None."""
-    if first.day != 1 or (last + pd.Timedelta(days=1)).day != 1:
-        return None
-    return first_of_month(str(first.date())), first_of_month(str(last.date()))
 
 
 def monthly_partitions_end(environ: Mapping[str, str]) -> str | None:
@@ -127,8 +120,38 @@ def run_range(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext)
         partitions.time_window_for_partition_key(keys.start),
         partitions.time_window_for_partition_key(keys.end),
     )
-    return RunRange(pd.Timestamp(first.start).tz_convert("UTC"), pd.Timestamp(last.end).tz_convert("UTC"))
+    return clipped(
+        RunRange(pd.Timestamp(first.start).tz_convert("UTC"), pd.Timestamp(last.end).tz_convert("UTC"))
+    )
+
+
+def clipped(window: RunRange) -> RunRange:
+    """The range within the daily partitions' days: the first and last month of the monthly
+    partitions are cut to the days the source has (a run of them is the run of those days)."""
+    start = max(window.start, pd.Timestamp(daily_partitions.start).tz_convert("UTC"))
+    end = (
+        window.end
+        if daily_partitions.end is None
+        else min(window.end, pd.Timestamp(daily_partitions.end).tz_convert("UTC"))
+    )
+    return RunRange(start, end)
 
 
 def run_scope(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, model_kind: str) -> RunScope:
     return RunScope(run_range(context), model_kind)
+
+
+def whole_months(first: pd.Timestamp, last: pd.Timestamp) -> tuple[str, str] | None:
+    """The monthly partition keys (first..last month) of the days [first, last] when a run of those
+    months is the run of these days (whole months, or cut where the daily partitions start or end:
+    `clipped`), else None."""
+    months = RunRange(
+        pd.Timestamp(first_of_month(str(first.date())), tz="UTC"),
+        pd.Timestamp(first_of_month(str(last.date())), tz="UTC") + pd.offsets.MonthBegin(1),
+    )
+    days = RunRange(
+        pd.Timestamp(first.date(), tz="UTC"), pd.Timestamp(last.date(), tz="UTC") + pd.Timedelta(days=1)
+    )
+    if clipped(months) != days:
+        return None
+    return str(months.start.date()), first_of_month(str(last.date()))

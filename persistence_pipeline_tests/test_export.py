@@ -9,8 +9,9 @@ import pytest
 
 from persistence_pipeline.__main__ import main
 from persistence_pipeline.storage.contract import FIXED_TABLES, quote_identifier
+from persistence_pipeline.storage.database import Database
 from persistence_pipeline.storage.export import MANIFEST, read_export
-from persistence_pipeline_tests.conftest import EmbeddedRuns
+from persistence_pipeline_tests.conftest import EmbeddedRuns, copy_of
 
 pytestmark = pytest.mark.storage
 
@@ -29,7 +30,12 @@ def warehouse_tables(path) -> dict[str, pd.DataFrame]:
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_an_export_loads_back_as_the_warehouse_holds_it(embedded_runs: EmbeddedRuns, tmp_path, capsys, fmt):
-    warehouse = embedded_runs.two.warehouse_path
+    """The two embedded runs, one with an empty text where the other has NULL (CSV keeps them apart)."""
+    warehouse = copy_of(embedded_runs.two, tmp_path / "project").warehouse_path
+    Database(str(warehouse)).query(
+        "UPDATE run_metrics SET curriculum_from_run_key = '' WHERE run_key = ?",
+        ["2021-01-04..2021-03-31/ridge"],
+    )
     out = tmp_path / "export"
     assert main(["export", "--warehouse", str(warehouse), "--out", str(out), "--format", fmt]) == 0
     expected = warehouse_tables(warehouse)
@@ -37,6 +43,8 @@ def test_an_export_loads_back_as_the_warehouse_holds_it(embedded_runs: EmbeddedR
     assert sorted(loaded) == sorted(FIXED_TABLES) and len(loaded) == 19
     for table, frame in expected.items():
         pd.testing.assert_frame_equal(loaded[table], frame, obj=table)
+    curriculum = loaded["run_metrics"]["curriculum_from_run_key"].tolist()
+    assert curriculum[0] == "" and pd.isna(curriculum[1])  # an empty text stays one, NULL stays missing
     manifest = json.loads((out / MANIFEST).read_text())
     assert {table: spec["rows"] for table, spec in manifest["tables"].items()} == {
         table: len(frame) for table, frame in expected.items()
@@ -50,12 +58,11 @@ def test_an_export_loads_back_as_the_warehouse_holds_it(embedded_runs: EmbeddedR
     assert printed[-1] == f"19 tables of {warehouse} exported as {fmt}; columns and types in {out / MANIFEST}"
 
 
-def test_the_same_warehouse_exports_the_same_bytes(embedded_runs: EmbeddedRuns, tmp_path):
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_the_same_warehouse_exports_the_same_bytes(embedded_runs: EmbeddedRuns, tmp_path, fmt):
     warehouse = str(embedded_runs.one.warehouse_path)
     for name in ("first", "second"):
-        assert (
-            main(["export", "--warehouse", warehouse, "--out", str(tmp_path / name), "--format", "csv"]) == 0
-        )
+        assert main(["export", "--warehouse", warehouse, "--out", str(tmp_path / name), "--format", fmt]) == 0
     first, second = sorted((tmp_path / "first").iterdir()), sorted((tmp_path / "second").iterdir())
     assert [p.name for p in first] == [p.name for p in second]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second, strict=True))

@@ -15,11 +15,14 @@ from persistence_pipeline.partitions import (
     monthly_partitions,
     monthly_partitions_end,
     partitions_end,
+    whole_months,
 )
-from persistence_pipeline.resources import ModelSettings, Warehouse
+from persistence_pipeline.resources import ModelSettings, TradeSource, Warehouse
 from persistence_pipeline.sensors import recomputed_on_months, stale_history_runs_sensor, stale_runs_sensor
+from persistence_pipeline.storage.contract import FIXED_TABLES
 from persistence_pipeline.storage.database import Database
-from persistence_pipeline_tests.conftest import Q1, EmbeddedRuns, copy_of, dagster_home
+from persistence_pipeline_tests.conftest import Q1, EmbeddedRuns, Project, copy_of, dagster_home
+from persistence_pipeline_tests.test_export import warehouse_tables
 from persistence_pipeline_tests.test_process_safety import cli, finish, tables
 
 pytestmark = pytest.mark.e2e
@@ -68,13 +71,23 @@ def test_a_range_of_months_through_the_cli_is_the_run_of_its_days(embedded_runs:
     assert history.keys() == daily.keys()
     for name in daily:
         pd.testing.assert_frame_equal(history[name], daily[name], obj=name)
+    history_all, daily_all = (
+        warehouse_tables(project.warehouse_path),
+        warehouse_tables(embedded_runs.two.warehouse_path),
+    )
+    for name in set(FIXED_TABLES) - set(
+        daily
+    ):  # the tables the helper leaves out: when each range was loaded
+        volatile = ["loaded_at"] if name == "trade_loads" else []
+        pd.testing.assert_frame_equal(
+            history_all[name].drop(columns=volatile), daily_all[name].drop(columns=volatile), obj=name
+        )
     png = "2021-04-01..2021-06-30_ridge.png"
     assert (tmp_path / "dashboard" / png).read_bytes() == (
         embedded_runs.two.root / "dashboard" / png
     ).read_bytes()
     with dg.DagsterInstance.from_config(str(dagster_home(tmp_path))) as instance:
         (run,) = instance.get_run_records()
-        assert run.dagster_run.tags["dagster/asset_partition_range_end"] == "2021-06-01"
         months = ["2021-04-01", "2021-05-01", "2021-06-01"]
         for check in HISTORY_CHECKS:
             (key,) = check.check_keys
@@ -114,3 +127,17 @@ def test_a_stale_run_of_years_of_months_is_recomputed_by_the_history_sensor(
     assert not recomputed_on_months(day("2021-04-01"), day("2021-06-30"))  # a quarter: the daily sensor's
     assert not recomputed_on_months(day("2021-04-02"), day("2022-06-30"))  # not whole months
     assert not recomputed_on_months(day("2021-04-01"), day("2022-06-29"))
+    # where the daily partitions start and end, a month is cut to their days (partitions.clipped)
+    assert whole_months(day("2013-01-02"), day("2014-03-31")) == ("2013-01-01", "2014-03-01")
+    assert whole_months(day("2022-07-01"), day("2023-09-21")) == ("2022-07-01", "2023-09-01")
+    assert whole_months(day("2022-07-01"), day("2023-09-20")) is None
+
+
+def test_the_first_and_last_months_are_cut_to_the_sources_days(tmp_path):
+    """The monthly partitions start on the month of the daily partitions' first day and end with the
+    month of their last: a run of those months is the run of the days the source has."""
+    project = Project(tmp_path, TradeSource(), ModelSettings())
+    assert project.invoke(HISTORY_ASSETS[0], "2023-07-01", "2023-09-01") is not None
+    assert project.table("trade_loads")[["range_start", "range_end"]].astype(str).values.tolist() == [
+        ["2023-07-01", "2023-09-21"]
+    ]

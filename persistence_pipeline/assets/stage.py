@@ -1,7 +1,7 @@
-"""What every stage asset shares: the one partitions definition, the single-run backfill policy (a
-date range is one run) and the warehouse concurrency pool (`STAGE`, spread into every decorator);
-the run's staged view of the warehouse; and `finish`, which publishes the run whole when its last
-selected stage is done (storage/publish.py)."""
+"""What every stage asset shares: the daily partitions definition (history.py gives the same assets
+monthly ones), the single-run backfill policy (a date range is one run) and the warehouse
+concurrency pool (`STAGE`, spread into every decorator); the run's staged view of the warehouse; and
+`finish`, which publishes the run whole when its last selected stage is done (storage/publish.py)."""
 
 import functools
 from collections.abc import Callable

@@ -3,8 +3,9 @@ or CSV) that loads elsewhere, from one consistent snapshot of the warehouse, wit
 tables' columns, types, keys and row counts (`contract.json`), and `read_export` to load them back.
 
 Rows are written in the order of each table's key, so the same warehouse gives the same files. The
-files of an export appear together: they are written into a temporary folder beside them and moved
-into place when every one is written, the manifest last; a failed export moves none."""
+files are written into a hidden folder in the output folder and moved into place only when every one
+is written, the manifest last: a failed export moves none, and the manifest names an export's files
+once they are all in place."""
 
 from __future__ import annotations
 
@@ -51,7 +52,12 @@ def export_tables(warehouse: Path, out: Path, fmt: str, wait_seconds: float) -> 
         except OSError as error:
             raise ExportFailed(f"cannot write into {out}: {error.strerror or error}") from error
         try:
-            present = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            present = {
+                row[0]
+                for row in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+                ).fetchall()
+            }
             for table, (_, key) in FIXED_TABLES.items():
                 if table not in present:  # a warehouse written before the table existed
                     continue
@@ -62,7 +68,7 @@ def export_tables(warehouse: Path, out: Path, fmt: str, wait_seconds: float) -> 
                         relation.write_parquet(str(staged))
                     else:
                         relation.write_csv(str(staged), header=True)
-                except duckdb.IOException as error:
+                except duckdb.Error as error:
                     raise ExportFailed(f"cannot write {out / staged.name}: {error}") from error
                 rows = _row_count(con, table)
                 manifest[table] = {
@@ -76,11 +82,11 @@ def export_tables(warehouse: Path, out: Path, fmt: str, wait_seconds: float) -> 
                 (folder / MANIFEST).write_text(
                     json.dumps({"format": fmt, "tables": manifest}, indent=2) + "\n"
                 )
+                for item in written:
+                    os.replace(folder / item.path.name, item.path)
+                os.replace(folder / MANIFEST, out / MANIFEST)
             except OSError as error:
-                raise ExportFailed(f"cannot write {out / MANIFEST}: {error.strerror or error}") from error
-            for item in written:
-                os.replace(folder / item.path.name, item.path)
-            os.replace(folder / MANIFEST, out / MANIFEST)
+                raise ExportFailed(f"cannot write into {out}: {error}") from error
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return written
@@ -104,7 +110,8 @@ def read_export(folder: Path) -> dict[str, pd.DataFrame]:
             if manifest["format"] == "parquet":
                 relation = con.read_parquet(path)
             else:
-                relation = con.read_csv(path, header=True, dtype=spec["columns"])
+                # an empty text is written quoted (""), a NULL as nothing: read them apart
+                relation = con.read_csv(path, header=True, dtype=spec["columns"], allow_quoted_nulls=False)
             tables[table] = relation.df()
         return tables
     finally:
