@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -27,20 +28,22 @@ threadpool_limits(1)
 
 
 # The modules that take longest (seconds on two workers, measured with --durations=0), started
-# first: `--dist loadscope` hands a worker one module at a time in collection order, so a long module
-# collected last left the other worker idle for a minute at the end of the suite.
+# first: `--dist loadscope --no-loadscope-reorder` hands the workers modules in this order (the first
+# four two by two: the first and third to one worker, the second and fourth to the other), so a long
+# module collected last cannot leave a worker idle at the end. Those that need the embedded runs
+# alternate with those that do not: one worker builds them while the other works.
 LONGEST_FIRST = [
-    "test_crashes",
-    "test_whole_or_absent",
+    "test_crashes",  # embedded runs
     "test_pipeline",
-    "test_process_safety",
-    "test_dashboard_schedule_report",
-    "test_browser",
+    "test_whole_or_absent",  # embedded runs
     "test_planted_signal",
+    "test_process_safety",
+    "test_browser",
+    "test_dashboard_schedule_report",
     "test_run_order",
-    "test_bad_input",
-    "test_history",
     "test_trust",
+    "test_history",
+    "test_bad_input",
     "test_assets",
     "test_dashboard_panels",
 ]
@@ -114,7 +117,28 @@ class Project:
             return con.execute(f"SELECT * FROM {name}" + (f" ORDER BY {order_by}" if order_by else "")).df()
 
 
-def check_evaluation(result: dg.ExecuteInProcessResult, check_name: str) -> dg.AssetCheckEvaluation:
+class RunEvents:
+    """The events of a finished range run, read as from its `ExecuteInProcessResult` (the embedded runs
+    are shared by the test workers through files, and a result object cannot be)."""
+
+    def __init__(self, events: list[dg.DagsterEvent]):
+        self.all_events = events
+        (self.run_id,) = {(e.logging_tags or {}).get("run_id") for e in events} - {None}
+
+    def get_asset_materialization_events(self) -> list[dg.DagsterEvent]:
+        return [e for e in self.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+
+    def get_asset_check_evaluations(self) -> list[dg.AssetCheckEvaluation]:
+        return [
+            e.asset_check_evaluation_data
+            for e in self.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
+
+
+def check_evaluation(
+    result: dg.ExecuteInProcessResult | RunEvents, check_name: str
+) -> dg.AssetCheckEvaluation:
     """A check's result in a range run as the UI shows it: on every partition of the range, with its
     metadata on the last one (returned here)."""
     evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == check_name]
@@ -150,11 +174,12 @@ def project(tmp_path: Path) -> Project:
 @dataclass(frozen=True)
 class EmbeddedRuns:
     """Two consecutive quarterly runs of the embedded data (Q1 cold, Q2 warm-started from Q1):
-    `one` is the project as it was after Q1, `two` after both. Tests that write work on a copy."""
+    `one` is the project as it was after Q1, `two` after both, `first_result` Q1's events. Tests that
+    write work on a copy."""
 
     one: Project
     two: Project
-    first_result: dg.ExecuteInProcessResult
+    first_result: RunEvents
 
 
 Q1, Q2 = ("2021-01-04", "2021-03-31"), ("2021-04-01", "2021-06-30")
@@ -162,12 +187,26 @@ Q1, Q2 = ("2021-01-04", "2021-03-31"), ("2021-04-01", "2021-06-30")
 
 @pytest.fixture(scope="session")
 def embedded_runs(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedRuns:
-    root = tmp_path_factory.mktemp("embedded_runs")
-    two = Project(root / "two", TradeSource(), ModelSettings())
-    first = two.materialize(*Q1)
-    shutil.copytree(two.root, root / "one")
-    two.materialize(*Q2)
-    return EmbeddedRuns(Project(root / "one", TradeSource(), ModelSettings()), two, first)
+    """Built once per test session: the first pytest-xdist worker to need them builds them in the
+    session's shared temporary folder while the other waits for it (17 s saved)."""
+    base = tmp_path_factory.getbasetemp()  # a worker's is popen-gwN in the session's own folder
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "embedded_runs"
+    root.mkdir(exist_ok=True)
+    events = root / "first_events.json"
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not events.exists():
+            two = Project(root / "two", TradeSource(), ModelSettings())
+            first = two.materialize(*Q1)
+            shutil.copytree(two.root, root / "one")
+            two.materialize(*Q2)
+            events.write_text(dg.serialize_value(list(first.all_events)))
+    first_events = dg.deserialize_value(events.read_text(), list)
+    return EmbeddedRuns(
+        Project(root / "one", TradeSource(), ModelSettings()),
+        Project(root / "two", TradeSource(), ModelSettings()),
+        RunEvents(first_events),
+    )
 
 
 def copy_of(project: Project, destination: Path) -> Project:

@@ -38,7 +38,7 @@ from persistence_pipeline.resources import DashboardStore, ModelSettings, Retrai
 from persistence_pipeline.schedules import nightly_retrain, retrain_window
 from persistence_pipeline.storage.database import Database
 from persistence_pipeline.storage.history import segments_of_runs
-from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project, copy_of
+from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project, RunEvents, copy_of
 
 pytestmark = pytest.mark.e2e
 
@@ -194,7 +194,7 @@ def test_heavy_metadata_is_written_once_per_run_on_its_last_partition(embedded_r
     assert max(len(dg.serialize_value(e.materialization)) for e in light) < 2_000  # the image: 0.4 MB
 
 
-def run_metadata(result: dg.ExecuteInProcessResult, asset: str) -> Mapping[str, dg.MetadataValue]:
+def run_metadata(result: dg.ExecuteInProcessResult | RunEvents, asset: str) -> Mapping[str, dg.MetadataValue]:
     """The metadata of `asset` in a range run: on the range's last partition's materialization."""
     *_, last = (e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset))
     return last.materialization.metadata

@@ -70,7 +70,7 @@ def export_tables(warehouse: Path, out: Path, fmt: str, wait_seconds: float) -> 
                         relation.write_csv(str(staged), header=True)
                 except duckdb.Error as error:
                     raise ExportFailed(f"cannot write {out / staged.name}: {error}") from error
-                rows = _row_count(con, table)
+                rows = int(relation.shape[0])
                 manifest[table] = {
                     "file": staged.name,
                     "key": list(key),
@@ -90,11 +90,6 @@ def export_tables(warehouse: Path, out: Path, fmt: str, wait_seconds: float) -> 
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return written
-
-
-def _row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    ((count,),) = con.execute(f"SELECT count(*) FROM {quote_identifier(table)}").fetchall()
-    return int(count)
 
 
 def read_export(folder: Path) -> dict[str, pd.DataFrame]:
