@@ -72,7 +72,7 @@ defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=ASSET_CHECKS,
     schedules=[schedules.nightly_retrain],
-    sensors=[sensors.stale_runs_sensor],
+    sensors=[sensors.stale_runs_sensor, sensors.new_trades_sensor],
     resources=RESOURCES,
     executor=dg.in_process_executor,
 )

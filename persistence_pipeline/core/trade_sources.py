@@ -143,3 +143,26 @@ def check_trainable(trades: pd.DataFrame, end: pd.Timestamp, min_trades: int, so
             f"{end - pd.Timedelta(days=1):%Y-%m-%d}; {needed} are needed (min_train_trades = {min_trades}, "
             f"5 per feature for {n_features} features): use a longer range",
         )
+
+
+def source_files_state(directory: Path) -> dict[str, str]:
+    """The version of each file the source reads in `directory` (name: modification time in ns and
+    size), for a sensor to tell added and changed files from those it has handled."""
+    return {
+        path.name: f"{path.stat().st_mtime_ns}:{path.stat().st_size}" for path in list_table_files(directory)
+    }
+
+
+VERSION_COLUMNS = ["trade_id", "entry_time", "exit_time", "side", "return"]
+
+
+def new_or_changed_trades(source: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """The trades of `source` that `stored` (the warehouse's trades: VERSION_COLUMNS) does not hold as
+    they are: new trade ids, and stored ones whose entry, exit, side or return differ."""
+    both = source[VERSION_COLUMNS].merge(
+        stored[VERSION_COLUMNS], on="trade_id", how="left", suffixes=("", "_stored")
+    )
+    same = np.ones(len(both), dtype=bool)
+    for column in VERSION_COLUMNS[1:]:
+        same &= (both[column] == both[f"{column}_stored"]).to_numpy()
+    return source[~same].reset_index(drop=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from pathlib import Path
 
 import pandas as pd
 
@@ -133,3 +134,19 @@ def source_trade_count(db: Database, first_day: dt.date, last_day: dt.date) -> i
         "SELECT n_source FROM trade_loads WHERE range_start = ? AND range_end = ?", [first_day, last_day]
     )
     return int(load["n_source"].iloc[0]) if len(load) else None
+
+
+def stored_trade_versions(db: Database) -> pd.DataFrame:
+    """trade_id, entry_time, exit_time, side and return of every stored trade (none without a
+    warehouse file)."""
+    if not Path(db.path).is_file():
+        return pd.DataFrame(
+            {
+                "trade_id": pd.Series(dtype=object),
+                "entry_time": pd.Series(dtype="datetime64[us, UTC]"),
+                "exit_time": pd.Series(dtype="datetime64[us, UTC]"),
+                "side": pd.Series(dtype="int8"),
+                "return": pd.Series(dtype="float64"),
+            }
+        )
+    return db.query('SELECT trade_id, entry_time, exit_time, side, "return" FROM trades', read_only=True)
