@@ -174,6 +174,10 @@ def slope(xs: list[int], ys: list[float]) -> tuple[float, float]:
     return b, my - b * mx
 
 
+def quotient(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or denominator is None else numerator / denominator
+
+
 def fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
@@ -193,21 +197,28 @@ def print_tables(results: Results, ranges: dict[int, tuple[str, str]], title: st
     if not results:
         return
     print(f"\n## {title}\n")
-    print("| days | partitions | project s | trivial s | ratio | project MB | trivial MB | events | CPU s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for days, (first, last) in ranges.items():
+    daily = [days for days in ranges if {("project", days), ("trivial", days)} & results.keys()]
+    if daily:
+        print(
+            "| days | partitions | project s | trivial s | ratio | project MB | trivial MB | events | CPU s |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for days in daily:
+        first, last = ranges[days]
         project_s, trivial_s = figure("project", days, "seconds"), figure("trivial", days, "seconds")
-        ratio = project_s / trivial_s if project_s is not None and trivial_s is not None else None
+        ratio = quotient(project_s, trivial_s)
         print(
             f"| {days} ({first}...{last}) | {days} | {fmt(project_s, '.1f')} | {fmt(trivial_s, '.1f')} "
             f"| {fmt(ratio, '.2f')} | {fmt(figure('project', days, 'megabytes'), '.1f')} "
             f"| {fmt(figure('trivial', days, 'megabytes'), '.1f')} | {pair(days, 'events', ',.0f')} "
             f"| {pair(days, 'cpu_seconds', '.1f')} |"
         )
-    print(
-        "\n(partitions: daily partitions of the range; MB: DAGSTER_HOME after the run; events: rows of the "
-        "run's event log; CPU s: user + system seconds of the CLI process; the last two project / trivial)\n"
-    )
+    if daily:
+        print(
+            "\n(partitions: daily partitions of the range; MB: DAGSTER_HOME after the run; events: rows of "
+            "the run's event log; CPU s: user + system seconds of the CLI process; the last two project / "
+            "trivial)\n"
+        )
     fitted = [
         loc
         for loc in locations
@@ -235,7 +246,7 @@ def print_tables(results: Results, ranges: dict[int, tuple[str, str]], title: st
     for days in history:
         first, last = month_range(*ranges[days])
         history_s, project_s = figure("history", days, "seconds"), figure("project", days, "seconds")
-        ratio = history_s / project_s if history_s is not None and project_s is not None else None
+        ratio = quotient(history_s, project_s)
         print(
             f"| {days} | {first}...{last} ({months(first, last)}) | {fmt(history_s, '.1f')} "
             f"| {fmt(ratio, '.2f')} | {fmt(figure('history', days, 'megabytes'), '.1f')} "
