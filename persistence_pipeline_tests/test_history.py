@@ -95,6 +95,11 @@ def test_a_range_of_months_through_the_cli_is_the_run_of_its_days(embedded_runs:
             assert sorted(str(e.partition) for e in evaluations) == months, key
             (status,) = {e.status.value for e in evaluations}  # the range's one result, decided on each month
             assert status in {"SUCCEEDED", "FAILED"}, key
+            for record in evaluations:  # each judged that month's materialization in this run
+                assert record.event is not None and record.event.dagster_event is not None
+                evaluation = record.event.dagster_event.asset_check_evaluation_data
+                target = evaluation.target_materialization_data
+                assert target is not None and target.run_id == run.dagster_run.run_id, key
         materialized = instance.get_materialized_partitions(dg.AssetKey(["history", "persistence_dashboard"]))
         assert materialized == set(months)
 
