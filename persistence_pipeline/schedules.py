@@ -14,9 +14,13 @@ def retrain_window(tick: dt.datetime, window_days: int, replay_date: str = "") -
     """[first, last] day of the window that ends the day before `tick`, or before `replay_date`
     (YYYY-MM-DD) when it is set; the first day is clipped to the partitions."""
     today = pd.Timestamp(replay_date, tz="UTC") if replay_date else pd.Timestamp(tick).tz_convert("UTC")
-    last = (today - pd.Timedelta(days=1)).date()
-    first = last - dt.timedelta(days=window_days - 1)
-    return max(first, daily_partitions.start.date()), last
+    return window_ending((today - pd.Timedelta(days=1)).date(), window_days)
+
+
+def window_ending(last: dt.date, window_days: int) -> tuple[dt.date, dt.date]:
+    """[first, last] day of the `window_days` days ending on `last`, the first clipped to the partitions
+    (the nightly schedule's window, and the new-trades sensor's)."""
+    return max(last - dt.timedelta(days=window_days - 1), daily_partitions.start.date()), last
 
 
 @dg.schedule(

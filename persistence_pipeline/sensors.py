@@ -21,15 +21,18 @@ from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.core.trade_sources import new_or_changed_trades, source_files_state
 from persistence_pipeline.partitions import daily_partitions, whole_months
 from persistence_pipeline.resources import ModelSettings, RetrainSettings, TradeSource, Warehouse
+from persistence_pipeline.schedules import window_ending
 from persistence_pipeline.storage.staleness import stale_runs
 from persistence_pipeline.storage.trades import stored_trade_versions
 
 HISTORY_MIN_DAYS = 366  # a stale run of whole months longer than this is the history location's
 
 
-def recomputed_on_months(first: pd.Timestamp, last: pd.Timestamp) -> bool:
-    """Whether a run over [first, last] (days) is recomputed by the history code location."""
-    return whole_months(first, last) is not None and (last - first).days + 1 > HISTORY_MIN_DAYS
+def history_months(first: pd.Timestamp, last: pd.Timestamp) -> tuple[str, str] | None:
+    """The monthly keys a stale run over [first, last] (days) is recomputed with by the history code
+    location; None when the daily location recomputes it."""
+    months = whole_months(first, last)
+    return months if months is not None and (last - first).days + 1 > HISTORY_MIN_DAYS else None
 
 
 def _stale_runs_sensor(name: str, on_months: bool) -> dg.SensorDefinition:
@@ -64,14 +67,14 @@ def _stale_runs_sensor(name: str, on_months: bool) -> dg.SensorDefinition:
             return dg.SkipReason(f"no stale {model_settings.kind} run: every run read the runs stored now")
         oldest = stale.iloc[0]
         first, last = pd.Timestamp(oldest["range_start"]), pd.Timestamp(oldest["range_end"])
-        if recomputed_on_months(first, last) != on_months:
+        months = history_months(first, last)
+        if (months is not None) != on_months:
             return dg.SkipReason(
                 f"the oldest stale run, {oldest['run_key']}, is recomputed by the {there} code location's "
                 f"sensor ({other}); the later stale runs wait for it"
             )
         context.log.info(f"{oldest['run_key']} is stale ({oldest['changed']}); {len(stale)} stale in all")
-        keys = whole_months(first, last) if on_months else None
-        start, end = keys or (str(first.date()), str(last.date()))
+        start, end = months or (str(first.date()), str(last.date()))
         return dg.RunRequest(
             # once per state of its inputs: a recomputation that fails is not requested again and again
             run_key=f"stale-{oldest['run_key']}-{hashlib.sha256(oldest['changed'].encode()).hexdigest()[:16]}",
@@ -125,8 +128,9 @@ def new_trades_sensor(
         return dg.SkipReason(f"{files} added or changed, but the warehouse holds every trade as it is")
     newest = fresh["entry_time"].max().date()
     final = daily_partitions.get_last_partition_key()
-    last = min(newest, dt.date.fromisoformat(final)) if final else newest
-    first = max(last - dt.timedelta(days=retrain_settings.window_days - 1), daily_partitions.start.date())
+    first, last = window_ending(
+        min(newest, dt.date.fromisoformat(final)) if final else newest, retrain_settings.window_days
+    )
     context.log.info(f"{len(fresh)} new or changed trades in {files}, the newest entered {newest}")
     return dg.RunRequest(
         run_key=f"new-trades-{first}..{last}-{hashlib.sha256(cursor.encode()).hexdigest()[:16]}",

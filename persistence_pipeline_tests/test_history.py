@@ -18,7 +18,7 @@ from persistence_pipeline.partitions import (
     whole_months,
 )
 from persistence_pipeline.resources import ModelSettings, TradeSource, Warehouse
-from persistence_pipeline.sensors import recomputed_on_months, stale_history_runs_sensor, stale_runs_sensor
+from persistence_pipeline.sensors import history_months, stale_history_runs_sensor, stale_runs_sensor
 from persistence_pipeline.storage.contract import FIXED_TABLES
 from persistence_pipeline.storage.database import Database
 from persistence_pipeline_tests.conftest import Q1, EmbeddedRuns, Project, copy_of, dagster_home
@@ -128,10 +128,10 @@ def test_a_stale_run_of_years_of_months_is_recomputed_by_the_history_sensor(
         "dagster/asset_partition_range_end": "2022-06-01",
     }
     day = pd.Timestamp
-    assert recomputed_on_months(day("2021-04-01"), day("2022-06-30"))
-    assert not recomputed_on_months(day("2021-04-01"), day("2021-06-30"))  # a quarter: the daily sensor's
-    assert not recomputed_on_months(day("2021-04-02"), day("2022-06-30"))  # not whole months
-    assert not recomputed_on_months(day("2021-04-01"), day("2022-06-29"))
+    assert history_months(day("2021-04-01"), day("2022-06-30")) == ("2021-04-01", "2022-06-01")
+    assert not history_months(day("2021-04-01"), day("2021-06-30"))  # a quarter: the daily sensor's
+    assert not history_months(day("2021-04-02"), day("2022-06-30"))  # not whole months
+    assert not history_months(day("2021-04-01"), day("2022-06-29"))
     # where the daily partitions start and end, a month is cut to their days (partitions.clipped)
     assert whole_months(day("2013-01-02"), day("2014-03-31")) == ("2013-01-01", "2014-03-01")
     assert whole_months(day("2022-07-01"), day("2023-09-21")) == ("2022-07-01", "2023-09-01")

@@ -148,9 +148,8 @@ def check_trainable(trades: pd.DataFrame, end: pd.Timestamp, min_trades: int, so
 def source_files_state(directory: Path) -> dict[str, str]:
     """The version of each file the source reads in `directory` (name: modification time in ns and
     size), for a sensor to tell added and changed files from those it has handled."""
-    return {
-        path.name: f"{path.stat().st_mtime_ns}:{path.stat().st_size}" for path in list_table_files(directory)
-    }
+    stats = {path.name: path.stat() for path in list_table_files(directory)}
+    return {name: f"{stat.st_mtime_ns}:{stat.st_size}" for name, stat in stats.items()}
 
 
 VERSION_COLUMNS = ["trade_id", "entry_time", "exit_time", "side", "return"]
