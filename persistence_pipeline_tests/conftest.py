@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,34 @@ def dagster_home(folder: Path) -> Path:
     return (
         FAST_ROOT / f"persistence-tests-{os.getpid()}" / hashlib.sha256(str(folder).encode()).hexdigest()[:16]
     )
+
+
+def project_env(folder: Path, home: Path) -> dict[str, str]:
+    """The environment of a CLI process whose Dagster instance is `home` and whose warehouse,
+    checkpoints and dashboards are under `folder`."""
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PERSISTENCE_WAREHOUSE": str(folder / "warehouse.duckdb"),
+        "PERSISTENCE_CHECKPOINTS": str(folder / "checkpoints"),
+        "PERSISTENCE_DASHBOARDS": str(folder / "dashboard"),
+    }
+
+
+def materialize_command(first: str, last: str, module: str = "persistence_pipeline.definitions") -> list[str]:
+    """The README's `dagster asset materialize -m module --select '*' --partition-range first...last`."""
+    dagster = str(Path(sys.executable).parent / "dagster")
+    return [
+        dagster,
+        "asset",
+        "materialize",
+        "-m",
+        module,
+        "--select",
+        "*",
+        "--partition-range",
+        f"{first}...{last}",
+    ]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -37,7 +37,7 @@ from persistence_pipeline.definitions import ASSETS
 from persistence_pipeline.storage.contract import FIXED_TABLES, quote_identifier
 from persistence_pipeline.storage.database import Database
 from persistence_pipeline.storage.publish import staged_runs
-from persistence_pipeline_tests.conftest import dagster_home
+from persistence_pipeline_tests.conftest import dagster_home, materialize_command, project_env
 
 pytestmark = [pytest.mark.deployment, pytest.mark.e2e]
 
@@ -98,16 +98,6 @@ def with_tags(launch: list[str], first: str, last: str) -> list[str]:
     at = launch.index("--tags") + 1
     assert json.loads(launch[at]) == {RANGE_START: QUARTERS[0][0], RANGE_END: QUARTERS[0][1]}
     return [*launch[:at], json.dumps({RANGE_START: first, RANGE_END: last}), *launch[at + 1 :]]
-
-
-def project_env(folder: Path, home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "PERSISTENCE_WAREHOUSE": str(folder / "warehouse.duckdb"),
-        "PERSISTENCE_CHECKPOINTS": str(folder / "checkpoints"),
-        "PERSISTENCE_DASHBOARDS": str(folder / "dashboard"),
-    }
 
 
 # ---------------------------------------------------------------- processes
@@ -267,20 +257,7 @@ def materialize_sequentially(folder: Path) -> None:
     home = dagster_home(folder)
     home.mkdir(parents=True)
     for first, last in QUARTERS:
-        run_to_end(
-            [
-                str(BIN / "dagster"),
-                "asset",
-                "materialize",
-                "-m",
-                "persistence_pipeline.definitions",
-                "--select",
-                "*",
-                "--partition-range",
-                f"{first}...{last}",
-            ],
-            project_env(folder, home),
-        )
+        run_to_end(materialize_command(first, last), project_env(folder, home))
 
 
 def submit_in_order(

@@ -3,9 +3,7 @@ Dagster run, two runs at once on one warehouse take it one after the other, and 
 the tables, checkpoints and PNGs of the same ranges run in order in this process. (Runs killed
 mid-write: test_whole_or_absent.py; runs in reverse order: test_run_order.py.)"""
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +14,14 @@ import pytest
 from persistence_pipeline.definitions import ASSETS
 from persistence_pipeline.storage.database import Database
 from persistence_pipeline.storage.staleness import stale_runs
-from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, dagster_home
+from persistence_pipeline_tests.conftest import (
+    Q1,
+    Q2,
+    EmbeddedRuns,
+    dagster_home,
+    materialize_command,
+    project_env,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -60,25 +65,8 @@ def cli(
         home.mkdir(parents=True)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.get_runs(limit=1)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "PERSISTENCE_WAREHOUSE": str(folder / "warehouse.duckdb"),
-        "PERSISTENCE_CHECKPOINTS": str(folder / "checkpoints"),
-        "PERSISTENCE_DASHBOARDS": str(folder / "dashboard"),
-        **(extra_env or {}),
-    }
-    command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        module,
-        "--select",
-        "*",
-        "--partition-range",
-        f"{first}...{last}",
-    ]
+    env = {**project_env(folder, home), **(extra_env or {})}
+    command = materialize_command(first, last, module)
     return subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
     )
