@@ -10,7 +10,7 @@ from persistence_pipeline.check_results import evaluated_per_partition
 from persistence_pipeline.partitions import daily_partitions, single_run_backfill
 
 N_ASSETS = 8
-N_CHECKS = 8
+N_CHECKS = 9
 
 
 def _asset(index: int, upstream: dg.AssetsDefinition | None) -> dg.AssetsDefinition:

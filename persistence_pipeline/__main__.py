@@ -45,6 +45,7 @@ def report(
             latest.segments,
             segment,
             latest.stale,
+            latest.sizing,
         ),
         end="",
     )

@@ -1,6 +1,6 @@
-"""Asset checks: data quality of the stored trades, sanity of the model, leakage, drift and
-top-feature flips. Each judges the whole range of its run and records its result on every daily
-partition of the range (check_results.py)."""
+"""Asset checks: data quality of the stored trades, sanity of the model, leakage, drift,
+top-feature flips and the alpha monitor. Each judges the whole range of its run and records its
+result on every daily partition of the range (check_results.py)."""
 
 import datetime as dt
 
@@ -15,9 +15,10 @@ from persistence_pipeline.core.changes import CHANGE_COLUMNS, material_top_chang
 from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.drift import feature_drift
 from persistence_pipeline.core.leakage import implausible_performance
+from persistence_pipeline.core.monitor import monitor_summary
 from persistence_pipeline.partitions import run_range, run_scope
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
-from persistence_pipeline.storage import history, runs
+from persistence_pipeline.storage import cross_run, history, runs
 from persistence_pipeline.storage.trades import trades_between
 
 TOP_N = 3  # the top features whose flips warn
@@ -317,6 +318,49 @@ def top_features_unchanged(
     )
 
 
+MONITOR_SHOWN = [
+    "feature",
+    "ic_before",
+    "ic_recent",
+    "ic_change",
+    "ic_change_t",
+    "ic_change_q_value",
+    "n_recent_periods",
+    "broken_down",
+]
+
+
+@stage_check(
+    "feature_alpha",
+    description=(
+        "The alpha monitor: warns when the IC of one of the top-k features by evidence (smallest ic_p_value) "
+        "over the last analysis_settings.monitor_recent_periods weeks (8) is significantly weaker than "
+        "over the weeks before: a Newey-West test of the change, Benjamini-Hochberg q < "
+        "analysis_settings.monitor_level (1%) over the monitored features. Names each feature with its IC "
+        "before and now; the table of every monitored feature is in the metadata."
+    ),
+)
+def alpha_has_not_broken_down(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
+) -> dg.AssetCheckResult:
+    run_key = run_scope(context, model_settings.kind).run_key
+    alpha = cross_run.feature_alpha(run_database(context, warehouse), run_key)
+    monitored = alpha[alpha["monitored"].fillna(False).astype(bool)].sort_values(
+        ["ic_change_q_value", "feature"], kind="stable"
+    )
+    broken = monitored[monitored["broken_down"].astype(bool)]
+    return dg.AssetCheckResult(
+        passed=broken.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=monitor_summary(alpha),
+        metadata={
+            "n_monitored": len(monitored),
+            "broken_down": ", ".join(broken["feature"]) or "none",
+            "monitored": markdown_table(monitored[MONITOR_SHOWN]) if len(monitored) else "none",
+        },
+    )
+
+
 STAGE_CHECKS: list[StageCheck] = [
     trades_are_valid,
     trades_have_plausible_returns,
@@ -326,4 +370,5 @@ STAGE_CHECKS: list[StageCheck] = [
     oos_performance_is_plausible,
     feature_drift_since_previous_run,
     top_features_unchanged,
+    alpha_has_not_broken_down,
 ]

@@ -16,7 +16,9 @@ from persistence_pipeline.core.design import DIRECTIONAL_FEATURES, PER_STRATEGY_
 from persistence_pipeline.core.evidence import EvidenceParams
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.model import ModelParams
+from persistence_pipeline.core.monitor import MonitorParams
 from persistence_pipeline.core.priors import CurriculumParams, PriorParams
+from persistence_pipeline.core.sizing import SizingParams
 from persistence_pipeline.core.strategies import StrategyParams
 from persistence_pipeline.core.trade_sources import load_source_trades
 from persistence_pipeline.storage import files
@@ -115,7 +117,9 @@ class TradeSource(dg.ConfigurableResource):
 class ModelSettings(dg.ConfigurableResource):
     """How the profit model is fit, evaluated and explained (shared by profit_model and
     feature_importance). `warm_start`: pull a ridge model toward the latest stored priors;
-    `curriculum`: weight training trades by the latest stored regime weights. The README's
+    `curriculum`: weight training trades by the latest stored regime weights; `cost_bps`: the cost of
+    one side of a trade (the label is net of two), `max_position`: the cap of a sized position
+    (core/sizing.py). The README's
     walk-forward table (benchmarks/walk_forward.py) is why priors are on and the curriculum is off
     by default."""
 
@@ -137,6 +141,23 @@ class ModelSettings(dg.ConfigurableResource):
     correlation_threshold: float = 0.7
     directional_features: list[str] = list(DIRECTIONAL_FEATURES)
     per_strategy_features: list[str] = list(PER_STRATEGY_FEATURES)
+    cost_bps: float = 5.0
+    max_position: float = 3.0
+
+    @pydantic.field_validator("cost_bps")
+    @classmethod
+    def _valid_cost(cls, cost_bps: float) -> float:
+        SizingParams(cost_bps=cost_bps)  # raises below 0
+        return cost_bps
+
+    @pydantic.field_validator("max_position")
+    @classmethod
+    def _valid_max_position(cls, max_position: float) -> float:
+        SizingParams(max_position=max_position)  # raises at 0 or below
+        return max_position
+
+    def sizing_params(self) -> SizingParams:
+        return SizingParams(self.cost_bps, self.max_position)
 
     def design_params(self) -> DesignParams:
         return DesignParams(tuple(self.directional_features), tuple(self.per_strategy_features))
@@ -184,12 +205,26 @@ class AnalysisSettings(dg.ConfigurableResource):
     min_trades_per_period: int = 10
     decay_level: float = 0.01
     reference_ic: float = 0.05
+    monitor_recent_periods: int = 8
+    monitor_level: float = 0.01
 
     @pydantic.field_validator("prior_decay")
     @classmethod
     def _valid_prior_decay(cls, decay: float) -> float:
         PriorParams(decay=decay)  # raises for a decay outside [0, 1)
         return decay
+
+    @pydantic.field_validator("monitor_recent_periods")
+    @classmethod
+    def _valid_recent_periods(cls, periods: int) -> int:
+        MonitorParams(recent_periods=periods)  # raises below 2
+        return periods
+
+    @pydantic.field_validator("monitor_level")
+    @classmethod
+    def _valid_monitor_level(cls, level: float) -> float:
+        MonitorParams(level=level)  # raises outside (0, 1)
+        return level
 
     def evidence_params(self) -> EvidenceParams:
         return EvidenceParams(
@@ -198,6 +233,9 @@ class AnalysisSettings(dg.ConfigurableResource):
 
     def prior_params(self) -> PriorParams:
         return PriorParams(decay=self.prior_decay, min_z=self.prior_min_z)
+
+    def monitor_params(self) -> MonitorParams:
+        return MonitorParams(self.monitor_recent_periods, self.monitor_level, self.top_k)
 
     def curriculum_params(self) -> CurriculumParams:
         return CurriculumParams(

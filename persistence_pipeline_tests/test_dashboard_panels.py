@@ -33,6 +33,7 @@ from persistence_pipeline.core.dashboard import (
 from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
 from persistence_pipeline.core.report import render_report
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
+from persistence_pipeline.core.sizing import SizingParams, sizing_line, sizing_performance
 from persistence_pipeline.core.stability import effective_runs, feature_stability, stability_summary
 
 pytestmark = pytest.mark.core
@@ -895,3 +896,33 @@ def test_report_shows_one_segment_of_the_latest_run(markdown):
     assert f"segment '{SHORT}' is not stored for run {run}; its segments: none stored" in render_report(
         latest_row(run), None, hand_alpha(), 8, markdown, segments=empty, segment=SHORT
     )
+
+
+def test_the_sizing_panel_draws_each_books_cumulative_net_pnl_ending_at_its_total():
+    """Panel (7): the latest run's cumulative OOS PnL net of costs, one line per book, each ending at
+    the book's net total; without books (a run from before sizing), a placeholder says so."""
+    rng = np.random.default_rng(4)
+    entry = pd.Timestamp("2021-03-01 14:30", tz="UTC") + pd.to_timedelta(np.arange(60) // 3, unit="D")
+    books = pd.DataFrame(
+        {
+            "prediction": rng.normal(size=60),
+            "position": np.abs(rng.normal(size=60)),
+            "gross_return": rng.normal(0.001, 0.01, size=60),
+            "entry_time": entry,
+            "exit_time": entry + pd.Timedelta(days=2),
+        }
+    )
+    sizing = sizing_performance(books, SizingParams(cost_bps=5)).assign(cost_bps=5.0)
+    inputs = dataclasses.replace(make_inputs(), books=books, sizing=sizing)
+    fig = dashboard_figure(inputs)
+    lines = {line.get_gid(): line for ax in fig.axes for line in ax.get_lines() if line.get_gid()}
+    net = sizing[sizing["costs"] == "net"].set_index("book")["total_return"]
+    for book in ["sized", "equal", "actual"]:
+        assert np.asarray(lines[f"pnl_{book}"].get_ydata())[-1] == pytest.approx(net[book])
+    assert f"\n{sizing_line(sizing)}." in dashboard_summary(inputs)
+    plt.close(fig)
+    empty = dashboard_figure(make_inputs())
+    sizing_ax = next(ax for ax in empty.axes if ax.get_label() == "sizing")
+    assert "stored before sizing existed" in " ".join(t.get_text() for t in sizing_ax.texts)
+    assert "OOS sizing: not computed for this run" in dashboard_summary(make_inputs())
+    plt.close(empty)

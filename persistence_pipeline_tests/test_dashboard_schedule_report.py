@@ -32,6 +32,7 @@ from persistence_pipeline.core.dashboard import (
 )
 from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
+from persistence_pipeline.core.sizing import sizing_line
 from persistence_pipeline.core.stability import effective_runs, feature_stability, stability_summary
 from persistence_pipeline.partitions import daily_partitions, partitions_end
 from persistence_pipeline.resources import DashboardStore, ModelSettings, RetrainSettings, TradeSource
@@ -212,6 +213,9 @@ def test_one_run_dashboard_has_alpha_and_says_stability_needs_two(embedded_runs:
     assert "cross-run stability needs at least 2 runs whose windows do not overlap" in summary
     assert "runs compared: 1 non-overlapping of 1 stored" in summary
     assert "Kendall's W n/a, mean pairwise Spearman n/a, latest Spearman n/a" in summary
+    books = embedded_runs.one.table("sizing_performance")
+    assert f"\n{sizing_line(books)}." in summary and "OOS PnL net of 5 bps per side: sized Sharpe" in summary
+    assert "\nAlpha monitor: no feature has enough weeks to be monitored yet." in summary
     headline = metadata["headline"]
     assert isinstance(headline, dg.TextMetadataValue)
     assert headline.text is not None and headline.text.startswith(
@@ -225,7 +229,7 @@ def test_one_run_dashboard_has_alpha_and_says_stability_needs_two(embedded_runs:
     assert png == (folder / "latest.png").read_bytes()
     assert png == (folder / "2021-01-04..2021-03-31_ridge.png").read_bytes()
     fig = plt.imread(io.BytesIO(png))
-    assert fig.shape[:2] == (1360, 1280)
+    assert fig.shape[:2] == (1680, 1280)
 
 
 def test_schedule_requests_one_trailing_window_and_it_runs(tmp_path):

@@ -45,7 +45,7 @@ def test_the_history_location_has_every_stage_and_check_on_months_under_its_pref
         (key.asset_key.to_user_string(), key.name) for check in HISTORY_CHECKS for key in check.check_keys
     }
     daily_checks = {(key.asset_key.to_user_string(), key.name) for key in daily_graph.asset_check_keys}
-    assert checks == {(f"history/{asset}", name) for asset, name in daily_checks} and len(checks) == 8
+    assert checks == {(f"history/{asset}", name) for asset, name in daily_checks} and len(checks) == 9
     assert all(spec.partitions_def == monthly_partitions for c in HISTORY_CHECKS for spec in c.check_specs)
     assert len(HISTORY_ASSETS) == len(ASSETS)
 

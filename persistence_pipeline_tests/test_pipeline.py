@@ -11,6 +11,7 @@ import scipy.stats
 
 from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
+from persistence_pipeline.core.sizing import walk_forward_positions
 from persistence_pipeline.core.strategies import FEATURES, generate_trades
 from persistence_pipeline.resources import CheckpointStore, ModelSettings, TradeSource
 from persistence_pipeline.storage.contract import FIXED_TABLES, quote_identifier
@@ -101,15 +102,18 @@ def test_run_metrics_are_the_out_of_sample_results(ran, expected_trades):
     assert row["n_censored"] == 564 - row["n_unrealized"] - len(labelled)
     assert row["priors_from_run_key"] is None or pd.isna(row["priors_from_run_key"])
     assert row["model_kind"] == "ridge" and row["n_features"] == len(MODEL_FEATURES) == 24
+    assert row["cost_bps"] == 5.0
+    net = labelled["return"].to_numpy() - 2 * 5.0 / 10_000  # the label: net of a round trip's cost
+    X = model_columns(labelled).to_numpy()
     fitted = train_and_evaluate(
-        model_columns(labelled).to_numpy(),
-        labelled["return"].to_numpy(),
+        X,
+        net,
         labelled["entry_time"].to_numpy("datetime64[us]"),
         labelled["exit_time"].to_numpy("datetime64[us]"),
         MODEL_FEATURES,
         ModelParams(),
     )
-    realized = labelled["return"].to_numpy()[fitted.oos_positions]
+    realized = net[fitted.oos_positions]
     assert row["oos_rank_ic"] == pytest.approx(
         scipy.stats.spearmanr(fitted.oos_prediction, realized).statistic
     )
@@ -120,6 +124,26 @@ def test_run_metrics_are_the_out_of_sample_results(ran, expected_trades):
     assert row["explainer"].startswith("closed-form linear")
     assert row["shap_sample_size"] == len(labelled)
     assert row["dagster_run_id"] == ran[1].run_id
+    # the OOS books: positions from each fold's model and training trades (core/sizing.py)
+    position, _ = walk_forward_positions(
+        fitted.fold_models,
+        fitted.folds,
+        X,
+        net,
+        fitted.oos_prediction,
+        labelled["volatility_20"].to_numpy(),
+        3.0,
+    )
+    stored = project.table("oos_predictions").set_index("trade_id")
+    ids = labelled["trade_id"].to_numpy()[fitted.oos_positions]
+    assert stored.loc[ids, "position"].to_numpy() == pytest.approx(position)
+    books = project.table("sizing_performance").set_index(["book", "costs"])
+    assert len(books) == 6 and (books["cost_bps"] == 5.0).all()
+    gross = labelled["return"].to_numpy()[fitted.oos_positions]
+    assert books.loc[("actual", "gross"), "total_return"] == pytest.approx(gross.sum())
+    assert books.loc[("actual", "net"), "n_trades"] == row["n_oos"]
+    assert books.loc[("equal", "net"), "n_trades"] == row["oos_n_taken"] == taken.sum()
+    assert books.loc[("sized", "gross"), "total_return"] == pytest.approx(position @ gross)
 
 
 def test_checkpoint_is_indexed_and_predicts(ran):

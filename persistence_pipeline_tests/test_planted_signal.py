@@ -213,6 +213,25 @@ def test_a_slowly_changing_truth_raises_no_top_feature_alarm(planted):
     )
 
 
+def test_the_alpha_monitor_raises_no_alarm_on_a_stable_or_slowly_fading_truth(planted):
+    """Eight quarterly runs: the first has too few weeks to monitor; each later one monitors the five
+    features with the strongest evidence (smallest ic_p_value) and none breaks down, not even the
+    fading feature, whose IC falls by a small amount per quarter (its decline is the decay test's
+    job: test_decaying_feature_is_marked). A breakdown warns: test_alpha_monitor.py."""
+    project, results = planted
+    first = check_evaluation(results[0], "alpha_has_not_broken_down")
+    assert first.passed and first.description == "no feature has enough weeks to be monitored yet"
+    alpha = project.table("feature_alpha")
+    for (start, end), result in zip(QUARTERS[1:], results[1:], strict=True):
+        evaluation = check_evaluation(result, "alpha_has_not_broken_down")
+        assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+        assert evaluation.description == "none of the 5 monitored features has broken down in its last weeks"
+        table = as_of(alpha, f"{start}..{end}/ridge").sort_values(["ic_p_value", "feature"])
+        assert table["feature"][table["monitored"]].tolist() == table["feature"].head(5).tolist()
+        assert {"persistent_a", "persistent_b"} <= set(table["feature"][table["monitored"]])
+        assert not table["broken_down"].any()
+
+
 def test_a_leak_no_single_feature_shows_fails_the_plausibility_check(tmp_path):
     """A post-exit statistic times a random +-1 flag: each alone has an IC near 0, so the
     per-feature screen quarantines nothing, but a tree multiplies them back and predicts almost

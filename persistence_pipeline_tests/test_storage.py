@@ -70,6 +70,7 @@ def write_run(db: Database, run_key: str = RUN, range_end: dt.date = dt.date(202
         oos_predictions=pd.DataFrame(
             {"trade_id": ["t0"], "fold": [0], "prediction": [0.1], "realized": [0.2]}
         ),
+        sizing_performance=pd.DataFrame({"book": ["actual"], "costs": ["net"], "total_return": [0.2]}),
         excluded_features=pd.DataFrame({"feature": ["leak"], "ic": [0.9], "reason": ["too good"]}),
         data_loss=pd.DataFrame({"reason": ["trained on"], "n_trades": [4]}),
         feature_coverage=pd.DataFrame(
@@ -164,7 +165,7 @@ def test_a_run_row_missing_a_contract_column_is_refused(tmp_path):
     incomplete = {k: v for k, v in run_row().items() if k not in ("run_key", "oos_hit_rate")}
     with pytest.raises(ValueError, match=r"run_metrics row of .*: missing \['oos_hit_rate'\]"):
         runs.write_model_run(
-            db, RUN, incomplete, checkpoint_row(), *(pd.DataFrame({"x": []}) for _ in range(4))
+            db, RUN, incomplete, checkpoint_row(), *(pd.DataFrame({"x": []}) for _ in range(5))
         )
     assert db.query("SELECT * FROM run_metrics").empty
 
@@ -181,6 +182,7 @@ def test_a_failed_write_leaves_the_tables_as_they_were(tmp_path):
             oos_predictions=pd.DataFrame(
                 {"trade_id": ["t9"], "fold": [0], "prediction": [0.5], "realized": [0]}
             ),
+            sizing_performance=pd.DataFrame({"book": ["actual"], "costs": ["net"], "total_return": [0.5]}),
             excluded_features=pd.DataFrame({"feature": [], "ic": [], "reason": []}),
             data_loss=pd.DataFrame({"reason": ["x"], "n_trades": [1]}),
             feature_coverage=pd.DataFrame({"no_such_column": [1]}),

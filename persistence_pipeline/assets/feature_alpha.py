@@ -9,6 +9,7 @@ from persistence_pipeline.core.alpha import alpha_note
 from persistence_pipeline.core.alpha import feature_alpha as alpha_table
 from persistence_pipeline.core.design import model_design, stored_feature
 from persistence_pipeline.core.evidence import feature_evidence, period_ic
+from persistence_pipeline.core.monitor import alerts, alpha_monitor
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
 from persistence_pipeline.storage import cross_run, history, runs, trades
@@ -37,7 +38,8 @@ SHOWN = [
     "per weekly period, its mean with a Newey-West interval, t, p and Benjamini-Hochberg q, a HAC "
     "trend test of decay, continuous persistence and the alpha score in [0, 1] (formula in the "
     "README); with the runs' importance share, top-k stability and importance-performance "
-    "correlation beside it.",
+    "correlation beside it; and the alpha monitor: whether the IC of the last weeks has broken down "
+    "against the weeks before, for the top-k features by evidence.",
 )
 @user_errors_fail_the_step
 def feature_alpha(
@@ -62,8 +64,15 @@ def feature_alpha(
     features = [n for n in names if n in set(modelled.features)]  # as every run's model saw them
     params = analysis_settings.evidence_params()
     series = period_ic(modelled.trades, features, params, scope.window.end)
+    evidence = feature_evidence(series, params)
+    monitor = alpha_monitor(
+        series,
+        evidence.set_index("feature")["ic_q_value"],
+        analysis_settings.monitor_params(),
+        params.period_days,
+    )
     table = alpha_table(
-        feature_evidence(series, params),
+        evidence.merge(monitor, on="feature"),
         importance,
         stored[["run_key", "range_start", "range_end"]],
         stored.set_index("run_key")["oos_rank_ic"],
@@ -73,6 +82,9 @@ def feature_alpha(
     finish(context, db, scope.run_key)
     note = alpha_note(table, len(stored), scope.window.last_day)
     context.log.info(f"{scope.run_key}: alpha of {len(table)} features; {note}")
+    alert = alerts(table)
+    if alert != "none":
+        context.log.warning(f"{scope.run_key}: alpha broken down: {alert}")
     return run_result(
         context,
         scope.run_key,
@@ -81,6 +93,7 @@ def feature_alpha(
             "note": note,
             "top_alpha": markdown_table(table[SHOWN], 10, "features"),
             "decaying": ", ".join(table.loc[table["decaying"], "feature"]) or "none",
+            "alpha_alerts": alert,
             "dagster/row_count": len(table),
         },
     )

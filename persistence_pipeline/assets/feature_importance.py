@@ -97,7 +97,14 @@ def feature_importance(
     checkpoint = checkpoint_store.load(*runs.checkpoint_of(db, scope.run_key))
     stored = trades_between(db, scope.window.start, scope.window.end)
     data = trained_set(
-        training_set(stored, scope.window.end, model_settings.design_params()), checkpoint, scope.run_key
+        training_set(
+            stored,
+            scope.window.end,
+            model_settings.design_params(),
+            cost=checkpoint.get("label_cost", 0.0),  # the model's labels' (none before costs existed)
+        ),
+        checkpoint,
+        scope.run_key,
     )
     folds = [
         Fold(train, test)

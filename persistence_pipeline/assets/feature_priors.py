@@ -55,6 +55,7 @@ def feature_priors(
         trades_between(db, scope.window.start, scope.window.end),
         scope.window.end,
         model_settings.design_params(),
+        cost=model_settings.sizing_params().round_trip_cost,
     )
     priors = restated_priors(
         empirical_bayes_priors(importance, analysis_settings.prior_params()),

@@ -60,6 +60,8 @@ def persistence_dashboard(
         segments=history.segments_of_runs(
             db, stored["run_key"].tolist(), dashboard_store.segment, scope.run_key
         ),
+        books=runs.oos_books(db, scope.run_key),
+        sizing=runs.sizing_performance(db, scope.run_key),
     )
     png = draw_dashboard(inputs)
     newest = runs.newest_range_end(db, model_settings.kind)  # this run's included

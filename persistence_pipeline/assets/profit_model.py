@@ -1,6 +1,7 @@
 """Stage 2: the profit model of the range, warm-started from the stored priors and curriculum
-weights, evaluated out of sample with purged walk-forward folds, saved as a skops checkpoint, with
-`run_metrics` and `oos_predictions` rows."""
+weights, trained on labels net of costs, evaluated out of sample with purged walk-forward folds,
+saved as a skops checkpoint, with `run_metrics` and `oos_predictions` rows and the OOS sized,
+equal and actual books (`sizing_performance`)."""
 
 import dataclasses
 import json
@@ -25,6 +26,12 @@ from persistence_pipeline.core.design import stored_feature
 from persistence_pipeline.core.leakage import leak_screen, quarantine
 from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior, train_and_evaluate
 from persistence_pipeline.core.priors import curriculum_sample_weights, ridge_prior
+from persistence_pipeline.core.sizing import (
+    SizingParams,
+    sizing_line,
+    sizing_performance,
+    walk_forward_positions,
+)
 from persistence_pipeline.partitions import RunScope, run_scope
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
 from persistence_pipeline.storage.cross_run import latest_warm_start
@@ -96,6 +103,7 @@ def checkpoint_payload(fitted: FittedModel, data: TrainingSet, warm: WarmStart) 
         "prior_mean_raw": None if warm.prior is None else warm.prior.mean_raw,
         "prior_sd_raw": None if warm.prior is None else warm.prior.sd_raw,
         "sample_weight": warm.sample_weight,
+        "label_cost": data.cost,
     }
 
 
@@ -106,6 +114,7 @@ def run_metrics_row(
     fitted: FittedModel,
     warm: WarmStart,
     now: pd.Timestamp,
+    cost_bps: float,
 ) -> dict[str, Any]:
     """The run's `run_metrics` row (storage checks it against the contract's columns)."""
     oos = {
@@ -131,19 +140,55 @@ def run_metrics_row(
         "model_params": json.dumps(dataclasses.asdict(warm.params)),
         "library_versions": json.dumps({name: version(name) for name in VERSIONED_LIBRARIES}),
         "created_at": now,
+        "cost_bps": cost_bps,
     }
 
 
-def oos_prediction_rows(data: TrainingSet, fitted: FittedModel) -> pd.DataFrame:
-    """Every walk-forward out-of-sample prediction, by trade."""
+def oos_prediction_rows(
+    data: TrainingSet, fitted: FittedModel, sizing: SizingParams, volatility_feature: str
+) -> pd.DataFrame:
+    """Every walk-forward out-of-sample prediction, by trade, with its sized position and predicted
+    sd (core/sizing.py; the volatility feature scales the sd when the trades have it)."""
+    volatility = (
+        data.trades[volatility_feature].to_numpy(dtype="float64")
+        if volatility_feature in data.trades
+        else None
+    )
+    position, predicted_sd = walk_forward_positions(
+        fitted.fold_models,
+        fitted.folds,
+        data.X,
+        data.y,
+        fitted.oos_prediction,
+        volatility,
+        sizing.max_position,
+    )
     return pd.DataFrame(
         {
             "trade_id": data.trades["trade_id"].to_numpy()[fitted.oos_positions],
             "fold": np.concatenate([np.full(fold.test.size, i) for i, fold in enumerate(fitted.folds)]),
             "prediction": fitted.oos_prediction,
             "realized": data.y[fitted.oos_positions],
+            "position": position,
+            "predicted_sd": predicted_sd,
         }
     )
+
+
+def sizing_rows(
+    data: TrainingSet, fitted: FittedModel, oos: pd.DataFrame, sizing: SizingParams
+) -> pd.DataFrame:
+    """The run's sizing_performance rows: each book gross and net of costs."""
+    trades = data.trades.iloc[fitted.oos_positions]
+    performance = sizing_performance(
+        oos.assign(
+            gross_return=trades["return"].to_numpy(),
+            entry_time=trades["entry_time"].to_numpy(),
+            exit_time=trades["exit_time"].to_numpy(),
+        ),
+        sizing,
+    )
+    return performance.assign(cost_bps=sizing.cost_bps)
 
 
 def used_stored_features(data: TrainingSet, excluded: pd.DataFrame, settings: ModelSettings) -> list[str]:
@@ -182,9 +227,9 @@ def profit_model(
     analysis_settings: AnalysisSettings,
 ) -> dg.MaterializeResult:
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
-    window = scope.window
+    window, sizing = scope.window, model_settings.sizing_params()
     stored = trades_between(db, window.start, window.end)
-    data = training_set(stored, window.end, model_settings.design_params())
+    data = training_set(stored, window.end, model_settings.design_params(), cost=sizing.round_trip_cost)
     require_enough(data, model_settings.min_train_trades, window.first_day, window.last_day)
     loss = data_loss(source_trade_count(db, window.first_day, window.last_day), data)
     strategy = data.trades["strategy"].to_numpy()
@@ -226,12 +271,16 @@ def profit_model(
         "oos_hit_rate": m.hit_rate,
         "created_at": now,
     }
+    oos = oos_prediction_rows(data, fitted, sizing, analysis_settings.volatility_feature)
+    performance = sizing_rows(data, fitted, oos, sizing)
     write_model_run(
         db,
         scope.run_key,
-        run_metrics_row(scope, db.staged_by, data, fitted, warm, now),  # staged_by: the Dagster run id
+        # staged_by: the Dagster run id
+        run_metrics_row(scope, db.staged_by, data, fitted, warm, now, sizing.cost_bps),
         checkpoint_row,
-        oos_predictions=oos_prediction_rows(data, fitted),
+        oos_predictions=oos,
+        sizing_performance=performance,
         excluded_features=excluded.assign(
             n_folds_screened=[
                 int(sum(m[data.features.index(f)] for m in fitted.fold_screened)) for f in excluded["feature"]
@@ -268,6 +317,9 @@ def profit_model(
             "n_folds": len(fitted.folds),
             "n_oos": m.n_oos,
             **{f"oos_{name}": finite_or_none(value) for name, value in vars(m).items() if name != "n_oos"},
+            "cost_bps": sizing.cost_bps,
+            "sizing": dg.MetadataValue.md(sizing_line(performance)),
+            "sizing_performance": markdown_table(performance),
             "checkpoint": dg.MetadataValue.path(path),
             "checkpoint_sha256": sha256,
         },

@@ -21,6 +21,9 @@ the formulas and their justification):
     effect                     1 - exp(-d / reference_ic), d the distance of the interval from zero
     alpha_score                significance * persistence * effect, in [0, 1]
 
+The alpha monitor's columns from the same series (core/monitor.py): n_recent_periods, ic_recent,
+ic_before, ic_change, ic_change_t, ic_change_p_value, monitored, ic_change_q_value, broken_down.
+
 Beside it, from the runs stored as of the range end (they share trades when their windows overlap,
 so none of these enters the score):
 
@@ -108,8 +111,8 @@ def feature_alpha(
     topk_frequency: pd.Series,
 ) -> pd.DataFrame:
     """One row per feature of the importance history, best alpha score first; `evidence` is
-    evidence.feature_evidence over those features, `ranges` the runs (run_key, range_start,
-    range_end) in time order. See the module docstring for every column."""
+    evidence.feature_evidence over those features (with monitor.alpha_monitor's columns), `ranges`
+    the runs (run_key, range_start, range_end) in time order. See the module docstring for every column."""
     run_order = ranges["run_key"].tolist()
     table = run_figures(history, run_order, run_rank_ic).merge(evidence, on="feature", how="left")
     table["importance_rel"] = relative_importance(table)
@@ -117,7 +120,9 @@ def feature_alpha(
     table["n_effective_runs"] = effective_runs(ranges)
     cadence = run_cadence_days(ranges)
     table["half_life_runs"] = table["half_life_days"].astype("float64") / cadence if cadence else None
-    table["decaying"] = table["decaying"].astype("boolean").fillna(False).astype(bool)
+    for flag in ["decaying", "monitored", "broken_down"]:
+        if flag in table:
+            table[flag] = table[flag].astype("boolean").fillna(False).astype(bool)
     return table.sort_values(
         ["alpha_score", "feature"], ascending=[False, True], na_position="last", kind="stable"
     ).reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""The persistence dashboard: one PNG of six panels and a markdown summary, from warehouse frames.
+"""The persistence dashboard: one PNG of seven panels and a markdown summary, from warehouse frames.
 
 Panels: (1) importance over runs of the top features, (2) rank heatmap features x runs, (3) alpha
 scores of the top features, each with the Benjamini-Hochberg q-value of its mean IC beside its bar
@@ -6,10 +6,11 @@ scores of the top features, each with the Benjamini-Hochberg q-value of its mean
 is its uncertainty, whatever the number of runs), plus every decaying and every quarantined (possible
 leakage) feature whatever the top-N cut, (4) importance vs realized performance, (5) stability:
 importance vs rank variability, (6) run performance over time: OOS rank IC with an approximate 95%
-interval and a zero line above, hit rate against the base rate below, each on its own scale. Views
+interval and a zero line above, hit rate against the base rate below, each on its own scale, (7)
+the latest run's cumulative OOS PnL net of costs, sized vs equal vs actual (core/sizing.py). Views
 show the top `top_n` features and say how many are hidden; the stability panel says when it lacks two
 runs, the alpha panel when no feature has the complete periods a score needs. Each panel is drawn by
-its own function; dashboard_figure lays the six out. dashboard_headline is the summary's one-line
+its own function; dashboard_figure lays the seven out. dashboard_headline is the summary's one-line
 plain-text lead; alpha_listing and stability_lines give the alpha table and the stability lines that
 the summary and the report (core/report.py) share. With a `segment` (one strategy or side, e.g.
 `strategy=mean_reversion`: the pooled importance mixes strategies whose features mean different
@@ -30,6 +31,8 @@ import pandas as pd
 
 from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND
 from persistence_pipeline.core.importance import INTERACTION_COLUMNS
+from persistence_pipeline.core.monitor import monitor_summary
+from persistence_pipeline.core.sizing import SizingParams, cumulative_pnl, sizing_line
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -47,6 +50,8 @@ IC_INTERVAL_Z = 1.96
 # How many features the importance-share panel draws; tab10 gives each its own hue.
 IMPORTANCE_LINES = 10
 QUARANTINED_COLUMNS = ["run_key", "feature", "ic", "reason"]
+BOOK_COLUMNS = ["prediction", "position", "gross_return", "entry_time", "exit_time"]
+BOOK_COLORS = {"sized": "#27ae60", "equal": "#2e86c1", "actual": "0.35"}
 HEADLINE_NAMES = 3  # names listed per category in the headline before "and N more"
 
 ALPHA_COLOR = "#2e86c1"
@@ -100,11 +105,16 @@ class DashboardInputs:
     # feature_segments rows (SEGMENT_COLUMNS): at least the `segment`'s rows of the runs shown and every
     # segment's rows of the latest run (their names are what the summary offers for an unknown segment)
     segments: pd.DataFrame = field(default_factory=_empty_segments)
+    # the latest run's OOS trades as core/sizing.py books them (runs.oos_books) and its
+    # sizing_performance rows; empty for a run stored before sizing existed
+    books: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BOOK_COLUMNS))
+    sizing: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["book", "costs", "cost_bps"]))
 
     def __post_init__(self) -> None:
         for name, frame, columns in [
             ("quarantined", self.quarantined, QUARANTINED_COLUMNS),
             ("segments", self.segments, SEGMENT_COLUMNS),
+            ("books", self.books, BOOK_COLUMNS),
         ]:
             missing = [c for c in columns if c not in frame.columns]
             if missing:
@@ -661,16 +671,45 @@ def _run_performance_panel(fig: Figure, slot: SubplotSpec, inputs: DashboardInpu
         ic_ax.set_xlim(-0.5, 0.5)
 
 
+def cost_bps(inputs: DashboardInputs) -> float | None:
+    """The cost per side the latest run's books were computed with (None without books)."""
+    costs = inputs.sizing["cost_bps"].dropna() if "cost_bps" in inputs.sizing else pd.Series(dtype="float64")
+    return float(costs.iloc[0]) if len(costs) else None
+
+
+def _sizing_panel(ax: Axes, inputs: DashboardInputs) -> None:
+    """(7) The latest run's cumulative OOS PnL net of costs: sized vs equal vs actual (core/sizing.py)."""
+    cost = cost_bps(inputs)
+    title = "cumulative OOS PnL of the latest run, net of costs"
+    if inputs.books.empty or cost is None:
+        _placeholder(ax, title, "no sized OOS trades stored for this run (stored before sizing existed)")
+        return
+    curve = cumulative_pnl(inputs.books, SizingParams(cost_bps=cost))
+    labels = {
+        "sized": "sized: prediction / predicted sd, capped",
+        "equal": "equal: 1 on the trades the model takes",
+        "actual": "actual: every strategy trade at 1",
+    }
+    for book in curve.columns:
+        ax.plot(
+            curve.index, curve[book], color=BOOK_COLORS[book], lw=1.6, label=labels[book], gid=f"pnl_{book}"
+        )
+    ax.axhline(0, color="0.3", lw=1.0, linestyle="--")
+    ax.set_ylabel(f"PnL, in trade notionals (net of {cost:g} bps per side)")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.set_title(f"{title} ({cost:g} bps per side)", fontsize=11)
+
+
 def dashboard_figure(inputs: DashboardInputs) -> Figure:
-    """The six-panel matplotlib figure (the caller closes it)."""
+    """The seven-panel matplotlib figure (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     view = _view(inputs)
-    fig = plt.figure(figsize=(16, 17), dpi=80, layout="constrained")
-    grid = fig.add_gridspec(3, 2)
+    fig = plt.figure(figsize=(16, 21), dpi=80, layout="constrained")
+    grid = fig.add_gridspec(4, 2, height_ratios=[1, 1, 1, 0.7])
     fig.suptitle(
         f"persistence dashboard as of {inputs.run_key} ({view.n_runs} run{'s' if view.n_runs != 1 else ''})",
         fontsize=15,
@@ -683,6 +722,7 @@ def dashboard_figure(inputs: DashboardInputs) -> Figure:
         _stability_panel(fig.add_subplot(grid[2, 0]), inputs, view),
     ]
     _run_performance_panel(fig, grid[2, 1], inputs, view)
+    _sizing_panel(fig.add_subplot(grid[3, :], label="sizing"), inputs)
     fig.draw_without_rendering()  # the layout and axis limits, once, before measuring labels
     for request in labels:
         if request is not None:
@@ -698,7 +738,7 @@ def dashboard_figure(inputs: DashboardInputs) -> Figure:
 
 
 def draw_dashboard(inputs: DashboardInputs) -> bytes:
-    """The six-panel PNG, byte-identical for the same inputs."""
+    """The seven-panel PNG, byte-identical for the same inputs."""
     import matplotlib.pyplot as plt
 
     fig = dashboard_figure(inputs)
@@ -997,6 +1037,8 @@ def dashboard_summary(inputs: DashboardInputs) -> str:
     decaying = inputs.alpha.loc[_decaying(inputs.alpha), "feature"].tolist()
     listed = ", ".join(_plain(f) for f in decaying) or "none"
     lines.append(f"\nDecaying: {listed if decay_tested(inputs.alpha) else DECAY_UNTESTED}.")
+    lines.append(f"\nAlpha monitor: {monitor_summary(inputs.alpha)}.")
+    lines.append(f"\n{sizing_line(inputs.sizing)}.")
     if inputs.segment:
         lines += [
             f"\n### Within {_plain(inputs.segment)} (latest run)",

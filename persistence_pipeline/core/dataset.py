@@ -22,6 +22,7 @@ class TrainingSet:
     # keeping them would keep only the trades that closed quickly (the losers were found to stay open)
     n_censored: int = 0
     duplicates: dict[str, str] = field(default_factory=dict)  # dropped stored feature -> its twin
+    cost: float = 0.0  # a round trip's cost as a return (core/sizing.py): the label is net of it
 
     def without(self, excluded: list[str]) -> TrainingSet:
         """The same trades with some features left out of the model."""
@@ -31,7 +32,7 @@ class TrainingSet:
                 "warehouse table trades", None, None, f"no feature is left after excluding {excluded}"
             )
         return TrainingSet(
-            self.trades, kept, self.n_read, self.n_unrealized, self.n_censored, self.duplicates
+            self.trades, kept, self.n_read, self.n_unrealized, self.n_censored, self.duplicates, self.cost
         )
 
     @property
@@ -40,7 +41,8 @@ class TrainingSet:
 
     @property
     def y(self) -> np.ndarray:
-        return self.trades["return"].to_numpy(dtype="float64")
+        """The label: each trade's return net of the round-trip cost."""
+        return self.trades["return"].to_numpy(dtype="float64") - self.cost
 
     @property
     def entry(self) -> np.ndarray:
@@ -113,10 +115,11 @@ def training_set(
     range_end_exclusive: pd.Timestamp,
     design: DesignParams,
     source: str = "warehouse table trades",
+    cost: float = 0.0,
 ) -> TrainingSet:
     """The trades of a range a model may learn from and be tested on at its end: labelled, and
     entered before the first trade still open at the end (`uncensored`), with the model's columns
-    (`design`, core/design.py)."""
+    (`design`, core/design.py); the label is net of the round-trip `cost`."""
     features = feature_columns(trades)
     refuse_outcome_features(features, source)
     kept = uncensored(trades, range_end_exclusive)
@@ -136,6 +139,7 @@ def training_set(
         n_unrealized=len(trades) - n_realized,
         n_censored=n_realized - len(realized),
         duplicates=modelled.duplicates,
+        cost=cost,
     )
 
 

@@ -64,6 +64,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 from scipy import stats
 
 from persistence_pipeline.core.dataset import realized_by
@@ -213,18 +214,36 @@ class _HacDesign:
 
 
 @functools.lru_cache(maxsize=8)  # a T x T matrix each: 2 MB at ten years of weeks
-def _hac_design(x_bytes: bytes, shape: tuple[int, int], coefficient: int, lag: int) -> _HacDesign:
+def _hac_design(
+    x_bytes: bytes, shape: tuple[int, int], coefficient: int, lag: int, pooled: bool
+) -> _HacDesign:
     X = np.frombuffer(x_bytes, dtype="float64").reshape(shape)
     bread = np.linalg.inv(X.T @ X)
     g = X @ bread[:, coefficient]
-    GM = g[:, None] * (np.eye(shape[0]) - X @ bread @ X.T)
-    A = GM.T @ bartlett_weights(shape[0], lag) @ GM
+    M = np.eye(shape[0]) - X @ bread @ X.T
+    if pooled:
+        A = M @ pooled_weights(g, lag) @ M
+    else:
+        GM = g[:, None] * M
+        A = GM.T @ bartlett_weights(shape[0], lag) @ GM
     trace = float(np.trace(A))
     df = trace**2 / float(np.sum(A * A.T)) if trace > 0 else float("nan")
     return _HacDesign(g, A, trace, df)
 
 
-def hac_coefficient(values: np.ndarray, X: np.ndarray, coefficient: int, lag: int) -> HacTest:
+def pooled_weights(g: np.ndarray, lag: int) -> np.ndarray:
+    """B such that e' B e = sum over t, s of g_t g_s w(|t - s|) gamma(|t - s|), the variance of g'y
+    with the residuals' autocovariances gamma(j) = sum_t e_t e_(t-j) / T pooled over the whole series
+    and Bartlett weights w: the Toeplitz matrix of w(j) sum_t g_t g_(t-j), over T."""
+    n = len(g)
+    weights = np.clip(1.0 - np.arange(n) / (lag + 1), 0.0, None)
+    products = np.array([g[j:] @ g[: n - j] for j in range(n)])
+    return scipy.linalg.toeplitz(weights * products) / n
+
+
+def hac_coefficient(
+    values: np.ndarray, X: np.ndarray, coefficient: int, lag: int, pooled: bool = False
+) -> HacTest:
     """OLS of `values` on the columns of X, and the Newey-West test of one coefficient.
 
     The coefficient is g'y with g = X (X'X)^-1 e_j, and the Newey-West variance of it is the
@@ -235,9 +254,18 @@ def hac_coefficient(values: np.ndarray, X: np.ndarray, coefficient: int, lag: in
     at T = 20), so the variance is scaled by g'g / tr(A), and the t reference has the Satterthwaite
     degrees of freedom tr(A)^2 / tr(A^2) (the small-sample correction of Bell and McCaffrey 2002
     and Imbens and Kolesar 2016, applied to Newey-West's weights). Everything but y' A y depends on
-    the design alone, which features with the same weeks share: it is computed once per design."""
+    the design alone, which features with the same weeks share: it is computed once per design.
+
+    `pooled`: the autocovariances of the errors are taken to be the same all along the series and
+    estimated from all its residuals (A = M B M, `pooled_weights`), instead of from the residuals
+    where g is large. For a coefficient that rests on a few periods (the alpha monitor's last
+    weeks against the years before) the sandwich above estimates the variance from those few
+    residuals: unbiased but noisy, with about 4 degrees of freedom for 8 weeks, which leaves a test
+    little power. Pooling assumes the errors' variance does not change with time (the monitor
+    weights periods by their trades so that it does not) and gives more degrees of freedom the
+    longer the series: about 6 at 12 periods, 13 at 52, 24 at 104."""
     X = np.ascontiguousarray(X, dtype="float64")
-    design = _hac_design(X.tobytes(), (X.shape[0], X.shape[1]), coefficient, lag)
+    design = _hac_design(X.tobytes(), (X.shape[0], X.shape[1]), coefficient, lag, pooled)
     variance = float(values @ design.A @ values)
     estimate = float(design.g @ values)
     raw_se = float(np.sqrt(max(variance, 0.0)))

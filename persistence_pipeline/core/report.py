@@ -19,6 +19,8 @@ from persistence_pipeline.core.dashboard import (
     segment_names,
     stability_lines,
 )
+from persistence_pipeline.core.monitor import monitor_summary
+from persistence_pipeline.core.sizing import sizing_line
 
 QUARANTINED_LISTED = 10  # quarantined features named in the report before "and N more"
 
@@ -77,6 +79,7 @@ def render_report(
     segments: pd.DataFrame | None = None,
     segment: str | None = None,
     stale: pd.DataFrame | None = None,
+    sizing: pd.DataFrame | None = None,
 ) -> str:
     """The report of the latest run (by range end) and what is known as of it: the run, its stability
     summary (runs compared vs stored, "n/a" for NULL figures) and the top_n alpha features with every
@@ -87,7 +90,8 @@ def render_report(
     with `segment` a last section "Within <segment>" lists its top_n features by their rank within it
     (trades, in-sample IC within the segment, mean |SHAP| over its trades), or says the run did not
     store that segment and names those it did. `stale`: the runs whose inputs changed since they ran
-    (run_key, changed); given, a line lists them."""
+    (run_key, changed); given, a line lists them. `sizing`: the latest run's sizing_performance rows;
+    given, a line gives each OOS book's Sharpe and total return net of costs."""
     heading = "## " if markdown else ""
     bullet = "- " if markdown else "  "
     priors = latest["priors_from_run_key"]
@@ -107,6 +111,7 @@ def render_report(
         f"{bullet}{_quarantined_line(quarantined, str(latest['run_key']))}",
         *([f"{bullet}{_segments_line(segments)}"] if segments is not None else []),
         *([f"{bullet}{_stale_line(stale)}"] if stale is not None else []),
+        *([f"{bullet}{sizing_line(sizing)}"] if sizing is not None else []),
         "",
         f"{heading}Stability",
     ]
@@ -120,6 +125,7 @@ def render_report(
     else:
         table, notes = alpha_listing(alpha, top_n)
         lines += listing_lines(table, notes, markdown, ALPHA_TABLE_NUMBERS)
+    lines.append(f"{bullet}Alpha monitor: {monitor_summary(alpha)}")
     if interactions is not None:
         lines += [
             "",

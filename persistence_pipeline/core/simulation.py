@@ -12,7 +12,8 @@ Features are per-symbol AR(1) daily series (coefficient 0.95, unit variance) rea
 feature changes slowly and trades close in time on one symbol see close values. A planted feature
 adds `ic(t) * sd * x` to the return, `sd` the sd of the price return, `ic(t)` moving linearly from
 its start to its end value over the simulated span: for small values `ic` is close to the
-feature's correlation with the return. Features without a planted effect are pure noise.
+feature's correlation with the return. A broken feature's `ic(t)` steps from one value to another
+on a date (a breakdown, for the alpha monitor). Features without a planted effect are pure noise.
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ class SimulatedMarket:
     n_noise: int = 20
     # planted feature -> (IC at the start, IC at the end), linear in between
     planted: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # broken feature -> (IC before the date, IC from the date on, the date)
+    breaks: dict[str, tuple[float, float, str]] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
-        return [*self.planted, *[f"noise_{i:02d}" for i in range(self.n_noise)]]
+        return [*self.planted, *self.breaks, *[f"noise_{i:02d}" for i in range(self.n_noise)]]
 
 
 def _feature_paths(rng: np.random.Generator, n_days: int, n_symbols: int) -> np.ndarray:
@@ -79,6 +82,8 @@ def simulated_trades(market: SimulatedMarket, seed: int) -> pd.DataFrame:
     realized = price_return.copy()
     for name, (first, last) in market.planted.items():
         realized += (first + (last - first) * progress) * sd * values[name]
+    for name, (before, after, date) in market.breaks.items():
+        realized += np.where(days[day] < pd.Timestamp(date, tz="UTC"), before, after) * sd * values[name]
     entry = days[day] + pd.Timedelta(hours=14, minutes=30)
     exit_days = pd.bdate_range(days[0], periods=horizon + 1, tz="UTC")
     trades = pd.DataFrame(
@@ -98,6 +103,9 @@ def simulated_trades(market: SimulatedMarket, seed: int) -> pd.DataFrame:
 
 def planted_ic(market: SimulatedMarket, feature: str, when: pd.Timestamp) -> float:
     """The planted IC of a feature at a date (0 for a noise feature)."""
+    if feature in market.breaks:
+        before, after, date = market.breaks[feature]
+        return before if when < pd.Timestamp(date, tz="UTC") else after
     first, last = market.planted.get(feature, (0.0, 0.0))
     start, end = pd.Timestamp(market.start, tz="UTC"), pd.Timestamp(market.end, tz="UTC")
     progress = min(max((when - start) / (end - start), 0.0), 1.0)

@@ -31,7 +31,8 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "oos_n_taken INTEGER, oos_mean_return_taken DOUBLE, oos_mean_return_all DOUBLE, "
             "priors_from_run_key VARCHAR, curriculum_from_run_key VARCHAR, alpha_used DOUBLE, seed INTEGER, "
             "model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER, "
-            "created_at TIMESTAMPTZ, n_censored INTEGER, prior_weight DOUBLE, inputs_digest VARCHAR"
+            "created_at TIMESTAMPTZ, n_censored INTEGER, prior_weight DOUBLE, inputs_digest VARCHAR, "
+            "cost_bps DOUBLE"
         ),
         ("run_key",),
     ),
@@ -41,8 +42,20 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         ("run_key", "input_run_key"),
     ),
     "oos_predictions": (
-        _columns("run_key VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE, realized DOUBLE"),
+        _columns(
+            "run_key VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE, realized DOUBLE, "
+            "position DOUBLE, predicted_sd DOUBLE"
+        ),
         ("run_key", "trade_id"),
+    ),
+    # the OOS books of a run, gross and net of costs (core/sizing.py)
+    "sizing_performance": (
+        _columns(
+            "run_key VARCHAR, book VARCHAR, costs VARCHAR, n_trades INTEGER, exposure DOUBLE, "
+            "total_return DOUBLE, mean_return DOUBLE, hit_rate DOUBLE, sharpe DOUBLE, max_drawdown DOUBLE, "
+            "turnover DOUBLE, cost_bps DOUBLE"
+        ),
+        ("run_key", "book", "costs"),
     ),
     "trade_loads": (
         _columns(
@@ -127,7 +140,9 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "ic_slope_p_value DOUBLE, half_life_runs DOUBLE, decaying BOOLEAN, perf_corr DOUBLE, "
             "n_periods INTEGER, n_trades INTEGER, hac_lag INTEGER, ic_hac_se DOUBLE, ic_ci_low DOUBLE, "
             "ic_ci_high DOUBLE, n_effective_periods DOUBLE, ic_slope_se DOUBLE, ic_now DOUBLE, "
-            "half_life_days DOUBLE, effect DOUBLE"
+            "half_life_days DOUBLE, effect DOUBLE, n_recent_periods INTEGER, ic_recent DOUBLE, "
+            "ic_before DOUBLE, ic_change DOUBLE, ic_change_t DOUBLE, ic_change_p_value DOUBLE, "
+            "monitor_score DOUBLE, monitored BOOLEAN, ic_change_q_value DOUBLE, broken_down BOOLEAN"
         ),
         ("as_of_run_key", "feature"),
     ),
@@ -180,6 +195,7 @@ STAGE_TABLES: dict[str, tuple[str, ...]] = {
         "run_metrics",
         "checkpoints",
         "oos_predictions",
+        "sizing_performance",
         "excluded_features",
         "data_loss",
         "feature_coverage",

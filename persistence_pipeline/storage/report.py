@@ -34,6 +34,7 @@ class LatestRun:
     # empty for a run (or a warehouse) from before segments were stored
     segments: pd.DataFrame
     stale: pd.DataFrame  # the runs of its model kind whose inputs changed since (storage/staleness.py)
+    sizing: pd.DataFrame  # its sizing_performance rows (empty from before sizing existed)
 
 
 def latest_run(path: Path, wait_seconds: float = REPORT_LOCK_WAIT_SECONDS) -> LatestRun:
@@ -103,7 +104,13 @@ def _read_latest(con: duckdb.DuckDBPyConnection, path: Path) -> LatestRun:
             | {c: pd.Series(dtype="float64") for c in ["n_trades", "ic", "shap_mean_abs", "rank"]}
         )
     )
+    sizing = (
+        con.execute("SELECT * FROM sizing_performance WHERE run_key = ?", [latest["run_key"]]).df()
+        if "sizing_performance" in tables  # a warehouse written before the table existed
+        else pd.DataFrame(columns=["book", "costs", "cost_bps"])
+    )
     return LatestRun(
+        sizing=sizing,
         stale=stale_runs_read(con, str(latest["model_kind"])),
         segments=segments,
         quarantined=quarantined,

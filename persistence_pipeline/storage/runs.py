@@ -22,6 +22,7 @@ def write_model_run(
     run_row: dict[str, Any],
     checkpoint_row: dict[str, Any],
     oos_predictions: pd.DataFrame,
+    sizing_performance: pd.DataFrame,
     excluded_features: pd.DataFrame,
     data_loss: pd.DataFrame,
     feature_coverage: pd.DataFrame,
@@ -40,6 +41,7 @@ def write_model_run(
         replace_run_rows(con, "run_metrics", "run_key", run_key, pd.DataFrame([run_row]))
         replace_run_rows(con, "checkpoints", "run_key", run_key, pd.DataFrame([checkpoint_row]))
         replace_run_rows(con, "oos_predictions", "run_key", run_key, oos_predictions)
+        replace_run_rows(con, "sizing_performance", "run_key", run_key, sizing_performance)
         replace_run_rows(con, "excluded_features", "run_key", run_key, excluded_features)
         replace_run_rows(con, "data_loss", "run_key", run_key, data_loss)
         replace_run_rows(con, "feature_coverage", "run_key", run_key, feature_coverage)
@@ -86,6 +88,26 @@ def oos_predictions(db: Database, run_key: str) -> pd.DataFrame:
     """The run's walk-forward out-of-sample predictions: trade_id, prediction, realized."""
     return db.query(
         "SELECT trade_id, prediction, realized FROM oos_predictions WHERE run_key = ? ORDER BY trade_id",
+        [run_key],
+    )
+
+
+def oos_books(db: Database, run_key: str) -> pd.DataFrame:
+    """The run's OOS trades as core/sizing.py books them: prediction, position, gross_return (the
+    trade's return before costs), entry_time, exit_time; in entry order."""
+    return db.query(
+        "SELECT o.trade_id, o.prediction, o.position, t.return AS gross_return, t.entry_time, t.exit_time"
+        " FROM oos_predictions o JOIN trades t USING (trade_id)"
+        " WHERE o.run_key = ? AND o.position IS NOT NULL ORDER BY t.entry_time, o.trade_id",
+        [run_key],
+    )
+
+
+def sizing_performance(db: Database, run_key: str) -> pd.DataFrame:
+    """The run's sizing_performance rows: sized, equal, actual; gross then net."""
+    return db.query(
+        "SELECT * FROM sizing_performance WHERE run_key = ? ORDER BY"
+        " CASE book WHEN 'sized' THEN 0 WHEN 'equal' THEN 1 ELSE 2 END, costs",
         [run_key],
     )
 

@@ -1,0 +1,235 @@
+"""Alpha-based position sizing against the strategies' actual PnL, with transaction costs.
+
+Costs. `cost_bps` is the cost of one side of a trade in basis points of its notional (commission,
+half-spread, impact), so a round trip costs 2 * cost_bps / 10^4 of the notional: the model's label
+is the trade's return net of it (core/dataset.py), and every return figure here comes gross and net.
+
+Three books over the same walk-forward out-of-sample trades of a run, each trade held as the
+strategy held it (its side, entry and exit); only the notional differs:
+
+    actual   every trade at notional 1: the strategies as they traded
+    equal    notional 1 on the trades the model expects to pay after costs (prediction > 0), 0 else
+    sized    notional proportional to the predicted return over the predicted volatility, capped:
+             position = clip((prediction / predicted_sd) / scale, 0, max_position)
+
+Sizing, with only what was known at entry. A test trade of walk-forward fold k gets its prediction
+from fold k's model, trained on trades that exited before the fold's first entry (core/model.py).
+Its predicted volatility is the standard deviation of the labels of fold k's training trades, times
+the trade's `volatility_feature` at entry over that feature's median on the training trades (the
+trade's own risk relative to the past's; without the feature, the training sd alone). `scale` is the
+mean |prediction / predicted_sd| of fold k's model over its own training trades, so a trade the
+model rates as strongly as it rated the past on average gets notional 1. Positions are never
+negative: the sized book takes less or more of a strategy's trade, never the other side of it
+(fading a strategy is another strategy, with its own costs). The cap keeps one trade from carrying
+the book. Nothing in a position depends on a test trade's outcome, or on any later trade.
+
+Per book, gross and net of costs (`costs`):
+    n_trades        trades with a position > 0
+    exposure        the sum of positions (notional traded, in units of one trade)
+    total_return    sum of position * return: the PnL in units of one trade's notional
+    mean_return     total_return / exposure: the return per unit of notional
+    hit_rate        share of the traded trades whose PnL is > 0
+    sharpe          mean / sd of the daily PnL * sqrt(252); a day's PnL is the PnL of the trades
+                    that exited that (UTC) day, every weekday from the first OOS entry to the last
+                    exit counted (a day without exits is a 0)
+    max_drawdown    the largest fall of the cumulative daily PnL from its running peak (>= 0)
+    turnover        2 * exposure / days: the notional traded per day (entry and exit)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+BOOKS = ("sized", "equal", "actual")
+TRADING_DAYS = 252
+PERFORMANCE_COLUMNS = [
+    "book",
+    "costs",
+    "n_trades",
+    "exposure",
+    "total_return",
+    "mean_return",
+    "hit_rate",
+    "sharpe",
+    "max_drawdown",
+    "turnover",
+]
+
+
+@dataclass(frozen=True)
+class SizingParams:
+    cost_bps: float = 5.0
+    max_position: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.cost_bps) and self.cost_bps >= 0):
+            raise ValueError(f"cost_bps must be a finite number >= 0, not {self.cost_bps}")
+        if not (math.isfinite(self.max_position) and self.max_position > 0):
+            raise ValueError(f"max_position must be a finite number > 0, not {self.max_position}")
+
+    @property
+    def round_trip_cost(self) -> float:
+        """What a round trip costs, as a return on the notional."""
+        return round_trip_cost(self.cost_bps)
+
+
+def round_trip_cost(cost_bps: float) -> float:
+    return 2.0 * cost_bps / 10_000
+
+
+def relative_volatility(train: np.ndarray | None, test: np.ndarray | None) -> np.ndarray | None:
+    """The test trades' volatility feature over its median on the training trades (None without
+    a usable feature: missing, or a median that is not positive)."""
+    if train is None or test is None:
+        return None
+    median = float(np.nanmedian(train)) if len(train) else float("nan")
+    if not (np.isfinite(median) and median > 0):
+        return None
+    ratio = np.asarray(test, dtype="float64") / median
+    return np.where(np.isfinite(ratio) & (ratio > 0), ratio, 1.0)
+
+
+def fold_positions(
+    train_prediction: np.ndarray,
+    train_label: np.ndarray,
+    test_prediction: np.ndarray,
+    train_volatility: np.ndarray | None,
+    test_volatility: np.ndarray | None,
+    max_position: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, predicted sd) of one fold's test trades, from the fold model's predictions on its
+    training and test trades, the training labels and the volatility feature (module docstring)."""
+    base_sd = float(np.std(train_label))
+    if not base_sd > 0:
+        return np.zeros(len(test_prediction)), np.full(len(test_prediction), np.nan)
+    train_sd = base_sd * _or_ones(relative_volatility(train_volatility, train_volatility), len(train_label))
+    test_sd = base_sd * _or_ones(relative_volatility(train_volatility, test_volatility), len(test_prediction))
+    scale = float(np.mean(np.abs(train_prediction / train_sd)))
+    if not scale > 0:
+        return np.zeros(len(test_prediction)), test_sd
+    return np.clip(test_prediction / test_sd / scale, 0.0, max_position), test_sd
+
+
+def _or_ones(values: np.ndarray | None, n: int) -> np.ndarray:
+    return np.ones(n) if values is None else values
+
+
+def book_positions(prediction: np.ndarray, position: np.ndarray) -> dict[str, np.ndarray]:
+    """Each book's notional per OOS trade."""
+    return {
+        "sized": np.asarray(position, dtype="float64"),
+        "equal": (np.asarray(prediction) > 0).astype("float64"),
+        "actual": np.ones(len(prediction)),
+    }
+
+
+def daily_pnl(pnl: np.ndarray, exit_time: pd.Series, first_entry: pd.Timestamp) -> pd.Series:
+    """The PnL summed by UTC exit day, on every weekday from the first entry's day to the last exit's."""
+    days = pd.to_datetime(exit_time, utc=True).dt.tz_convert("UTC").dt.normalize()
+    by_day = pd.Series(pnl, index=days.to_numpy()).groupby(level=0).sum()
+    calendar = (
+        pd.bdate_range(pd.Timestamp(first_entry).normalize(), days.max(), tz="UTC") if len(days) else []
+    )
+    return by_day.reindex(by_day.index.union(calendar), fill_value=0.0)
+
+
+def max_drawdown(daily: pd.Series) -> float:
+    """The largest fall of the cumulative PnL from its running peak (the peak starts at 0)."""
+    cumulative = daily.cumsum().to_numpy()
+    if len(cumulative) == 0:
+        return 0.0
+    peak = np.maximum.accumulate(np.maximum(cumulative, 0.0))
+    return float((peak - cumulative).max())
+
+
+def book_figures(position: np.ndarray, returns: np.ndarray, daily: pd.Series) -> dict[str, float | int]:
+    traded = position > 0
+    pnl = position * returns
+    exposure = float(position.sum())
+    sd = float(daily.std(ddof=1)) if len(daily) > 1 else float("nan")
+    return {
+        "n_trades": int(traded.sum()),
+        "exposure": exposure,
+        "total_return": float(pnl.sum()),
+        "mean_return": float(pnl.sum() / exposure) if exposure > 0 else float("nan"),
+        "hit_rate": float((pnl[traded] > 0).mean()) if traded.any() else float("nan"),
+        "sharpe": float(daily.mean() / sd * math.sqrt(TRADING_DAYS)) if sd > 0 else float("nan"),
+        "max_drawdown": max_drawdown(daily),
+        "turnover": 2 * exposure / len(daily) if len(daily) else float("nan"),
+    }
+
+
+def sizing_performance(oos: pd.DataFrame, params: SizingParams) -> pd.DataFrame:
+    """Per book and costs (gross, net) the figures of the module docstring, from the OOS trades:
+    prediction, position, gross_return (the trade's return before costs), entry_time, exit_time."""
+    returns = {"gross": oos["gross_return"].to_numpy(dtype="float64")}
+    returns["net"] = returns["gross"] - params.round_trip_cost
+    first_entry = pd.to_datetime(oos["entry_time"], utc=True).min()
+    rows = []
+    for book, position in book_positions(oos["prediction"].to_numpy(), oos["position"].to_numpy()).items():
+        for costs, r in returns.items():
+            daily = daily_pnl(position * r, oos["exit_time"], first_entry)
+            rows.append({"book": book, "costs": costs, **book_figures(position, r, daily)})
+    return pd.DataFrame(rows, columns=PERFORMANCE_COLUMNS)
+
+
+def cumulative_pnl(oos: pd.DataFrame, params: SizingParams) -> pd.DataFrame:
+    """The cumulative daily PnL net of costs of each book (columns), by exit day (index)."""
+    net = oos["gross_return"].to_numpy(dtype="float64") - params.round_trip_cost
+    first_entry = pd.to_datetime(oos["entry_time"], utc=True).min()
+    books = book_positions(oos["prediction"].to_numpy(), oos["position"].to_numpy())
+    return pd.DataFrame(
+        {
+            book: daily_pnl(position * net, oos["exit_time"], first_entry).cumsum()
+            for book, position in books.items()
+        }
+    )
+
+
+def sizing_line(performance: pd.DataFrame) -> str:
+    """The summary's and the report's line: each book's net Sharpe and total return, from a run's
+    sizing_performance rows (with their cost_bps)."""
+    if performance.empty or "cost_bps" not in performance or performance["cost_bps"].isna().all():
+        return "OOS sizing: not computed for this run (stored before sizing existed)"
+    net = performance[performance["costs"] == "net"].set_index("book")
+    books = ", ".join(
+        f"{book} Sharpe {net.loc[book, 'sharpe']:+.2f}, total {net.loc[book, 'total_return']:+.3f}"
+        for book in BOOKS
+        if book in net.index
+    )
+    return f"OOS PnL net of {performance['cost_bps'].dropna().iloc[0]:g} bps per side: {books}"
+
+
+def walk_forward_positions(
+    fold_models: list,
+    folds: list,
+    X: np.ndarray,
+    label: np.ndarray,
+    oos_prediction: np.ndarray,
+    volatility: np.ndarray | None,
+    max_position: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, predicted sd) of every OOS trade, in the order of the folds' test trades (that of
+    oos_prediction): each fold's from its own model and training trades (`fold_positions`).
+    `fold_models` predict from X; `folds` have `train` and `test` positions; `volatility` is the
+    volatility feature per trade (None without one)."""
+    positions, sds = [], []
+    start = 0
+    for model, fold in zip(fold_models, folds, strict=True):
+        test_prediction = oos_prediction[start : start + fold.test.size]
+        start += fold.test.size
+        position, sd = fold_positions(
+            model.predict(X[fold.train]),
+            label[fold.train],
+            test_prediction,
+            None if volatility is None else volatility[fold.train],
+            None if volatility is None else volatility[fold.test],
+            max_position,
+        )
+        positions.append(position)
+        sds.append(sd)
+    return np.concatenate(positions), np.concatenate(sds)
