@@ -45,6 +45,7 @@ TABLES = [
     "feature_segments",
     "excluded_features",
     "regime_weights",
+    "sizing_performance",
 ]
 
 
