@@ -31,6 +31,7 @@ from persistence_pipeline.core.dashboard import (
     top_features,
 )
 from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
+from persistence_pipeline.core.monitor import monitor_summary
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
 from persistence_pipeline.core.sizing import sizing_line
 from persistence_pipeline.core.stability import effective_runs, feature_stability, stability_summary
@@ -352,6 +353,11 @@ def test_report_prints_latest_run_stability_and_alpha(embedded_runs: EmbeddedRun
     latest_excluded = excluded[excluded["run_key"] == "2021-04-01..2021-06-30/ridge"]
     assert ("Quarantined: none" in done.stdout) == latest_excluded.empty
     assert f"runs compared: {summary['n_independent_runs']} non-overlapping of 2 stored" in done.stdout
+    books = project.table("sizing_performance").query("run_key == @LATEST")
+    assert f"  {sizing_line(books)}" in done.stdout.splitlines()
+    monitor = monitor_summary(project.table("feature_alpha").query("as_of_run_key == @LATEST"))
+    assert monitor.startswith(("none of the", "alpha broken down")), monitor  # half a year: monitored
+    assert f"  Alpha monitor: {monitor}" in done.stdout.splitlines()
     alpha = (
         project.table("feature_alpha")
         .query("as_of_run_key == '2021-04-01..2021-06-30/ridge'")
