@@ -215,7 +215,10 @@ def test_one_run_dashboard_has_alpha_and_says_stability_needs_two(embedded_runs:
     assert "runs compared: 1 non-overlapping of 1 stored" in summary
     assert "Kendall's W n/a, mean pairwise Spearman n/a, latest Spearman n/a" in summary
     books = embedded_runs.one.table("sizing_performance")
-    assert f"\n{sizing_line(books)}." in summary and "OOS PnL net of 5 bps per side: sized Sharpe" in summary
+    assert (
+        f"\n{sizing_line(books)}." in summary
+        and "OOS net of 5 bps per side, per unit of notional: sized " in summary
+    )
     assert "\nAlpha monitor: no feature has enough weeks to be monitored yet." in summary
     headline = metadata["headline"]
     assert isinstance(headline, dg.TextMetadataValue)

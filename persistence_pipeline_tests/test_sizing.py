@@ -61,22 +61,32 @@ NULL_MARKET = SimulatedMarket(start="2021-01-01", end="2021-12-31", per_day=40, 
 SIZING = SizingParams(cost_bps=5)
 
 
-def oos_books(market: SimulatedMarket, seed: int, change_last_test_returns: bool = False) -> pd.DataFrame:
+def oos_books(market: SimulatedMarket, seed: int, changed_after: float | None = None) -> pd.DataFrame:
     """A run's OOS trades on a simulated market with predictions and positions, as profit_model makes
-    them (labels net of costs, ridge, purged walk-forward)."""
+    them (labels net of costs, ridge, purged walk-forward, the volatility feature scaling the sd).
+    `changed_after`: the trades entered after that share of the run get other features, another
+    volatility and other outcomes."""
     trades = simulated_trades(market, seed)
-    if (
-        change_last_test_returns
-    ):  # the outcomes of the last fifth of the trades, which only the last fold tests on
-        last = trades.index >= len(trades) * 5 // 6 + 1
-        trades.loc[last, "return"] = -trades.loc[last, "return"] * 3
+    trades["volatility_20"] = np.exp(np.random.default_rng(seed).normal(size=len(trades)))
+    if changed_after is not None:
+        later = trades.index >= int(len(trades) * changed_after)
+        rng = np.random.default_rng(99)
+        for column in [*market.features, "volatility_20"]:
+            trades.loc[later, column] = rng.permutation(trades.loc[later, column].to_numpy())
+        trades.loc[later, "return"] = -3 * trades.loc[later, "return"]
     X = trades[market.features].to_numpy()
     y = trades["return"].to_numpy() - SIZING.round_trip_cost
     fitted = train_and_evaluate(
         X, y, trades["entry_time"].to_numpy(), trades["exit_time"].to_numpy(), market.features, ModelParams()
     )
     position, _ = walk_forward_positions(
-        fitted.fold_models, fitted.folds, X, y, fitted.oos_prediction, None, SIZING.max_position
+        fitted.fold_models,
+        fitted.folds,
+        X,
+        y,
+        fitted.oos_prediction,
+        trades["volatility_20"].to_numpy(),
+        SIZING.max_position,
     )
     chosen = trades.iloc[fitted.oos_positions]
     return pd.DataFrame(
@@ -88,24 +98,30 @@ def oos_books(market: SimulatedMarket, seed: int, change_last_test_returns: bool
             "gross_return": chosen["return"].to_numpy(),
             "entry_time": chosen["entry_time"].to_numpy(),
             "exit_time": chosen["exit_time"].to_numpy(),
-        }
+        },
+        index=fitted.oos_positions,
     )
 
 
-def test_a_position_does_not_depend_on_its_own_outcome_or_any_later_trade():
-    """Changing the returns of the last fold's test trades (their outcomes) leaves every position as
-    it was: each position comes from a model trained on trades that exited before its fold."""
+@pytest.mark.parametrize("changed_after", [0.3, 0.45, 0.75])
+def test_a_position_depends_on_nothing_after_its_trade_entered(changed_after):
+    """Every trade entered after a cut gets other features, another volatility and other outcomes:
+    each position of a trade entered before the cut stays as it was, whichever fold (and whichever
+    place in its fold's test block) the cut falls in; the positions after it do change. A scale or a
+    volatility median taken from a test block, or a model that saw a test outcome, fails this."""
     books = oos_books(MARKET, 0)
-    changed = oos_books(MARKET, 0, change_last_test_returns=True)
-    assert not np.allclose(books["gross_return"], changed["gross_return"])
-    pd.testing.assert_series_equal(books["position"], changed["position"])
-    pd.testing.assert_series_equal(books["prediction"], changed["prediction"])
+    changed = oos_books(MARKET, 0, changed_after)
+    before = books.index < int(len(simulated_trades(MARKET, 0)) * changed_after)
+    assert before.sum() > 100 and (~before).sum() > 100
+    pd.testing.assert_series_equal(books.loc[before, "position"], changed.loc[before, "position"])
+    pd.testing.assert_series_equal(books.loc[before, "prediction"], changed.loc[before, "prediction"])
+    assert not np.allclose(books.loc[~before, "position"], changed.loc[~before, "position"])
 
 
 def brute_force(books: pd.DataFrame, position: np.ndarray, cost: float) -> dict[str, float]:
     """The book's figures by explicit loops over trades and days."""
     pnl_by_day: dict[pd.Timestamp, float] = {}
-    day = pd.Timestamp(books["entry_time"].min()).tz_convert("UTC").normalize()
+    day = pd.Timestamp(books["exit_time"].min()).tz_convert("UTC").normalize()
     last = pd.Timestamp(books["exit_time"].max()).tz_convert("UTC").normalize()
     while day <= last:
         if day.weekday() < 5:
@@ -135,7 +151,7 @@ def brute_force(books: pd.DataFrame, position: np.ndarray, cost: float) -> dict[
         "total_return": total,
         "mean_return": total / exposure,
         "hit_rate": wins / traded,
-        "sharpe": mean / sd * math.sqrt(252),
+        "sharpe": mean / sd * math.sqrt(261),
         "max_drawdown": drawdown,
         "turnover": 2 * exposure / len(daily),
     }
@@ -170,9 +186,14 @@ def test_every_figure_by_brute_force_gross_and_net():
     )
     line = sizing_line(table.reset_index().assign(cost_bps=SIZING.cost_bps))
     net = table.xs("net", level="costs")
-    assert line == "OOS PnL net of 5 bps per side: " + ", ".join(
-        f"{book} Sharpe {net.loc[book, 'sharpe']:+.2f}, total {net.loc[book, 'total_return']:+.3f}"
-        for book in ("sized", "equal", "actual")
+    books = ("sized", "equal", "actual")
+    assert line == (
+        "OOS net of 5 bps per side, per unit of notional: "
+        + ", ".join(
+            f"{b} {net.loc[b, 'mean_return'] * 1e4:+.1f} bps on {net.loc[b, 'exposure']:.0f}" for b in books
+        )
+        + " trade notionals; Sharpe "
+        + ", ".join(f"{b} {net.loc[b, 'sharpe']:+.2f}" for b in books)
     )
     assert sizing_line(table.reset_index().iloc[:0]).startswith("OOS sizing: not computed")
 
@@ -196,13 +217,26 @@ def test_the_label_is_net_of_costs_and_a_ridge_only_moves_its_intercept():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_on_planted_signal_the_sized_book_beats_the_strategies_and_on_noise_it_does_not(seed):
     """Net of 5 bps a side. Planted IC 0.1: the sized book's Sharpe and return per unit of notional
-    beat the strategies' (which pay costs on every trade of a coin flip). Noise: the model learns
-    that the average trade loses its costs and takes few trades; what it takes earns no more per unit
-    of notional than the strategies' (within noise) and loses money."""
+    beat the strategies' (which pay costs on every trade of a coin flip), and its return per unit
+    beats the equal book's. Noise: the model learns that the average trade loses its costs
+    and takes few trades; what it takes earns per unit of notional what the strategies' trades earn,
+    within two standard errors, and loses money."""
     planted = sizing_performance(oos_books(MARKET, seed), SIZING).query("costs == 'net'").set_index("book")
     assert planted.loc["sized", "sharpe"] > planted.loc["actual", "sharpe"] + 2
     assert planted.loc["sized", "mean_return"] > 0 > planted.loc["actual", "mean_return"]
-    assert planted.loc["sized", "sharpe"] > planted.loc["equal", "sharpe"]
-    null = sizing_performance(oos_books(NULL_MARKET, seed), SIZING).query("costs == 'net'").set_index("book")
-    assert null.loc["sized", "total_return"] < 0 and null.loc["sized", "mean_return"] < 0.001
+    assert planted.loc["sized", "mean_return"] > planted.loc["equal", "mean_return"]
+    books = oos_books(NULL_MARKET, seed)
+    null = sizing_performance(books, SIZING).query("costs == 'net'").set_index("book")
+    assert null.loc["sized", "total_return"] < 0
+    # per unit of notional, no edge over the strategies on noise: within 2 standard errors of theirs
+    # (each clustered by exit day: trades that exit together share the market's move)
+    net = books["gross_return"].to_numpy() - SIZING.round_trip_cost
+    day = pd.to_datetime(books["exit_time"], utc=True).dt.normalize().to_numpy()
+
+    def standard_error(position: np.ndarray) -> float:
+        residual = position * (net - (position @ net) / position.sum())
+        return float(np.sqrt(pd.Series(residual).groupby(day).sum().pow(2).sum()) / position.sum())
+
+    se = np.hypot(standard_error(books["position"].to_numpy()), standard_error(np.ones(len(books))))
+    assert abs(null.loc["sized", "mean_return"] - null.loc["actual", "mean_return"]) < 2 * se
     assert null.loc["sized", "exposure"] < 0.4 * null.loc["actual", "exposure"]

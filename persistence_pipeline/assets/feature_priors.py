@@ -14,6 +14,7 @@ from persistence_pipeline.core.priors import (
     oos_regime_weights,
     restated_priors,
 )
+from persistence_pipeline.core.sizing import label_cost
 from persistence_pipeline.core.stability import non_overlapping_runs
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
@@ -55,7 +56,7 @@ def feature_priors(
         trades_between(db, scope.window.start, scope.window.end),
         scope.window.end,
         model_settings.design_params(),
-        cost=model_settings.sizing_params().round_trip_cost,
+        cost=label_cost(stored.set_index("run_key")["cost_bps"].get(scope.run_key)),  # the model's labels'
     )
     priors = restated_priors(
         empirical_bayes_priors(importance, analysis_settings.prior_params()),

@@ -7,7 +7,8 @@ is the trade's return net of it (core/dataset.py), and every return figure here 
 Three books over the same walk-forward out-of-sample trades of a run, each trade held as the
 strategy held it (its side, entry and exit); only the notional differs:
 
-    actual   every trade at notional 1: the strategies as they traded
+    actual   every trade at notional 1: the strategies' trades as they traded them, at unit size
+             (a trade log's own quantities are not in the contract)
     equal    notional 1 on the trades the model expects to pay after costs (prediction > 0), 0 else
     sized    notional proportional to the predicted return over the predicted volatility, capped:
              position = clip((prediction / predicted_sd) / scale, 0, max_position)
@@ -18,7 +19,9 @@ Its predicted volatility is the standard deviation of the labels of fold k's tra
 the trade's `volatility_feature` at entry over that feature's median on the training trades (the
 trade's own risk relative to the past's; without the feature, the training sd alone). `scale` is the
 mean |prediction / predicted_sd| of fold k's model over its own training trades, so a trade the
-model rates as strongly as it rated the past on average gets notional 1. Positions are never
+model rates as strongly as it rated the past on average gets notional 1. Those are in-sample
+predictions, larger than out-of-sample ones (trees: 0.66-0.88 of them), so the mean OOS position is
+below 1 and the cap binds rarely; only the relative sizes carry the model's view. Positions are never
 negative: the sized book takes less or more of a strategy's trade, never the other side of it
 (fading a strategy is another strategy, with its own costs). The cap keeps one trade from carrying
 the book. Nothing in a position depends on a test trade's outcome, or on any later trade.
@@ -28,12 +31,19 @@ Per book, gross and net of costs (`costs`):
     exposure        the sum of positions (notional traded, in units of one trade)
     total_return    sum of position * return: the PnL in units of one trade's notional
     mean_return     total_return / exposure: the return per unit of notional
-    hit_rate        share of the traded trades whose PnL is > 0
-    sharpe          mean / sd of the daily PnL * sqrt(252); a day's PnL is the PnL of the trades
-                    that exited that (UTC) day, every weekday from the first OOS entry to the last
-                    exit counted (a day without exits is a 0)
+    hit_rate        share of the traded trades whose PnL is > 0 (sized and equal trade the same
+                    trades, a position is > 0 exactly when the prediction is, so theirs agree)
+    sharpe          mean / sd of the daily PnL * sqrt(261); a day's PnL is the PnL of the trades
+                    that exited that (UTC) day, on every weekday from the first exit to the last
+                    (a weekday without exits, holidays included, is a 0: 261 weekdays a year)
     max_drawdown    the largest fall of the cumulative daily PnL from its running peak (>= 0)
     turnover        2 * exposure / days: the notional traded per day (entry and exit)
+
+PnL is booked when a trade exits, not marked to market while it is held, so the Sharpe and the
+drawdown miss the swings inside a holding. Exposure, total return, drawdown and turnover are in
+units of one trade's notional: books that trade different amounts differ in them by their size
+alone, and so does the Sharpe (with a negative edge a book that trades less has a less negative
+Sharpe). Compare the books by `mean_return`, the return per unit of notional, first.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 BOOKS = ("sized", "equal", "actual")
-TRADING_DAYS = 252
+WEEKDAYS_PER_YEAR = 261  # the daily PnL's calendar: every weekday, a holiday's PnL is 0
 PERFORMANCE_COLUMNS = [
     "book",
     "costs",
@@ -79,6 +89,12 @@ class SizingParams:
 
 def round_trip_cost(cost_bps: float) -> float:
     return 2.0 * cost_bps / 10_000
+
+
+def label_cost(cost_bps: float | None) -> float:
+    """The round-trip cost a run's labels are net of, from its run_metrics.cost_bps (NULL: a run
+    from before costs, whose labels are gross)."""
+    return 0.0 if cost_bps is None or pd.isna(cost_bps) else round_trip_cost(float(cost_bps))
 
 
 def relative_volatility(train: np.ndarray | None, test: np.ndarray | None) -> np.ndarray | None:
@@ -127,13 +143,11 @@ def book_positions(prediction: np.ndarray, position: np.ndarray) -> dict[str, np
     }
 
 
-def daily_pnl(pnl: np.ndarray, exit_time: pd.Series, first_entry: pd.Timestamp) -> pd.Series:
-    """The PnL summed by UTC exit day, on every weekday from the first entry's day to the last exit's."""
+def daily_pnl(pnl: np.ndarray, exit_time: pd.Series) -> pd.Series:
+    """The PnL summed by UTC exit day, on every weekday from the first exit's day to the last's."""
     days = pd.to_datetime(exit_time, utc=True).dt.tz_convert("UTC").dt.normalize()
     by_day = pd.Series(pnl, index=days.to_numpy()).groupby(level=0).sum()
-    calendar = (
-        pd.bdate_range(pd.Timestamp(first_entry).normalize(), days.max(), tz="UTC") if len(days) else []
-    )
+    calendar = pd.bdate_range(days.min(), days.max(), tz="UTC") if len(days) else []
     return by_day.reindex(by_day.index.union(calendar), fill_value=0.0)
 
 
@@ -157,7 +171,7 @@ def book_figures(position: np.ndarray, returns: np.ndarray, daily: pd.Series) ->
         "total_return": float(pnl.sum()),
         "mean_return": float(pnl.sum() / exposure) if exposure > 0 else float("nan"),
         "hit_rate": float((pnl[traded] > 0).mean()) if traded.any() else float("nan"),
-        "sharpe": float(daily.mean() / sd * math.sqrt(TRADING_DAYS)) if sd > 0 else float("nan"),
+        "sharpe": float(daily.mean() / sd * math.sqrt(WEEKDAYS_PER_YEAR)) if sd > 0 else float("nan"),
         "max_drawdown": max_drawdown(daily),
         "turnover": 2 * exposure / len(daily) if len(daily) else float("nan"),
     }
@@ -168,11 +182,10 @@ def sizing_performance(oos: pd.DataFrame, params: SizingParams) -> pd.DataFrame:
     prediction, position, gross_return (the trade's return before costs), entry_time, exit_time."""
     returns = {"gross": oos["gross_return"].to_numpy(dtype="float64")}
     returns["net"] = returns["gross"] - params.round_trip_cost
-    first_entry = pd.to_datetime(oos["entry_time"], utc=True).min()
     rows = []
     for book, position in book_positions(oos["prediction"].to_numpy(), oos["position"].to_numpy()).items():
         for costs, r in returns.items():
-            daily = daily_pnl(position * r, oos["exit_time"], first_entry)
+            daily = daily_pnl(position * r, oos["exit_time"])
             rows.append({"book": book, "costs": costs, **book_figures(position, r, daily)})
     return pd.DataFrame(rows, columns=PERFORMANCE_COLUMNS)
 
@@ -180,28 +193,28 @@ def sizing_performance(oos: pd.DataFrame, params: SizingParams) -> pd.DataFrame:
 def cumulative_pnl(oos: pd.DataFrame, params: SizingParams) -> pd.DataFrame:
     """The cumulative daily PnL net of costs of each book (columns), by exit day (index)."""
     net = oos["gross_return"].to_numpy(dtype="float64") - params.round_trip_cost
-    first_entry = pd.to_datetime(oos["entry_time"], utc=True).min()
     books = book_positions(oos["prediction"].to_numpy(), oos["position"].to_numpy())
     return pd.DataFrame(
-        {
-            book: daily_pnl(position * net, oos["exit_time"], first_entry).cumsum()
-            for book, position in books.items()
-        }
+        {book: daily_pnl(position * net, oos["exit_time"]).cumsum() for book, position in books.items()}
     )
 
 
 def sizing_line(performance: pd.DataFrame) -> str:
-    """The summary's and the report's line: each book's net Sharpe and total return, from a run's
-    sizing_performance rows (with their cost_bps)."""
+    """The summary's and the report's line, from a run's sizing_performance rows (with cost_bps):
+    each book's net return per unit of notional and its exposure first, then its net Sharpe."""
     if performance.empty or "cost_bps" not in performance or performance["cost_bps"].isna().all():
         return "OOS sizing: not computed for this run (stored before sizing existed)"
     net = performance[performance["costs"] == "net"].set_index("book")
-    books = ", ".join(
-        f"{book} Sharpe {net.loc[book, 'sharpe']:+.2f}, total {net.loc[book, 'total_return']:+.3f}"
-        for book in BOOKS
-        if book in net.index
+    books = [book for book in BOOKS if book in net.index]
+    per_unit = ", ".join(
+        f"{book} {net.loc[book, 'mean_return'] * 10_000:+.1f} bps on {net.loc[book, 'exposure']:.0f}"
+        for book in books
     )
-    return f"OOS PnL net of {performance['cost_bps'].dropna().iloc[0]:g} bps per side: {books}"
+    sharpe = ", ".join(f"{book} {net.loc[book, 'sharpe']:+.2f}" for book in books)
+    cost = performance["cost_bps"].dropna().iloc[0]
+    return (
+        f"OOS net of {cost:g} bps per side, per unit of notional: {per_unit} trade notionals; Sharpe {sharpe}"
+    )
 
 
 def walk_forward_positions(
