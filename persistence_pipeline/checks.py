@@ -333,9 +333,10 @@ MONITOR_SHOWN = [
 @stage_check(
     "feature_alpha",
     description=(
-        "The alpha monitor: warns when the IC of one of the top-k features by evidence (smallest ic_p_value) "
-        "over the last analysis_settings.monitor_recent_periods weeks (8) is significantly weaker than "
-        "over the weeks before: a Newey-West test of the change, Benjamini-Hochberg q < "
+        "The alpha monitor: warns when the trade-weighted IC of a monitored feature (the top_k by |mean IC| "
+        "x sqrt(trades), and every feature whose mean IC is significant) over the last "
+        "analysis_settings.monitor_recent_periods weeks (8) is significantly weaker than over the weeks "
+        "before: a Newey-West test of the change, Benjamini-Hochberg q < "
         "analysis_settings.monitor_level (1%) over the monitored features. Names each feature with its IC "
         "before and now; the table of every monitored feature is in the metadata."
     ),

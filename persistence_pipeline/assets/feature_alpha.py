@@ -39,7 +39,7 @@ SHOWN = [
     "trend test of decay, continuous persistence and the alpha score in [0, 1] (formula in the "
     "README); with the runs' importance share, top-k stability and importance-performance "
     "correlation beside it; and the alpha monitor: whether the IC of the last weeks has broken down "
-    "against the weeks before, for the top-k features by evidence.",
+    "against the weeks before, for the top-k features by mean IC and every significant one.",
 )
 @user_errors_fail_the_step
 def feature_alpha(
