@@ -917,8 +917,11 @@ def test_the_sizing_panel_draws_each_books_cumulative_net_pnl_ending_at_its_tota
     fig = dashboard_figure(inputs)
     lines = {line.get_gid(): line for ax in fig.axes for line in ax.get_lines() if line.get_gid()}
     net = sizing[sizing["costs"] == "net"].set_index("book")["total_return"]
+    per_unit = sizing[sizing["costs"] == "net"].set_index("book")["mean_return"]
     for book in ["sized", "equal", "actual"]:
         assert np.asarray(lines[f"pnl_{book}"].get_ydata())[-1] == pytest.approx(net[book])
+        label = str(lines[f"pnl_{book}"].get_label())
+        assert label.endswith(f"({per_unit[book] * 1e4:+.1f} bps per unit of notional)")
     assert f"\n{sizing_line(sizing)}." in dashboard_summary(inputs)
     plt.close(fig)
     empty = dashboard_figure(make_inputs())

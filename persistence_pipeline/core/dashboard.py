@@ -690,9 +690,16 @@ def _sizing_panel(ax: Axes, inputs: DashboardInputs) -> None:
         "equal": "equal: 1 on the trades the model takes",
         "actual": "actual: every strategy trade at 1",
     }
+    net = inputs.sizing[inputs.sizing["costs"] == "net"].set_index("book")["mean_return"]
     for book in curve.columns:
+        per_unit = f" ({net[book] * 10_000:+.1f} bps per unit of notional)" if book in net.index else ""
         ax.plot(
-            curve.index, curve[book], color=BOOK_COLORS[book], lw=1.6, label=labels[book], gid=f"pnl_{book}"
+            curve.index,
+            curve[book],
+            color=BOOK_COLORS[book],
+            lw=1.6,
+            label=labels[book] + per_unit,
+            gid=f"pnl_{book}",
         )
     ax.axhline(0, color="0.3", lw=1.0, linestyle="--")
     ax.set_ylabel(f"PnL, in trade notionals (net of {cost:g} bps per side)")
