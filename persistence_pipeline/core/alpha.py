@@ -22,7 +22,8 @@ the formulas and their justification):
     alpha_score                significance * persistence * effect, in [0, 1]
 
 The alpha monitor's columns from the same series (core/monitor.py): n_recent_periods, ic_recent,
-ic_before, ic_change, ic_change_t, ic_change_p_value, monitored, ic_change_q_value, broken_down.
+ic_before, ic_change, ic_change_t, ic_change_p_value, monitor_score, monitored, ic_change_q_value,
+broken_down.
 
 Beside it, from the runs stored as of the range end (they share trades when their windows overlap,
 so none of these enters the score):
