@@ -125,15 +125,7 @@ def test_run_metrics_are_the_out_of_sample_results(ran, expected_trades):
     assert row["shap_sample_size"] == len(labelled)
     assert row["dagster_run_id"] == ran[1].run_id
     # the OOS books: positions from each fold's model and training trades (core/sizing.py)
-    position, _ = walk_forward_positions(
-        fitted.fold_models,
-        fitted.folds,
-        X,
-        net,
-        fitted.oos_prediction,
-        labelled["volatility_20"].to_numpy(),
-        3.0,
-    )
+    position, _ = walk_forward_positions(fitted, X, net, labelled["volatility_20"].to_numpy(), 3.0)
     stored = project.table("oos_predictions").set_index("trade_id")
     ids = labelled["trade_id"].to_numpy()[fitted.oos_positions]
     assert stored.loc[ids, "position"].to_numpy() == pytest.approx(position)

@@ -15,9 +15,9 @@ from persistence_pipeline.core.sizing import (
     SizingParams,
     cumulative_pnl,
     fold_positions,
+    oos_books,
     sizing_line,
     sizing_performance,
-    walk_forward_positions,
 )
 
 pytestmark = pytest.mark.core
@@ -61,7 +61,7 @@ NULL_MARKET = SimulatedMarket(start="2021-01-01", end="2021-12-31", per_day=40, 
 SIZING = SizingParams(cost_bps=5)
 
 
-def oos_books(market: SimulatedMarket, seed: int, changed_after: float | None = None) -> pd.DataFrame:
+def simulated_books(market: SimulatedMarket, seed: int, changed_after: float | None = None) -> pd.DataFrame:
     """A run's OOS trades on a simulated market with predictions and positions, as profit_model makes
     them (labels net of costs, ridge, purged walk-forward, the volatility feature scaling the sd).
     `changed_after`: the trades entered after that share of the run get other features, another
@@ -79,28 +79,7 @@ def oos_books(market: SimulatedMarket, seed: int, changed_after: float | None = 
     fitted = train_and_evaluate(
         X, y, trades["entry_time"].to_numpy(), trades["exit_time"].to_numpy(), market.features, ModelParams()
     )
-    position, _ = walk_forward_positions(
-        fitted.fold_models,
-        fitted.folds,
-        X,
-        y,
-        fitted.oos_prediction,
-        trades["volatility_20"].to_numpy(),
-        SIZING.max_position,
-    )
-    chosen = trades.iloc[fitted.oos_positions]
-    return pd.DataFrame(
-        {
-            "trade_id": chosen["trade_id"].to_numpy(),
-            "fold": np.concatenate([np.full(f.test.size, i) for i, f in enumerate(fitted.folds)]),
-            "prediction": fitted.oos_prediction,
-            "position": position,
-            "gross_return": chosen["return"].to_numpy(),
-            "entry_time": chosen["entry_time"].to_numpy(),
-            "exit_time": chosen["exit_time"].to_numpy(),
-        },
-        index=fitted.oos_positions,
-    )
+    return oos_books(fitted, trades, X, y, trades["volatility_20"].to_numpy(), SIZING.max_position)
 
 
 @pytest.mark.parametrize("changed_after", [0.3, 0.45, 0.75])
@@ -109,8 +88,8 @@ def test_a_position_depends_on_nothing_after_its_trade_entered(changed_after):
     each position of a trade entered before the cut stays as it was, whichever fold (and whichever
     place in its fold's test block) the cut falls in; the positions after it do change. A scale or a
     volatility median taken from a test block, or a model that saw a test outcome, fails this."""
-    books = oos_books(MARKET, 0)
-    changed = oos_books(MARKET, 0, changed_after)
+    books = simulated_books(MARKET, 0)
+    changed = simulated_books(MARKET, 0, changed_after)
     before = books.index < int(len(simulated_trades(MARKET, 0)) * changed_after)
     assert before.sum() > 100 and (~before).sum() > 100
     pd.testing.assert_series_equal(books.loc[before, "position"], changed.loc[before, "position"])
@@ -158,7 +137,7 @@ def brute_force(books: pd.DataFrame, position: np.ndarray, cost: float) -> dict[
 
 
 def test_every_figure_by_brute_force_gross_and_net():
-    books = oos_books(MARKET, 1)
+    books = simulated_books(MARKET, 1)
     table = sizing_performance(books, SIZING).set_index(["book", "costs"])
     assert table.index.tolist() == [(b, c) for b in ("sized", "equal", "actual") for c in ("gross", "net")]
     positions = {
@@ -221,11 +200,13 @@ def test_on_planted_signal_the_sized_book_beats_the_strategies_and_on_noise_it_d
     beats the equal book's. Noise: the model learns that the average trade loses its costs
     and takes few trades; what it takes earns per unit of notional what the strategies' trades earn,
     within two standard errors, and loses money."""
-    planted = sizing_performance(oos_books(MARKET, seed), SIZING).query("costs == 'net'").set_index("book")
+    planted = (
+        sizing_performance(simulated_books(MARKET, seed), SIZING).query("costs == 'net'").set_index("book")
+    )
     assert planted.loc["sized", "sharpe"] > planted.loc["actual", "sharpe"] + 2
     assert planted.loc["sized", "mean_return"] > 0 > planted.loc["actual", "mean_return"]
     assert planted.loc["sized", "mean_return"] > planted.loc["equal", "mean_return"]
-    books = oos_books(NULL_MARKET, seed)
+    books = simulated_books(NULL_MARKET, seed)
     null = sizing_performance(books, SIZING).query("costs == 'net'").set_index("book")
     assert null.loc["sized", "total_return"] < 0
     # per unit of notional, no edge over the strategies on noise: within 2 standard errors of theirs

@@ -28,9 +28,9 @@ from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior
 from persistence_pipeline.core.priors import curriculum_sample_weights, ridge_prior
 from persistence_pipeline.core.sizing import (
     SizingParams,
+    oos_books,
     sizing_line,
     sizing_performance,
-    walk_forward_positions,
 )
 from persistence_pipeline.partitions import RunScope, run_scope
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
@@ -144,51 +144,20 @@ def run_metrics_row(
     }
 
 
-def oos_prediction_rows(
+OOS_PREDICTION_COLUMNS = ["trade_id", "fold", "prediction", "realized", "position", "predicted_sd"]
+
+
+def run_books(
     data: TrainingSet, fitted: FittedModel, sizing: SizingParams, volatility_feature: str
 ) -> pd.DataFrame:
-    """Every walk-forward out-of-sample prediction, by trade, with its sized position and predicted
-    sd (core/sizing.py; the volatility feature scales the sd when the trades have it)."""
+    """Every walk-forward out-of-sample trade as the books take it (core/sizing.py; the volatility
+    feature scales the predicted sd when the trades have it)."""
     volatility = (
         data.trades[volatility_feature].to_numpy(dtype="float64")
         if volatility_feature in data.trades
         else None
     )
-    position, predicted_sd = walk_forward_positions(
-        fitted.fold_models,
-        fitted.folds,
-        data.X,
-        data.y,
-        fitted.oos_prediction,
-        volatility,
-        sizing.max_position,
-    )
-    return pd.DataFrame(
-        {
-            "trade_id": data.trades["trade_id"].to_numpy()[fitted.oos_positions],
-            "fold": np.concatenate([np.full(fold.test.size, i) for i, fold in enumerate(fitted.folds)]),
-            "prediction": fitted.oos_prediction,
-            "realized": data.y[fitted.oos_positions],
-            "position": position,
-            "predicted_sd": predicted_sd,
-        }
-    )
-
-
-def sizing_rows(
-    data: TrainingSet, fitted: FittedModel, oos: pd.DataFrame, sizing: SizingParams
-) -> pd.DataFrame:
-    """The run's sizing_performance rows: each book gross and net of costs."""
-    trades = data.trades.iloc[fitted.oos_positions]
-    performance = sizing_performance(
-        oos.assign(
-            gross_return=trades["return"].to_numpy(),
-            entry_time=trades["entry_time"].to_numpy(),
-            exit_time=trades["exit_time"].to_numpy(),
-        ),
-        sizing,
-    )
-    return performance.assign(cost_bps=sizing.cost_bps)
+    return oos_books(fitted, data.trades, data.X, data.y, volatility, sizing.max_position)
 
 
 def used_stored_features(data: TrainingSet, excluded: pd.DataFrame, settings: ModelSettings) -> list[str]:
@@ -271,15 +240,15 @@ def profit_model(
         "oos_hit_rate": m.hit_rate,
         "created_at": now,
     }
-    oos = oos_prediction_rows(data, fitted, sizing, analysis_settings.volatility_feature)
-    performance = sizing_rows(data, fitted, oos, sizing)
+    books = run_books(data, fitted, sizing, analysis_settings.volatility_feature)
+    performance = sizing_performance(books, sizing).assign(cost_bps=sizing.cost_bps)
     write_model_run(
         db,
         scope.run_key,
         # staged_by: the Dagster run id
         run_metrics_row(scope, db.staged_by, data, fitted, warm, now, sizing.cost_bps),
         checkpoint_row,
-        oos_predictions=oos,
+        oos_predictions=books[OOS_PREDICTION_COLUMNS],
         sizing_performance=performance,
         excluded_features=excluded.assign(
             n_folds_screened=[

@@ -32,7 +32,7 @@ import pandas as pd
 from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND
 from persistence_pipeline.core.importance import INTERACTION_COLUMNS
 from persistence_pipeline.core.monitor import monitor_summary
-from persistence_pipeline.core.sizing import SizingParams, cumulative_pnl, sizing_line
+from persistence_pipeline.core.sizing import SizingParams, books_cost_bps, cumulative_pnl, sizing_line
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -671,15 +671,9 @@ def _run_performance_panel(fig: Figure, slot: SubplotSpec, inputs: DashboardInpu
         ic_ax.set_xlim(-0.5, 0.5)
 
 
-def cost_bps(inputs: DashboardInputs) -> float | None:
-    """The cost per side the latest run's books were computed with (None without books)."""
-    costs = inputs.sizing["cost_bps"].dropna() if "cost_bps" in inputs.sizing else pd.Series(dtype="float64")
-    return float(costs.iloc[0]) if len(costs) else None
-
-
 def _sizing_panel(ax: Axes, inputs: DashboardInputs) -> None:
     """(7) The latest run's cumulative OOS PnL net of costs: sized vs equal vs actual (core/sizing.py)."""
-    cost = cost_bps(inputs)
+    cost = books_cost_bps(inputs.sizing)
     title = "cumulative OOS PnL of the latest run, net of costs"
     if inputs.books.empty or cost is None:
         _placeholder(ax, title, "no sized OOS trades stored for this run (stored before sizing existed)")

@@ -54,6 +54,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from persistence_pipeline.core.model import FittedModel
+
 BOOKS = ("sized", "equal", "actual")
 WEEKDAYS_PER_YEAR = 261  # the daily PnL's calendar: every weekday, a holiday's PnL is 0
 PERFORMANCE_COLUMNS = [
@@ -199,10 +201,18 @@ def cumulative_pnl(oos: pd.DataFrame, params: SizingParams) -> pd.DataFrame:
     )
 
 
+def books_cost_bps(performance: pd.DataFrame) -> float | None:
+    """The cost per side a run's sizing_performance rows were computed with (None without rows: a
+    run stored before sizing existed)."""
+    costs = performance["cost_bps"].dropna() if "cost_bps" in performance else pd.Series(dtype="float64")
+    return float(costs.iloc[0]) if len(costs) else None
+
+
 def sizing_line(performance: pd.DataFrame) -> str:
     """The summary's and the report's line, from a run's sizing_performance rows (with cost_bps):
     each book's net return per unit of notional and its exposure first, then its net Sharpe."""
-    if performance.empty or "cost_bps" not in performance or performance["cost_bps"].isna().all():
+    cost = books_cost_bps(performance)
+    if cost is None:
         return "OOS sizing: not computed for this run (stored before sizing existed)"
     net = performance[performance["costs"] == "net"].set_index("book")
     books = [book for book in BOOKS if book in net.index]
@@ -211,29 +221,21 @@ def sizing_line(performance: pd.DataFrame) -> str:
         for book in books
     )
     sharpe = ", ".join(f"{book} {net.loc[book, 'sharpe']:+.2f}" for book in books)
-    cost = performance["cost_bps"].dropna().iloc[0]
     return (
         f"OOS net of {cost:g} bps per side, per unit of notional: {per_unit} trade notionals; Sharpe {sharpe}"
     )
 
 
 def walk_forward_positions(
-    fold_models: list,
-    folds: list,
-    X: np.ndarray,
-    label: np.ndarray,
-    oos_prediction: np.ndarray,
-    volatility: np.ndarray | None,
-    max_position: float,
+    fitted: FittedModel, X: np.ndarray, label: np.ndarray, volatility: np.ndarray | None, max_position: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(positions, predicted sd) of every OOS trade, in the order of the folds' test trades (that of
-    oos_prediction): each fold's from its own model and training trades (`fold_positions`).
-    `fold_models` predict from X; `folds` have `train` and `test` positions; `volatility` is the
-    volatility feature per trade (None without one)."""
+    """(positions, predicted sd) of every OOS trade of `fitted`, in the order of its folds' test
+    trades (that of its oos_prediction): each fold's from its own model and training trades
+    (`fold_positions`). `volatility` is the volatility feature per trade (None without one)."""
     positions, sds = [], []
     start = 0
-    for model, fold in zip(fold_models, folds, strict=True):
-        test_prediction = oos_prediction[start : start + fold.test.size]
+    for model, fold in zip(fitted.fold_models, fitted.folds, strict=True):
+        test_prediction = fitted.oos_prediction[start : start + fold.test.size]
         start += fold.test.size
         position, sd = fold_positions(
             model.predict(X[fold.train]),
@@ -246,3 +248,32 @@ def walk_forward_positions(
         positions.append(position)
         sds.append(sd)
     return np.concatenate(positions), np.concatenate(sds)
+
+
+def oos_books(
+    fitted: FittedModel,
+    trades: pd.DataFrame,
+    X: np.ndarray,
+    label: np.ndarray,
+    volatility: np.ndarray | None,
+    max_position: float,
+) -> pd.DataFrame:
+    """Every OOS trade of `fitted` as the books take it, indexed by its position in `trades` (the
+    model's trades, aligned with X and label): trade_id, fold, prediction, realized (the label),
+    position, predicted_sd, gross_return (the trade's `return`), entry_time, exit_time."""
+    position, predicted_sd = walk_forward_positions(fitted, X, label, volatility, max_position)
+    chosen = trades.iloc[fitted.oos_positions]
+    return pd.DataFrame(
+        {
+            "trade_id": chosen["trade_id"].to_numpy(),
+            "fold": np.concatenate([np.full(fold.test.size, i) for i, fold in enumerate(fitted.folds)]),
+            "prediction": fitted.oos_prediction,
+            "realized": label[fitted.oos_positions],
+            "position": position,
+            "predicted_sd": predicted_sd,
+            "gross_return": chosen["return"].to_numpy(),
+            "entry_time": chosen["entry_time"].to_numpy(),
+            "exit_time": chosen["exit_time"].to_numpy(),
+        },
+        index=fitted.oos_positions,
+    )
