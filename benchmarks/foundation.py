@@ -1,7 +1,9 @@
 """Figures for the foundation, all measured in one run of this script:
 
 1. wall time of the headline CLI range run on the embedded data, next to a trivial Dagster run
-   with the same number of assets and checks, and their ratio (medians of --repeats runs);
+   with the same number of assets and checks, and their ratio; and the same CLI run with the trees
+   beside the ridge (model_settings.ensemble = ["gbt"]), the cost of the ensemble (medians of
+   --repeats runs);
 2. per-stage compute time and peak memory at 10k, 100k and 1M synthetic trades with 18 features:
    validation of a trade log, warehouse write, model (walk-forward + final fit), importance.
 
@@ -38,6 +40,7 @@ from persistence_pipeline.storage.trades import replace_trades
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 RANGE = "2021-01-04...2021-06-30"
+ENSEMBLE_CONFIG = '{"resources": {"model_settings": {"config": {"ensemble": ["gbt"]}}}}'
 
 
 def cli_seconds(target: list[str]) -> float:
@@ -155,6 +158,10 @@ def main() -> None:
     args = parser.parse_args()
 
     real = [cli_seconds(["-m", "persistence_pipeline.definitions"]) for _ in range(args.repeats)]
+    ensemble = [
+        cli_seconds(["-m", "persistence_pipeline.definitions", "--config-json", ENSEMBLE_CONFIG])
+        for _ in range(args.repeats)
+    ]
     trivial = [
         cli_seconds(["-f", str(REPO / "benchmarks" / "trivial_definitions.py")]) for _ in range(args.repeats)
     ]
@@ -165,7 +172,14 @@ def main() -> None:
         ("trivial, same number of assets and checks", trivial),
     ]:
         print(f"| {label} | {statistics.median(seconds):.2f} | {', '.join(f'{s:.2f}' for s in seconds)} |")
-    print(f"| ratio | {statistics.median(real) / statistics.median(trivial):.2f} | |\n")
+    print(f"| ratio | {statistics.median(real) / statistics.median(trivial):.2f} | |")
+    print(
+        f"| persistence_pipeline, ensemble ridge+gbt | {statistics.median(ensemble):.2f} | "
+        f"{', '.join(f'{s:.2f}' for s in ensemble)} |"
+    )
+    print(
+        f"| ratio ensemble / ridge alone | {statistics.median(ensemble) / statistics.median(real):.2f} | |\n"
+    )
 
     print("## Per-stage compute at scale (18 features)\n")
     with tempfile.TemporaryDirectory() as tmp:

@@ -46,6 +46,7 @@ def report(
             segment,
             latest.stale,
             latest.sizing,
+            (latest.ensemble, latest.agreement),
         ),
         end="",
     )

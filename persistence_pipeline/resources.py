@@ -13,6 +13,7 @@ import pandas as pd
 import pydantic
 
 from persistence_pipeline.core.design import DIRECTIONAL_FEATURES, PER_STRATEGY_FEATURES, DesignParams
+from persistence_pipeline.core.ensemble import members
 from persistence_pipeline.core.evidence import EvidenceParams
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.model import ModelParams
@@ -119,7 +120,8 @@ class ModelSettings(dg.ConfigurableResource):
     feature_importance). `warm_start`: pull a ridge model toward the latest stored priors;
     `curriculum`: weight training trades by the latest stored regime weights; `cost_bps`: the cost of
     one side of a trade (the label is net of two), `max_position`: the cap of a sized position
-    (core/sizing.py). The README's
+    (core/sizing.py); `ensemble`: other model kinds fit beside `kind` in the same run, on the same
+    trades and folds (core/ensemble.py; empty: `kind` alone, the default). The README's
     walk-forward table (benchmarks/walk_forward.py) is why priors are on and the curriculum is off
     by default."""
 
@@ -143,6 +145,14 @@ class ModelSettings(dg.ConfigurableResource):
     per_strategy_features: list[str] = list(PER_STRATEGY_FEATURES)
     cost_bps: float = 5.0
     max_position: float = 3.0
+    ensemble: list[str] = []
+
+    @pydantic.model_validator(mode="after")
+    def _valid_ensemble(self) -> ModelSettings:
+        for kind in self.ensemble:
+            ModelParams(kind=kind)  # raises for an unknown kind
+        members(self.kind, self.ensemble)  # raises for kind itself or a repeated kind
+        return self
 
     @pydantic.field_validator("cost_bps")
     @classmethod
@@ -162,9 +172,14 @@ class ModelSettings(dg.ConfigurableResource):
     def design_params(self) -> DesignParams:
         return DesignParams(tuple(self.directional_features), tuple(self.per_strategy_features))
 
-    def model_params(self) -> ModelParams:
+    def members(self) -> list[str]:
+        """The model kinds the run fits: `kind`, then the ensemble's others."""
+        return members(self.kind, self.ensemble)
+
+    def model_params(self, kind: str | None = None) -> ModelParams:
+        """The model's parameters (of `kind`, an ensemble member, when given)."""
         return ModelParams(
-            kind=self.kind,
+            kind=kind or self.kind,
             ridge_alpha=self.ridge_alpha,
             n_folds=self.n_folds,
             embargo_days=self.embargo_days,

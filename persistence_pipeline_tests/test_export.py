@@ -40,7 +40,7 @@ def test_an_export_loads_back_as_the_warehouse_holds_it(embedded_runs: EmbeddedR
     assert main(["export", "--warehouse", str(warehouse), "--out", str(out), "--format", fmt]) == 0
     expected = warehouse_tables(warehouse)
     loaded = read_export(out)
-    assert sorted(loaded) == sorted(FIXED_TABLES) and len(loaded) == 20
+    assert sorted(loaded) == sorted(FIXED_TABLES) and len(loaded) == 24
     for table, frame in expected.items():
         pd.testing.assert_frame_equal(loaded[table], frame, obj=table)
     curriculum = loaded["run_metrics"]["curriculum_from_run_key"].tolist()
@@ -55,7 +55,7 @@ def test_an_export_loads_back_as_the_warehouse_holds_it(embedded_runs: EmbeddedR
     )
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == f"trades: {len(expected['trades'])} rows -> {out / ('trades.' + fmt)}"
-    assert printed[-1] == f"20 tables of {warehouse} exported as {fmt}; columns and types in {out / MANIFEST}"
+    assert printed[-1] == f"24 tables of {warehouse} exported as {fmt}; columns and types in {out / MANIFEST}"
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])

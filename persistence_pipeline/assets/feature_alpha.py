@@ -8,6 +8,7 @@ from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_
 from persistence_pipeline.core.alpha import alpha_note
 from persistence_pipeline.core.alpha import feature_alpha as alpha_table
 from persistence_pipeline.core.design import model_design, stored_feature
+from persistence_pipeline.core.ensemble import with_ensemble_view
 from persistence_pipeline.core.evidence import feature_evidence, period_ic
 from persistence_pipeline.core.monitor import alerts, alpha_monitor
 from persistence_pipeline.partitions import run_scope
@@ -39,7 +40,8 @@ SHOWN = [
     "trend test of decay, continuous persistence and the alpha score in [0, 1] (formula in the "
     "README); with the runs' importance share, top-k stability and importance-performance "
     "correlation beside it; and the alpha monitor: whether the IC of the last weeks has broken down "
-    "against the weeks before, for the top-k features by mean IC and every significant one.",
+    "against the weeks before, for the top-k features by mean IC and every significant one; with an "
+    "ensemble, the share of runs in which every model ranked a feature in its top k.",
 )
 @user_errors_fail_the_step
 def feature_alpha(
@@ -78,6 +80,7 @@ def feature_alpha(
         stored.set_index("run_key")["oos_rank_ic"],
         cross_run.feature_stability(db, scope.run_key).set_index("feature")["topk_frequency"],
     )
+    table = with_ensemble_view(table, history.model_agreement(db, stored["run_key"].tolist()))
     cross_run.write_alpha(db, scope.run_key, table, series.long())
     finish(context, db, scope.run_key)
     note = alpha_note(table, len(stored), scope.window.last_day)

@@ -1,5 +1,6 @@
 """Stage 3: per-feature importance of the range's model, with its spread, the groups of correlated
-features and what changed since the previous run; appended to `feature_importance_history`."""
+features and what changed since the previous run; appended to `feature_importance_history`. With an
+ensemble, each other member's importance and how far the members' ranks agree."""
 
 import dagster as dg
 import numpy as np
@@ -11,7 +12,13 @@ from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_
 from persistence_pipeline.core.changes import describe_changes, importance_changes
 from persistence_pipeline.core.correlation import correlated_groups
 from persistence_pipeline.core.dataset import TrainingSet, training_set
-from persistence_pipeline.core.importance import explainer_name, segment_importance, top_interactions
+from persistence_pipeline.core.ensemble import rank_agreement
+from persistence_pipeline.core.importance import (
+    ImportanceParams,
+    explainer_name,
+    segment_importance,
+    top_interactions,
+)
 from persistence_pipeline.core.importance import feature_importance as importance_table
 from persistence_pipeline.core.model import Fold, RidgePrior
 from persistence_pipeline.partitions import run_scope
@@ -67,6 +74,44 @@ def by_segment(segments: pd.DataFrame, top: int) -> str:
         )
         lines.append(f"- **{name}** ({int(rows['n_trades'].iloc[0])} trades): {shown}")
     return "\n".join(lines) or "none"
+
+
+MEMBER_COLUMNS = ["model_kind", "feature", "rank", "shap_mean_abs", "perm_importance", "perm_importance_std"]
+
+
+def member_importance(
+    checkpoint: dict,
+    kind: str,
+    table: pd.DataFrame,
+    folds: list[Fold],
+    data: TrainingSet,
+    params: ImportanceParams,
+    groups: pd.DataFrame,
+) -> pd.DataFrame:
+    """ensemble_importance rows: the run model's (from its importance `table`) and each other
+    member's, explained as the run model is (SHAP on the same trades, OOS permutation on the same
+    folds); none for a run of one model."""
+    members = checkpoint.get("members") or {}
+    if not members:
+        return pd.DataFrame(columns=MEMBER_COLUMNS)
+    group_ids = groups.set_index("feature").loc[data.features, "group_id"].to_numpy()
+    tables = [table.assign(model_kind=kind)]
+    for other_kind, member in members.items():
+        other, _ = importance_table(
+            member["model"],
+            member["fold_models"],
+            folds,
+            data.X,
+            data.y,
+            data.features,
+            params,
+            None,
+            checkpoint["sample_weight"],
+            group_ids,
+            checkpoint.get("quarantined"),
+        )
+        tables.append(other.assign(model_kind=other_kind))
+    return pd.concat(tables, ignore_index=True)[MEMBER_COLUMNS]
 
 
 def checkpoint_prior(checkpoint: dict) -> RidgePrior | None:
@@ -131,6 +176,13 @@ def feature_importance(
             checkpoint.get("quarantined"),
         )
     table = table.merge(correlation, on="feature")
+    with timed(context.log, f"importance of the other ensemble members {model_settings.members()[1:]}"):
+        members = member_importance(checkpoint, model_settings.kind, table, folds, data, params, correlation)
+    agreement = (
+        rank_agreement(members[["model_kind", "feature", "rank"]], analysis_settings.top_k)
+        if len(members)
+        else pd.DataFrame()
+    )
     segments = segment_importance(
         checkpoint["model"],
         data.X,
@@ -159,6 +211,7 @@ def feature_importance(
         shap_n,
         interactions,
         segments,
+        (members, agreement) if len(members) else None,
     )
     finish(context, db, scope.run_key)
     context.log.info(
@@ -185,6 +238,7 @@ def feature_importance(
             "top_interactions": markdown_table(interactions, params.interaction_top, "pairs")
             if len(interactions)
             else "none: a linear model has no interactions (use model_settings.kind = gbt)",
+            "model_agreement": markdown_table(agreement, 15, "features") if len(agreement) else "one model",
             "dagster/row_count": len(table),
         },
     )

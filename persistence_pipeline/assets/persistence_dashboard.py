@@ -31,8 +31,9 @@ from persistence_pipeline.storage import cross_run, history, runs
     ],
     group_name="report",
     kinds={"matplotlib"},
-    description="Six panels as of the range end (importance over runs, rank heatmap, alpha scores with "
-    "the q-value of each, importance vs realized performance, stability, run performance) and a markdown "
+    description="Eight panels as of the range end (importance over runs, rank heatmap, alpha scores with "
+    "the q-value of each, importance vs realized performance, stability, run performance, the latest "
+    "run's cumulative OOS PnL sized vs equal vs actual, its ensemble members' agreement) and a markdown "
     "summary; written to data/dashboard/ (per run key, and latest.png for the newest run) and shown here. "
     "With dashboard_store.segment (e.g. strategy=mean_reversion), panel (1) and a summary section show "
     "that strategy or side alone.",
@@ -62,6 +63,9 @@ def persistence_dashboard(
         ),
         books=runs.oos_books(db, scope.run_key),
         sizing=runs.sizing_performance(db, scope.run_key),
+        ensemble=runs.ensemble_metrics(db, scope.run_key),
+        member_ranks=history.ensemble_importance(db, scope.run_key),
+        agreement=history.model_agreement(db, [scope.run_key]),
     )
     png = draw_dashboard(inputs)
     newest = runs.newest_range_end(db, model_settings.kind)  # this run's included

@@ -1,7 +1,8 @@
 """Stage 2: the profit model of the range, warm-started from the stored priors and curriculum
 weights, trained on labels net of costs, evaluated out of sample with purged walk-forward folds,
 saved as a skops checkpoint, with `run_metrics` and `oos_predictions` rows and the OOS sized,
-equal and actual books (`sizing_performance`)."""
+equal and actual books (`sizing_performance`); with `model_settings.ensemble`, the other members fit
+on the same trades and folds, and every member's and their average's OOS predictions and metrics."""
 
 import dataclasses
 import json
@@ -23,8 +24,9 @@ from persistence_pipeline.core.dataset import (
     training_set,
 )
 from persistence_pipeline.core.design import stored_feature
+from persistence_pipeline.core.ensemble import ENSEMBLE, ensemble_line, ensemble_metrics, ensemble_prediction
 from persistence_pipeline.core.leakage import leak_screen, quarantine
-from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior, train_and_evaluate
+from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior, Screen, train_and_evaluate
 from persistence_pipeline.core.priors import curriculum_sample_weights, ridge_prior
 from persistence_pipeline.core.sizing import (
     SizingParams,
@@ -88,10 +90,16 @@ def warm_start(db: Database, settings: ModelSettings, scope: RunScope, data: Tra
     return WarmStart(params, prior, priors_from, weights, curriculum_from, tuple(notes))
 
 
-def checkpoint_payload(fitted: FittedModel, data: TrainingSet, warm: WarmStart) -> dict[str, Any]:
-    """What the checkpoint holds: the model, the walk-forward fold models and folds, and what the
-    importance stage needs to explain it on the same trades."""
+def checkpoint_payload(
+    fitted: FittedModel, data: TrainingSet, warm: WarmStart, others: dict[str, FittedModel]
+) -> dict[str, Any]:
+    """What the checkpoint holds: the model, the walk-forward fold models and folds, what the
+    importance stage needs to explain it on the same trades, and the other ensemble members' models
+    and fold models (same folds, same screen)."""
     return {
+        "members": {
+            kind: {"model": other.model, "fold_models": other.fold_models} for kind, other in others.items()
+        },
         "model": fitted.model,
         "fold_models": fitted.fold_models,
         "fold_models_screened": fitted.fold_screened,
@@ -115,6 +123,7 @@ def run_metrics_row(
     warm: WarmStart,
     now: pd.Timestamp,
     cost_bps: float,
+    kinds: list[str],
 ) -> dict[str, Any]:
     """The run's `run_metrics` row (storage checks it against the contract's columns)."""
     oos = {
@@ -141,6 +150,7 @@ def run_metrics_row(
         "library_versions": json.dumps({name: version(name) for name in VERSIONED_LIBRARIES}),
         "created_at": now,
         "cost_bps": cost_bps,
+        "ensemble_models": "+".join(kinds) if len(kinds) > 1 else None,
     }
 
 
@@ -158,6 +168,55 @@ def run_books(
         else None
     )
     return oos_books(fitted, data.trades, data.X, data.y, volatility, sizing.max_position)
+
+
+def fit_others(
+    data: TrainingSet,
+    fitted: FittedModel,
+    warm: WarmStart,
+    settings: ModelSettings,
+    screen: Screen,
+) -> dict[str, FittedModel]:
+    """The other ensemble members, fit cold on the run's trades with its curriculum weights and leak
+    screen (core/ensemble.py); their walk-forward folds are the run model's (checked)."""
+    others = {}
+    for kind in settings.members()[1:]:
+        other = train_and_evaluate(
+            data.X,
+            data.y,
+            data.entry,
+            data.exit,
+            data.features,
+            settings.model_params(kind),
+            None,
+            warm.sample_weight,
+            screen,
+        )
+        if not np.array_equal(other.oos_positions, fitted.oos_positions):
+            raise RuntimeError(f"the {kind} member's walk-forward folds differ from the run model's")
+        others[kind] = other
+    return others
+
+
+def ensemble_rows(
+    data: TrainingSet, fitted: FittedModel, kind: str, others: dict[str, FittedModel]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The run's ensemble_predictions and ensemble_metrics rows (none without other members)."""
+    if not others:
+        return pd.DataFrame({"model_kind": pd.Series(dtype="object")}), pd.DataFrame(
+            {"model_kind": pd.Series(dtype="object")}
+        )
+    predictions = {kind: fitted.oos_prediction} | {k: other.oos_prediction for k, other in others.items()}
+    fold = np.concatenate([np.full(f.test.size, i) for i, f in enumerate(fitted.folds)])
+    trade_ids = data.trades["trade_id"].to_numpy()[fitted.oos_positions]
+    rows = pd.concat(
+        [
+            pd.DataFrame({"model_kind": k, "trade_id": trade_ids, "fold": fold, "prediction": p})
+            for k, p in (predictions | {ENSEMBLE: ensemble_prediction(predictions)}).items()
+        ],
+        ignore_index=True,
+    )
+    return rows, ensemble_metrics(predictions, data.y[fitted.oos_positions])
 
 
 def used_stored_features(data: TrainingSet, excluded: pd.DataFrame, settings: ModelSettings) -> list[str]:
@@ -210,6 +269,7 @@ def profit_model(
         f"{scope.run_key}: {len(data.y)} labelled trades x {len(data.features)} features; "
         + "; ".join(warm.notes)
     )
+    screen = leak_screen(data.X, data.y, data.features, max_ic, strategy, entry_day)
     with timed(
         context.log, f"{warm.params.kind}: {warm.params.n_folds}-fold purged walk-forward and final fit"
     ):
@@ -222,11 +282,14 @@ def profit_model(
             warm.params,
             warm.prior,
             warm.sample_weight,
-            leak_screen(data.X, data.y, data.features, max_ic, strategy, entry_day),
+            screen,
         )
+    with timed(context.log, f"ensemble members {model_settings.members()[1:]}: the same folds and final fit"):
+        others = fit_others(data, fitted, warm, model_settings, screen)
+    member_predictions, member_metrics = ensemble_rows(data, fitted, warm.params.kind, others)
     with timed(context.log, "saved the skops checkpoint"):
         path, sha256 = checkpoint_store.save(
-            checkpoint_payload(fitted, data, warm), scope.run_key, db.staged_by
+            checkpoint_payload(fitted, data, warm, others), scope.run_key, db.staged_by
         )
     now, m = pd.Timestamp.now(tz="UTC"), fitted.metrics
     checkpoint_row = {
@@ -246,7 +309,9 @@ def profit_model(
         db,
         scope.run_key,
         # staged_by: the Dagster run id
-        run_metrics_row(scope, db.staged_by, data, fitted, warm, now, sizing.cost_bps),
+        run_metrics_row(
+            scope, db.staged_by, data, fitted, warm, now, sizing.cost_bps, model_settings.members()
+        ),
         checkpoint_row,
         oos_predictions=books[OOS_PREDICTION_COLUMNS],
         sizing_performance=performance,
@@ -259,6 +324,8 @@ def profit_model(
         feature_coverage=feature_coverage(
             stored, used_stored_features(data, excluded, model_settings), data.duplicates
         ),
+        ensemble_predictions=member_predictions,
+        ensemble_metrics=member_metrics,
     )
     finish(context, db, scope.run_key)
     context.log.info(
@@ -271,6 +338,8 @@ def profit_model(
         scope.run_key,
         {
             "model_kind": warm.params.kind,
+            "ensemble": dg.MetadataValue.md(ensemble_line(member_metrics, pd.DataFrame())),
+            "ensemble_metrics": markdown_table(member_metrics) if len(member_metrics) else "none",
             "warm_start": dg.MetadataValue.md("\n".join(f"- {note}" for note in warm.notes)),
             "priors_from_run_key": warm.priors_from or "none",
             "prior_weight": fitted.prior_weight,

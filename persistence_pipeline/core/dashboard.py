@@ -1,4 +1,4 @@
-"""The persistence dashboard: one PNG of seven panels and a markdown summary, from warehouse frames.
+"""The persistence dashboard: one PNG of eight panels and a markdown summary, from warehouse frames.
 
 Panels: (1) importance over runs of the top features, (2) rank heatmap features x runs, (3) alpha
 scores of the top features, each with the Benjamini-Hochberg q-value of its mean IC beside its bar
@@ -7,10 +7,12 @@ is its uncertainty, whatever the number of runs), plus every decaying and every 
 leakage) feature whatever the top-N cut, (4) importance vs realized performance, (5) stability:
 importance vs rank variability, (6) run performance over time: OOS rank IC with an approximate 95%
 interval and a zero line above, hit rate against the base rate below, each on its own scale, (7)
-the latest run's cumulative OOS PnL net of costs, sized vs equal vs actual (core/sizing.py). Views
+the latest run's cumulative OOS PnL net of costs, sized vs equal vs actual (core/sizing.py), (8) the
+agreement of the latest run's ensemble members: each feature's importance rank under the run's model
+against its rank under each other member (core/ensemble.py). Views
 show the top `top_n` features and say how many are hidden; the stability panel says when it lacks two
 runs, the alpha panel when no feature has the complete periods a score needs. Each panel is drawn by
-its own function; dashboard_figure lays the seven out. dashboard_headline is the summary's one-line
+its own function; dashboard_figure lays the eight out. dashboard_headline is the summary's one-line
 plain-text lead; alpha_listing and stability_lines give the alpha table and the stability lines that
 the summary and the report (core/report.py) share. With a `segment` (one strategy or side, e.g.
 `strategy=mean_reversion`: the pooled importance mixes strategies whose features mean different
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from persistence_pipeline.core.ensemble import ENSEMBLE, ensemble_line
 from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND
 from persistence_pipeline.core.importance import INTERACTION_COLUMNS
 from persistence_pipeline.core.monitor import monitor_summary
@@ -52,6 +55,9 @@ IMPORTANCE_LINES = 10
 QUARANTINED_COLUMNS = ["run_key", "feature", "ic", "reason"]
 BOOK_COLUMNS = ["prediction", "position", "gross_return", "entry_time", "exit_time"]
 BOOK_COLORS = {"sized": "#27ae60", "equal": "#2e86c1", "actual": "0.35"}
+MEMBER_RANK_COLUMNS = ["model_kind", "feature", "rank"]
+AGREEMENT_FRAME_COLUMNS = ["feature", "in_all_top_k", "rank_spearman"]
+MEMBER_COLORS = ["#c0392b", "#8e44ad", "#d35400"]
 HEADLINE_NAMES = 3  # names listed per category in the headline before "and N more"
 
 ALPHA_COLOR = "#2e86c1"
@@ -109,12 +115,22 @@ class DashboardInputs:
     # sizing_performance rows; empty for a run stored before sizing existed
     books: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BOOK_COLUMNS))
     sizing: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["book", "costs", "cost_bps"]))
+    # the latest run's ensemble (core/ensemble.py): its ensemble_metrics rows (the run's model first),
+    # each member's importance ranks (ensemble_importance) and their model_agreement rows; all empty
+    # for a run of one model
+    ensemble: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["model_kind", "oos_rank_ic"])
+    )
+    member_ranks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=MEMBER_RANK_COLUMNS))
+    agreement: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=AGREEMENT_FRAME_COLUMNS))
 
     def __post_init__(self) -> None:
         for name, frame, columns in [
             ("quarantined", self.quarantined, QUARANTINED_COLUMNS),
             ("segments", self.segments, SEGMENT_COLUMNS),
             ("books", self.books, BOOK_COLUMNS),
+            ("member_ranks", self.member_ranks, MEMBER_RANK_COLUMNS),
+            ("agreement", self.agreement, AGREEMENT_FRAME_COLUMNS),
         ]:
             missing = [c for c in columns if c not in frame.columns]
             if missing:
@@ -697,12 +713,63 @@ def _sizing_panel(ax: Axes, inputs: DashboardInputs) -> None:
         )
     ax.axhline(0, color="0.3", lw=1.0, linestyle="--")
     ax.set_ylabel(f"PnL, in trade notionals (net of {cost:g} bps per side)")
+    ax.tick_params(axis="x", labelrotation=30)
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     ax.set_title(f"{title} ({cost:g} bps per side)", fontsize=11)
 
 
+def _agreement_panel(ax: Axes, inputs: DashboardInputs) -> None:
+    """(8) The latest run's ensemble: each feature's importance rank under the run's model (x) against
+    its rank under each other member (y), the features in every member's top k named."""
+    title = "ensemble agreement of the latest run: importance ranks"
+    if inputs.member_ranks.empty or inputs.ensemble.empty:
+        _placeholder(ax, title, "one model in this run\n(model_settings.ensemble adds others)")
+        return
+    kinds = [k for k in inputs.ensemble["model_kind"] if k != ENSEMBLE]
+    wide = inputs.member_ranks.pivot(index="feature", columns="model_kind", values="rank").astype("float64")
+    wide = wide.dropna()
+    ics = inputs.ensemble.set_index("model_kind")["oos_rank_ic"]
+    n = len(wide)
+    ax.plot([1, n], [1, n], color="0.6", lw=1.0, linestyle="--", label="same rank")
+    for color, kind in zip(MEMBER_COLORS, kinds[1:], strict=False):
+        ax.scatter(
+            wide[kinds[0]],
+            wide[kind],
+            s=22,
+            color=color,
+            alpha=0.8,
+            label=f"{kind} (OOS rank IC {_number(ics.get(kind)):+.3f})",
+            gid=f"ranks_{kind}",
+        )
+    shared = inputs.agreement.loc[inputs.agreement["in_all_top_k"].astype(bool), "feature"]
+    for feature in shared:
+        if feature in wide.index:
+            row = wide.loc[feature]
+            ax.annotate(
+                _plain(feature),
+                (row[kinds[0]], row[kinds[1]]),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+            )
+    k = _number(inputs.summary.get("k")) if inputs.summary else float("nan")
+    if np.isfinite(k):
+        ax.fill_between([0.5, k + 0.5], 0.5, k + 0.5, color="#f9e79f", alpha=0.6, lw=0)
+        ax.text(k + 0.7, k + 0.5, f"every model's top {int(k)}", fontsize=8, color="0.4", va="bottom")
+    ax.set_xlim(0.5, n + 0.5)
+    ax.set_ylim(0.5, n + 0.5)
+    ax.set_xlabel(f"rank under {kinds[0]} (OOS rank IC {_number(ics.get(kinds[0])):+.3f}; 1 = strongest)")
+    ax.set_ylabel("rank under the other member")
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    spearman = _number(inputs.agreement["rank_spearman"].iloc[0]) if len(inputs.agreement) else float("nan")
+    ax.set_title(
+        f"{title}: Spearman {spearman:+.2f}; ensemble OOS rank IC {_number(ics.get(ENSEMBLE)):+.3f}",
+        fontsize=11,
+    )
+
+
 def dashboard_figure(inputs: DashboardInputs) -> Figure:
-    """The seven-panel matplotlib figure (the caller closes it)."""
+    """The eight-panel matplotlib figure (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -723,7 +790,8 @@ def dashboard_figure(inputs: DashboardInputs) -> Figure:
         _stability_panel(fig.add_subplot(grid[2, 0]), inputs, view),
     ]
     _run_performance_panel(fig, grid[2, 1], inputs, view)
-    _sizing_panel(fig.add_subplot(grid[3, :], label="sizing"), inputs)
+    _sizing_panel(fig.add_subplot(grid[3, 0], label="sizing"), inputs)
+    _agreement_panel(fig.add_subplot(grid[3, 1], label="agreement"), inputs)
     fig.draw_without_rendering()  # the layout and axis limits, once, before measuring labels
     for request in labels:
         if request is not None:
@@ -739,7 +807,7 @@ def dashboard_figure(inputs: DashboardInputs) -> Figure:
 
 
 def draw_dashboard(inputs: DashboardInputs) -> bytes:
-    """The seven-panel PNG, byte-identical for the same inputs."""
+    """The eight-panel PNG, byte-identical for the same inputs."""
     import matplotlib.pyplot as plt
 
     fig = dashboard_figure(inputs)
@@ -1040,6 +1108,7 @@ def dashboard_summary(inputs: DashboardInputs) -> str:
     lines.append(f"\nDecaying: {listed if decay_tested(inputs.alpha) else DECAY_UNTESTED}.")
     lines.append(f"\nAlpha monitor: {monitor_summary(inputs.alpha)}.")
     lines.append(f"\n{sizing_line(inputs.sizing)}.")
+    lines.append(f"\n{ensemble_line(inputs.ensemble, inputs.agreement)}.")
     if inputs.segment:
         lines += [
             f"\n### Within {_plain(inputs.segment)} (latest run)",

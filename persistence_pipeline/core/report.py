@@ -19,6 +19,7 @@ from persistence_pipeline.core.dashboard import (
     segment_names,
     stability_lines,
 )
+from persistence_pipeline.core.ensemble import ensemble_line
 from persistence_pipeline.core.monitor import monitor_summary
 from persistence_pipeline.core.sizing import sizing_line
 
@@ -80,6 +81,7 @@ def render_report(
     segment: str | None = None,
     stale: pd.DataFrame | None = None,
     sizing: pd.DataFrame | None = None,
+    ensemble: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> str:
     """The report of the latest run (by range end) and what is known as of it: the run, its stability
     summary (runs compared vs stored, "n/a" for NULL figures) and the top_n alpha features with every
@@ -91,7 +93,9 @@ def render_report(
     (trades, in-sample IC within the segment, mean |SHAP| over its trades), or says the run did not
     store that segment and names those it did. `stale`: the runs whose inputs changed since they ran
     (run_key, changed); given, a line lists them. `sizing`: the latest run's sizing_performance rows;
-    given, a line gives each OOS book's Sharpe and total return net of costs."""
+    given, a line gives each OOS book's Sharpe and total return net of costs. `ensemble`: the latest
+    run's ensemble_metrics and model_agreement rows; given, a line gives each member's and the
+    ensemble's OOS rank IC and how far the members' importance ranks agree."""
     heading = "## " if markdown else ""
     bullet = "- " if markdown else "  "
     priors = latest["priors_from_run_key"]
@@ -112,6 +116,7 @@ def render_report(
         *([f"{bullet}{_segments_line(segments)}"] if segments is not None else []),
         *([f"{bullet}{_stale_line(stale)}"] if stale is not None else []),
         *([f"{bullet}{sizing_line(sizing)}"] if sizing is not None else []),
+        *([f"{bullet}{ensemble_line(*ensemble)}"] if ensemble is not None else []),
         "",
         f"{heading}Stability",
     ]

@@ -1,6 +1,7 @@
 """Simulated trade logs whose truth is known, to judge the cross-run statistics: false-positive rate
 on features without signal and power on planted effects (tests and benchmarks/evidence.py), and
-the continual-learning loop on them (`warm_against_cold`: tests and benchmarks/walk_forward.py).
+the continual-learning loop on them (`warm_against_cold`: tests and benchmarks/walk_forward.py), and
+ensemble runs on them (`ensemble_windows`: tests and benchmarks/ensemble.py).
 
 The market: `n_symbols` stocks with a common market factor (daily sd 1%) and their own moves (daily
 sd 1.5%). Each business day `per_day` trades enter at 14:30 UTC on a random symbol and side and are
@@ -18,12 +19,18 @@ on a date (a breakdown, for the alpha monitor). Features without a planted effec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.core.importance import ImportanceParams, feature_importance
+from persistence_pipeline.core.ensemble import ensemble_metrics, rank_agreement
+from persistence_pipeline.core.importance import (
+    ImportanceParams,
+    feature_importance,
+    importance_ranks,
+    mean_abs_shap,
+)
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.priors import PriorParams, empirical_bayes_priors, ridge_prior
 
@@ -158,3 +165,46 @@ def warm_against_cold(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def ensemble_windows(
+    market: SimulatedMarket,
+    seed: int,
+    windows: list[tuple[str, str]],
+    kinds: list[str],
+    top_k: int,
+    params: ModelParams,
+    importance: ImportanceParams,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An ensemble run on each window [first entry day, last entry day] of a simulated market, as
+    the pipeline runs one (core/ensemble.py): each kind fit on the window's trades with the same
+    folds, features ranked by mean |SHAP| as feature_importance ranks them. Returns the
+    model_agreement rows and the ensemble_metrics rows of every window (run_key: its first day)."""
+    trades = simulated_trades(market, seed)
+    agreements, metrics = [], []
+    for first, last in windows:
+        day = trades["entry_time"].dt.tz_convert(None).dt.normalize()
+        run = trades[(day >= pd.Timestamp(first)) & (day <= pd.Timestamp(last))]
+        X, y = run[market.features].to_numpy(), run["return"].to_numpy()
+        times = (
+            run["entry_time"].dt.tz_convert(None).to_numpy(),
+            run["exit_time"].dt.tz_convert(None).to_numpy(),
+        )
+        predictions, ranks = {}, []
+        for kind in kinds:
+            fitted = train_and_evaluate(X, y, *times, market.features, replace(params, kind=kind))
+            predictions[kind] = fitted.oos_prediction
+            shap_mean, _, _ = mean_abs_shap(fitted.model, X, importance)
+            ranks.append(
+                pd.DataFrame(
+                    {
+                        "model_kind": kind,
+                        "feature": market.features,
+                        "rank": importance_ranks(shap_mean, market.features),
+                    }
+                )
+            )
+            realized = y[fitted.oos_positions]
+        agreements.append(rank_agreement(pd.concat(ranks), top_k).assign(run_key=first))
+        metrics.append(ensemble_metrics(predictions, realized).assign(run_key=first))
+    return pd.concat(agreements, ignore_index=True), pd.concat(metrics, ignore_index=True)

@@ -32,7 +32,7 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "priors_from_run_key VARCHAR, curriculum_from_run_key VARCHAR, alpha_used DOUBLE, seed INTEGER, "
             "model_params VARCHAR, library_versions VARCHAR, explainer VARCHAR, shap_sample_size INTEGER, "
             "created_at TIMESTAMPTZ, n_censored INTEGER, prior_weight DOUBLE, inputs_digest VARCHAR, "
-            "cost_bps DOUBLE"
+            "cost_bps DOUBLE, ensemble_models VARCHAR"
         ),
         ("run_key",),
     ),
@@ -56,6 +56,20 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "turnover DOUBLE, cost_bps DOUBLE"
         ),
         ("run_key", "book", "costs"),
+    ),
+    # every member's and the ensemble's walk-forward OOS predictions and metrics (core/ensemble.py);
+    # no rows for a run of one model
+    "ensemble_predictions": (
+        _columns("run_key VARCHAR, model_kind VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE"),
+        ("run_key", "model_kind", "trade_id"),
+    ),
+    "ensemble_metrics": (
+        _columns(
+            "run_key VARCHAR, model_kind VARCHAR, weight DOUBLE, n_oos INTEGER, oos_rank_ic DOUBLE, "
+            "oos_r2 DOUBLE, oos_hit_rate DOUBLE, oos_base_rate DOUBLE, oos_n_taken INTEGER, "
+            "oos_mean_return_taken DOUBLE, oos_mean_return_all DOUBLE"
+        ),
+        ("run_key", "model_kind"),
     ),
     "trade_loads": (
         _columns(
@@ -89,6 +103,21 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "perm_importance DOUBLE, perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER, coef_std DOUBLE, "
             "shap_mean_abs_std DOUBLE, group_id INTEGER, group_size INTEGER, group_shap_mean_abs DOUBLE, "
             "max_abs_corr DOUBLE, own_coef_raw DOUBLE, own_coef_raw_std DOUBLE, quarantined BOOLEAN"
+        ),
+        ("run_key", "feature"),
+    ),
+    # each ensemble member's importance, and how far the members' ranks agree (core/ensemble.py)
+    "ensemble_importance": (
+        _columns(
+            "run_key VARCHAR, model_kind VARCHAR, feature VARCHAR, rank INTEGER, shap_mean_abs DOUBLE, "
+            "perm_importance DOUBLE, perm_importance_std DOUBLE"
+        ),
+        ("run_key", "model_kind", "feature"),
+    ),
+    "model_agreement": (
+        _columns(
+            "run_key VARCHAR, feature VARCHAR, n_models INTEGER, rank_min INTEGER, rank_max INTEGER, "
+            "rank_gap INTEGER, in_all_top_k BOOLEAN, in_any_top_k BOOLEAN, rank_spearman DOUBLE"
         ),
         ("run_key", "feature"),
     ),
@@ -142,7 +171,8 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "ic_ci_high DOUBLE, n_effective_periods DOUBLE, ic_slope_se DOUBLE, ic_now DOUBLE, "
             "half_life_days DOUBLE, effect DOUBLE, n_recent_periods INTEGER, ic_recent DOUBLE, "
             "ic_before DOUBLE, ic_change DOUBLE, ic_change_t DOUBLE, ic_change_p_value DOUBLE, "
-            "monitor_score DOUBLE, monitored BOOLEAN, ic_change_q_value DOUBLE, broken_down BOOLEAN"
+            "monitor_score DOUBLE, monitored BOOLEAN, ic_change_q_value DOUBLE, broken_down BOOLEAN, "
+            "n_ensemble_runs INTEGER, all_models_top_k_frequency DOUBLE, mean_rank_gap DOUBLE"
         ),
         ("as_of_run_key", "feature"),
     ),
@@ -196,6 +226,8 @@ STAGE_TABLES: dict[str, tuple[str, ...]] = {
         "checkpoints",
         "oos_predictions",
         "sizing_performance",
+        "ensemble_predictions",
+        "ensemble_metrics",
         "excluded_features",
         "data_loss",
         "feature_coverage",
@@ -205,6 +237,8 @@ STAGE_TABLES: dict[str, tuple[str, ...]] = {
         "importance_changes",
         "feature_interactions",
         "feature_segments",
+        "ensemble_importance",
+        "model_agreement",
     ),
     "feature_stability": ("feature_stability",),
     "stability_summary": ("stability_summary",),

@@ -30,11 +30,19 @@ def write_importance(
     shap_sample_size: int,
     interactions: pd.DataFrame | None = None,
     segments: pd.DataFrame | None = None,
+    ensemble: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> None:
     """Replace the run's importance rows, its strongest feature interactions (none for a linear
-    model) and its changes since the previous run, and record how the run was explained in
-    run_metrics, in one transaction."""
+    model), its changes since the previous run and, for an ensemble, each member's importance and
+    their agreement (`ensemble`: ensemble_importance and model_agreement rows), and record how the
+    run was explained in run_metrics, in one transaction."""
+    member_importance, agreement = ensemble or (
+        pd.DataFrame({"model_kind": pd.Series(dtype="object")}),
+        pd.DataFrame({"feature": pd.Series(dtype="object")}),
+    )
     with db.transaction() as con:
+        replace_run_rows(con, "ensemble_importance", "run_key", run_key, member_importance)
+        replace_run_rows(con, "model_agreement", "run_key", run_key, agreement)
         replace_run_rows(
             con,
             "feature_interactions",
@@ -70,6 +78,24 @@ def segments_of_runs(db: Database, run_keys: list[str], segment: str, latest_run
         "SELECT s.* FROM feature_segments s JOIN wanted_runs USING (run_key)"
         " WHERE s.segment = ? OR s.run_key = ? ORDER BY s.run_key, s.segment, s.rank NULLS LAST, s.feature",
         [segment, latest_run_key],
+    )
+
+
+def model_agreement(db: Database, run_keys: list[str]) -> pd.DataFrame:
+    """model_agreement rows of the given runs (none for runs of one model), by run and agreement."""
+    return rows_of_runs(
+        db,
+        run_keys,
+        "SELECT a.* FROM model_agreement a JOIN wanted_runs USING (run_key)"
+        " ORDER BY a.run_key, a.rank_max NULLS LAST, a.rank_min, a.feature",
+    )
+
+
+def ensemble_importance(db: Database, run_key: str) -> pd.DataFrame:
+    """Each ensemble member's importance of one run, by member and rank (none for a run of one model)."""
+    return db.query(
+        "SELECT * FROM ensemble_importance WHERE run_key = ? ORDER BY model_kind, rank NULLS LAST, feature",
+        [run_key],
     )
 
 

@@ -35,6 +35,10 @@ class LatestRun:
     segments: pd.DataFrame
     stale: pd.DataFrame  # the runs of its model kind whose inputs changed since (storage/staleness.py)
     sizing: pd.DataFrame  # its sizing_performance rows (empty from before sizing existed)
+    # its ensemble_metrics and model_agreement rows (empty for a run of one model, or from before
+    # ensembles existed)
+    ensemble: pd.DataFrame
+    agreement: pd.DataFrame
 
 
 def latest_run(path: Path, wait_seconds: float = REPORT_LOCK_WAIT_SECONDS) -> LatestRun:
@@ -109,7 +113,27 @@ def _read_latest(con: duckdb.DuckDBPyConnection, path: Path) -> LatestRun:
         if "sizing_performance" in tables  # a warehouse written before the table existed
         else pd.DataFrame(columns=["book", "costs", "cost_bps"])
     )
+    has_ensemble = {"ensemble_metrics", "model_agreement"} <= tables  # else written before ensembles
+    ensemble = (
+        con.execute(
+            "SELECT * FROM ensemble_metrics WHERE run_key = ?"
+            " ORDER BY model_kind = 'ensemble', model_kind <> ?, model_kind",
+            [latest["run_key"], latest["model_kind"]],
+        ).df()
+        if has_ensemble
+        else pd.DataFrame(columns=["model_kind", "oos_rank_ic"])
+    )
+    agreement = (
+        con.execute(
+            "SELECT * FROM model_agreement WHERE run_key = ? ORDER BY rank_max NULLS LAST, rank_min, feature",
+            [latest["run_key"]],
+        ).df()
+        if has_ensemble
+        else pd.DataFrame(columns=["feature", "in_all_top_k", "rank_spearman"])
+    )
     return LatestRun(
+        ensemble=ensemble,
+        agreement=agreement,
         sizing=sizing,
         stale=stale_runs_read(con, str(latest["model_kind"])),
         segments=segments,

@@ -1,5 +1,6 @@
 """Per-run tables of the model stage: `run_metrics`, `checkpoints`, `oos_predictions`,
-`excluded_features`, `data_loss`, `feature_coverage`."""
+`sizing_performance`, `ensemble_predictions`, `ensemble_metrics`, `excluded_features`, `data_loss`,
+`feature_coverage`."""
 
 from __future__ import annotations
 
@@ -26,10 +27,13 @@ def write_model_run(
     excluded_features: pd.DataFrame,
     data_loss: pd.DataFrame,
     feature_coverage: pd.DataFrame,
+    ensemble_predictions: pd.DataFrame | None = None,
+    ensemble_metrics: pd.DataFrame | None = None,
 ) -> None:
     """Replace every row the model stage writes for `run_key`, in one transaction. The run row must
     carry every contract column (but those the importance stage fills): a column added to the
-    contract cannot be forgotten here."""
+    contract cannot be forgotten here. A run of one model has no ensemble rows (None)."""
+    no_rows = pd.DataFrame({"model_kind": pd.Series(dtype="object")})
     for table, row in (("run_metrics", run_row), ("checkpoints", checkpoint_row)):
         missing = set(column_names(table)) - set(row) - {"run_key"} - FILLED_LATER
         unknown = set(row) - set(column_names(table))
@@ -42,6 +46,20 @@ def write_model_run(
         replace_run_rows(con, "checkpoints", "run_key", run_key, pd.DataFrame([checkpoint_row]))
         replace_run_rows(con, "oos_predictions", "run_key", run_key, oos_predictions)
         replace_run_rows(con, "sizing_performance", "run_key", run_key, sizing_performance)
+        replace_run_rows(
+            con,
+            "ensemble_predictions",
+            "run_key",
+            run_key,
+            ensemble_predictions if ensemble_predictions is not None else no_rows,
+        )
+        replace_run_rows(
+            con,
+            "ensemble_metrics",
+            "run_key",
+            run_key,
+            ensemble_metrics if ensemble_metrics is not None else no_rows,
+        )
         replace_run_rows(con, "excluded_features", "run_key", run_key, excluded_features)
         replace_run_rows(con, "data_loss", "run_key", run_key, data_loss)
         replace_run_rows(con, "feature_coverage", "run_key", run_key, feature_coverage)
@@ -108,6 +126,16 @@ def sizing_performance(db: Database, run_key: str) -> pd.DataFrame:
     return db.query(
         "SELECT * FROM sizing_performance WHERE run_key = ? ORDER BY"
         " CASE book WHEN 'sized' THEN 0 WHEN 'equal' THEN 1 ELSE 2 END, costs",
+        [run_key],
+    )
+
+
+def ensemble_metrics(db: Database, run_key: str) -> pd.DataFrame:
+    """The run's ensemble_metrics rows: its members in the order of the run's setting, then the
+    ensemble's (none for a run of one model)."""
+    return db.query(
+        "SELECT m.* FROM ensemble_metrics m JOIN run_metrics r USING (run_key) WHERE m.run_key = ?"
+        " ORDER BY m.model_kind = 'ensemble', m.model_kind <> r.model_kind, m.model_kind",
         [run_key],
     )
 
