@@ -303,6 +303,15 @@ def _create_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> No
     con.execute(f"CREATE TABLE {schema}.{table} ({body}{constraint})")
 
 
+def has_contract(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the file holds the contract's tables (its run_metrics: one catalog lookup)."""
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+        " AND schema_name = 'main' AND table_name = 'run_metrics'"
+    ).fetchone()
+    return bool(found and found[0])
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table of the contract (and its staging twin) that is missing and add every
     missing column (NULL)."""

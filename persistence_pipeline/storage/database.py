@@ -30,6 +30,7 @@ from persistence_pipeline.storage.contract import (
     catalog_name,
     checked_table,
     ensure_schema,
+    has_contract,
 )
 
 _migrated: set[tuple[int, int]] = set()
@@ -115,11 +116,12 @@ class Database:
 
     def _migrate_once(self, con: duckdb.DuckDBPyConnection) -> None:
         """Create or extend the contract's tables the first time this process writes this file (a
-        file replaced on disk is a new file: the key is its device and inode)."""
+        file replaced on disk is a new file: the key is its device and inode). A new file can take a
+        deleted file's inode, so a file without the contract's tables is migrated whatever its key."""
         status = os.stat(self.path)
         key = (status.st_dev, status.st_ino)
         with _migration_lock:
-            if key not in _migrated:
+            if key not in _migrated or not has_contract(con):
                 ensure_schema(con)
                 _migrated.add(key)
 
