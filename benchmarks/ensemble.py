@@ -5,8 +5,9 @@
    four-month runs a month apart (overlapping). Per market and windows: the mean OOS rank IC of the
    ridge, the trees and their average; the share of runs in which a noise feature is in both
    models' top 5 of 21 (against (5/21)^2 if the models ranked independently and 5/21 if they always
-   agreed) and the largest such share of any noise feature (a false "the models agree"); and the
-   same share for a planted feature (power). Markets: no signal; a linear planted feature.
+   agreed), the largest such share of any noise feature, and the share of noise features in both
+   top 5 in at least half the runs (a false "the models agree"); the same for a planted feature
+   (power). Markets: no signal; a linear planted feature.
 2. On the embedded data: the ridge, the trees and their average on three quarterly ranges, and the
    wall time of profit_model + feature_importance with and without the trees beside the ridge
    (medians of --repeats).
@@ -63,10 +64,10 @@ def simulated(seeds: int) -> pd.DataFrame:
         n_features = len(market.features)
         for windows_name, windows in WINDOWS.items():
             for seed in range(seeds):
-                agreement, metrics = ensemble_windows(
+                agreement, metrics, ranges = ensemble_windows(
                     market, seed, windows, ["ridge", "gbt"], TOP_K, ModelParams(), ImportanceParams()
                 )
-                view = ensemble_view(agreement).set_index("feature")["all_models_top_k_frequency"]
+                view = ensemble_view(agreement, ranges).set_index("feature")["all_models_top_k_frequency"]
                 noise = view[view.index.str.startswith("noise")]
                 ic = metrics.groupby("model_kind")["oos_rank_ic"].mean()
                 rows.append(
@@ -80,6 +81,10 @@ def simulated(seeds: int) -> pd.DataFrame:
                         "spearman": agreement.groupby("run_key")["rank_spearman"].first().mean(),
                         "noise_share": noise.mean(),
                         "noise_max_share": noise.max(),
+                        "noise_half": (noise >= 0.5).mean(),
+                        "signal_half": float(view.get("signal", float("nan")) >= 0.5)
+                        if "signal" in view
+                        else float("nan"),
                         "signal_share": view.get("signal", float("nan")),
                         "chance_low": (TOP_K / n_features) ** 2,
                         "chance_high": TOP_K / n_features,
@@ -145,12 +150,18 @@ def main() -> None:
         spearman=("spearman", "mean"),
         noise_share=("noise_share", "mean"),
         noise_max_share=("noise_max_share", "median"),
+        noise_half=("noise_half", "mean"),
         chance_low=("chance_low", "first"),
         chance_high=("chance_high", "first"),
         signal_share=("signal_share", "mean"),
+        signal_half=("signal_half", "mean"),
     )
     print(summary.to_markdown(floatfmt=".3f"))
-    print("\nnoise_max_share: median over seeds of the largest share of any noise feature.\n")
+    print(
+        "\nnoise_max_share: median over seeds of the largest share of any noise feature; noise_half and"
+        " signal_half: the share of noise features (of seeds, for the planted one) in both top 5 in at"
+        " least half the runs.\n"
+    )
 
     ic, seconds = embedded(args.repeats)
     print("## Embedded data: OOS rank IC per quarter\n")

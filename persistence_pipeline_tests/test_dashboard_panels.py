@@ -30,6 +30,7 @@ from persistence_pipeline.core.dashboard import (
     dashboard_summary,
     draw_dashboard,
 )
+from persistence_pipeline.core.ensemble import ensemble_line, rank_agreement
 from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
 from persistence_pipeline.core.report import render_report
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
@@ -928,4 +929,40 @@ def test_the_sizing_panel_draws_each_books_cumulative_net_pnl_ending_at_its_tota
     sizing_ax = next(ax for ax in empty.axes if ax.get_label() == "sizing")
     assert "stored before sizing existed" in " ".join(t.get_text() for t in sizing_ax.texts)
     assert "OOS sizing: not computed for this run" in dashboard_summary(make_inputs())
+    plt.close(empty)
+
+
+def test_the_agreement_panel_places_each_feature_at_its_tie_averaged_ranks_and_names_the_shared_top():
+    """Panel (8): each feature at (rank under the run's model, rank under the other member), ties
+    averaged as the agreement ranks them; the features in every member's top k named; Spearman and
+    the ensemble's OOS rank IC in the title. Without an ensemble, a placeholder says how to add one."""
+    shap = {"ridge": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05], "gbt": [0.4, 0.0, 0.6, 0.3, 0.0, 0.0]}
+    member_importance = pd.DataFrame(
+        [
+            {"model_kind": kind, "feature": f"f{i}", "rank": i + 1, "shap_mean_abs": value}
+            for kind, values in shap.items()
+            for i, value in enumerate(values)
+        ]
+    )
+    agreement = rank_agreement(member_importance, top_k=2)
+    ensemble = pd.DataFrame({"model_kind": ["ridge", "gbt", "ensemble"], "oos_rank_ic": [0.03, 0.01, 0.025]})
+    inputs = dataclasses.replace(
+        make_inputs(), member_ranks=member_importance, ensemble=ensemble, agreement=agreement
+    )
+    fig = dashboard_figure(inputs)
+    ax = next(ax for ax in fig.axes if ax.get_label() == "agreement")
+    points = next(c for c in ax.collections if c.get_gid() == "ranks_gbt").get_offsets()
+    by_feature = dict(zip([f"f{i}" for i in range(6)], map(tuple, np.asarray(points)), strict=True))
+    assert (
+        by_feature["f0"] == (1, 2) and by_feature["f2"] == (3, 1) and by_feature["f1"] == (2, 5)
+    )  # 0s tie at 5
+    assert [t.get_text() for t in ax.texts if t.get_text().startswith("f")] == ["f0"]  # in both top 2
+    spearman = stats.spearmanr(shap["ridge"], shap["gbt"])[0]
+    assert f"Spearman {spearman:+.2f}; ensemble OOS rank IC +0.025" in ax.get_title()
+    assert f"\n{ensemble_line(ensemble, agreement)}." in dashboard_summary(inputs)
+    plt.close(fig)
+    empty = dashboard_figure(make_inputs())
+    agreement_ax = next(ax for ax in empty.axes if ax.get_label() == "agreement")
+    assert "model_settings.ensemble adds others" in " ".join(t.get_text() for t in agreement_ax.texts)
+    assert "Ensemble: none (the run fit one model" in dashboard_summary(make_inputs())
     plt.close(empty)

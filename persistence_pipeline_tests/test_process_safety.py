@@ -46,6 +46,10 @@ TABLES = [
     "excluded_features",
     "regime_weights",
     "sizing_performance",
+    "ensemble_predictions",
+    "ensemble_metrics",
+    "ensemble_importance",
+    "model_agreement",
 ]
 
 

@@ -30,6 +30,16 @@ SHOWN = [
 ]
 
 
+ENSEMBLE_SHOWN = [
+    "feature",
+    "alpha_score",
+    "ic_q_value",
+    "n_ensemble_runs",
+    "all_models_top_k_frequency",
+    "mean_rank_gap",
+]
+
+
 @dg.asset(
     **STAGE,
     deps=[dg.AssetKey("trades"), feature_importance, dg.AssetKey("feature_stability")],
@@ -80,7 +90,11 @@ def feature_alpha(
         stored.set_index("run_key")["oos_rank_ic"],
         cross_run.feature_stability(db, scope.run_key).set_index("feature")["topk_frequency"],
     )
-    table = with_ensemble_view(table, history.model_agreement(db, stored["run_key"].tolist()))
+    table = with_ensemble_view(
+        table,
+        history.model_agreement(db, stored["run_key"].tolist()),
+        stored[["run_key", "range_start", "range_end"]],
+    )
     cross_run.write_alpha(db, scope.run_key, table, series.long())
     finish(context, db, scope.run_key)
     note = alpha_note(table, len(stored), scope.window.last_day)
@@ -97,6 +111,9 @@ def feature_alpha(
             "top_alpha": markdown_table(table[SHOWN], 10, "features"),
             "decaying": ", ".join(table.loc[table["decaying"], "feature"]) or "none",
             "alpha_alerts": alert,
+            "ensemble_view": markdown_table(table[ENSEMBLE_SHOWN], 10, "features")
+            if table["n_ensemble_runs"].max() > 0
+            else "no ensemble run among the runs read (model_settings.ensemble)",
             "dagster/row_count": len(table),
         },
     )

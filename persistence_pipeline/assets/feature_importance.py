@@ -12,7 +12,7 @@ from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_
 from persistence_pipeline.core.changes import describe_changes, importance_changes
 from persistence_pipeline.core.correlation import correlated_groups
 from persistence_pipeline.core.dataset import TrainingSet, training_set
-from persistence_pipeline.core.ensemble import rank_agreement
+from persistence_pipeline.core.ensemble import MEMBER_COLUMNS, explain_member, rank_agreement
 from persistence_pipeline.core.importance import (
     ImportanceParams,
     explainer_name,
@@ -76,9 +76,6 @@ def by_segment(segments: pd.DataFrame, top: int) -> str:
     return "\n".join(lines) or "none"
 
 
-MEMBER_COLUMNS = ["model_kind", "feature", "rank", "shap_mean_abs", "perm_importance", "perm_importance_std"]
-
-
 def member_importance(
     checkpoint: dict,
     kind: str,
@@ -86,18 +83,16 @@ def member_importance(
     folds: list[Fold],
     data: TrainingSet,
     params: ImportanceParams,
-    groups: pd.DataFrame,
 ) -> pd.DataFrame:
     """ensemble_importance rows: the run model's (from its importance `table`) and each other
-    member's, explained as the run model is (SHAP on the same trades, OOS permutation on the same
-    folds); none for a run of one model."""
-    members = checkpoint.get("members") or {}
-    if not members:
-        return pd.DataFrame(columns=MEMBER_COLUMNS)
-    group_ids = groups.set_index("feature").loc[data.features, "group_id"].to_numpy()
-    tables = [table.assign(model_kind=kind)]
-    for other_kind, member in members.items():
-        other, _ = importance_table(
+    member's of the checkpoint (core/ensemble.py: explained on the same trades and folds); none for
+    a run of one model."""
+    others = checkpoint.get("members") or {}
+    if not others:
+        return pd.DataFrame(columns=["model_kind", *MEMBER_COLUMNS])
+    tables = [table[MEMBER_COLUMNS].assign(model_kind=kind)]
+    for other_kind, member in others.items():
+        other = explain_member(
             member["model"],
             member["fold_models"],
             folds,
@@ -105,13 +100,10 @@ def member_importance(
             data.y,
             data.features,
             params,
-            None,
-            checkpoint["sample_weight"],
-            group_ids,
             checkpoint.get("quarantined"),
         )
         tables.append(other.assign(model_kind=other_kind))
-    return pd.concat(tables, ignore_index=True)[MEMBER_COLUMNS]
+    return pd.concat(tables, ignore_index=True)[["model_kind", *MEMBER_COLUMNS]]
 
 
 def checkpoint_prior(checkpoint: dict) -> RidgePrior | None:
@@ -176,13 +168,10 @@ def feature_importance(
             checkpoint.get("quarantined"),
         )
     table = table.merge(correlation, on="feature")
-    with timed(context.log, f"importance of the other ensemble members {model_settings.members()[1:]}"):
-        members = member_importance(checkpoint, model_settings.kind, table, folds, data, params, correlation)
-    agreement = (
-        rank_agreement(members[["model_kind", "feature", "rank"]], analysis_settings.top_k)
-        if len(members)
-        else pd.DataFrame()
-    )
+    others = list(checkpoint.get("members") or [])
+    with timed(context.log, f"importance of the other ensemble members: {', '.join(others) or 'none'}"):
+        members = member_importance(checkpoint, model_settings.kind, table, folds, data, params)
+    agreement = rank_agreement(members, analysis_settings.top_k) if len(members) else pd.DataFrame()
     segments = segment_importance(
         checkpoint["model"],
         data.X,

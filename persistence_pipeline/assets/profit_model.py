@@ -24,7 +24,13 @@ from persistence_pipeline.core.dataset import (
     training_set,
 )
 from persistence_pipeline.core.design import stored_feature
-from persistence_pipeline.core.ensemble import ENSEMBLE, ensemble_line, ensemble_metrics, ensemble_prediction
+from persistence_pipeline.core.ensemble import (
+    ENSEMBLE,
+    ensemble_line,
+    ensemble_metrics,
+    ensemble_prediction,
+    fold_scales,
+)
 from persistence_pipeline.core.leakage import leak_screen, quarantine
 from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior, Screen, train_and_evaluate
 from persistence_pipeline.core.priors import curriculum_sample_weights, ridge_prior
@@ -206,17 +212,22 @@ def ensemble_rows(
         return pd.DataFrame({"model_kind": pd.Series(dtype="object")}), pd.DataFrame(
             {"model_kind": pd.Series(dtype="object")}
         )
-    predictions = {kind: fitted.oos_prediction} | {k: other.oos_prediction for k, other in others.items()}
+    models = {kind: fitted} | others
+    predictions = {k: m.oos_prediction for k, m in models.items()}
+    scales = {k: fold_scales(m, data.X) for k, m in models.items()}
     fold = np.concatenate([np.full(f.test.size, i) for i, f in enumerate(fitted.folds)])
     trade_ids = data.trades["trade_id"].to_numpy()[fitted.oos_positions]
+    average = {ENSEMBLE: (ensemble_prediction(predictions, scales), scales[kind])}
     rows = pd.concat(
         [
-            pd.DataFrame({"model_kind": k, "trade_id": trade_ids, "fold": fold, "prediction": p})
-            for k, p in (predictions | {ENSEMBLE: ensemble_prediction(predictions)}).items()
+            pd.DataFrame(
+                {"model_kind": k, "trade_id": trade_ids, "fold": fold, "prediction": p, "scale": scale}
+            )
+            for k, (p, scale) in ({k: (predictions[k], scales[k]) for k in models} | average).items()
         ],
         ignore_index=True,
     )
-    return rows, ensemble_metrics(predictions, data.y[fitted.oos_positions])
+    return rows, ensemble_metrics(predictions, scales, data.y[fitted.oos_positions])
 
 
 def used_stored_features(data: TrainingSet, excluded: pd.DataFrame, settings: ModelSettings) -> list[str]:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.core.ensemble import ENSEMBLE, ensemble_line
+from persistence_pipeline.core.ensemble import ENSEMBLE, ensemble_line, member_ranks
 from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND
 from persistence_pipeline.core.importance import INTERACTION_COLUMNS
 from persistence_pipeline.core.monitor import monitor_summary
@@ -55,8 +55,8 @@ IMPORTANCE_LINES = 10
 QUARANTINED_COLUMNS = ["run_key", "feature", "ic", "reason"]
 BOOK_COLUMNS = ["prediction", "position", "gross_return", "entry_time", "exit_time"]
 BOOK_COLORS = {"sized": "#27ae60", "equal": "#2e86c1", "actual": "0.35"}
-MEMBER_RANK_COLUMNS = ["model_kind", "feature", "rank"]
-AGREEMENT_FRAME_COLUMNS = ["feature", "in_all_top_k", "rank_spearman"]
+MEMBER_RANK_COLUMNS = ["model_kind", "feature", "rank", "shap_mean_abs"]
+AGREEMENT_FRAME_COLUMNS = ["feature", "in_all_top_k", "k", "rank_spearman"]
 MEMBER_COLORS = ["#c0392b", "#8e44ad", "#d35400"]
 HEADLINE_NAMES = 3  # names listed per category in the headline before "and N more"
 
@@ -720,16 +720,18 @@ def _sizing_panel(ax: Axes, inputs: DashboardInputs) -> None:
 
 def _agreement_panel(ax: Axes, inputs: DashboardInputs) -> None:
     """(8) The latest run's ensemble: each feature's importance rank under the run's model (x) against
-    its rank under each other member (y), the features in every member's top k named."""
+    its rank under each other member (y), ties averaged (core/ensemble.py), every member's top k
+    shaded and the features in all of them named."""
     title = "ensemble agreement of the latest run: importance ranks"
-    if inputs.member_ranks.empty or inputs.ensemble.empty:
+    if inputs.member_ranks.empty or inputs.ensemble.empty or inputs.agreement.empty:
         _placeholder(ax, title, "one model in this run\n(model_settings.ensemble adds others)")
         return
     kinds = [k for k in inputs.ensemble["model_kind"] if k != ENSEMBLE]
-    wide = inputs.member_ranks.pivot(index="feature", columns="model_kind", values="rank").astype("float64")
-    wide = wide.dropna()
+    wide = member_ranks(inputs.member_ranks).dropna()
     ics = inputs.ensemble.set_index("model_kind")["oos_rank_ic"]
-    n = len(wide)
+    n, k = len(wide), int(inputs.agreement["k"].iloc[0])
+    ax.fill_between([0.5, k + 0.5], 0.5, k + 0.5, color="#f9e79f", alpha=0.6, lw=0)
+    ax.text(k + 0.7, k + 0.5, f"every model's top {k}", fontsize=8, color="0.4", va="bottom")
     ax.plot([1, n], [1, n], color="0.6", lw=1.0, linestyle="--", label="same rank")
     for color, kind in zip(MEMBER_COLORS, kinds[1:], strict=False):
         ax.scatter(
@@ -745,23 +747,20 @@ def _agreement_panel(ax: Axes, inputs: DashboardInputs) -> None:
     for feature in shared:
         if feature in wide.index:
             row = wide.loc[feature]
-            ax.annotate(
-                _plain(feature),
-                (row[kinds[0]], row[kinds[1]]),
-                textcoords="offset points",
-                xytext=(5, 5),
-                fontsize=8,
-            )
-    k = _number(inputs.summary.get("k")) if inputs.summary else float("nan")
-    if np.isfinite(k):
-        ax.fill_between([0.5, k + 0.5], 0.5, k + 0.5, color="#f9e79f", alpha=0.6, lw=0)
-        ax.text(k + 0.7, k + 0.5, f"every model's top {int(k)}", fontsize=8, color="0.4", va="bottom")
+            for kind in kinds[1:]:
+                ax.annotate(
+                    _plain(feature),
+                    (row[kinds[0]], row[kind]),
+                    textcoords="offset points",
+                    xytext=(5, 5),
+                    fontsize=8,
+                )
     ax.set_xlim(0.5, n + 0.5)
     ax.set_ylim(0.5, n + 0.5)
     ax.set_xlabel(f"rank under {kinds[0]} (OOS rank IC {_number(ics.get(kinds[0])):+.3f}; 1 = strongest)")
     ax.set_ylabel("rank under the other member")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
-    spearman = _number(inputs.agreement["rank_spearman"].iloc[0]) if len(inputs.agreement) else float("nan")
+    spearman = _number(inputs.agreement["rank_spearman"].iloc[0])
     ax.set_title(
         f"{title}: Spearman {spearman:+.2f}; ensemble OOS rank IC {_number(ics.get(ENSEMBLE)):+.3f}",
         fontsize=11,

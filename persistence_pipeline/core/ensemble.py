@@ -6,17 +6,33 @@ walk-forward folds, and how far they agree on which features matter.
   `model_settings.ensemble`. The other members are fit cold (no priors: a prior is a ridge
   coefficient, and a ridge member beside trees would need a prior history of its own), with the same
   curriculum weights and the same leak screen, so the members differ by their model kind alone.
-- The ensemble's prediction of a trade is the equal-weight average of the members' walk-forward
-  out-of-sample predictions of it (every member predicts it from the same fold's training trades).
-  Nothing is fitted on the OOS predictions: a stacked combination would need a walk-forward of its
-  own over the few folds' predictions to stay out of sample, and an average has nothing to overfit.
-- Agreement, per run: each feature's importance rank under each member (mean |SHAP|, 1 = strongest,
-  as in `feature_importance_history`), the gap between its best and worst rank, whether it is in
-  EVERY member's top k and in ANY member's; and the Spearman correlation between the members' rank
-  vectors over the ranked features (the mean over pairs when there are more than two members).
-- Across runs (`ensemble_view`, feature_alpha's columns): the share of the runs with an ensemble in
-  which a feature was in every member's top k, and its mean rank gap. A feature that the ridge and
-  the trees both rank high, run after run, is a property of the trades, not of one model's form.
+- The ensemble's prediction of a trade averages the members' walk-forward out-of-sample
+  predictions of it with equal weights AFTER putting them on one scale: each member's prediction is
+  divided by the sd of its fold model's predictions on that fold's own training trades (`scale`:
+  known before the fold's test block, so the average stays out of sample), and the average is
+  multiplied back by the run model's scale (return units again, so R^2 and "prediction > 0" keep
+  their meaning). A plain average of raw predictions would weight the trees, whose predictions
+  spread twice as wide on the embedded data, twice as much. Nothing is fitted on the OOS predictions:
+  a stacked combination would need a walk-forward of its own over the few folds' predictions to stay
+  out of sample, and an average has nothing to overfit.
+- Agreement, per run: each member ranks the features it kept (the leak screen's quarantined ones
+  have no rank) by their mean |SHAP|, the importance `feature_importance_history` ranks by, ties
+  given their average rank (trees give exactly 0 to every feature they never split on: ranking
+  those by name would invent agreement). Per feature: its best and worst rank and their gap, whether
+  it is in EVERY member's top k and in ANY member's (a feature in a top k has a positive importance;
+  k is `top_k` cut to one less than the ranked features, as for stability); per run, the Spearman
+  correlation of the members' importances over the features every member ranked (the mean over
+  pairs when there are more than two members).
+- Across runs (`ensemble_view`, feature_alpha's columns): over the ensemble runs as of the range
+  end whose windows do not overlap (overlapping runs share trades, as for stability), the share in
+  which a feature was in every member's top k (a run without the feature, or that quarantined it,
+  counts as not) and its mean rank gap.
+
+Agreement is not evidence of alpha. Both members are explained in sample on the same trades, so
+they share the noise they fit: on simulated markets without signal a noise feature is in both top 5
+of 21 in 10% of runs, against 6% if the models ranked independently (benchmarks/ensemble.py, README
+"Ensemble alpha"). The evidence that a feature predicts returns is its IC's q-value; agreement says
+whether that feature matters to a linear and a non-linear model alike.
 """
 
 from __future__ import annotations
@@ -27,9 +43,18 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from persistence_pipeline.core.importance import (
+    ImportanceParams,
+    importance_ranks,
+    mean_abs_shap,
+    oos_permutation_importance,
+)
 from persistence_pipeline.core.metrics import out_of_sample_metrics
+from persistence_pipeline.core.model import FittedModel, Fold, Regressor, neutralized
+from persistence_pipeline.core.stability import effective_k, non_overlapping_runs
 
 ENSEMBLE = "ensemble"  # the model_kind of the ensemble's rows in ensemble_predictions/_metrics
+MEMBER_COLUMNS = ["feature", "rank", "shap_mean_abs", "perm_importance", "perm_importance_std"]
 AGREEMENT_COLUMNS = [
     "feature",
     "n_models",
@@ -38,6 +63,7 @@ AGREEMENT_COLUMNS = [
     "rank_gap",
     "in_all_top_k",
     "in_any_top_k",
+    "k",
     "rank_spearman",
 ]
 VIEW_COLUMNS = ["feature", "n_ensemble_runs", "all_models_top_k_frequency", "mean_rank_gap"]
@@ -53,22 +79,46 @@ def members(kind: str, ensemble: Sequence[str]) -> list[str]:
     return [kind, *ensemble]
 
 
-def ensemble_prediction(predictions: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The equal-weight average of the members' predictions of the same trades."""
-    return np.mean(np.vstack([np.asarray(p, dtype="float64") for p in predictions.values()]), axis=0)
+def fold_scales(fitted: FittedModel, X: np.ndarray) -> np.ndarray:
+    """Per OOS trade (in the order of `fitted.oos_positions`): the sd of its fold model's
+    predictions on that fold's training trades, 0 when the fold model predicts a constant."""
+    return np.concatenate(
+        [
+            np.full(fold.test.size, float(np.std(model.predict(X[fold.train]))))
+            for model, fold in zip(fitted.fold_models, fitted.folds, strict=True)
+        ]
+    )
 
 
-def ensemble_metrics(predictions: Mapping[str, np.ndarray], realized: np.ndarray) -> pd.DataFrame:
+def ensemble_prediction(
+    predictions: Mapping[str, np.ndarray], scales: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """The equal-weight average of the members' predictions of the same trades, each divided by its
+    scale (a member whose fold model predicts a constant adds 0), in the first member's units."""
+    standardized = [
+        np.divide(
+            np.asarray(predictions[kind], dtype="float64"),
+            scales[kind],
+            out=np.zeros(len(scales[kind])),
+            where=scales[kind] > 0,
+        )
+        for kind in predictions
+    ]
+    return np.mean(standardized, axis=0) * scales[next(iter(predictions))]
+
+
+def ensemble_metrics(
+    predictions: Mapping[str, np.ndarray], scales: Mapping[str, np.ndarray], realized: np.ndarray
+) -> pd.DataFrame:
     """Out-of-sample metrics of each member and of their average (core/metrics.py), one row each,
-    with the weight of each member in the average (NULL on the ensemble's row)."""
+    with each member's weight in the average of standardized predictions (NULL on the ensemble's)."""
     weight = 1.0 / len(predictions)
     rows = [
         {"model_kind": kind, "weight": weight, **_metrics(prediction, realized)}
         for kind, prediction in predictions.items()
     ]
-    rows.append(
-        {"model_kind": ENSEMBLE, "weight": np.nan, **_metrics(ensemble_prediction(predictions), realized)}
-    )
+    average = ensemble_prediction(predictions, scales)
+    rows.append({"model_kind": ENSEMBLE, "weight": np.nan, **_metrics(average, realized)})
     return pd.DataFrame(rows)
 
 
@@ -77,72 +127,123 @@ def _metrics(prediction: np.ndarray, realized: np.ndarray) -> dict[str, float]:
     return {("n_oos" if name == "n_oos" else f"oos_{name}"): value for name, value in vars(m).items()}
 
 
-def rank_spearman(ranks: pd.DataFrame) -> float:
-    """Spearman correlation of the members' importance ranks (a feature-by-member frame) over the
-    features every member ranked; the mean over pairs of members; NaN below 3 common features."""
-    common = ranks.dropna().astype("float64").rank()
+def explain_member(
+    model: Regressor,
+    fold_models: list[Regressor],
+    folds: list[Fold],
+    X: np.ndarray,
+    y: np.ndarray,
+    features: list[str],
+    params: ImportanceParams,
+    quarantined: np.ndarray | None,
+) -> pd.DataFrame:
+    """An ensemble member's importance (MEMBER_COLUMNS) as feature_importance explains the run's
+    model, without the bootstrap spreads: mean |SHAP| of the final model on the trades with the
+    quarantined features held at 0 (they take no rank), OOS permutation importance of the fold
+    models on their test blocks."""
+    held = np.zeros(len(features), dtype=bool) if quarantined is None else np.asarray(quarantined)
+    X_held, _ = neutralized(X, None, held)
+    shap_mean, _, _ = mean_abs_shap(model, X_held, params)
+    perm_mean, perm_std = oos_permutation_importance(fold_models, folds, X, y, params)
+    rank = pd.array([pd.NA] * len(features), dtype="Int64")
+    kept = np.flatnonzero(~held)
+    rank[kept] = importance_ranks(shap_mean[kept], [features[i] for i in kept])
+    return pd.DataFrame(
+        {
+            "feature": features,
+            "rank": rank,
+            "shap_mean_abs": shap_mean,
+            "perm_importance": perm_mean,
+            "perm_importance_std": perm_std,
+        }
+    )
+
+
+def member_ranks(importance: pd.DataFrame) -> pd.DataFrame:
+    """Feature x member ranks (1 = largest mean |SHAP|, ties averaged) from ensemble_importance rows
+    (model_kind, feature, rank, shap_mean_abs); NaN where a member did not rank the feature."""
+    ranked = importance.assign(
+        shap=importance["shap_mean_abs"].astype("float64").where(importance["rank"].notna())
+    )
+    wide = ranked.pivot(index="feature", columns="model_kind", values="shap")
+    return wide.rank(ascending=False, method="average")
+
+
+def rank_spearman(importance: pd.DataFrame) -> float:
+    """Spearman correlation of the members' importances (a feature-by-member frame, NaN where a
+    member did not rank a feature) over the features every member ranked, ties averaged; the mean
+    over pairs of members; NaN below 3 common features."""
+    common = importance.dropna().astype("float64").rank()
     if len(common) < 3 or common.shape[1] < 2:
         return float("nan")
     pairs = [np.corrcoef(common[a], common[b])[0, 1] for a, b in itertools.combinations(common.columns, 2)]
     return float(np.mean(pairs))
 
 
-def rank_agreement(ranks: pd.DataFrame, top_k: int) -> pd.DataFrame:
-    """Per feature (AGREEMENT_COLUMNS), from `ranks` (model_kind, feature, rank; a quarantined
-    feature has no rank): how the members rank it and whether it is in every member's top k, with
-    the run's Spearman agreement repeated on every row; by best worst rank, then name."""
-    wide = ranks.pivot(index="feature", columns="model_kind", values="rank").astype("float64")
-    ranked = wide.notna().all(axis=1)
-    top = (wide <= top_k) & wide.notna()
+def rank_agreement(importance: pd.DataFrame, top_k: int) -> pd.DataFrame:
+    """Per feature (AGREEMENT_COLUMNS), from a run's ensemble_importance rows (model_kind, feature,
+    rank, shap_mean_abs): how the members rank it, whether it is in every member's top k and in
+    any's, with the run's k and Spearman agreement on every row; by worst rank, best rank, name."""
+    ranks = member_ranks(importance)
+    shap = importance.pivot(index="feature", columns="model_kind", values="shap_mean_abs").astype("float64")
+    ranked = ranks.notna().all(axis=1)
+    k = effective_k(top_k, int(ranked.sum()))
+    top = (ranks <= k) & (shap.loc[ranks.index, ranks.columns] > 0)
     table = pd.DataFrame(
         {
-            "feature": wide.index,
-            "n_models": wide.notna().sum(axis=1).astype("int64").to_numpy(),
-            "rank_min": wide.min(axis=1).to_numpy(),
-            "rank_max": wide.max(axis=1).to_numpy(),
+            "feature": ranks.index,
+            "n_models": ranks.notna().sum(axis=1).astype("int64").to_numpy(),
+            "rank_min": ranks.min(axis=1).to_numpy(),
+            "rank_max": ranks.max(axis=1).to_numpy(),
             "in_all_top_k": (top.all(axis=1) & ranked).to_numpy(),
             "in_any_top_k": top.any(axis=1).to_numpy(),
         }
     )
     table["rank_gap"] = (table["rank_max"] - table["rank_min"]).where(ranked.to_numpy())
-    table["rank_spearman"] = rank_spearman(wide)
+    table["k"] = k
+    table["rank_spearman"] = rank_spearman(ranks)
     table = table.sort_values(["rank_max", "rank_min", "feature"], na_position="last", kind="stable")
-    for column in ("rank_min", "rank_max", "rank_gap"):
-        table[column] = table[column].astype("Int64")
     return table[AGREEMENT_COLUMNS].reset_index(drop=True)
 
 
-def ensemble_view(agreement: pd.DataFrame) -> pd.DataFrame:
-    """Per feature over the runs with an ensemble (`agreement`: model_agreement rows of those runs):
-    in how many it was ranked by every member, the share of them in which it was in every member's
-    top k, and its mean rank gap (VIEW_COLUMNS)."""
-    ranked = agreement[agreement["rank_gap"].notna()]
-    if ranked.empty:
+def ensemble_view(agreement: pd.DataFrame, ranges: pd.DataFrame) -> pd.DataFrame:
+    """Per feature over the ensemble runs among `ranges` (run_key, range_start, range_end: the runs
+    as of) whose windows do not overlap (`agreement`: model_agreement rows of the runs): the number
+    of those runs, the share of them in which the feature was in every member's top k, and its mean
+    rank gap over those that ranked it (VIEW_COLUMNS)."""
+    ensemble_runs = ranges[ranges["run_key"].isin(set(agreement["run_key"]))]
+    if ensemble_runs.empty:
         return pd.DataFrame(columns=VIEW_COLUMNS)
-    view = ranked.groupby("feature", sort=True).agg(
-        n_ensemble_runs=("run_key", "nunique"),
-        all_models_top_k_frequency=("in_all_top_k", "mean"),
+    compared = non_overlapping_runs(ensemble_runs)
+    rows = agreement[agreement["run_key"].isin(compared)]
+    view = rows.groupby("feature", sort=True).agg(
+        in_all=("in_all_top_k", "sum"),
         mean_rank_gap=("rank_gap", "mean"),
     )
+    view["n_ensemble_runs"] = len(compared)
+    view["all_models_top_k_frequency"] = view["in_all"] / len(compared)
     return view.reset_index()[VIEW_COLUMNS]
 
 
-def with_ensemble_view(alpha: pd.DataFrame, agreement: pd.DataFrame) -> pd.DataFrame:
-    """The alpha table with the ensemble view's columns (0 runs and NULL for a feature no ensemble
-    ranked)."""
-    view = ensemble_view(agreement) if len(agreement) else pd.DataFrame(columns=VIEW_COLUMNS)
-    table = alpha.merge(view, on="feature", how="left")
-    table["n_ensemble_runs"] = table["n_ensemble_runs"].fillna(0).astype("int64")
-    for column in ("all_models_top_k_frequency", "mean_rank_gap"):
-        table[column] = table[column].astype("float64")
+def with_ensemble_view(alpha: pd.DataFrame, agreement: pd.DataFrame, ranges: pd.DataFrame) -> pd.DataFrame:
+    """The alpha table with the ensemble view's columns: 0 runs and NULL without ensemble runs, and
+    a frequency of 0 for a feature no compared run had."""
+    view = ensemble_view(agreement, ranges) if len(agreement) else pd.DataFrame(columns=VIEW_COLUMNS)
+    n_runs = int(view["n_ensemble_runs"].iloc[0]) if len(view) else 0
+    table = alpha.merge(view.drop(columns="n_ensemble_runs"), on="feature", how="left")
+    table["n_ensemble_runs"] = n_runs
+    table["all_models_top_k_frequency"] = table["all_models_top_k_frequency"].astype("float64")
+    if n_runs:
+        table["all_models_top_k_frequency"] = table["all_models_top_k_frequency"].fillna(0.0)
+    table["mean_rank_gap"] = table["mean_rank_gap"].astype("float64")
     return table
 
 
 def ensemble_line(metrics: pd.DataFrame, agreement: pd.DataFrame) -> str:
     """One line for the summary and `report`: each member's OOS rank IC and the average's, the
-    Spearman agreement of their importance ranks and the features in every member's top k."""
+    Spearman agreement of their importances and the features in every member's top k."""
     if metrics.empty:
-        return "Ensemble: one model (model_settings.ensemble is empty)"
+        return "Ensemble: none (the run fit one model; model_settings.ensemble adds others)"
     ics = ", ".join(
         f"{kind} {ic:+.4f}" for kind, ic in zip(metrics["model_kind"], metrics["oos_rank_ic"], strict=True)
     )
@@ -151,7 +252,8 @@ def ensemble_line(metrics: pd.DataFrame, agreement: pd.DataFrame) -> str:
         return line
     shared = agreement.loc[agreement["in_all_top_k"].astype(bool), "feature"].tolist()
     spearman = float(agreement["rank_spearman"].iloc[0])
+    k = int(agreement["k"].iloc[0])
     return (
-        f"{line}; importance ranks agree with Spearman {spearman:+.2f}; in every model's top k: "
+        f"{line}; importance ranks agree with Spearman {spearman:+.2f}; in every model's top {k}: "
         f"{', '.join(shared) or 'none'}"
     )

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.core.ensemble import ensemble_metrics, rank_agreement
+from persistence_pipeline.core.ensemble import ensemble_metrics, fold_scales, rank_agreement
 from persistence_pipeline.core.importance import (
     ImportanceParams,
     feature_importance,
@@ -175,11 +175,13 @@ def ensemble_windows(
     top_k: int,
     params: ModelParams,
     importance: ImportanceParams,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """An ensemble run on each window [first entry day, last entry day] of a simulated market, as
     the pipeline runs one (core/ensemble.py): each kind fit on the window's trades with the same
-    folds, features ranked by mean |SHAP| as feature_importance ranks them. Returns the
-    model_agreement rows and the ensemble_metrics rows of every window (run_key: its first day)."""
+    folds, features ranked by mean |SHAP| as feature_importance ranks them (no leak screen, priors
+    or curriculum: the market has no leak and each window is fit cold). Returns the model_agreement
+    rows and the ensemble_metrics rows of every window, and the windows as run ranges (run_key: the
+    window's first day)."""
     trades = simulated_trades(market, seed)
     agreements, metrics = [], []
     for first, last in windows:
@@ -190,10 +192,10 @@ def ensemble_windows(
             run["entry_time"].dt.tz_convert(None).to_numpy(),
             run["exit_time"].dt.tz_convert(None).to_numpy(),
         )
-        predictions, ranks = {}, []
+        predictions, scales, ranks = {}, {}, []
         for kind in kinds:
             fitted = train_and_evaluate(X, y, *times, market.features, replace(params, kind=kind))
-            predictions[kind] = fitted.oos_prediction
+            predictions[kind], scales[kind] = fitted.oos_prediction, fold_scales(fitted, X)
             shap_mean, _, _ = mean_abs_shap(fitted.model, X, importance)
             ranks.append(
                 pd.DataFrame(
@@ -201,10 +203,18 @@ def ensemble_windows(
                         "model_kind": kind,
                         "feature": market.features,
                         "rank": importance_ranks(shap_mean, market.features),
+                        "shap_mean_abs": shap_mean,
                     }
                 )
             )
             realized = y[fitted.oos_positions]
         agreements.append(rank_agreement(pd.concat(ranks), top_k).assign(run_key=first))
-        metrics.append(ensemble_metrics(predictions, realized).assign(run_key=first))
-    return pd.concat(agreements, ignore_index=True), pd.concat(metrics, ignore_index=True)
+        metrics.append(ensemble_metrics(predictions, scales, realized).assign(run_key=first))
+    ranges = pd.DataFrame(
+        {
+            "run_key": [first for first, _ in windows],
+            "range_start": [pd.Timestamp(first) for first, _ in windows],
+            "range_end": [pd.Timestamp(last) for _, last in windows],
+        }
+    )
+    return pd.concat(agreements, ignore_index=True), pd.concat(metrics, ignore_index=True), ranges

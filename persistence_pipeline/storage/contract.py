@@ -60,7 +60,10 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     # every member's and the ensemble's walk-forward OOS predictions and metrics (core/ensemble.py);
     # no rows for a run of one model
     "ensemble_predictions": (
-        _columns("run_key VARCHAR, model_kind VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE"),
+        _columns(
+            "run_key VARCHAR, model_kind VARCHAR, trade_id VARCHAR, fold INTEGER, prediction DOUBLE, "
+            "scale DOUBLE"
+        ),
         ("run_key", "model_kind", "trade_id"),
     ),
     "ensemble_metrics": (
@@ -116,8 +119,8 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     ),
     "model_agreement": (
         _columns(
-            "run_key VARCHAR, feature VARCHAR, n_models INTEGER, rank_min INTEGER, rank_max INTEGER, "
-            "rank_gap INTEGER, in_all_top_k BOOLEAN, in_any_top_k BOOLEAN, rank_spearman DOUBLE"
+            "run_key VARCHAR, feature VARCHAR, n_models INTEGER, rank_min DOUBLE, rank_max DOUBLE, "
+            "rank_gap DOUBLE, in_all_top_k BOOLEAN, in_any_top_k BOOLEAN, k INTEGER, rank_spearman DOUBLE"
         ),
         ("run_key", "feature"),
     ),

@@ -131,8 +131,8 @@ def sizing_performance(db: Database, run_key: str) -> pd.DataFrame:
 
 
 def ensemble_metrics(db: Database, run_key: str) -> pd.DataFrame:
-    """The run's ensemble_metrics rows: its members in the order of the run's setting, then the
-    ensemble's (none for a run of one model)."""
+    """The run's ensemble_metrics rows: the run's model, the other members by name, then the
+    ensemble (none for a run of one model)."""
     return db.query(
         "SELECT m.* FROM ensemble_metrics m JOIN run_metrics r USING (run_key) WHERE m.run_key = ?"
         " ORDER BY m.model_kind = 'ensemble', m.model_kind <> r.model_kind, m.model_kind",
