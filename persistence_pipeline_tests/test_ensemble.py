@@ -235,6 +235,16 @@ def test_on_noise_agreement_is_above_chance_yet_rare_and_a_planted_feature_is_in
     assert mean_ic["ridge"] > 0.1 and mean_ic[ENSEMBLE] > 0.1  # a linear signal: the ridge finds it
 
 
+@pytest.mark.core
+def test_a_u_shaped_feature_correlates_with_the_return_through_its_size_alone():
+    """The simulated U-shaped effect (benchmarks/ensemble.py's market for trees): |x| carries the
+    planted IC, x itself none."""
+    market = SimulatedMarket(start="2021-01-01", end="2021-12-31", per_day=40, n_noise=1, u_shaped={"u": 0.1})
+    trades = simulated_trades(market, 0)
+    assert np.corrcoef(np.abs(trades["u"]), trades["return"])[0, 1] == pytest.approx(0.1, abs=0.03)
+    assert abs(stats.spearmanr(trades["u"], trades["return"])[0]) < 0.03
+
+
 # --- through the pipeline --------------------------------------------------------------------------
 
 PIPELINE_MARKET = SimulatedMarket(

@@ -14,7 +14,9 @@ feature changes slowly and trades close in time on one symbol see close values. 
 adds `ic(t) * sd * x` to the return, `sd` the sd of the price return, `ic(t)` moving linearly from
 its start to its end value over the simulated span: for small values `ic` is close to the
 feature's correlation with the return. A broken feature's `ic(t)` steps from one value to another
-on a date (a breakdown, for the alpha monitor). Features without a planted effect are pure noise.
+on a date (a breakdown, for the alpha monitor). A U-shaped feature adds `ic * sd * u(x)`, u the
+standardized |x| (a linear model cannot see it, trees can: for the ensemble). Features without a
+planted effect are pure noise.
 """
 
 from __future__ import annotations
@@ -51,10 +53,13 @@ class SimulatedMarket:
     planted: dict[str, tuple[float, float]] = field(default_factory=dict)
     # broken feature -> (IC before the date, IC from the date on, the date)
     breaks: dict[str, tuple[float, float, str]] = field(default_factory=dict)
+    # U-shaped feature -> its IC with the return through |x|
+    u_shaped: dict[str, float] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
-        return [*self.planted, *self.breaks, *[f"noise_{i:02d}" for i in range(self.n_noise)]]
+        noise = [f"noise_{i:02d}" for i in range(self.n_noise)]
+        return [*self.planted, *self.breaks, *self.u_shaped, *noise]
 
 
 def _feature_paths(rng: np.random.Generator, n_days: int, n_symbols: int) -> np.ndarray:
@@ -89,6 +94,9 @@ def simulated_trades(market: SimulatedMarket, seed: int) -> pd.DataFrame:
     realized = price_return.copy()
     for name, (first, last) in market.planted.items():
         realized += (first + (last - first) * progress) * sd * values[name]
+    for name, ic in market.u_shaped.items():
+        magnitude = np.abs(values[name])
+        realized += ic * sd * (magnitude - magnitude.mean()) / magnitude.std()
     for name, (before, after, date) in market.breaks.items():
         realized += np.where(days[day] < pd.Timestamp(date, tz="UTC"), before, after) * sd * values[name]
     entry = days[day] + pd.Timedelta(hours=14, minutes=30)
