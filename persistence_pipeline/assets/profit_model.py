@@ -32,6 +32,7 @@ from persistence_pipeline.core.ensemble import (
     fold_scales,
 )
 from persistence_pipeline.core.leakage import leak_screen, quarantine
+from persistence_pipeline.core.metrics import metric_columns
 from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior, Screen, train_and_evaluate
 from persistence_pipeline.core.priors import curriculum_sample_weights, ridge_prior
 from persistence_pipeline.core.sizing import (
@@ -102,10 +103,11 @@ def checkpoint_payload(
     """What the checkpoint holds: the model, the walk-forward fold models and folds, what the
     importance stage needs to explain it on the same trades, and the other ensemble members' models
     and fold models (same folds, same screen)."""
+    members = {
+        kind: {"model": other.model, "fold_models": other.fold_models} for kind, other in others.items()
+    }
     return {
-        "members": {
-            kind: {"model": other.model, "fold_models": other.fold_models} for kind, other in others.items()
-        },
+        **({"members": members} if members else {}),  # a run of one model: the checkpoint as before ensembles
         "model": fitted.model,
         "fold_models": fitted.fold_models,
         "fold_models_screened": fitted.fold_screened,
@@ -132,9 +134,7 @@ def run_metrics_row(
     kinds: list[str],
 ) -> dict[str, Any]:
     """The run's `run_metrics` row (storage checks it against the contract's columns)."""
-    oos = {
-        ("n_oos" if name == "n_oos" else f"oos_{name}"): value for name, value in vars(fitted.metrics).items()
-    }
+    oos = metric_columns(fitted.metrics)
     return {
         "range_start": scope.window.first_day,
         "range_end": scope.window.last_day,
@@ -255,7 +255,8 @@ def fold_screen_note(fitted: FittedModel, features: list[str]) -> str:
     "weights) or gradient-boosted trees on the trades whose label is realized by the range end; features "
     "with an implausible in-sample IC are quarantined (screened on each fold's training trades); "
     "purged walk-forward out-of-sample metrics and "
-    "predictions; skops checkpoint.",
+    "predictions; with model_settings.ensemble, the other model kinds on the same trades and folds and "
+    "the OOS metrics of each and of their average; skops checkpoint.",
 )
 @user_errors_fail_the_step
 def profit_model(

@@ -49,7 +49,7 @@ from persistence_pipeline.core.importance import (
     mean_abs_shap,
     oos_permutation_importance,
 )
-from persistence_pipeline.core.metrics import out_of_sample_metrics
+from persistence_pipeline.core.metrics import metric_columns, out_of_sample_metrics
 from persistence_pipeline.core.model import FittedModel, Fold, Regressor, neutralized
 from persistence_pipeline.core.stability import effective_k, non_overlapping_runs
 
@@ -123,8 +123,9 @@ def ensemble_metrics(
 
 
 def _metrics(prediction: np.ndarray, realized: np.ndarray) -> dict[str, float]:
-    m = out_of_sample_metrics(np.asarray(prediction, dtype="float64"), np.asarray(realized, dtype="float64"))
-    return {("n_oos" if name == "n_oos" else f"oos_{name}"): value for name, value in vars(m).items()}
+    return metric_columns(
+        out_of_sample_metrics(np.asarray(prediction, dtype="float64"), np.asarray(realized, dtype="float64"))
+    )
 
 
 def explain_member(

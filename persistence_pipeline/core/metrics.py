@@ -76,3 +76,9 @@ def out_of_sample_metrics(prediction: np.ndarray, realized: np.ndarray) -> OutOf
         mean_return_taken=float(realized[taken].mean()) if taken.any() else float("nan"),
         mean_return_all=float(realized.mean()) if len(realized) else float("nan"),
     )
+
+
+def metric_columns(metrics: OutOfSampleMetrics) -> dict[str, float]:
+    """The metrics under their contract column names (`n_oos`, `oos_rank_ic`, ...: run_metrics and
+    ensemble_metrics)."""
+    return {("n_oos" if name == "n_oos" else f"oos_{name}"): value for name, value in vars(metrics).items()}
