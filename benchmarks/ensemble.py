@@ -183,7 +183,7 @@ def main() -> None:
     medians = seconds.groupby(["half", "ensemble"])["seconds"].median().unstack()
     medians["ratio"] = medians["ridge+gbt"] / medians["ridge"]
     print(medians.to_markdown(floatfmt=".2f"))
-    print(f"\nmedian ratio over quarters: {medians['ratio'].median():.2f}")
+    print(f"\nmedian ratio over half years: {medians['ratio'].median():.2f}")
 
 
 if __name__ == "__main__":
