@@ -64,6 +64,13 @@ def test_the_average_is_of_standardized_predictions_and_its_metrics_against_scip
     average = ensemble_prediction(predictions, scales)
     by_hand = 0.5 * (predictions["ridge"] / 0.5 + np.r_[predictions["gbt"][:150] / 3.0, np.zeros(150)]) * 0.5
     assert average == pytest.approx(by_hand)  # a constant fold model (scale 0) adds nothing
+    # where the run model's fold model predicts a constant, the average is in the others' units
+    flat = {"ridge": np.r_[np.zeros(150), np.full(150, 0.5)], "gbt": np.full(300, 3.0)}
+    in_units = ensemble_prediction(predictions, flat)
+    assert in_units[:150] == pytest.approx(0.5 * predictions["gbt"][:150] / 3.0 * 3.0)
+    assert in_units[150:] == pytest.approx(
+        0.5 * (predictions["ridge"][150:] / 0.5 + predictions["gbt"][150:] / 3.0) * 0.5
+    )
     metrics = ensemble_metrics(predictions, scales, realized).set_index("model_kind")
     assert metrics.index.tolist() == ["ridge", "gbt", ENSEMBLE]
     assert metrics["weight"].tolist()[:2] == [0.5, 0.5] and np.isnan(metrics.loc[ENSEMBLE, "weight"])
@@ -145,6 +152,10 @@ def test_rank_spearman_against_scipy_with_three_members_ties_and_unranked_featur
     pairs = [stats.spearmanr(kept[a], kept[b])[0] for a, b in itertools.combinations(kept.columns, 2)]
     assert rank_spearman(wide) == pytest.approx(np.mean(pairs))
     assert np.isnan(rank_spearman(wide.iloc[:2]))
+    flat = wide.assign(gbt=0.0)  # trees that split on nothing: they agree with no one, and add no NaN
+    kept = flat.dropna()
+    assert rank_spearman(flat) == pytest.approx(stats.spearmanr(kept["ridge"], kept["other"])[0])
+    assert np.isnan(rank_spearman(flat[["ridge", "gbt"]]))
 
 
 @pytest.mark.core
@@ -152,10 +163,11 @@ def test_the_cross_run_view_by_hand_over_non_overlapping_runs():
     ranges = pd.DataFrame(
         {
             "run_key": ["r1", "r2", "r3", "alone"],
-            "range_start": pd.to_datetime(["2021-01-01", "2021-02-01", "2021-01-15", "2021-03-01"]),
-            "range_end": pd.to_datetime(["2021-01-31", "2021-02-28", "2021-02-20", "2021-03-31"]),
+            "range_start": pd.to_datetime(["2021-01-01", "2021-02-01", "2021-01-15", "2021-02-15"]),
+            "range_end": pd.to_datetime(["2021-01-31", "2021-02-28", "2021-02-20", "2021-03-15"]),
         }
-    )  # r3 overlaps r2 and is left out, as stability leaves it out; `alone` had no ensemble
+    )  # r3 overlaps r2 and is left out, as stability leaves it out; `alone` had no ensemble: it
+    # overlaps r2 and must not push r2 out (the runs compared are chosen among the ensemble runs)
     agreement = pd.DataFrame(
         {
             "run_key": ["r1", "r1", "r2", "r3", "r3"],
@@ -321,11 +333,23 @@ def test_an_ensemble_run_stores_every_member_their_average_and_their_agreement(t
     checkpoint = CheckpointStore(directory=str(project.checkpoint_dir)).load(
         checkpoint_row["path"], checkpoint_row["sha256"]
     )
-    assert list(checkpoint["members"]) == ["gbt"] and len(checkpoint["members"]["gbt"]["fold_models"]) == len(
+    member = checkpoint["members"]["gbt"]
+    assert (
+        list(checkpoint["members"]) == ["gbt"]
+        and type(member["model"]).__name__ == "HistGradientBoostingRegressor"
+    )
+    assert [type(m).__name__ for m in member["fold_models"]] == ["HistGradientBoostingRegressor"] * len(
         checkpoint["fold_models"]
     )
+    alone_row = alone.table("checkpoints").iloc[0]
+    alone_checkpoint = CheckpointStore(directory=str(alone.checkpoint_dir)).load(
+        alone_row["path"], alone_row["sha256"]
+    )
+    assert "members" not in alone_checkpoint  # a run of one model: the checkpoint as before ensembles
 
     importance = project.table("ensemble_importance")
+    by_kind = importance.pivot(index=["run_key", "feature"], columns="model_kind", values="shap_mean_abs")
+    assert not np.allclose(by_kind["ridge"], by_kind["gbt"])  # the trees are explained, not the ridge twice
     history = project.table("feature_importance_history").set_index(["run_key", "feature"])
     ridge = importance[importance["model_kind"] == "ridge"].set_index(["run_key", "feature"])
     assert ridge["rank"].equals(history.loc[ridge.index, "rank"])

@@ -29,6 +29,7 @@ from persistence_pipeline.core.ensemble import (
     ensemble_line,
     ensemble_metrics,
     ensemble_prediction,
+    ensemble_unit,
     fold_scales,
 )
 from persistence_pipeline.core.leakage import leak_screen, quarantine
@@ -217,7 +218,7 @@ def ensemble_rows(
     scales = {k: fold_scales(m, data.X) for k, m in models.items()}
     fold = np.concatenate([np.full(f.test.size, i) for i, f in enumerate(fitted.folds)])
     trade_ids = data.trades["trade_id"].to_numpy()[fitted.oos_positions]
-    average = {ENSEMBLE: (ensemble_prediction(predictions, scales), scales[kind])}
+    average = {ENSEMBLE: (ensemble_prediction(predictions, scales), ensemble_unit(scales))}
     rows = pd.concat(
         [
             pd.DataFrame(

@@ -94,17 +94,31 @@ def ensemble_prediction(
     predictions: Mapping[str, np.ndarray], scales: Mapping[str, np.ndarray]
 ) -> np.ndarray:
     """The equal-weight average of the members' predictions of the same trades, each divided by its
-    scale (a member whose fold model predicts a constant adds 0), in the first member's units."""
-    standardized = [
-        np.divide(
-            np.asarray(predictions[kind], dtype="float64"),
-            scales[kind],
-            out=np.zeros(len(scales[kind])),
-            where=scales[kind] > 0,
-        )
-        for kind in predictions
-    ]
-    return np.mean(standardized, axis=0) * scales[next(iter(predictions))]
+    scale (a member whose fold model predicts a constant adds 0), in the first member's units (where
+    the first member's fold model predicts a constant, in the mean units of the others)."""
+    kinds = list(predictions)
+    scale = np.vstack([np.asarray(scales[kind], dtype="float64") for kind in kinds])
+    standardized = np.divide(
+        np.vstack([np.asarray(predictions[kind], dtype="float64") for kind in kinds]),
+        scale,
+        out=np.zeros_like(scale),
+        where=scale > 0,
+    )
+    return standardized.mean(axis=0) * ensemble_unit(scales)
+
+
+def ensemble_unit(scales: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per trade, the scale the average is put back in: the first member's, or where its fold model
+    predicts a constant the mean of the other members' positive scales (0 if none has one)."""
+    scale = np.vstack([np.asarray(value, dtype="float64") for value in scales.values()])
+    n_positive = (scale > 0).sum(axis=0)
+    mean_positive = np.divide(
+        np.where(scale > 0, scale, 0.0).sum(axis=0),
+        n_positive,
+        out=np.zeros(scale.shape[1]),
+        where=n_positive > 0,
+    )
+    return np.where(scale[0] > 0, scale[0], mean_positive)
 
 
 def ensemble_metrics(
@@ -173,12 +187,17 @@ def member_ranks(importance: pd.DataFrame) -> pd.DataFrame:
 def rank_spearman(importance: pd.DataFrame) -> float:
     """Spearman correlation of the members' importances (a feature-by-member frame, NaN where a
     member did not rank a feature) over the features every member ranked, ties averaged; the mean
-    over pairs of members; NaN below 3 common features."""
+    over pairs of members (a member whose importances are all equal correlates with none); NaN below
+    3 common features."""
     common = importance.dropna().astype("float64").rank()
     if len(common) < 3 or common.shape[1] < 2:
         return float("nan")
-    pairs = [np.corrcoef(common[a], common[b])[0, 1] for a, b in itertools.combinations(common.columns, 2)]
-    return float(np.mean(pairs))
+    pairs = [
+        np.corrcoef(common[a], common[b])[0, 1]
+        for a, b in itertools.combinations(common.columns, 2)
+        if common[a].nunique() > 1 and common[b].nunique() > 1  # a member that ranks all alike: none
+    ]
+    return float(np.mean(pairs)) if pairs else float("nan")
 
 
 def rank_agreement(importance: pd.DataFrame, top_k: int) -> pd.DataFrame:
