@@ -45,9 +45,9 @@ import pandas as pd
 
 from persistence_pipeline.core.importance import (
     ImportanceParams,
-    importance_ranks,
     mean_abs_shap,
     oos_permutation_importance,
+    ranks_of_kept,
 )
 from persistence_pipeline.core.metrics import metric_columns, out_of_sample_metrics
 from persistence_pipeline.core.model import FittedModel, Fold, Regressor, neutralized
@@ -160,13 +160,10 @@ def explain_member(
     X_held, _ = neutralized(X, None, held)
     shap_mean, _, _ = mean_abs_shap(model, X_held, params)
     perm_mean, perm_std = oos_permutation_importance(fold_models, folds, X, y, params)
-    rank = pd.array([pd.NA] * len(features), dtype="Int64")
-    kept = np.flatnonzero(~held)
-    rank[kept] = importance_ranks(shap_mean[kept], [features[i] for i in kept])
     return pd.DataFrame(
         {
             "feature": features,
-            "rank": rank,
+            "rank": ranks_of_kept(shap_mean, features, held),
             "shap_mean_abs": shap_mean,
             "perm_importance": perm_mean,
             "perm_importance_std": perm_std,
@@ -248,7 +245,7 @@ def ensemble_view(agreement: pd.DataFrame, ranges: pd.DataFrame) -> pd.DataFrame
 def with_ensemble_view(alpha: pd.DataFrame, agreement: pd.DataFrame, ranges: pd.DataFrame) -> pd.DataFrame:
     """The alpha table with the ensemble view's columns: 0 runs and NULL without ensemble runs, and
     a frequency of 0 for a feature no compared run had."""
-    view = ensemble_view(agreement, ranges) if len(agreement) else pd.DataFrame(columns=VIEW_COLUMNS)
+    view = ensemble_view(agreement, ranges)
     n_runs = int(view["n_ensemble_runs"].iloc[0]) if len(view) else 0
     table = alpha.merge(view.drop(columns="n_ensemble_runs"), on="feature", how="left")
     table["n_ensemble_runs"] = n_runs

@@ -133,12 +133,8 @@ def segment_importance(
                 "n_trades": int(mask.sum()),
                 "ic": rank_ic_columns(X[mask], y[mask]),
                 "shap_mean_abs": shap_mean,
-                "rank": pd.array([pd.NA] * len(features), dtype="Int64"),
+                "rank": ranks_of_kept(np.nan_to_num(shap_mean), features, held),
             }
-        )
-        kept = np.flatnonzero(~held)
-        table.loc[kept, "rank"] = importance_ranks(
-            np.nan_to_num(shap_mean[kept]), [features[i] for i in kept]
         )
         parts.append(table.sort_values("rank", kind="stable"))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SEGMENT_COLUMNS)
@@ -325,6 +321,16 @@ def importance_ranks(score: np.ndarray, features: list[str]) -> np.ndarray:
     return ranks
 
 
+def ranks_of_kept(
+    score: np.ndarray, features: list[str], held: np.ndarray
+) -> pd.api.extensions.ExtensionArray:
+    """importance_ranks among the features not `held` (quarantined); NA for the held ones."""
+    rank = pd.array([pd.NA] * len(features), dtype="Int64")
+    kept = np.flatnonzero(~held)
+    rank[kept] = importance_ranks(score[kept], [features[i] for i in kept])
+    return rank
+
+
 def feature_importance(
     model: Regressor,
     fold_models: list[Regressor],
@@ -372,10 +378,8 @@ def feature_importance(
             "perm_importance": perm_mean,
             "perm_importance_std": perm_std,
             "ic": rank_ic_columns(X_oos, y),
-            "rank": pd.array([pd.NA] * len(features), dtype="Int64"),
+            "rank": ranks_of_kept(shap_mean, features, held),
             "quarantined": held,
         }
     )
-    kept = np.flatnonzero(~held)
-    table.loc[kept, "rank"] = importance_ranks(shap_mean[kept], [features[i] for i in kept])
     return table.sort_values("rank", kind="stable").reset_index(drop=True), shap_n
