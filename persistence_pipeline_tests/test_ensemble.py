@@ -25,7 +25,8 @@ from persistence_pipeline.core.ensemble import (
     with_ensemble_view,
 )
 from persistence_pipeline.core.importance import ImportanceParams
-from persistence_pipeline.core.model import ModelParams, train_and_evaluate
+from persistence_pipeline.core.leakage import leak_screen
+from persistence_pipeline.core.model import ModelParams, screens_of, train_and_evaluate
 from persistence_pipeline.core.report import render_report
 from persistence_pipeline.core.simulation import (
     SimulatedMarket,
@@ -96,6 +97,32 @@ def test_fold_scales_by_a_loop_over_the_folds():
         spread = np.std(model.predict(X[fold.train]))  # what the fold knew before its test block
         expected += [spread] * fold.test.size
     assert fold_scales(fitted, X) == pytest.approx(np.array(expected))
+
+
+@pytest.mark.core
+def test_a_member_is_held_to_the_run_models_leak_screen_without_screening_again():
+    trades = simulated_trades(SimulatedMarket(start="2021-01-01", end="2021-04-30", per_day=20, n_noise=3), 1)
+    rng = np.random.default_rng(2)
+    trades["leaky"] = trades["return"] + rng.normal(scale=0.002, size=len(trades))  # as if known at exit
+    features = ["noise_00", "noise_01", "noise_02", "leaky"]
+    X, y = trades[features].to_numpy(), trades["return"].to_numpy()
+    times = (
+        trades["entry_time"].dt.tz_convert(None).to_numpy(),
+        trades["exit_time"].dt.tz_convert(None).to_numpy(),
+    )
+    day = trades["entry_time"].dt.floor("D").to_numpy()
+    screen = leak_screen(X, y, features, 0.3, trades["strategy"].to_numpy(), day)
+    ridge = train_and_evaluate(X, y, *times, features, ModelParams(n_folds=3), screen=screen)
+    assert ridge.screened is not None and ridge.screened.tolist() == [False, False, False, True]
+    remembered = screens_of(ridge, len(y))
+    trees = train_and_evaluate(
+        X, y, *times, features, ModelParams(kind="gbt", n_folds=3, gbt_max_iter=20), screen=remembered
+    )
+    assert [m.tolist() for m in trees.fold_screened] == [m.tolist() for m in ridge.fold_screened]
+    assert [m.tolist() for m in ridge.fold_screened] == [screen(f.train).tolist() for f in ridge.folds]
+    assert trees.screened is not None and trees.screened.tolist() == ridge.screened.tolist()
+    with pytest.raises(ValueError, match="none of the fitted model's folds"):
+        remembered(np.arange(10))
 
 
 def _importance(shap: dict[str, list[float]], features: str, quarantined: str = "") -> pd.DataFrame:

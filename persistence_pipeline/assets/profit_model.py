@@ -34,7 +34,13 @@ from persistence_pipeline.core.ensemble import (
 )
 from persistence_pipeline.core.leakage import leak_screen, quarantine
 from persistence_pipeline.core.metrics import metric_columns
-from persistence_pipeline.core.model import FittedModel, ModelParams, RidgePrior, Screen, train_and_evaluate
+from persistence_pipeline.core.model import (
+    FittedModel,
+    ModelParams,
+    RidgePrior,
+    screens_of,
+    train_and_evaluate,
+)
 from persistence_pipeline.core.priors import curriculum_sample_weights, ridge_prior
 from persistence_pipeline.core.sizing import (
     SizingParams,
@@ -182,11 +188,11 @@ def fit_others(
     fitted: FittedModel,
     warm: WarmStart,
     settings: ModelSettings,
-    screen: Screen,
 ) -> dict[str, FittedModel]:
-    """The other ensemble members, fit cold on the run's trades with its curriculum weights and leak
-    screen (core/ensemble.py); their walk-forward folds are the run model's (checked)."""
-    others = {}
+    """The other ensemble members, fit cold on the run's trades with its curriculum weights and the
+    masks its leak screen gave (core/ensemble.py); their walk-forward folds are the run model's
+    (checked)."""
+    screen, others = screens_of(fitted, len(data.y)), {}
     for kind in settings.members()[1:]:
         other = train_and_evaluate(
             data.X,
@@ -298,7 +304,7 @@ def profit_model(
             screen,
         )
     with timed(context.log, f"ensemble members {model_settings.members()[1:]}: the same folds and final fit"):
-        others = fit_others(data, fitted, warm, model_settings, screen)
+        others = fit_others(data, fitted, warm, model_settings)
     member_predictions, member_metrics = ensemble_rows(data, fitted, warm.params.kind, others)
     with timed(context.log, "saved the skops checkpoint"):
         path, sha256 = checkpoint_store.save(

@@ -291,6 +291,25 @@ def raw_coefficients(model: object) -> np.ndarray | None:
     return None
 
 
+def screens_of(fitted: FittedModel, n_trades: int) -> Screen:
+    """The leak screen as `fitted` saw it: the masks its folds' and its final fit's screens gave, by
+    training positions. Another model fit on the same trades and folds (an ensemble member) is held
+    to the same features without screening again."""
+    masks = {
+        fold.train.tobytes(): mask for fold, mask in zip(fitted.folds, fitted.fold_screened, strict=True)
+    }
+    if fitted.screened is not None:
+        masks[np.arange(n_trades).tobytes()] = fitted.screened
+
+    def screen(rows: np.ndarray) -> np.ndarray:
+        key = np.asarray(rows, dtype="int64").tobytes()
+        if key not in masks:
+            raise ValueError("these training positions are none of the fitted model's folds")
+        return masks[key]
+
+    return screen
+
+
 def train_and_evaluate(
     X: np.ndarray,
     y: np.ndarray,
