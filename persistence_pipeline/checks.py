@@ -192,8 +192,11 @@ def oos_performance_is_plausible(
 @stage_check(
     "profit_model",
     description=(
-        "No feature predicts the realized return implausibly well in sample within any strategy (|rank "
-        "IC| above max(analysis_settings.leakage_max_abs_ic, 5/sqrt(entry days))). Such features are likely "
+        "No feature predicts the realized return implausibly well in sample: within side (and strategy), "
+        "the low end of its rank IC's one-sided (1 - analysis_settings.leakage_level) interval, with a "
+        "standard error clustered by entry day and HAC over the holding period, is above the ceiling "
+        "(analysis_settings.leakage_max_abs_ic, 0.15, or the chance spread 2/sqrt(independent "
+        "symbol x holding stretches), whichever is larger). Such features are likely "
         "computed after entry: profit_model quarantines them (table excluded_features) and this check "
         "fails with the evidence."
     ),
@@ -210,7 +213,7 @@ def no_leaky_features(
         passed=suspects.empty,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
-            f"no feature has |rank IC| > {analysis_settings.leakage_max_abs_ic}"
+            f"no feature's rank IC is confidently above {analysis_settings.leakage_max_abs_ic}"
             if suspects.empty
             else "possible leakage, left out of the model: "
             + ", ".join(f"{f} (IC {ic:+.3f})" for f, ic, _ in suspects.itertuples(index=False))

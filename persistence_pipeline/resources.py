@@ -16,6 +16,7 @@ from persistence_pipeline.core.design import DIRECTIONAL_FEATURES, PER_STRATEGY_
 from persistence_pipeline.core.ensemble import members
 from persistence_pipeline.core.evidence import EvidenceParams
 from persistence_pipeline.core.importance import ImportanceParams
+from persistence_pipeline.core.leakage import LeakScreenParams
 from persistence_pipeline.core.model import ModelParams
 from persistence_pipeline.core.monitor import MonitorParams
 from persistence_pipeline.core.priors import CurriculumParams, PriorParams
@@ -211,7 +212,8 @@ class AnalysisSettings(dg.ConfigurableResource):
     min_regime_weight: float = 0.5
     max_regime_weight: float = 2.0
     regime_shrinkage_trades: float = 100.0
-    leakage_max_abs_ic: float = 0.3
+    leakage_max_abs_ic: float = 0.15
+    leakage_level: float = 0.001
     drift_max_psi: float = 0.25
     max_abs_trade_return: float = 0.5
     max_plausible_oos_rank_ic: float = 0.5
@@ -229,6 +231,11 @@ class AnalysisSettings(dg.ConfigurableResource):
         PriorParams(decay=decay)  # raises for a decay outside [0, 1)
         return decay
 
+    @pydantic.model_validator(mode="after")
+    def _valid_leak_screen(self) -> AnalysisSettings:
+        self.leak_screen_params()  # raises for a ceiling outside (0, 1) or a level outside (0, 0.5)
+        return self
+
     @pydantic.field_validator("monitor_recent_periods")
     @classmethod
     def _valid_recent_periods(cls, periods: int) -> int:
@@ -245,6 +252,9 @@ class AnalysisSettings(dg.ConfigurableResource):
         return EvidenceParams(
             self.ic_period_days, self.min_trades_per_period, self.decay_level, self.reference_ic
         )
+
+    def leak_screen_params(self) -> LeakScreenParams:
+        return LeakScreenParams(ceiling=self.leakage_max_abs_ic, level=self.leakage_level)
 
     def prior_params(self) -> PriorParams:
         return PriorParams(decay=self.prior_decay, min_z=self.prior_min_z)

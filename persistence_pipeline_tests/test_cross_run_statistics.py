@@ -1,6 +1,5 @@
 """Cross-run statistics against brute-force loops, scipy and identities from the literature."""
 
-import datetime as dt
 import itertools
 
 import numpy as np
@@ -10,17 +9,9 @@ import scipy.stats
 from statsmodels.stats.meta_analysis import combine_effects
 
 from persistence_pipeline.core.changes import describe_changes, importance_changes, top_set_change
-from persistence_pipeline.core.dataset import training_set
-from persistence_pipeline.core.design import DesignParams
 from persistence_pipeline.core.drift import feature_drift, psi
 from persistence_pipeline.core.importance import ImportanceParams
-from persistence_pipeline.core.leakage import implausible_performance, leak_screen, quarantine
-from persistence_pipeline.core.market_data import load_embedded_bars
-from persistence_pipeline.core.model import (
-    ModelParams,
-    standardized_coefficients,
-    train_and_evaluate,
-)
+from persistence_pipeline.core.leakage import implausible_performance
 from persistence_pipeline.core.priors import (
     CurriculumParams,
     PriorParams,
@@ -43,7 +34,6 @@ from persistence_pipeline.core.stability import (
     rank_matrix,
     stability_summary,
 )
-from persistence_pipeline.core.strategies import generate_trades
 
 pytestmark = pytest.mark.core
 
@@ -389,31 +379,6 @@ def test_psi_ignores_missing_values():
     assert psi(values, np.append(values, [np.nan] * 30)) == pytest.approx(0.0)
 
 
-def test_on_the_embedded_data_no_honest_feature_is_quarantined():
-    """Issue 12: pooled over both strategies, `signal_strength` and `strategy_confidence` (computed
-    before entry) were quarantined in several quarters of 2012-2024 (2020-Q4 among them); within
-    each strategy, counting entry days, no column of the model (side-aligned, split by strategy)
-    of any quarter is."""
-    trades = generate_trades(load_embedded_bars())
-    pooled_flags, within_flags = {}, {}
-    for start in pd.date_range("2012-01-01", "2024-10-01", freq="QS", tz="UTC"):
-        end = start + pd.DateOffset(months=3)
-        quarter = trades[(trades["entry_time"] >= start) & (trades["entry_time"] < end)]
-        if len(quarter) < 60:
-            continue
-        raw = training_set(quarter, end, DesignParams(directional=(), per_strategy=()))
-        pooled_flags[start.date()] = quarantine(raw.X, raw.y, raw.features, 0.3)["feature"].tolist()
-        data = training_set(quarter, end, DesignParams())  # the model's columns (core/design.py)
-        days = data.trades["entry_time"].dt.floor("D").to_numpy()
-        strategy = data.trades["strategy"].to_numpy()
-        within_flags[start.date()] = quarantine(data.X, data.y, data.features, 0.3, strategy, days)[
-            "feature"
-        ].tolist()
-    assert {"signal_strength", "strategy_confidence"} <= set(pooled_flags[dt.date(2020, 10, 1)])
-    assert sum(bool(f) for f in pooled_flags.values()) >= 5
-    assert not any(within_flags.values())
-
-
 def test_implausible_performance_names_the_features_that_carry_it():
     importance = pd.DataFrame({"feature": ["a", "b", "c", "d"], "perm_importance": [0.1, 2.0, 0.5, 1.0]})
     assert implausible_performance(0.2, 0.6, importance, 0.5, 0.8) is None
@@ -424,60 +389,6 @@ def test_implausible_performance_names_the_features_that_carry_it():
     assert text.endswith("likely leak (largest OOS permutation importance): b (2), d (1), c (0.5)")
     only_hits = implausible_performance(0.3, 0.85, importance, 0.5, 0.8)
     assert only_hits is not None and only_hits.startswith("OOS hit rate 0.850 > 0.8:")
-
-
-def test_the_leak_screen_looks_within_each_strategy():
-    """`mixed` has IC 0.15 within each strategy but means something different in each, so pooled it
-    reaches about 0.4 (what quarantined honest features before); `leak` is the return plus noise in
-    one strategy only; the screen flags only the leak and names its strategy."""
-    rng = np.random.default_rng(5)
-    n = 600
-    strategy = np.repeat(["mean_reversion", "momentum"], n // 2)
-    y = rng.normal(size=n) + np.where(strategy == "momentum", 1.5, -1.5)
-    mixed = np.where(strategy == "momentum", 3.0, -3.0) + 0.15 * y + rng.normal(size=n)
-    leak = np.where(strategy == "momentum", y + rng.normal(scale=0.3, size=n), rng.normal(size=n))
-    X = np.column_stack([mixed, leak, rng.normal(size=n)])
-    features = ["mixed", "leak", "noise"]
-    pooled = quarantine(X, y, features, 0.3)
-    assert set(pooled["feature"]) == {"mixed", "leak"}  # pooling flags the honest feature
-    within = quarantine(X, y, features, 0.3, strategy)
-    assert within["feature"].tolist() == ["leak"]
-    momentum = strategy == "momentum"
-    expected = scipy.stats.spearmanr(leak[momentum], y[momentum]).statistic
-    assert within["ic"].iloc[0] == pytest.approx(expected)
-    assert "within strategy 'momentum' (300 trades)" in within["reason"].iloc[0]
-    for name in ("mean_reversion", "momentum"):
-        rows = strategy == name
-        assert abs(scipy.stats.spearmanr(mixed[rows], y[rows]).statistic) < 0.3
-
-
-def test_the_leak_screen_of_a_fold_sees_only_its_training_trades():
-    """`late_leak` is noise in the first half of the trades and the return itself in the second: a
-    screen over the whole range flags it, but the one fold trains on the first half only, so its
-    model must keep the feature (dropping it there would select on that fold's test labels); the
-    final model, trained on every trade, holds it out with a coefficient of exactly 0."""
-    rng = np.random.default_rng(8)
-    n = 400
-    y = rng.normal(size=n)
-    late = np.where(np.arange(n) < n // 2, rng.normal(size=n), y + rng.normal(scale=0.1, size=n))
-    X = np.column_stack([late, rng.normal(size=n)])
-    features = ["late_leak", "noise"]
-    entry = np.datetime64("2021-01-04T14:30", "us") + np.arange(n) * np.timedelta64(1, "D")
-    strategy, day = np.full(n, "s"), entry.astype("datetime64[D]")
-    assert quarantine(X, y, features, 0.3, strategy, day)["feature"].tolist() == ["late_leak"]
-    fitted = train_and_evaluate(
-        X,
-        y,
-        entry,
-        entry + np.timedelta64(1, "h"),
-        features,
-        ModelParams(n_folds=1, min_train_trades=20),
-        screen=leak_screen(X, y, features, 0.3, strategy, day),
-    )
-    assert fitted.fold_screened[0].tolist() == [False, False]
-    assert standardized_coefficients(fitted.fold_models[0])[0] != 0  # type: ignore[index]
-    assert fitted.screened is not None and fitted.screened.tolist() == [True, False]
-    assert standardized_coefficients(fitted.model)[0] == 0.0  # type: ignore[index]
 
 
 def mean_gains(planted: dict[str, tuple[float, float]], seed: int) -> tuple[float, float]:

@@ -25,7 +25,7 @@ from persistence_pipeline.core.ensemble import (
     with_ensemble_view,
 )
 from persistence_pipeline.core.importance import ImportanceParams
-from persistence_pipeline.core.leakage import leak_screen
+from persistence_pipeline.core.leakage import LeakScreenParams, TradeKeys, leak_screen
 from persistence_pipeline.core.model import ModelParams, screens_of, train_and_evaluate
 from persistence_pipeline.core.report import render_report
 from persistence_pipeline.core.simulation import (
@@ -110,19 +110,15 @@ def test_a_member_is_held_to_the_run_models_leak_screen_without_screening_again(
         trades["entry_time"].dt.tz_convert(None).to_numpy(),
         trades["exit_time"].dt.tz_convert(None).to_numpy(),
     )
-    day = trades["entry_time"].dt.floor("D").to_numpy()
-    screen = leak_screen(X, y, features, 0.3, trades["strategy"].to_numpy(), day)
+    screen = leak_screen(X, y, features, LeakScreenParams(), TradeKeys.of(trades))
     ridge = train_and_evaluate(X, y, *times, features, ModelParams(n_folds=3), screen=screen)
     assert ridge.screened is not None and ridge.screened.tolist() == [False, False, False, True]
-    remembered = screens_of(ridge, len(y))
     trees = train_and_evaluate(
-        X, y, *times, features, ModelParams(kind="gbt", n_folds=3, gbt_max_iter=20), screen=remembered
+        X, y, *times, features, ModelParams(kind="gbt", n_folds=3, gbt_max_iter=20), screen=screens_of(ridge)
     )
     assert [m.tolist() for m in trees.fold_screened] == [m.tolist() for m in ridge.fold_screened]
-    assert [m.tolist() for m in ridge.fold_screened] == [screen(f.train).tolist() for f in ridge.folds]
+    assert all(m.tolist() == ridge.screened.tolist() for m in ridge.fold_screened)
     assert trees.screened is not None and trees.screened.tolist() == ridge.screened.tolist()
-    with pytest.raises(ValueError, match="none of the fitted model's folds"):
-        remembered(np.arange(10))
 
 
 def _importance(shap: dict[str, list[float]], features: str, quarantined: str = "") -> pd.DataFrame:

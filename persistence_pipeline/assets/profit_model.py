@@ -32,7 +32,7 @@ from persistence_pipeline.core.ensemble import (
     ensemble_unit,
     fold_scales,
 )
-from persistence_pipeline.core.leakage import leak_screen, quarantine
+from persistence_pipeline.core.leakage import TradeKeys, leak_screen, quarantine_table, screen_reach
 from persistence_pipeline.core.metrics import metric_columns
 from persistence_pipeline.core.model import (
     FittedModel,
@@ -192,7 +192,7 @@ def fit_others(
     """The other ensemble members, fit cold on the run's trades with its curriculum weights and the
     masks its leak screen gave (core/ensemble.py); their walk-forward folds are the run model's
     (checked)."""
-    screen, others = screens_of(fitted, len(data.y)), {}
+    screen, others = screens_of(fitted), {}
     for kind in settings.members()[1:]:
         other = train_and_evaluate(
             data.X,
@@ -245,12 +245,16 @@ def used_stored_features(data: TrainingSet, excluded: pd.DataFrame, settings: Mo
 
 
 def fold_screen_note(fitted: FittedModel, features: list[str]) -> str:
-    """What the leak screen held out of each walk-forward fold's model (from its training trades)."""
+    """What each screen of the leak guard flagged on its own trades (each fold's training trades, then
+    all trades), and what every model of the run therefore held out."""
+    names = np.asarray(features, dtype=object)
+    labels = [f"fold {i + 1}'s training trades" for i in range(len(fitted.folds))] + ["all trades"]
     lines = [
-        f"- fold {i + 1}: " + (", ".join(np.asarray(features, dtype=object)[mask]) or "none")
-        for i, mask in enumerate(fitted.fold_screened)
+        f"- {label}: " + (", ".join(names[mask]) or "none")
+        for label, mask in zip(labels, fitted.screen_flags, strict=True)
     ]
-    return "\n".join(lines)
+    held = ", ".join(names[fitted.screened]) if fitted.screened is not None else ""
+    return "\n".join([*lines, f"- held out of every model of the run: {held or 'none'}"])
 
 
 @dg.asset(
@@ -260,7 +264,8 @@ def fold_screen_note(fitted: FittedModel, features: list[str]) -> str:
     kinds={"scikit-learn", "duckdb"},
     description="Ridge (shrunk toward the latest stored priors, trades weighted by the latest regime "
     "weights) or gradient-boosted trees on the trades whose label is realized by the range end; features "
-    "with an implausible in-sample IC are quarantined (screened on each fold's training trades); "
+    "whose in-sample IC is implausibly high (its confidence bound above the leakage ceiling, on each "
+    "fold's training trades or on all trades) are held out of every model of the run; "
     "purged walk-forward out-of-sample metrics and "
     "predictions; with model_settings.ensemble, the other model kinds on the same trades and folds and "
     "the OOS metrics of each and of their average; skops checkpoint.",
@@ -279,16 +284,13 @@ def profit_model(
     data = training_set(stored, window.end, model_settings.design_params(), cost=sizing.round_trip_cost)
     require_enough(data, model_settings.min_train_trades, window.first_day, window.last_day)
     loss = data_loss(source_trade_count(db, window.first_day, window.last_day), data)
-    strategy = data.trades["strategy"].to_numpy()
-    entry_day = data.trades["entry_time"].dt.floor("D").to_numpy()
-    max_ic = analysis_settings.leakage_max_abs_ic
-    excluded = quarantine(data.X, data.y, data.features, max_ic, strategy, entry_day)
+    keys, leak_params = TradeKeys.of(data.trades), analysis_settings.leak_screen_params()
     warm = warm_start(db, model_settings, scope, data)
     context.log.info(
         f"{scope.run_key}: {len(data.y)} labelled trades x {len(data.features)} features; "
         + "; ".join(warm.notes)
     )
-    screen = leak_screen(data.X, data.y, data.features, max_ic, strategy, entry_day)
+    screen = leak_screen(data.X, data.y, data.features, leak_params, keys)
     with timed(
         context.log, f"{warm.params.kind}: {warm.params.n_folds}-fold purged walk-forward and final fit"
     ):
@@ -305,6 +307,15 @@ def profit_model(
         )
     with timed(context.log, f"ensemble members {model_settings.members()[1:]}: the same folds and final fit"):
         others = fit_others(data, fitted, warm, model_settings)
+    excluded = quarantine_table(
+        data.X,
+        data.y,
+        data.features,
+        leak_params,
+        keys,
+        [*(fold.train for fold in fitted.folds), np.arange(len(data.y))],
+        fitted.screen_flags,
+    )
     member_predictions, member_metrics = ensemble_rows(data, fitted, warm.params.kind, others)
     with timed(context.log, "saved the skops checkpoint"):
         path, sha256 = checkpoint_store.save(
@@ -334,11 +345,7 @@ def profit_model(
         checkpoint_row,
         oos_predictions=books[OOS_PREDICTION_COLUMNS],
         sizing_performance=performance,
-        excluded_features=excluded.assign(
-            n_folds_screened=[
-                int(sum(m[data.features.index(f)] for m in fitted.fold_screened)) for f in excluded["feature"]
-            ]
-        ),
+        excluded_features=excluded,
         data_loss=loss,
         feature_coverage=feature_coverage(
             stored, used_stored_features(data, excluded, model_settings), data.duplicates
@@ -371,6 +378,7 @@ def profit_model(
             "excluded_features": markdown_table(excluded) if len(excluded) else "none",
             "duplicate_features": ", ".join(f"{a} (= {b})" for a, b in data.duplicates.items()) or "none",
             "fold_screens": dg.MetadataValue.md(fold_screen_note(fitted, data.features)),
+            "leak_screen_reach": markdown_table(screen_reach(leak_params, keys)),
             "n_folds": len(fitted.folds),
             "n_oos": m.n_oos,
             **{f"oos_{name}": finite_or_none(value) for name, value in vars(m).items() if name != "n_oos"},

@@ -1,91 +1,366 @@
 """Leakage guard, second line: features that predict the label too well to be real.
 
 The first line is in schema.py: outcome columns (exit price, pnl, holding period, ...) can never be
-features. A feature computed after entry can still leak under another name; an in-sample |rank IC|
-with the realized return far above what entry-time signals show (daily-trade ICs of 0.02-0.10 are
-already strong) is the evidence. Such a feature is quarantined: left out of the run's model (it
-would otherwise take all the credit and bury every honest feature), stored in `excluded_features`
-with its IC, and reported by the failing `no_leaky_features` check. The screen runs on each
-walk-forward fold's training trades (a fold model holds out what its own training trades flag)
-and on all trades for the final model, whose flags are the stored ones; the feature keeps a row in
-the importance history, marked `quarantined`, so no series has a hole. The threshold is
-max(max_abs_ic, 5 / sqrt(n)), n the distinct entry days: 0.3 by default, and never within five
-standard errors of zero (an IC over n independent days has a standard error of about 1 / sqrt(n)).
-Five, because over the 42 quarters of the embedded data (2013-2024) the largest honest
-within-strategy |IC| was 4.1 / sqrt(days) (0.58 over 50 days): slowly moving features read on few
-symbols give ICs far from zero in one quarter. A leak of the return itself (IC near 1) is far
-above; a partial leak below the threshold is left to the out-of-sample plausibility check.
+features. A feature computed after entry can still leak under another name; an in-sample rank IC
+with the realized return far above what entry-time signals reach is the evidence. Such a feature is
+quarantined: left out of every model of the run (it would otherwise take all the credit and bury
+every honest feature), stored in `excluded_features` with its evidence, and reported by the failing
+`no_leaky_features` check.
+
+The screen (`screen_features`), per feature and group of trades:
+
+    IC      the rank IC within each side x strategy cell (Spearman of the feature with the realized
+            return inside the cell), averaged over the cells by their trades. Within cells, because
+            pooled over sides a bar feature measures which side a strategy took, and the label's
+            side-aligned features become the side (an honest `rsi_14 * side` reached 0.31 on one
+            instrument's trades from the side alone).
+    SE      from the data, by the influence function of the correlation summed over each entry day
+            (cluster-robust): trades entered the same day with the same features count once,
+            independent trades count each (24 a day count as 24, not as one day). With G days the
+            variance is G / (G - 1) x sum over days of the day's influence squared, over N^2.
+    bound   |IC| - t x SE, t the one-sided (1 - level) quantile of Student's t with G - 1 degrees of
+            freedom (3.1 with many days; larger with few days, whose cluster variance is noisy).
+    flag    bound > ceiling: even the low end of the IC's interval is above what an entry-time
+            feature plausibly reaches.
+
+The ceiling (`leakage_max_abs_ic`, 0.2) is a statement about entry-time trade features: a trade-level
+rank IC of a few hundredths is strong, 0.1 exceptional; an honest feature at IC 0.15 is flagged at
+most at the one-sided level. A leak is far above it: the return itself, or any feature known after
+the exit, has an IC of 0.3 to 1.0. The bound is what makes the guard independent of the window: the
+same leak is caught in a 90-day window and in a ten-year one, as soon as the data can tell it from
+the ceiling; where it cannot (few independent trades a day), the guard cannot see a partial leak,
+and the out-of-sample plausibility check remains (docs: Leakage guard, with the measured power).
+
+Groups: each strategy on its own (its sides as the cells), and all trades together (strategy x side
+cells) when there is more than one strategy: a leak in one strategy's trades is found in that
+strategy, a leak in all of them with the power of all. The evidence kept for a flagged feature is the
+group with the largest bound.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from persistence_pipeline.core.metrics import rank_ic_columns
+ALL_TRADES = "all"
+STRETCH_SPREADS = 2.0  # the group ceiling's chance spreads (group_ceiling)
+MIN_STRETCHES = 10  # below this many independent stretches the screen does not decide
+EVIDENCE_COLUMNS = [
+    "feature",
+    "ic",
+    "ic_se",
+    "ic_bound",
+    "ceiling",
+    "n_trades",
+    "n_days",
+    "screen_group",
+    "reason",
+]
 
-LEAKAGE_STANDARD_ERRORS = 5.0
+
+@dataclass(frozen=True)
+class LeakScreenParams:
+    """ceiling: the largest in-sample |rank IC| an entry-time feature plausibly reaches; level: the
+    one-sided level of the bound (the chance an honest feature AT the ceiling is flagged)."""
+
+    ceiling: float = 0.15
+    level: float = 0.001
+
+    def __post_init__(self):
+        if not 0.0 < self.ceiling < 1.0:
+            raise ValueError(f"the leakage ceiling must be in (0, 1), got {self.ceiling}")
+        if not 0.0 < self.level < 0.5:
+            raise ValueError(f"the leakage level must be in (0, 0.5), got {self.level}")
 
 
-def leakage_threshold(max_abs_ic: float, n: int) -> float:
-    """The |IC| above which a feature is quarantined, for n independent observations (entry days)."""
-    return max(max_abs_ic, LEAKAGE_STANDARD_ERRORS / np.sqrt(max(n, 1)))
+@dataclass(frozen=True)
+class ClusteredIC:
+    """Per column: the within-cell rank IC, its day-clustered standard error, the trades and days
+    that carried it (cells where the column or the return is constant carry nothing)."""
+
+    ic: np.ndarray
+    se: np.ndarray
+    n_trades: np.ndarray
+    n_days: np.ndarray
 
 
-def quarantine(
+def _cell_scores(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average ranks of each column standardized to mean 0 and (population) sd 1, and whether the
+    column varies (a constant column scores 0)."""
+    ranks = stats.rankdata(values, axis=0)
+    ranks -= ranks.mean(axis=0)
+    sd = np.sqrt((ranks**2).mean(axis=0))
+    varies = sd > 0
+    return np.where(varies, ranks / np.where(varies, sd, 1.0), 0.0), varies
+
+
+def clustered_rank_ic(
+    X: np.ndarray,
+    y: np.ndarray,
+    cell: np.ndarray,
+    day: np.ndarray,
+    at: float | None = None,
+    lag: int = 0,
+) -> ClusteredIC:
+    """The rank IC of every column of X with y within the cells, and its standard error clustered by
+    `day` (module docstring), evaluated at the IC itself or, with `at`, at an IC of `at` with the
+    sign of the estimate: the variance a test of |IC| <= at needs, which stays positive where the
+    estimate is +-1 on a handful of trades. A column that varies in no cell has IC NaN."""
+    X = np.asarray(X, dtype="float64").reshape(len(y), -1)
+    y = np.asarray(y, dtype="float64")
+    cell = np.asarray(cell, dtype=object)
+    n_columns = X.shape[1]
+    cells = []
+    total = np.zeros(n_columns)
+    weighted_ic = np.zeros(n_columns)
+    for name in pd.unique(cell):
+        rows = np.flatnonzero(cell == name)
+        if rows.size < 3:
+            continue
+        u, varies = _cell_scores(X[rows])
+        v, y_varies = _cell_scores(y[rows, None])
+        carried = varies & bool(y_varies[0])
+        ic = np.where(carried, (u * v).mean(axis=0), 0.0)
+        cells.append((rows, ic, u, v, carried))
+        weighted_ic += rows.size * ic
+        total += rows.size * carried
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = np.where(total > 0, weighted_ic / np.where(total > 0, total, 1.0), np.nan)
+    reference = None if at is None else at * np.where(np.nan_to_num(pooled) < 0, -1.0, 1.0)
+    influence = np.zeros_like(X)
+    weight = np.zeros_like(X)  # 1 where the row's cell carries the column
+    for rows, ic, u, v, carried in cells:
+        r = ic if reference is None else reference
+        influence[rows] = np.where(carried, u * v - r / 2.0 * (u**2 + v**2) - (ic - r), 0.0)
+        weight[rows] = carried
+    calendar = np.asarray(day).astype("datetime64[D]").astype("int64")
+    day_index = calendar - calendar.min() if len(calendar) else calendar
+    n_calendar = int(day_index.max()) + 1 if len(calendar) else 0
+    day_sums = np.zeros((n_calendar, n_columns))
+    np.add.at(day_sums, day_index, influence)
+    carried_days = np.zeros((n_calendar, n_columns))
+    np.add.at(carried_days, day_index, weight)
+    n_days = (carried_days > 0).sum(axis=0)
+    cluster = (day_sums**2).sum(axis=0)
+    long_run = cluster.copy()
+    for k in range(1, min(lag, n_calendar - 1) + 1):
+        long_run += 2.0 * (1.0 - k / (lag + 1)) * (day_sums[k:] * day_sums[:-k]).sum(axis=0)
+    correction = np.where(n_days > 1, n_days / np.maximum(n_days - 1, 1), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.where(total > 0, np.sqrt(correction * np.maximum(long_run, cluster)) / total, np.nan)
+    return ClusteredIC(pooled, se, total.astype("int64"), n_days.astype("int64"))
+
+
+@dataclass(frozen=True)
+class TradeKeys:
+    """What the screen needs of each trade besides its features and label."""
+
+    strategy: np.ndarray
+    side: np.ndarray
+    symbol: np.ndarray
+    entry_time: np.ndarray  # datetime64[us]
+    exit_time: np.ndarray  # datetime64[us]
+
+    @classmethod
+    def of(cls, trades: pd.DataFrame) -> TradeKeys:
+        return cls(
+            trades["strategy"].astype(str).to_numpy(),
+            trades["side"].astype(str).to_numpy(),
+            trades["symbol"].astype(str).to_numpy(),
+            trades["entry_time"].to_numpy(dtype="datetime64[us]"),
+            trades["exit_time"].to_numpy(dtype="datetime64[us]"),
+        )
+
+    @property
+    def entry_day(self) -> np.ndarray:
+        return self.entry_time.astype("datetime64[D]")
+
+    def take(self, rows: np.ndarray) -> TradeKeys:
+        return TradeKeys(
+            self.strategy[rows],
+            self.side[rows],
+            self.symbol[rows],
+            self.entry_time[rows],
+            self.exit_time[rows],
+        )
+
+
+def screen_groups(trades: TradeKeys) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, rows, cells of those rows): each strategy with its sides as cells, and all trades with
+    strategy x side cells when there is more than one strategy."""
+    names = sorted(set(trades.strategy))
+    groups = [(name, trades.strategy == name) for name in names]
+    if len(names) > 1:
+        groups.append((ALL_TRADES, np.ones(len(trades.strategy), dtype=bool)))
+    cells = np.char.add(np.char.add(trades.strategy.astype(str), "|"), trades.side.astype(str))
+    return [(name, rows, cells[rows]) for name, rows in groups if rows.sum() >= 3]
+
+
+def holding_reach_days(entry_time: np.ndarray, exit_time: np.ndarray) -> int:
+    """The 99th percentile of the holding time in whole days (at least 1): how many entry days a
+    trade's return overlaps with, the HAC lag of the screen."""
+    held = (
+        np.asarray(exit_time, dtype="datetime64[us]") - np.asarray(entry_time, dtype="datetime64[us]")
+    ).astype("float64") / 86_400e6
+    return max(1, int(np.ceil(np.quantile(held, 0.99)))) if held.size else 1
+
+
+def degrees_of_freedom(n_days: np.ndarray, span_days: int, lag: int) -> np.ndarray:
+    """The Student t degrees of freedom of a day-clustered, HAC variance: the entry days less one, and
+    at most 1.5 x span / (lag + 1) (about how many independent stretches of the holding period the
+    range holds; the Bartlett estimate's equivalent degrees of freedom), at least 1."""
+    return np.maximum(np.minimum(n_days - 1.0, 1.5 * span_days / (lag + 1.0)), 1.0)
+
+
+def independent_stretches(symbol: np.ndarray, day: np.ndarray, reach: int) -> int:
+    """How many (symbol, holding stretch) pairs hold trades: the stretches are `reach` days long from
+    the first entry day. A slow feature read on one symbol is about one value per stretch, so this
+    is how many independent observations such a feature's IC rests on at the least."""
+    calendar = np.asarray(day).astype("datetime64[D]").astype("int64")
+    if calendar.size == 0:
+        return 0
+    stretch = (calendar - calendar.min()) // max(reach, 1)
+    return len(pd.MultiIndex.from_arrays([np.asarray(symbol, dtype=object), stretch]).unique())
+
+
+def group_ceiling(ceiling: float, stretches: int) -> float:
+    """The ceiling a group's IC is judged against: `ceiling`, or the spread an IC over that many
+    independent stretches has by chance, STRETCH_SPREADS / sqrt(stretches), whichever is larger."""
+    return max(ceiling, STRETCH_SPREADS / np.sqrt(max(stretches, 1)))
+
+
+def leak_statistic(evidence: ClusteredIC, ceiling: float) -> np.ndarray:
+    """(|IC| - ceiling) / SE at the ceiling (NaN with fewer than two days): how many standard errors
+    the IC lies beyond what an entry-time feature reaches."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        statistic = (np.abs(evidence.ic) - ceiling) / evidence.se
+    return np.where((evidence.n_days > 1) & (evidence.se > 0), statistic, np.nan)
+
+
+def screen_features(
     X: np.ndarray,
     y: np.ndarray,
     features: list[str],
-    max_abs_ic: float,
-    strategy: np.ndarray | None = None,
-    entry_day: np.ndarray | None = None,
+    params: LeakScreenParams,
+    trades: TradeKeys,
 ) -> pd.DataFrame:
-    """The features to leave out of the model, with the in-sample IC that gave them away (the
-    strongest over the strategies) and the reason. The threshold of a strategy counts its distinct
-    entry days, not its trades, when `entry_day` is given: trades entered the same day share the
-    market's move and their features, so they are not independent evidence (on the embedded data an
-    honest 60-day momentum reached IC 0.33 over 152 momentum trades)."""
-    strategy = (
-        np.full(len(y), "all", dtype=object) if strategy is None else np.asarray(strategy, dtype=object)
-    )
-    found: dict[str, tuple[float, str]] = {}
-    for name in sorted(set(strategy)):
-        rows = strategy == name
-        n = int(rows.sum()) if entry_day is None else len(np.unique(np.asarray(entry_day)[rows]))
-        threshold = leakage_threshold(max_abs_ic, n)
-        ic = rank_ic_columns(X[rows], y[rows])
-        unit = "trades" if entry_day is None else "entry days"
-        for feature, value in zip(features, ic, strict=True):
-            if abs(value) > threshold and abs(value) > abs(found.get(feature, (0.0, ""))[0]):
-                where = "" if name == "all" else f" within strategy {name!r} ({n} {unit})"
-                reason = f"in-sample |rank IC| {abs(value):.3f} > {threshold:.3f}{where}"
-                found[feature] = (float(value), reason + ": likely computed after entry")
-    table = pd.DataFrame(
-        [{"feature": f, "ic": ic, "reason": reason} for f, (ic, reason) in found.items()],
-        columns=["feature", "ic", "reason"],
-    )
-    return table.sort_values("ic", key=np.abs, ascending=False, kind="stable").reset_index(drop=True)
+    """The features to leave out of the model, with the evidence of the group that gave each away
+    (EVIDENCE_COLUMNS, most standard errors beyond its ceiling first; module docstring)."""
+    best: dict[str, dict[str, object]] = {}
+    for name, rows, cells in screen_groups(trades):
+        name = str(name)
+        day = trades.entry_day[rows]
+        reach = holding_reach_days(trades.entry_time[rows], trades.exit_time[rows])
+        stretches = independent_stretches(trades.symbol[rows], day, reach)
+        if stretches < MIN_STRETCHES:
+            continue
+        ceiling = group_ceiling(params.ceiling, stretches)
+        evidence = clustered_rank_ic(X[rows], y[rows], cells, day, at=ceiling, lag=reach)
+        span = int((day.max() - day.min()).astype("int64")) + 1
+        dof = degrees_of_freedom(evidence.n_days, span, reach)
+        statistic = leak_statistic(evidence, ceiling)
+        quantile = stats.t.ppf(1.0 - params.level, dof)
+        for j in np.flatnonzero(statistic > quantile):
+            margin = float(statistic[j] - quantile[j])
+            feature = features[j]
+            if feature in best and float(best[feature]["margin"]) >= margin:  # type: ignore[arg-type]
+                continue
+            where = "all trades" if name == ALL_TRADES else f"strategy {name!r}"
+            bound = abs(evidence.ic[j]) - quantile[j] * evidence.se[j]
+            best[feature] = {
+                "feature": feature,
+                "ic": float(evidence.ic[j]),
+                "ic_se": float(evidence.se[j]),
+                "ic_bound": float(bound),
+                "ceiling": ceiling,
+                "n_trades": int(evidence.n_trades[j]),
+                "n_days": int(evidence.n_days[j]),
+                "screen_group": name,
+                "margin": margin,
+                "reason": (
+                    f"in-sample rank IC {evidence.ic[j]:+.3f} within side (SE {evidence.se[j]:.3f}, "
+                    f"{evidence.n_days[j]} entry days, {where}): its low end {bound:.3f} is above "
+                    f"{ceiling:.3g}, more than an entry-time feature reaches; likely computed after entry"
+                ),
+            }
+    table = pd.DataFrame(list(best.values()), columns=[*EVIDENCE_COLUMNS, "margin"])
+    table = table.sort_values("margin", ascending=False, kind="stable").reset_index(drop=True)
+    return table[EVIDENCE_COLUMNS]
+
+
+def screen_reach(params: LeakScreenParams, trades: TradeKeys) -> pd.DataFrame:
+    """Per group the screen looks at: its trades, independent stretches, the ceiling its IC is judged
+    against and whether it decides at all (fewer than MIN_STRETCHES: it cannot tell)."""
+    rows = []
+    for name, members, _ in screen_groups(trades):
+        reach = holding_reach_days(trades.entry_time[members], trades.exit_time[members])
+        stretches = independent_stretches(trades.symbol[members], trades.entry_day[members], reach)
+        rows.append(
+            {
+                "screen_group": name,
+                "n_trades": int(members.sum()),
+                "holding_days": reach,
+                "independent_stretches": stretches,
+                "ceiling": group_ceiling(params.ceiling, stretches),
+                "decides": stretches >= MIN_STRETCHES,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+Screen = Callable[[np.ndarray], np.ndarray]  # training positions -> mask of features to hold out
 
 
 def leak_screen(
-    X: np.ndarray,
-    y: np.ndarray,
-    features: list[str],
-    max_abs_ic: float,
-    strategy: np.ndarray,
-    entry_day: np.ndarray,
-) -> Callable[[np.ndarray], np.ndarray]:
-    """training positions -> mask of the features `quarantine` flags on those trades alone: what
-    the walk-forward runs on each fold's training trades, so no test label decides what a fold
-    model sees (core/model.py)."""
+    X: np.ndarray, y: np.ndarray, features: list[str], params: LeakScreenParams, trades: TradeKeys
+) -> Screen:
+    """training positions -> mask of the features `screen_features` flags on those trades alone:
+    what the walk-forward runs on each fold's training trades and on all trades (core/model.py
+    holds every flagged feature out of every model of the run)."""
 
     def screen(rows: np.ndarray) -> np.ndarray:
-        flagged = quarantine(X[rows], y[rows], features, max_abs_ic, strategy[rows], entry_day[rows])
+        flagged = screen_features(X[rows], y[rows], features, params, trades.take(rows))
         return np.isin(np.asarray(features, dtype=object), flagged["feature"].to_numpy(dtype=object))
 
     return screen
+
+
+def quarantine_table(
+    X: np.ndarray,
+    y: np.ndarray,
+    features: list[str],
+    params: LeakScreenParams,
+    trades: TradeKeys,
+    screen_rows: list[np.ndarray],
+    screen_flags: list[np.ndarray],
+) -> pd.DataFrame:
+    """The `excluded_features` rows of a run: every feature any screen flagged (`screen_flags`, one
+    mask per screen over the trades at `screen_rows`: each fold's training trades, then all trades),
+    with the evidence of the widest screen that flagged it, the screens that did (`flagged_on`,
+    n_screens_flagged) and the fold models that held it out (n_folds_screened: all of them)."""
+    names = np.asarray(features, dtype=object)
+    labels = [f"fold {i + 1}" for i in range(len(screen_rows) - 1)] + ["all trades"]
+    flagged = np.logical_or.reduce(screen_flags) if screen_flags else np.zeros(len(features), dtype=bool)
+    rows = []
+    for j in np.flatnonzero(flagged):
+        by = [i for i, mask in enumerate(screen_flags) if mask[j]]
+        widest = screen_rows[by[-1]]
+        evidence = screen_features(X[widest][:, [j]], y[widest], [str(names[j])], params, trades.take(widest))
+        rows.append(
+            {
+                **evidence.iloc[0].to_dict(),
+                "n_folds_screened": len(screen_rows) - 1,
+                "n_screens_flagged": len(by),
+                "flagged_on": ", ".join(labels[i] for i in by),
+            }
+        )
+    columns = [*EVIDENCE_COLUMNS, "n_folds_screened", "n_screens_flagged", "flagged_on"]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values("ic", key=np.abs, ascending=False, kind="stable").reset_index(drop=True)
 
 
 def implausible_performance(

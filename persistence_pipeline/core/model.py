@@ -18,10 +18,13 @@ Pipeline (StandardScaler, clip to +-clip_z, Ridge) whose `predict` takes raw fea
 feature that barely moved in the training window (market-wide features over a few weeks) from
 producing 50-sigma inputs, and absurd predictions, out of sample.
 
-A leak screen (core/leakage.py), when given, is applied to each fold's TRAINING trades only and then
-to all trades for the final model: the features it flags are held constant (0) in that fit, so the
-ridge gives them a coefficient of exactly 0 (and drops their prior) and trees cannot split on them;
-the test labels never decide which features a fold model sees.
+A leak screen (core/leakage.py), when given, is applied to each fold's training trades and to all
+trades, and every feature any of these screens flags is held out of EVERY model of the run, the
+fold models and the final one: held constant (0), so the ridge gives it a coefficient of exactly 0
+(and drops its prior) and trees cannot split on it. A fold model that kept a feature the final
+screen flags would carry a leak its few training days could not show into the OOS figures; leaving
+a feature out takes information away from every fold, so the OOS figures can only be more modest
+for it (the final screen sees the test labels, but only to remove features, never to choose any).
 
 A walk-forward fold is evaluated only when its purged training set holds at least
 max(min_train_trades, 5 x number of features) trades (min_fold_train_trades, also the trainability
@@ -135,8 +138,10 @@ class FittedModel:
     oos_positions: np.ndarray
     metrics: OutOfSampleMetrics
     prior_weight: float | None = field(default=None)
-    screened: np.ndarray | None = field(default=None)  # features held out of the final model
-    fold_screened: list[np.ndarray] = field(default_factory=list)  # ... out of each fold's model
+    screened: np.ndarray | None = field(default=None)  # features held out of every model of the run
+    fold_screened: list[np.ndarray] = field(default_factory=list)  # ... out of each fold's model (the same)
+    # what each screen flagged on its own trades: each fold's training trades, then all trades
+    screen_flags: list[np.ndarray] = field(default_factory=list)
 
 
 def min_fold_train_trades(min_train_trades: int, n_features: int) -> int:
@@ -291,21 +296,14 @@ def raw_coefficients(model: object) -> np.ndarray | None:
     return None
 
 
-def screens_of(fitted: FittedModel, n_trades: int) -> Screen:
-    """The leak screen as `fitted` saw it: the masks its folds' and its final fit's screens gave, by
-    training positions. Another model fit on the same trades and folds (an ensemble member) is held
-    to the same features without screening again."""
-    masks = {
-        fold.train.tobytes(): mask for fold, mask in zip(fitted.folds, fitted.fold_screened, strict=True)
-    }
-    if fitted.screened is not None:
-        masks[np.arange(n_trades).tobytes()] = fitted.screened
+def screens_of(fitted: FittedModel) -> Screen:
+    """The leak screen as `fitted` applied it: the features it held out of every model. Another model
+    fit on the same trades and folds (an ensemble member) is held to the same features without
+    screening again."""
+    held_out = np.zeros(len(fitted.features), dtype=bool) if fitted.screened is None else fitted.screened
 
     def screen(rows: np.ndarray) -> np.ndarray:
-        key = np.asarray(rows, dtype="int64").tobytes()
-        if key not in masks:
-            raise ValueError("these training positions are none of the fitted model's folds")
-        return masks[key]
+        return held_out
 
     return screen
 
@@ -329,24 +327,27 @@ def train_and_evaluate(
             f"at least {params.min_train_trades} are needed (min_train_trades)"
         )
     prior = prior if params.kind == "ridge" else None
-    folds: list[Fold] = []
-    fold_models: list[Regressor] = []
-    fold_screened: list[np.ndarray] = []
-    predictions: list[np.ndarray] = []
-    no_screen = np.zeros(X.shape[1], dtype=bool)
     min_fold_train = min_fold_train_trades(params.min_train_trades, X.shape[1])
-    for fold in purged_walk_forward_splits(
-        entry_time, exit_time, params.n_folds, pd.Timedelta(days=params.embargo_days)
-    ):
-        if fold.train.size < min_fold_train:
-            continue
+    folds = [
+        fold
+        for fold in purged_walk_forward_splits(
+            entry_time, exit_time, params.n_folds, pd.Timedelta(days=params.embargo_days)
+        )
+        if fold.train.size >= min_fold_train
+    ]
+    no_screen = np.zeros(X.shape[1], dtype=bool)
+    screen_flags = [
+        no_screen if screen is None else screen(rows)
+        for rows in [*(fold.train for fold in folds), np.arange(len(y))]
+    ]
+    screened = np.logical_or.reduce(screen_flags)
+    fold_models: list[Regressor] = []
+    predictions: list[np.ndarray] = []
+    for fold in folds:
         weights = None if sample_weight is None else sample_weight[fold.train]
-        mask = no_screen if screen is None else screen(fold.train)
-        X_train, fold_prior = neutralized(X[fold.train], prior, mask)
+        X_train, fold_prior = neutralized(X[fold.train], prior, screened)
         model = fit_model(X_train, y[fold.train], params, fold_prior, weights)
-        folds.append(fold)
         fold_models.append(model)
-        fold_screened.append(mask)
         predictions.append(model.predict(X[fold.test]))
     if not folds:
         raise NotEnoughDataError(
@@ -355,7 +356,6 @@ def train_and_evaluate(
         )
     oos_positions = np.concatenate([fold.test for fold in folds])
     oos_prediction = np.concatenate(predictions)
-    screened = no_screen if screen is None else screen(np.arange(len(y)))
     X_final, final_prior = neutralized(X, prior, screened)
     model = fit_model(X_final, y, params, final_prior, sample_weight)
     weight = None
@@ -374,5 +374,6 @@ def train_and_evaluate(
         metrics=out_of_sample_metrics(oos_prediction, y[oos_positions]),
         prior_weight=weight,
         screened=screened,
-        fold_screened=fold_screened,
+        fold_screened=[screened for _ in folds],
+        screen_flags=screen_flags,
     )

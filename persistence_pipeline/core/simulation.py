@@ -3,6 +3,9 @@ on features without signal and power on planted effects (tests and benchmarks/ev
 the continual-learning loop on them (`warm_against_cold`: tests and benchmarks/walk_forward.py), and
 ensemble runs on them (`ensemble_windows`: tests and benchmarks/ensemble.py).
 
+A leaky feature is the standardized realized return plus independent noise scaled so that its rank
+IC with the return is the given value: a feature computed after the exit (for the leak guard).
+
 The market: `n_symbols` stocks with a common market factor (daily sd 1%) and their own moves (daily
 sd 1.5%). Each business day `per_day` trades enter at 14:30 UTC on a random symbol and side and are
 held 1..`max_holding_days` business days; the trade's price return is its side times the symbol's
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from persistence_pipeline.core.ensemble import ensemble_metrics, fold_scales, rank_agreement
 from persistence_pipeline.core.importance import (
@@ -55,11 +59,19 @@ class SimulatedMarket:
     breaks: dict[str, tuple[float, float, str]] = field(default_factory=dict)
     # U-shaped feature -> its IC with the return through |x|
     u_shaped: dict[str, float] = field(default_factory=dict)
+    # leaky feature -> its rank IC with the realized return: a noisy copy of the return, as a feature
+    # computed after the exit would be (1.0: the return itself)
+    leaks: dict[str, float] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
         noise = [f"noise_{i:02d}" for i in range(self.n_noise)]
         return [*self.planted, *self.breaks, *self.u_shaped, *noise]
+
+    @property
+    def columns(self) -> list[str]:
+        """Every feature column of the trades: the entry-time features, then the leaks."""
+        return [*self.features, *self.leaks]
 
 
 def _feature_paths(rng: np.random.Generator, n_days: int, n_symbols: int) -> np.ndarray:
@@ -99,6 +111,11 @@ def simulated_trades(market: SimulatedMarket, seed: int) -> pd.DataFrame:
         realized += ic * sd * (magnitude - magnitude.mean()) / magnitude.std()
     for name, (before, after, date) in market.breaks.items():
         realized += np.where(days[day] < pd.Timestamp(date, tz="UTC"), before, after) * sd * values[name]
+    scores = stats.norm.ppf(stats.rankdata(realized) / (n + 1))  # the return's normal scores
+    for name, ic in market.leaks.items():
+        pearson = 2.0 * np.sin(np.pi * ic / 6.0)  # the normal correlation whose rank correlation is ic
+        spread = np.sqrt(max(1.0 / pearson**2 - 1.0, 0.0))
+        values[name] = scores + spread * rng.normal(size=n)
     entry = days[day] + pd.Timedelta(hours=14, minutes=30)
     exit_days = pd.bdate_range(days[0], periods=horizon + 1, tz="UTC")
     trades = pd.DataFrame(

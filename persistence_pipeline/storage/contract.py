@@ -90,7 +90,11 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         ("run_key", "feature"),
     ),
     "excluded_features": (
-        _columns("run_key VARCHAR, feature VARCHAR, ic DOUBLE, reason VARCHAR, n_folds_screened INTEGER"),
+        _columns(
+            "run_key VARCHAR, feature VARCHAR, ic DOUBLE, reason VARCHAR, n_folds_screened INTEGER, "
+            "ic_se DOUBLE, ic_bound DOUBLE, ceiling DOUBLE, n_trades INTEGER, n_days INTEGER, "
+            "screen_group VARCHAR, n_screens_flagged INTEGER, flagged_on VARCHAR"
+        ),
         ("run_key", "feature"),
     ),
     "checkpoints": (
