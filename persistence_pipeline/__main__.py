@@ -47,6 +47,7 @@ def report(
             latest.stale,
             latest.sizing,
             (latest.ensemble, latest.agreement),
+            latest.suspects,
         ),
         end="",
     )

@@ -701,8 +701,14 @@ def test_summary_starts_with_a_plain_one_line_headline():
     assert "\n" not in headline and "|" not in headline and not headline.startswith(("#", "-", "*"))
     latest = inputs.runs.iloc[-1]
     best = inputs.alpha.sort_values("alpha_score", ascending=False).iloc[0]
-    assert headline.startswith(
-        f"As of {keys[-1]}: top feature {best['feature']} "
+    # a run that quarantined a feature is suspect: the headline says so first, naming the feature
+    suspicion, rest = headline.split(". As of ", 1)
+    assert suspicion == (
+        f"SUSPECT RUN {keys[-1]}: possible leaks quarantined (held out of every model): {LEAK}; "
+        "its suspected features feed no prior and get no alpha score"
+    )
+    assert rest.startswith(
+        f"{keys[-1]}: top feature {best['feature']} "
         f"(alpha {best['alpha_score']:.2f}, {expected_q_label(best['ic_q_value'])}); "
     )
     assert f"decaying: {FADING};" in headline and f"quarantined: {LEAK};" in headline

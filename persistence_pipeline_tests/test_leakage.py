@@ -7,18 +7,23 @@ import pandas as pd
 import pytest
 import scipy.stats
 
+from persistence_pipeline.core.alpha import with_leak_flags
 from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.design import DesignParams
 from persistence_pipeline.core.leakage import (
     LeakScreenParams,
     TradeKeys,
     clustered_rank_ic,
+    implausible_performance,
     leak_screen,
+    leak_suspicion,
     screen_features,
     screen_reach,
+    suspect_run_line,
 )
 from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.model import ModelParams, standardized_coefficients, train_and_evaluate
+from persistence_pipeline.core.priors import PriorParams, empirical_bayes_prior, empirical_bayes_priors
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
 from persistence_pipeline.core.strategies import generate_trades
 
@@ -254,3 +259,94 @@ def test_every_model_of_the_run_holds_out_what_any_screen_flags():
     assert fitted.screened is not None and fitted.screened.tolist() == [True, True, False]
     for model in [*fitted.fold_models, fitted.model]:
         assert standardized_coefficients(model)[:2].tolist() == [0.0, 0.0]  # type: ignore[index]
+
+
+def test_suspicion_marks_the_quarantined_and_the_features_a_failed_check_names():
+    importance = pd.DataFrame(
+        {
+            "feature": ["a", "b", "c", "d", "e"],
+            "quarantined": [True, False, False, False, False],
+            "perm_importance": [0.0, 3.0, 2.0, 1.0, 0.5],
+        }
+    )
+    plausible = leak_suspicion(importance, None)
+    assert plausible["suspect"].tolist() == [True, False, False, False, False]
+    problem = implausible_performance(0.7, 0.6, importance, 0.5, 0.8)
+    assert problem is not None
+    failed = leak_suspicion(importance, problem).set_index("feature")
+    assert failed["suspect"].tolist() == [True, True, True, True, False]
+    assert failed.loc["a", "suspect_reason"] == "quarantined by the leak screen"
+    assert failed.loc["b", "suspect_reason"] == f"named by the out-of-sample check: {problem}"
+
+
+def test_the_suspect_line_names_the_run_and_its_features():
+    key = "2021-01-01..2021-03-31/ridge"
+    history = pd.DataFrame(
+        {
+            "run_key": [key, key, "other"],
+            "feature": ["b", "c", "b"],
+            "suspect": [True, False, True],
+            "suspect_reason": [
+                "named by the out-of-sample check: OOS rank IC 0.700 > 0.5: more than ...",
+                None,
+                "x",
+            ],
+        }
+    )
+    quarantined = pd.DataFrame({"run_key": [key, "other"], "feature": ["leak", "z"]})
+    assert suspect_run_line(key, history.iloc[0:0], quarantined.iloc[0:0]) is None
+    assert suspect_run_line(key, history, quarantined) == (
+        f"SUSPECT RUN {key}: possible leaks quarantined (held out of every model): leak; the out-of-sample "
+        "check failed (OOS rank IC 0.700 > 0.5): suspected b; its suspected features feed no prior and get "
+        "no alpha score"
+    )
+    # a warehouse written before suspicion was stored: no column, only the quarantined speak
+    assert suspect_run_line(key, history.drop(columns=["suspect"]), quarantined.iloc[0:0]) is None
+
+
+def test_a_suspected_leak_gets_no_alpha_score_and_sorts_last():
+    table = pd.DataFrame({"feature": ["leak", "honest", "weak"], "alpha_score": [1.0, 0.4, 0.1]})
+    history = pd.DataFrame(
+        {
+            "run_key": ["r1", "r2", "r1", "r2"],
+            "feature": ["leak", "leak", "honest", "honest"],
+            "quarantined": [True, False, False, False],
+            "suspect": [True, True, False, pd.NA],
+        }
+    )
+    flagged = with_leak_flags(table, history)
+    assert flagged["feature"].tolist() == ["honest", "weak", "leak"]
+    assert flagged["leak_runs"].tolist() == [0, 0, 2] and flagged["suspected_leak"].tolist() == [
+        False,
+        False,
+        True,
+    ]
+    assert np.isnan(flagged["alpha_score"].iloc[-1])
+
+
+def test_a_suspect_runs_suspected_features_feed_no_prior():
+    """Brute force: the prior of a feature over three runs equals the prior over the two runs left
+    when the third run names it suspect; the other features keep all three runs."""
+    rows = pd.DataFrame(
+        {
+            "run_key": ["r1", "r2", "r3"] * 2,
+            "feature": ["x"] * 3 + ["y"] * 3,
+            "own_coef_raw": [0.1, 0.12, 0.9, 0.2, 0.25, 0.22],
+            "own_coef_raw_std": [0.05, 0.05, 0.05, 0.1, 0.1, 0.1],
+            "suspect": [False, False, True, False, False, False],
+        }
+    )
+    priors = empirical_bayes_priors(rows, PriorParams()).set_index("feature")
+    kept = empirical_bayes_priors(rows.drop(index=2).drop(columns=["suspect"]), PriorParams()).set_index(
+        "feature"
+    )
+    # the suspect run still counts in the ages of the others (it is a run that happened)
+    expected_mean, _, _ = empirical_bayes_prior(
+        np.array([0.1, 0.12]), np.array([0.05, 0.05]), 0.5, np.array([2.0, 1.0])
+    )
+    assert (
+        priors.loc["x", "prior_coef_raw"] == pytest.approx(expected_mean) and priors.loc["x", "n_runs"] == 2
+    )
+    assert priors.loc["y", "n_runs"] == 3 and kept.loc["y", "prior_coef_raw"] == pytest.approx(
+        priors.loc["y", "prior_coef_raw"]
+    )

@@ -7,8 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from persistence_pipeline.core.leakage import likely_leaks
+from persistence_pipeline.core.report import render_report
 from persistence_pipeline.partitions import first_of_month
-from persistence_pipeline.resources import CheckpointStore, ModelSettings, TradeSource
+from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, TradeSource
+from persistence_pipeline.storage.report import latest_run
 from persistence_pipeline_tests.conftest import Project, check_evaluation
 
 pytestmark = pytest.mark.e2e
@@ -274,3 +277,74 @@ def test_a_leak_no_single_feature_shows_fails_the_plausibility_check(tmp_path):
         "post_exit_signed",
     }
     assert interactions["rank"].tolist() == list(range(1, len(interactions) + 1)) and len(interactions) == 10
+
+
+def report_of(project: Project) -> str:
+    latest = latest_run(project.warehouse_path)
+    return render_report(
+        latest.latest,
+        latest.summary,
+        latest.alpha,
+        latest.n_runs_same_kind,
+        False,
+        quarantined=latest.quarantined,
+        sizing=latest.sizing,
+        suspects=latest.suspects,
+    )
+
+
+def test_a_run_with_a_quarantined_leak_says_so_first(planted):
+    project, _ = planted
+    text = report_of(project)
+    assert text.startswith(
+        f"SUSPECT RUN {QUARTERS[-1][0]}..{QUARTERS[-1][1]}/ridge: possible leaks quarantined"
+    )
+    assert "leaky" in text.splitlines()[0]
+    assert "[suspect run: see the first line]" in text  # the OOS line is marked
+
+
+def test_a_suspect_run_is_marked_everywhere_and_feeds_no_prior(tmp_path):
+    """Two quarters whose out-of-sample check fails (its bound lowered to 0.05, so the planted
+    signal's honest OOS IC trips it): the features it names are suspect in the history, get no
+    prior from the run, no alpha score, and the report and headline lead with the suspicion."""
+    log = planted_trade_log(seed=4).drop(columns=["leaky"])
+    (tmp_path / "log").mkdir()
+    log.to_parquet(tmp_path / "log" / "trades.parquet")
+    project = Project(
+        tmp_path,
+        TradeSource(kind="trade_log_dir", path=str(tmp_path / "log")),
+        ModelSettings(perm_repeats=2, bootstrap_rounds=5),
+        AnalysisSettings(max_plausible_oos_rank_ic=0.05),
+    )
+    for start, end in QUARTERS[:2]:
+        project.materialize(
+            first_of_month(start), first_of_month(end), without=("persistence_dashboard",), monthly=True
+        )
+    history = project.table("feature_importance_history")
+    keys = [f"{a}..{b}/ridge" for a, b in QUARTERS[:2]]
+    named = {}
+    for key in keys:
+        rows = history[history["run_key"] == key]
+        named[key] = likely_leaks(rows)["feature"].tolist()
+        suspects = rows[rows["suspect"]]
+        assert sorted(suspects["feature"]) == sorted(named[key]) and len(named[key]) == 3
+        assert (
+            suspects["suspect_reason"].str.startswith("named by the out-of-sample check: OOS rank IC").all()
+        )
+    priors = project.table("feature_priors")
+    first_priors = priors[priors["as_of_run_key"] == keys[0]]
+    assert not set(named[keys[0]]) & set(first_priors["feature"]) and len(first_priors) > 0
+    alpha = project.table("feature_alpha")
+    latest = alpha[alpha["as_of_run_key"] == keys[1]].set_index("feature")
+    either = sorted(set(named[keys[0]]) | set(named[keys[1]]))
+    assert latest.loc[either, "suspected_leak"].all() and latest.loc[either, "alpha_score"].isna().all()
+    both = set(named[keys[0]]) & set(named[keys[1]])
+    assert latest["leak_runs"].to_dict() == {
+        f: (2 if f in both else 1 if f in either else 0) for f in latest.index
+    }
+    text = report_of(project)
+    first_line = text.splitlines()[0]
+    assert (
+        first_line.startswith("SUSPECT RUN") and "the out-of-sample check failed (OOS rank IC" in first_line
+    )
+    assert "Not scored, suspected leaks:" in text

@@ -20,6 +20,7 @@ from persistence_pipeline.core.importance import (
     top_interactions,
 )
 from persistence_pipeline.core.importance import feature_importance as importance_table
+from persistence_pipeline.core.leakage import implausible_performance, leak_suspicion
 from persistence_pipeline.core.model import Fold, RidgePrior
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
@@ -168,6 +169,17 @@ def feature_importance(
             checkpoint.get("quarantined"),
         )
     table = table.merge(correlation, on="feature")
+    metrics = runs.run_metrics_row(db, scope.run_key)
+    if metrics is None:
+        raise RuntimeError(f"no run_metrics row for {scope.run_key}: materialize profit_model first")
+    implausible = implausible_performance(
+        float(metrics["oos_rank_ic"]),
+        float(metrics["oos_hit_rate"]),
+        table,
+        analysis_settings.max_plausible_oos_rank_ic,
+        analysis_settings.max_plausible_hit_rate,
+    )
+    table = table.merge(leak_suspicion(table, implausible), on="feature")
     others = list(checkpoint.get("members") or [])
     with timed(context.log, f"importance of the other ensemble members: {', '.join(others) or 'none'}"):
         members = member_importance(checkpoint, model_settings.kind, table, folds, data, params)

@@ -39,6 +39,8 @@ so none of these enters the score):
     stability                  the feature's top-k frequency (feature_stability)
     perf_corr                  Spearman correlation across runs of the importance share with the
                                run's out-of-sample rank IC (None below three runs)
+    leak_runs, suspected_leak  runs read that quarantined the feature or named it in a failed
+                               out-of-sample check; a suspected leak has no alpha_score
 """
 
 from __future__ import annotations
@@ -124,6 +126,23 @@ def feature_alpha(
     for flag in ["decaying", "monitored", "broken_down"]:
         if flag in table:
             table[flag] = table[flag].astype("boolean").fillna(False).astype(bool)
+    return table.sort_values(
+        ["alpha_score", "feature"], ascending=[False, True], na_position="last", kind="stable"
+    ).reset_index(drop=True)
+
+
+def with_leak_flags(table: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """The alpha table with `leak_runs` (how many of the runs read quarantined the feature or named
+    it in a failed out-of-sample check: `history` holds every run's rows, quarantined ones included)
+    and `suspected_leak` (leak_runs > 0). A suspected leak keeps its evidence but gets no alpha
+    score: a leak's IC is the strongest of all, and must never be read as the top alpha."""
+    flagged = history["quarantined"].astype("boolean").fillna(False)
+    if "suspect" in history.columns:
+        flagged = flagged | history["suspect"].astype("boolean").fillna(False)
+    runs = history[flagged.to_numpy(dtype=bool)].groupby("feature")["run_key"].nunique()
+    table = table.assign(leak_runs=table["feature"].map(runs).fillna(0).astype("int64"))
+    table["suspected_leak"] = table["leak_runs"] > 0
+    table["alpha_score"] = table["alpha_score"].where(~table["suspected_leak"])
     return table.sort_values(
         ["alpha_score", "feature"], ascending=[False, True], na_position="last", kind="stable"
     ).reset_index(drop=True)

@@ -34,6 +34,7 @@ import pandas as pd
 from persistence_pipeline.core.ensemble import ENSEMBLE, ensemble_line, member_ranks
 from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND
 from persistence_pipeline.core.importance import INTERACTION_COLUMNS
+from persistence_pipeline.core.leakage import suspect_run_line
 from persistence_pipeline.core.monitor import monitor_summary
 from persistence_pipeline.core.sizing import SizingParams, books_cost_bps, cumulative_pnl, sizing_line
 
@@ -135,6 +136,16 @@ class DashboardInputs:
             missing = [c for c in columns if c not in frame.columns]
             if missing:
                 raise ValueError(f"DashboardInputs.{name} needs the columns {columns} (missing: {missing})")
+
+
+def run_suspicion(inputs: DashboardInputs, run_key: str | None = None) -> str | None:
+    """The SUSPECT RUN line of a run (the latest by default; core/leakage.py), None when it is not."""
+    return suspect_run_line(run_key or inputs.run_key, inputs.history, inputs.quarantined)
+
+
+def suspect_runs(inputs: DashboardInputs) -> set[str]:
+    """The runs shown that quarantined a feature or failed the out-of-sample check."""
+    return {key for key in inputs.runs["run_key"] if run_suspicion(inputs, key) is not None}
 
 
 def top_features(inputs: DashboardInputs) -> list[str]:
@@ -461,12 +472,18 @@ def alpha_panel_rows(inputs: DashboardInputs, view: _View | None = None) -> pd.D
     view = view or _view(inputs)
     scored = inputs.alpha.dropna(subset=["alpha_score"])
     quarantined = view.quarantined.set_index("feature")
+    flags = inputs.alpha.get("suspected_leak", pd.Series(False, index=inputs.alpha.index))
+    suspected = [
+        f
+        for f in inputs.alpha.loc[flags.fillna(False).astype(bool).to_numpy(), "feature"]
+        if f not in quarantined.index
+    ]
     decaying = set(scored.loc[_decaying(scored), "feature"])
     forced = decaying | set(quarantined.index)
     ranked = scored.sort_values(["alpha_score", "feature"], ascending=[False, True], kind="stable")
     others = ranked[~ranked["feature"].isin(forced)].head(max(inputs.top_n - len(forced), 0))
     shown = ranked[ranked["feature"].isin(forced) | ranked["feature"].isin(others["feature"])]
-    unscored = [f for f in quarantined.index if f not in set(scored["feature"])]
+    unscored = [f for f in [*quarantined.index, *suspected] if f not in set(scored["feature"])]
     rows = pd.concat(
         [
             shown[["feature", "alpha_score"]],
@@ -476,7 +493,13 @@ def alpha_panel_rows(inputs: DashboardInputs, view: _View | None = None) -> pd.D
     )
     rows["q"] = rows["feature"].map(inputs.alpha.set_index("feature")["ic_q_value"]).astype("float64")
     rows["kind"] = [
-        "quarantined" if f in quarantined.index else "decaying" if f in decaying else "alpha"
+        "quarantined"
+        if f in quarantined.index
+        else "suspected"
+        if f in suspected
+        else "decaying"
+        if f in decaying
+        else "alpha"
         for f in rows["feature"]
     ]
     rows["ic"] = rows["feature"].map(quarantined["ic"]).astype("float64")
@@ -489,6 +512,8 @@ def bar_label(row: pd.Series) -> str:
     parts = [] if pd.isna(row["alpha_score"]) else [q_label(row["q"])]
     if row["kind"] == "quarantined":
         parts.append(f"quarantined, IC {_fmt(row['ic'], '+.3f')}")
+    if row["kind"] == "suspected":
+        parts.append("suspected leak, not scored")
     return "; ".join(parts)
 
 
@@ -498,13 +523,18 @@ def _alpha_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
     from matplotlib.patches import Patch
 
     scored = alpha_scored(inputs.alpha)
-    if not scored and view.quarantined.empty:
+    rows = alpha_panel_rows(inputs, view)
+    if not scored and not rows["kind"].isin(["quarantined", "suspected"]).any():
         _placeholder(ax, "alpha score", alpha_gate(inputs.alpha))
         return
-    rows = alpha_panel_rows(inputs, view)
-    rows = (rows if scored else rows[rows["kind"] == "quarantined"]).reset_index(drop=True)
+    rows = (rows if scored else rows[rows["kind"].isin(["quarantined", "suspected"])]).reset_index(drop=True)
     y = np.arange(len(rows))[::-1].astype("float64")
-    colors = {"alpha": ALPHA_COLOR, "decaying": DECAYING_COLOR, "quarantined": QUARANTINED_COLOR}
+    colors = {
+        "alpha": ALPHA_COLOR,
+        "decaying": DECAYING_COLOR,
+        "quarantined": QUARANTINED_COLOR,
+        "suspected": QUARANTINED_COLOR,
+    }
     score = rows["alpha_score"].fillna(0.0).to_numpy()
     ax.barh(y, score, color=[colors[k] for k in rows["kind"]], alpha=0.85)
     flagged = (rows["kind"] != "alpha").to_numpy()
@@ -529,7 +559,7 @@ def _alpha_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
             bar_label(row),
             va="center",
             fontsize=min(7.0, font),
-            color=QUARANTINED_COLOR if row["kind"] == "quarantined" else "0.2",
+            color=QUARANTINED_COLOR if row["kind"] in ("quarantined", "suspected") else "0.2",
             gid="alpha_label",
         )
     ax.set_yticks(y, rows["feature"], fontsize=font)
@@ -556,7 +586,8 @@ def _alpha_panel(ax: Axes, inputs: DashboardInputs, view: _View) -> None:
         Patch(
             color=QUARANTINED_COLOR,
             alpha=0.85,
-            label=f"quarantined, possible leakage ({len(view.quarantined)})",
+            label="quarantined or suspected, possible leakage "
+            f"({int(rows['kind'].isin(['quarantined', 'suspected']).sum())})",
         )
     )
     n_scored = int(inputs.alpha["alpha_score"].notna().sum())
@@ -640,6 +671,11 @@ def _run_performance_panel(fig: Figure, slot: SubplotSpec, inputs: DashboardInpu
             gid="ic_interval",
         )
     ic_ax.plot(x, ic, marker="o", color=ALPHA_COLOR, gid="ic_line")
+    suspect = inputs.runs["run_key"].isin(suspect_runs(inputs)).to_numpy()
+    if suspect.any():
+        ic_ax.scatter(
+            x[suspect], ic[suspect], marker="X", s=90, color=QUARANTINED_COLOR, zorder=4, gid="suspect_runs"
+        )
     ic_ax.set_ylabel("OOS rank IC")
     ic_ax.tick_params(labelbottom=False)
     _legend_above(
@@ -647,6 +683,15 @@ def _run_performance_panel(fig: Figure, slot: SubplotSpec, inputs: DashboardInpu
         [
             Line2D([], [], color=ALPHA_COLOR, marker="o", label="OOS rank IC, ~95% interval (Fisher z)"),
             Line2D([], [], color="0.3", lw=1.0, linestyle="--", label="IC = 0 (no skill)"),
+            *(
+                [
+                    Line2D(
+                        [], [], color=QUARANTINED_COLOR, marker="X", lw=0, label="suspect run (possible leak)"
+                    )
+                ]
+                if suspect.any()
+                else []
+            ),
         ],
         "run performance over time (out of sample)",
     )
@@ -715,7 +760,12 @@ def _sizing_panel(ax: Axes, inputs: DashboardInputs) -> None:
     ax.set_ylabel(f"PnL, in trade notionals (net of {cost:g} bps per side)")
     ax.tick_params(axis="x", labelrotation=30)
     ax.legend(loc="upper left", fontsize=8, frameon=False)
-    ax.set_title(f"{title} ({cost:g} bps per side)", fontsize=11)
+    suspect = " - SUSPECT RUN, possible leakage" if run_suspicion(inputs) else ""
+    ax.set_title(
+        f"{title} ({cost:g} bps per side){suspect}",
+        fontsize=11,
+        color=QUARANTINED_COLOR if suspect else "black",
+    )
 
 
 def _agreement_panel(ax: Axes, inputs: DashboardInputs) -> None:
@@ -777,9 +827,13 @@ def dashboard_figure(inputs: DashboardInputs) -> Figure:
     view = _view(inputs)
     fig = plt.figure(figsize=(16, 21), dpi=80, layout="constrained")
     grid = fig.add_gridspec(4, 2, height_ratios=[1, 1, 1, 0.7])
+    suspect = run_suspicion(inputs) is not None
     fig.suptitle(
-        f"persistence dashboard as of {inputs.run_key} ({view.n_runs} run{'s' if view.n_runs != 1 else ''})",
+        ("SUSPECT RUN (possible leakage, see the summary): " if suspect else "")
+        + f"persistence dashboard as of {inputs.run_key} "
+        + f"({view.n_runs} run{'s' if view.n_runs != 1 else ''})",
         fontsize=15,
+        color=QUARANTINED_COLOR if suspect else "black",
     )
     _importance_panel(fig.add_subplot(grid[0, 0]), inputs, view)
     _rank_heatmap_panel(fig, fig.add_subplot(grid[0, 1]), inputs, view)
@@ -874,7 +928,8 @@ def dashboard_headline(inputs: DashboardInputs) -> str:
         f"OOS rank IC {_fmt(latest['oos_rank_ic'], '+.3f')}{band} vs 0 "
         f"(hit {_fmt(latest['oos_hit_rate'], '.2f')} vs base {_fmt(latest.get('oos_base_rate'), '.2f')})"
     )
-    return _plain(line)
+    suspicion = run_suspicion(inputs)
+    return _plain(f"{suspicion}. {line}" if suspicion else line)
 
 
 def _cell(value: object) -> str:
@@ -982,7 +1037,20 @@ def alpha_listing(alpha: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[s
     hidden = n_scored - int(rows["alpha_score"].notna().sum())
     if hidden:
         notes.append(f"{hidden} more features not shown.")
+    if "suspected_leak" in alpha.columns and alpha["suspected_leak"].fillna(False).astype(bool).any():
+        notes.append(suspected_leaks_note(alpha))
     return table, notes
+
+
+def suspected_leaks_note(alpha: pd.DataFrame) -> str:
+    """Which features are not scored because a run read quarantined them or named them in a failed
+    out-of-sample check."""
+    flagged = alpha[alpha["suspected_leak"].fillna(False).astype(bool)]
+    names = ", ".join(
+        f"{_plain(f)} ({int(n)} run{'s' if int(n) != 1 else ''})"
+        for f, n in zip(flagged["feature"], flagged["leak_runs"], strict=True)
+    )
+    return f"Not scored, suspected leaks: {names}."
 
 
 def segment_names(segments: pd.DataFrame, run_key: str | None = None) -> list[str]:
@@ -1093,7 +1161,8 @@ def dashboard_summary(inputs: DashboardInputs) -> str:
         f"- runs: {len(inputs.runs)}; latest OOS rank IC {_fmt(latest['oos_rank_ic'], '+.4f')}{band}, "
         f"hit rate {_fmt(latest['oos_hit_rate'])} (base rate {_fmt(latest.get('oos_base_rate'))}), "
         f"trained on {int(latest['n_train'])} trades; "
-        f"priors from `{priors if isinstance(priors, str) else 'none (cold start)'}`",
+        f"priors from `{priors if isinstance(priors, str) else 'none (cold start)'}`"
+        + (" (**suspect run**: see the first line)" if run_suspicion(inputs) else ""),
         "- stability:",
         *(f"  - {line}" for line in stability_lines(inputs.summary)),
     ]
@@ -1106,7 +1175,7 @@ def dashboard_summary(inputs: DashboardInputs) -> str:
     listed = ", ".join(_plain(f) for f in decaying) or "none"
     lines.append(f"\nDecaying: {listed if decay_tested(inputs.alpha) else DECAY_UNTESTED}.")
     lines.append(f"\nAlpha monitor: {monitor_summary(inputs.alpha)}.")
-    lines.append(f"\n{sizing_line(inputs.sizing)}.")
+    lines.append(f"\n{'Suspect run: ' if run_suspicion(inputs) else ''}{sizing_line(inputs.sizing)}.")
     lines.append(f"\n{ensemble_line(inputs.ensemble, inputs.agreement)}.")
     if inputs.segment:
         lines += [

@@ -363,6 +363,12 @@ def quarantine_table(
     return table.sort_values("ic", key=np.abs, ascending=False, kind="stable").reset_index(drop=True)
 
 
+def likely_leaks(importance: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+    """The `n` features with the largest OOS permutation importance (feature, perm_importance): where
+    a leak no single feature shows is most likely to sit."""
+    return importance.sort_values(["perm_importance", "feature"], ascending=[False, True]).head(n)
+
+
 def implausible_performance(
     rank_ic: float, hit_rate: float, importance: pd.DataFrame, max_rank_ic: float, max_hit_rate: float
 ) -> str | None:
@@ -381,10 +387,74 @@ def implausible_performance(
         problems.append(f"OOS hit rate {hit_rate:.3f} > {max_hit_rate}")
     if not problems:
         return None
-    top = importance.sort_values(["perm_importance", "feature"], ascending=[False, True]).head(3)
+    top = likely_leaks(importance)
     named = ", ".join(f"{f} ({v:.3g})" for f, v in zip(top["feature"], top["perm_importance"], strict=True))
     return (
         " and ".join(problems)
         + ": more than entry-time features plausibly predict; likely leak (largest OOS permutation "
         + f"importance): {named}"
+    )
+
+
+def leak_suspicion(importance: pd.DataFrame, implausible: str | None) -> pd.DataFrame:
+    """Per feature of a run's importance table (feature, quarantined, perm_importance): `suspect`,
+    whether it is a possible leak of that run (quarantined by the screen, or among the features the
+    failed out-of-sample check names), and `suspect_reason`. A suspect feature feeds no prior and
+    gets no alpha score (core/alpha.py)."""
+    named = set(likely_leaks(importance)["feature"]) if implausible else set()
+    quarantined = importance["quarantined"].fillna(False).astype(bool).to_numpy()
+    reasons = [
+        "quarantined by the leak screen"
+        if held
+        else f"named by the out-of-sample check: {implausible}"
+        if feature in named
+        else None
+        for feature, held in zip(importance["feature"], quarantined, strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "feature": importance["feature"].to_numpy(),
+            "suspect": [reason is not None for reason in reasons],
+            "suspect_reason": reasons,
+        }
+    )
+
+
+SUSPECT = "SUSPECT RUN"
+
+
+def suspect_run_line(run_key: str, history: pd.DataFrame, quarantined: pd.DataFrame) -> str | None:
+    """The line every reader of a run shows first when the run is suspect, naming its suspected
+    features: "SUSPECT RUN A..B/ridge: possible leaks quarantined: x; the out-of-sample check failed
+    (OOS rank IC 0.700 > 0.5 ...): suspected y, z"; None for a run without suspicion. `history`:
+    feature_importance_history rows (with `suspect`, `suspect_reason` where stored); `quarantined`:
+    excluded_features rows (run_key, feature)."""
+    held = (
+        quarantined.loc[quarantined["run_key"] == run_key, "feature"].astype(str).tolist()
+        if {"run_key", "feature"} <= set(quarantined.columns)
+        else []
+    )
+    named = history.iloc[0:0]
+    if "suspect" in history.columns:
+        rows = history[history["run_key"] == run_key]
+        named = rows[
+            rows["suspect"].astype("boolean").fillna(False).to_numpy(dtype=bool) & ~rows["feature"].isin(held)
+        ]
+    parts = []
+    if held:
+        parts.append(
+            "possible leaks quarantined (held out of every model): "
+            + ", ".join(" ".join(f.split()) for f in held)
+        )
+    if len(named):
+        reason = str(named["suspect_reason"].iloc[0]).removeprefix("named by the out-of-sample check: ")
+        check = reason.split(": more than")[0]
+        suspects = ", ".join(" ".join(str(f).split()) for f in named["feature"])
+        parts.append(f"the out-of-sample check failed ({check}): suspected {suspects}")
+    if not parts:
+        return None
+    return (
+        f"{SUSPECT} {run_key}: "
+        + "; ".join(parts)
+        + "; its suspected features feed no prior and get no alpha score"
     )

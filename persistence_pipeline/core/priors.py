@@ -97,12 +97,19 @@ def empirical_bayes_prior(
 
 def empirical_bayes_priors(history: pd.DataFrame, params: PriorParams) -> pd.DataFrame:
     """history: rows (run_key, feature, own_coef_raw, own_coef_raw_std) of the independent runs, the
-    runs in time order. Per feature with at least one usable run (finite coefficient, positive error):
+    runs in time order. A run's suspected leaks (`suspect`, core/leakage.py) feed no prior. Per feature
+    with at least one usable run (finite coefficient, positive error, not suspect):
     prior_coef_raw, prior_sd_raw, n_runs, tau_between, informative (|mean| >= min_z sd: the
     next model uses only these)."""
+    suspect = (
+        history["suspect"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        if "suspect" in history.columns
+        else np.zeros(len(history), dtype=bool)
+    )
     usable = history[
         np.isfinite(history["own_coef_raw"].astype("float64"))
         & (history["own_coef_raw_std"].astype("float64") > 0)
+        & ~suspect
     ]
     order = {key: i for i, key in enumerate(pd.unique(history["run_key"]))}
     newest = len(order) - 1

@@ -20,6 +20,7 @@ from persistence_pipeline.core.dashboard import (
     stability_lines,
 )
 from persistence_pipeline.core.ensemble import ensemble_line
+from persistence_pipeline.core.leakage import suspect_run_line
 from persistence_pipeline.core.monitor import monitor_summary
 from persistence_pipeline.core.sizing import sizing_line
 
@@ -82,6 +83,7 @@ def render_report(
     stale: pd.DataFrame | None = None,
     sizing: pd.DataFrame | None = None,
     ensemble: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    suspects: pd.DataFrame | None = None,
 ) -> str:
     """The report of the latest run (by range end) and what is known as of it: the run, its stability
     summary (runs compared vs stored, "n/a" for NULL figures) and the top_n alpha features with every
@@ -95,11 +97,23 @@ def render_report(
     (run_key, changed); given, a line lists them. `sizing`: the latest run's sizing_performance rows;
     given, a line gives each OOS book's Sharpe and total return net of costs. `ensemble`: the latest
     run's ensemble_metrics and model_agreement rows; given, a line gives each member's and the
-    ensemble's OOS rank IC and how far the members' importance ranks agree."""
+    ensemble's OOS rank IC and how far the members' importance ranks agree. `suspects`: the latest
+    run's feature_importance_history rows of suspected leaks (run_key, feature, suspect,
+    suspect_reason); with them or a quarantined feature the report opens with the SUSPECT RUN line
+    and marks the run's OOS figures and books."""
     heading = "## " if markdown else ""
     bullet = "- " if markdown else "  "
     priors = latest["priors_from_run_key"]
+    run_key = str(latest["run_key"])
+    held = pd.DataFrame() if quarantined is None else quarantined
+    suspicion = suspect_run_line(
+        run_key,
+        pd.DataFrame() if suspects is None else suspects,
+        held if "run_key" in held.columns else held.assign(run_key=run_key),
+    )
+    mark = " [suspect run: see the first line]" if suspicion else ""
     lines = [
+        *([suspicion, ""] if suspicion else []),
         f"{heading}Latest run {latest['run_key']} ({n_runs} run{'s' if n_runs != 1 else ''} stored)",
         f"{bullet}range {latest['range_start']:%Y-%m-%d} .. {latest['range_end']:%Y-%m-%d}, "
         f"Dagster run {latest['dagster_run_id']}",
@@ -110,12 +124,12 @@ def render_report(
         f"hit rate {_value(latest['oos_hit_rate'], '.3f')} "
         f"(base rate {_value(latest.get('oos_base_rate'), '.3f')}), "
         f"mean return taken {_value(latest['oos_mean_return_taken'], '+.5f')} "
-        f"vs all {_value(latest['oos_mean_return_all'], '+.5f')}",
+        f"vs all {_value(latest['oos_mean_return_all'], '+.5f')}{mark}",
         f"{bullet}priors from {priors if isinstance(priors, str) else 'none (cold start)'}",
         f"{bullet}{_quarantined_line(quarantined, str(latest['run_key']))}",
         *([f"{bullet}{_segments_line(segments)}"] if segments is not None else []),
         *([f"{bullet}{_stale_line(stale)}"] if stale is not None else []),
-        *([f"{bullet}{sizing_line(sizing)}"] if sizing is not None else []),
+        *([f"{bullet}{sizing_line(sizing)}{mark}"] if sizing is not None else []),
         *([f"{bullet}{ensemble_line(*ensemble)}"] if ensemble is not None else []),
         "",
         f"{heading}Stability",

@@ -109,7 +109,8 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "run_key VARCHAR, feature VARCHAR, range_end DATE, coef DOUBLE, shap_mean_abs DOUBLE, "
             "perm_importance DOUBLE, perm_importance_std DOUBLE, ic DOUBLE, rank INTEGER, coef_std DOUBLE, "
             "shap_mean_abs_std DOUBLE, group_id INTEGER, group_size INTEGER, group_shap_mean_abs DOUBLE, "
-            "max_abs_corr DOUBLE, own_coef_raw DOUBLE, own_coef_raw_std DOUBLE, quarantined BOOLEAN"
+            "max_abs_corr DOUBLE, own_coef_raw DOUBLE, own_coef_raw_std DOUBLE, quarantined BOOLEAN, "
+            "suspect BOOLEAN, suspect_reason VARCHAR"
         ),
         ("run_key", "feature"),
     ),
@@ -179,7 +180,8 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "half_life_days DOUBLE, effect DOUBLE, n_recent_periods INTEGER, ic_recent DOUBLE, "
             "ic_before DOUBLE, ic_change DOUBLE, ic_change_t DOUBLE, ic_change_p_value DOUBLE, "
             "monitor_score DOUBLE, monitored BOOLEAN, ic_change_q_value DOUBLE, broken_down BOOLEAN, "
-            "n_ensemble_runs INTEGER, all_models_top_k_frequency DOUBLE, mean_rank_gap DOUBLE"
+            "n_ensemble_runs INTEGER, all_models_top_k_frequency DOUBLE, mean_rank_gap DOUBLE, "
+            "suspected_leak BOOLEAN, leak_runs INTEGER"
         ),
         ("as_of_run_key", "feature"),
     ),

@@ -39,6 +39,9 @@ class LatestRun:
     # ensembles existed)
     ensemble: pd.DataFrame
     agreement: pd.DataFrame
+    # its feature_importance_history rows of suspected leaks (run_key, feature, suspect,
+    # suspect_reason); empty from before suspicion was stored
+    suspects: pd.DataFrame
 
 
 def latest_run(path: Path, wait_seconds: float = REPORT_LOCK_WAIT_SECONDS) -> LatestRun:
@@ -131,7 +134,24 @@ def _read_latest(con: duckdb.DuckDBPyConnection, path: Path) -> LatestRun:
         if has_ensemble
         else pd.DataFrame(columns=["feature", "in_all_top_k", "rank_spearman"])
     )
+    history_columns = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name = 'feature_importance_history'"
+        ).fetchall()
+    }
+    suspects = (
+        con.execute(
+            "SELECT run_key, feature, suspect, suspect_reason FROM feature_importance_history"
+            " WHERE run_key = ? AND suspect ORDER BY feature",
+            [latest["run_key"]],
+        ).df()
+        if "suspect" in history_columns  # else written before suspicion was stored
+        else pd.DataFrame(columns=["run_key", "feature", "suspect", "suspect_reason"])
+    )
     return LatestRun(
+        suspects=suspects,
         ensemble=ensemble,
         agreement=agreement,
         sizing=sizing,
