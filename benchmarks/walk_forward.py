@@ -9,7 +9,8 @@
     warm+curr   warm, and training trades weighted by the latest run's regime weights
 
    Per-run and mean out-of-sample rank IC and hit rate, and the paired difference to cold start
-   over the runs after the first (the first is cold in every way) with a 95% t interval.
+   over the runs after the first (the first is cold in every way) with a 95% t interval, leaving
+   out the runs that are suspect in any way (a quarantined feature or a failed out-of-sample check).
 
 2. Simulated data whose truth is known (core/simulation.py: 8 symbols, AR(1) features, overlapping
    holdings), eight consecutive quarters per seed, warm against cold on the SAME trades, folds and
@@ -24,7 +25,11 @@
    interval over seeds (each seed's mean over runs 2..8 is one independent value),
    the share of seeds where warm beats cold, the power (share of seeds whose own paired t-test over
    its 7 runs is significant at 5%, one-sided) and the median prior weight (the prior's share of a
-   coefficient's precision).
+   coefficient's precision); runs the leak guard flags are left out.
+
+3. A leak in one run of a series (simulated, persistent effects): a near copy of the return in
+   the fourth quarter of eight, with the leak guard and without it: whether the leak quarter is
+   flagged, how strong a prior the leak hands the next quarter, and warm's gain after the leak.
 
     python benchmarks/walk_forward.py [--start 2016-01-01] [--ranges 30] [--months 3]
         [--seeds 40] [--skip-embedded] [--ways cold warm 'warm gated' warm+curr]
@@ -87,7 +92,10 @@ def run_way(
         )
     with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as con:
         return con.execute(
-            "SELECT run_key, n_train, oos_rank_ic, oos_hit_rate FROM run_metrics ORDER BY range_end"
+            "SELECT m.run_key, m.n_train, m.oos_rank_ic, m.oos_hit_rate,"
+            " coalesce(bool_or(h.suspect), false) AS suspect"
+            " FROM run_metrics m LEFT JOIN feature_importance_history h USING (run_key)"
+            " GROUP BY ALL ORDER BY m.range_end"
         ).df()
 
 
@@ -97,15 +105,57 @@ def paired(diff: np.ndarray) -> str:
     return f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}]"
 
 
-def simulated_seed(planted: dict[str, tuple[float, float]], seed: int, min_z: float) -> pd.DataFrame:
+def simulated_seed(
+    planted: dict[str, tuple[float, float]],
+    seed: int,
+    min_z: float,
+    leak_run: int | None = None,
+    guard: bool = True,
+) -> pd.DataFrame:
     market = SimulatedMarket(start="2021-01-01", end="2022-12-31", per_day=20, planted=planted)
-    return warm_against_cold(market, seed, PriorParams(min_z=min_z), ImportanceParams(perm_repeats=1))
+    return warm_against_cold(
+        market, seed, PriorParams(min_z=min_z), ImportanceParams(perm_repeats=1), leak_run, guard
+    )
 
 
 def interval(values: np.ndarray) -> str:
     mean = values.mean()
     half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
     return f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}]"
+
+
+def clean(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the warm-start figures are judged on: not contaminated (no quarantined feature)."""
+    return runs[~runs["suspect"]]
+
+
+LEAK_RUN = 3  # the quarter (of eight) whose trades carry a leak, in the leak scenario
+
+
+def leak_in_one_run(seeds: int) -> None:
+    """A leak in one quarter of eight (a near copy of the return, rank IC about 0.9), persistent
+    effects otherwise: with the leak guard (the product) and without it (the screen switched off)."""
+    print(f"\n## A leak in quarter {LEAK_RUN + 1} of 8, persistent effects, {seeds} seeds\n")
+    print(
+        "| leak guard | leak quarter flagged suspect | other quarters flagged | cold OOS rank IC of the leak"
+        " quarter | leak prior abs(z), next quarter | prior weight, next quarter"
+        " | IC gain after the leak (clean quarters), 95% CI |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for guard in (True, False):
+        runs = [
+            simulated_seed(SCENARIOS["persistent"], seed, PriorParams().min_z, LEAK_RUN, guard)
+            for seed in range(seeds)
+        ]
+        leak = pd.concat([r[r["run"] == LEAK_RUN] for r in runs])
+        following = pd.concat([r[r["run"] == LEAK_RUN + 1] for r in runs])
+        others = pd.concat([r[r["run"] != LEAK_RUN] for r in runs])
+        after = np.array([clean(r[r["run"] > LEAK_RUN])["ic_gain"].mean() for r in runs])
+        print(
+            f"| {'on' if guard else 'off'} | {leak['suspect'].mean():.0%} | {others['suspect'].mean():.1%}"
+            f" | {leak['cold_ic'].mean():+.3f} | {following['leak_prior_z'].median():.2f}"
+            f" | {following['prior_weight'].median():.2f} | {interval(after)} |"
+        )
 
 
 def simulated(seeds: int) -> None:
@@ -118,7 +168,7 @@ def simulated(seeds: int) -> None:
     print("|---|---|---:|---|---:|---|---:|---:|---:|---:|")
     for (name, planted), (way, min_z) in itertools.product(SCENARIOS.items(), MIN_Z.items()):
         t = time.perf_counter()
-        runs = [simulated_seed(planted, seed, min_z) for seed in range(seeds)]
+        runs = [clean(simulated_seed(planted, seed, min_z)) for seed in range(seeds)]
         gains = np.array([r["ic_gain"].mean() for r in runs])
         edges = np.array([r["edge_gain"].mean() for r in runs])
         significant = [
@@ -147,6 +197,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     if args.seeds:
         simulated(args.seeds)
+        leak_in_one_run(args.seeds)
     if args.skip_embedded:
         return
     windows = ranges(args.start, args.ranges, args.months)
@@ -158,9 +209,12 @@ def main() -> None:
             results[name] = run_way(settings, windows, Path(tmp) / name.replace("+", "_").replace(" ", "_"))
             seconds[name] = time.perf_counter() - t
     table = results[args.ways[0]][["run_key", "n_train"]].copy()
+    suspect = np.zeros(len(table), dtype=bool)
     for name, frame in results.items():
         table[f"ic {name}"] = frame["oos_rank_ic"].to_numpy()
         table[f"hit {name}"] = frame["oos_hit_rate"].to_numpy()
+        suspect |= frame["suspect"].to_numpy(dtype=bool)
+    table["suspect"] = suspect  # a run contaminated in any way is left out of the comparison
     print(f"## Walk-forward: {args.ranges} consecutive {args.months}-month ranges from {args.start}\n")
     print(table.to_markdown(index=False, floatfmt="+.4f"))
     print(
@@ -168,14 +222,16 @@ def main() -> None:
         " | hit rate - cold, 95% CI | wall s |"
     )
     print("|---|---:|---:|---|---|---:|")
+    print(f"(runs 2..n without suspect runs: {int((~suspect[1:]).sum())} of {len(suspect) - 1})")
     for name in args.ways:
         ic, hit = table[f"ic {name}"].to_numpy(), table[f"hit {name}"].to_numpy()
         if name == "cold" or "cold" not in results:
             versus = ("", "")
         else:
+            kept = ~suspect[1:]
             versus = (
-                paired(ic[1:] - table["ic cold"].to_numpy()[1:]),
-                paired(hit[1:] - table["hit cold"].to_numpy()[1:]),
+                paired((ic[1:] - table["ic cold"].to_numpy()[1:])[kept]),
+                paired((hit[1:] - table["hit cold"].to_numpy()[1:])[kept]),
             )
         print(
             f"| {name} | {ic.mean():+.4f} | {hit.mean():.4f} | {versus[0]} | {versus[1]}"

@@ -37,6 +37,7 @@ from persistence_pipeline.core.importance import (
     importance_ranks,
     mean_abs_shap,
 )
+from persistence_pipeline.core.leakage import LeakScreenParams, TradeKeys, leak_screen
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.priors import PriorParams, empirical_bayes_priors, ridge_prior
 
@@ -153,40 +154,81 @@ def trade_log(trades: pd.DataFrame) -> pd.DataFrame:
     return log
 
 
+LEAK = "leak"  # the column warm_against_cold plants a one-run leak in
+
+
 def warm_against_cold(
-    market: SimulatedMarket, seed: int, prior: PriorParams, importance: ImportanceParams
+    market: SimulatedMarket,
+    seed: int,
+    prior: PriorParams,
+    importance: ImportanceParams,
+    leak_run: int | None = None,
+    guard: bool = True,
 ) -> pd.DataFrame:
     """The continual-learning loop on a simulated market, quarter by quarter: each quarter's ridge
     warm-started from the empirical-Bayes priors of the earlier quarters (their own coefficients,
-    as feature_importance stores them) against the same quarter fit cold, same alpha and folds.
+    as feature_importance stores them, a suspect run's suspected features left out as
+    feature_priors leaves them out) against the same quarter fit cold, same alpha, folds and leak
+    screen (with `guard`, core/leakage.py's defaults, as profit_model screens).
+
+    With `leak_run` (a quarter's index), a column `leak` is a near copy of the return in that
+    quarter (rank IC about 0.9: a feature computed after the exit, as a data error that lasted one
+    quarter) and noise in every other.
+
     Per quarter after the first: ic_gain and edge_gain (warm - cold OOS rank IC and hit rate; the
-    base rate is the same trades'), cold_ic, cold_edge (hit rate - base rate) and prior_weight."""
+    base rate is the same trades'), cold_ic, cold_edge (hit rate - base rate), prior_weight,
+    suspect (the leak screen quarantined a feature: a contaminated run, which the benchmark leaves
+    out of the gains) and leak_prior_z (|mean| / sd of the prior the warm model took for `leak`, 0
+    without one)."""
     trades = simulated_trades(market, seed)
+    features = [*market.features, *([LEAK] if leak_run is not None else [])]
+    if leak_run is not None:
+        rng = np.random.default_rng([seed, 1])
+        trades[LEAK] = rng.normal(size=len(trades))
     quarter = trades["entry_time"].dt.year * 10 + trades["entry_time"].dt.quarter
     params = ModelParams()
     history: list[pd.DataFrame] = []
     rows = []
     for i, key in enumerate(sorted(quarter.unique())):
-        run = trades[quarter == key]
-        X, y = run[market.features].to_numpy(), run["return"].to_numpy()
+        run = trades[quarter == key].copy()
+        if i == leak_run:
+            scores = stats.norm.ppf(stats.rankdata(run["return"]) / (len(run) + 1))
+            run[LEAK] = scores + 0.3 * rng.normal(size=len(run))
+        X, y = run[features].to_numpy(), run["return"].to_numpy()
         times = (run["entry_time"].to_numpy(), run["exit_time"].to_numpy())
+        screen = leak_screen(X, y, features, LeakScreenParams(), TradeKeys.of(run)) if guard else None
         warm_prior = None
         if history:
-            warm_prior = ridge_prior(empirical_bayes_priors(pd.concat(history), prior), market.features)
-        warm = train_and_evaluate(X, y, *times, market.features, params, warm_prior)
+            warm_prior = ridge_prior(empirical_bayes_priors(pd.concat(history), prior), features)
+        warm = train_and_evaluate(X, y, *times, features, params, warm_prior, screen=screen)
         table, _ = feature_importance(
-            warm.model, warm.fold_models, warm.folds, X, y, market.features, importance, warm_prior
+            warm.model,
+            warm.fold_models,
+            warm.folds,
+            X,
+            y,
+            features,
+            importance,
+            warm_prior,
+            quarantined=warm.screened,
         )
-        history.append(table.assign(run_key=str(key)))
+        history.append(table.assign(run_key=str(key), suspect=table["quarantined"]))
         if i:
-            cold = train_and_evaluate(X, y, *times, market.features, params)
+            cold = train_and_evaluate(X, y, *times, features, params, screen=screen)
+            leak_z = 0.0
+            if leak_run is not None and warm_prior is not None and np.isfinite(warm_prior.mean_raw[-1]):
+                leak_z = float(abs(warm_prior.mean_raw[-1]) / warm_prior.sd_raw[-1])
             rows.append(
                 {
+                    "run": i,
                     "ic_gain": warm.metrics.rank_ic - cold.metrics.rank_ic,
                     "edge_gain": warm.metrics.hit_rate - cold.metrics.hit_rate,
                     "cold_ic": cold.metrics.rank_ic,
+                    "warm_ic": warm.metrics.rank_ic,
                     "cold_edge": cold.metrics.hit_rate - cold.metrics.base_rate,
                     "prior_weight": warm.prior_weight,
+                    "suspect": bool(warm.screened is not None and warm.screened.any()),
+                    "leak_prior_z": leak_z,
                 }
             )
     return pd.DataFrame(rows)
