@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 from persistence_pipeline.core.leakage import likely_leaks
 from persistence_pipeline.core.report import render_report
@@ -27,12 +28,13 @@ QUARTERS = [
     ("2022-10-01", "2022-12-31"),
 ]
 PERSISTENT = ["persistent_a", "persistent_b"]
+LEAKS = ["leaky", "noisy_leak"]
 
 
 def planted_trade_log(seed: int = 0, per_day: int = 12) -> pd.DataFrame:
     """Trades whose return is planted: two persistent effects, one that fades to zero over the two
-    years, one that acts only in high volatility, two noise features and one leaky feature (the
-    return itself plus noise, as if computed after the exit)."""
+    years, one that acts only in high volatility, two noise features and two leaky features (the
+    return itself plus noise, as if computed after the exit: a near copy, and one of rank IC 0.5)."""
     rng = np.random.default_rng(seed)
     days = pd.bdate_range("2021-01-01", "2022-12-31", tz="UTC")
     entry = np.repeat(days, per_day) + pd.Timedelta(hours=14, minutes=30)
@@ -76,6 +78,10 @@ def planted_trade_log(seed: int = 0, per_day: int = 12) -> pd.DataFrame:
     for name, values in X.items():
         log[name] = values
     log["leaky"] = ret + rng.normal(scale=0.01, size=n)
+    # a partial leak, rank IC about 0.5: over a quarter the earlier threshold was 0.63 and never caught it
+    scores = scipy.stats.norm.ppf(scipy.stats.rankdata(ret) / (n + 1))
+    pearson = 2 * np.sin(np.pi * 0.5 / 6)
+    log["noisy_leak"] = scores + np.sqrt(1 / pearson**2 - 1) * rng.normal(size=n)
     return log
 
 
@@ -109,7 +115,7 @@ def test_persistent_features_rank_on_top(planted):
     project, _ = planted
     last = f"{QUARTERS[-1][0]}..{QUARTERS[-1][1]}/ridge"
     alpha = as_of(project.table("feature_alpha"), last)
-    honest = alpha[alpha["feature"] != "leaky"].sort_values("alpha_score", ascending=False)
+    honest = alpha[~alpha["feature"].isin(LEAKS)].sort_values("alpha_score", ascending=False)
     assert set(honest["feature"].iloc[:2]) == set(PERSISTENT)
     scores = honest.set_index("feature")["alpha_score"]
     assert scores[PERSISTENT].min() > scores[["noise_1", "noise_2"]].max() + 0.3
@@ -135,6 +141,8 @@ def test_leaky_feature_is_flagged_with_evidence(planted):
         assert not evaluation.passed
         assert evaluation.severity == dg.AssetCheckSeverity.ERROR
         assert "leaky (IC +0.9" in str(evaluation.description)
+        noisy = float(str(evaluation.description).split("noisy_leak (IC ")[1].split(")")[0])
+        assert 0.4 < noisy < 0.65  # a partial leak, caught in every quarter
         assert "persistent_a" not in str(evaluation.description)
         # no fold model saw the leak (the screen over all trades flags it for every model), so the
         # out-of-sample figures are those of the honest features: plausible
@@ -148,21 +156,24 @@ def test_the_leak_screen_sees_only_each_folds_training_trades_and_leaves_no_hole
     excluded = project.table("excluded_features").set_index("run_key")
     for row in project.table("checkpoints").itertuples():
         checkpoint = store.load(row.path, row.sha256)
-        leaky = checkpoint["features"].index("leaky")
-        assert checkpoint["quarantined"].tolist() == [f == "leaky" for f in checkpoint["features"]]
-        # every fold model holds the leak out, the first folds' (about ten entry days) included
-        fold_flags = [bool(mask[leaky]) for mask in checkpoint["fold_models_screened"]]
-        assert all(fold_flags) and excluded.loc[row.run_key, "n_folds_screened"] == len(fold_flags) == 5
-        assert excluded.loc[row.run_key, "flagged_on"].endswith("all trades")
-        assert excluded.loc[row.run_key, "ic_bound"] > excluded.loc[row.run_key, "ceiling"] >= 0.15
-        for model in [*checkpoint["fold_models"], checkpoint["model"]]:
-            assert model.named_steps["ridge"].coef_[leaky] == 0
-    # every run keeps a row for the quarantined feature, flagged and unranked
+        assert checkpoint["quarantined"].tolist() == [f in LEAKS for f in checkpoint["features"]]
+        for leaky in [checkpoint["features"].index(f) for f in LEAKS]:
+            # every fold model holds each leak out, the first folds' (about ten entry days) included
+            fold_flags = [bool(mask[leaky]) for mask in checkpoint["fold_models_screened"]]
+            assert all(fold_flags) and len(fold_flags) == 5
+            for model in [*checkpoint["fold_models"], checkpoint["model"]]:
+                assert model.named_steps["ridge"].coef_[leaky] == 0
+        rows = excluded.loc[[row.run_key]]
+        assert sorted(rows["feature"]) == LEAKS and (rows["n_folds_screened"] == 5).all()
+        assert rows["flagged_on"].str.endswith("all trades").all()
+        assert (rows["ic_bound"] > rows["ceiling"]).all() and (rows["ceiling"] >= 0.15).all()
+    # every run keeps a row for each quarantined feature, flagged and unranked
     history = project.table("feature_importance_history")
-    assert history.groupby("run_key").size().eq(9).all()
+    assert history.groupby("run_key").size().eq(10).all()
     flagged = history[history["quarantined"]]
-    assert set(flagged["feature"]) == {"leaky"} and len(flagged) == 8 and flagged["rank"].isna().all()
-    assert (flagged["ic"] > 0.9).all() and (flagged["shap_mean_abs"] == 0).all()
+    assert sorted(set(flagged["feature"])) == LEAKS and len(flagged) == 16 and flagged["rank"].isna().all()
+    assert (flagged["shap_mean_abs"] == 0).all() and flagged["suspect"].all()
+    assert (flagged.loc[flagged["feature"] == "leaky", "ic"] > 0.9).all()
 
 
 def test_priors_flow_from_each_run_to_the_next(planted):
@@ -239,7 +250,7 @@ def test_a_leak_no_single_feature_shows_fails_the_plausibility_check(tmp_path):
     """A post-exit statistic times a random +-1 flag: each alone has an IC near 0, so the
     per-feature screen quarantines nothing, but a tree multiplies them back and predicts almost
     perfectly out of sample. The plausibility check fails and names the pair."""
-    log = planted_trade_log(seed=3).drop(columns=["leaky"])
+    log = planted_trade_log(seed=3).drop(columns=LEAKS)
     rng = np.random.default_rng(3)
     realized = log["exit_price"] / log["entry_price"] - 1
     flag = rng.choice([-1.0, 1.0], len(log))
@@ -299,7 +310,7 @@ def test_a_run_with_a_quarantined_leak_says_so_first(planted):
     assert text.startswith(
         f"SUSPECT RUN {QUARTERS[-1][0]}..{QUARTERS[-1][1]}/ridge: possible leaks quarantined"
     )
-    assert "leaky" in text.splitlines()[0]
+    assert "leaky" in text.splitlines()[0] and "noisy_leak" in text.splitlines()[0]
     assert "[suspect run: see the first line]" in text  # the OOS line is marked
 
 
@@ -307,7 +318,7 @@ def test_a_suspect_run_is_marked_everywhere_and_feeds_no_prior(tmp_path):
     """Two quarters whose out-of-sample check fails (its bound lowered to 0.05, so the planted
     signal's honest OOS IC trips it): the features it names are suspect in the history, get no
     prior from the run, no alpha score, and the report and headline lead with the suspicion."""
-    log = planted_trade_log(seed=4).drop(columns=["leaky"])
+    log = planted_trade_log(seed=4).drop(columns=LEAKS)
     (tmp_path / "log").mkdir()
     log.to_parquet(tmp_path / "log" / "trades.parquet")
     project = Project(
