@@ -92,7 +92,7 @@ def run_way(
         )
     with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as con:
         return con.execute(
-            "SELECT m.run_key, m.n_train, m.oos_rank_ic, m.oos_hit_rate,"
+            "SELECT m.run_key, m.range_end, m.n_train, m.oos_rank_ic, m.oos_hit_rate,"
             " coalesce(bool_or(h.suspect), false) AS suspect"
             " FROM run_metrics m LEFT JOIN feature_importance_history h USING (run_key)"
             " GROUP BY ALL ORDER BY m.range_end"

@@ -14,27 +14,39 @@ The screen (`screen_features`), per feature and group of trades:
             pooled over sides a bar feature measures which side a strategy took, and the label's
             side-aligned features become the side (an honest `rsi_14 * side` reached 0.31 on one
             instrument's trades from the side alone).
-    SE      from the data, by the influence function of the correlation summed over each entry day
-            (cluster-robust): trades entered the same day with the same features count once,
-            independent trades count each (24 a day count as 24, not as one day). With G days the
-            variance is G / (G - 1) x sum over days of the day's influence squared, over N^2.
-    bound   |IC| - t x SE, t the one-sided (1 - level) quantile of Student's t with G - 1 degrees of
-            freedom (3.1 with many days; larger with few days, whose cluster variance is noisy).
-    flag    bound > ceiling: even the low end of the IC's interval is above what an entry-time
-            feature plausibly reaches.
+    SE      from the data, by the influence function of the correlation, evaluated at the ceiling
+            (the variance a test of |IC| <= ceiling needs; it stays positive where the estimate is
+            +-1 on a handful of trades) and summed over each entry day: trades entered the same day
+            with the same features count once, independent trades count each (24 a day count as
+            24, not as one day). Then a Bartlett HAC over the daily sums with a lag of the holding
+            reach (overlapping holdings share returns), never below the plain day clusters, and at
+            least the variance clustered by symbol (a slow feature keeps its level on a symbol for
+            weeks). G / (G - 1) small-sample factors.
+    test    (|IC| - ceiling) / SE above the one-sided (1 - level) quantile of Student's t, with the
+            entry days less one, at most 1.5 x span / (holding reach + 1), degrees of freedom (half
+            the Bartlett estimate's equivalent degrees of freedom: conservative). The low end of
+            the interval, |IC| - t x SE, is stored as the bound.
 
-The ceiling (`leakage_max_abs_ic`, 0.2) is a statement about entry-time trade features: a trade-level
-rank IC of a few hundredths is strong, 0.1 exceptional; an honest feature at IC 0.15 is flagged at
-most at the one-sided level. A leak is far above it: the return itself, or any feature known after
-the exit, has an IC of 0.3 to 1.0. The bound is what makes the guard independent of the window: the
-same leak is caught in a 90-day window and in a ten-year one, as soon as the data can tell it from
-the ceiling; where it cannot (few independent trades a day), the guard cannot see a partial leak,
-and the out-of-sample plausibility check remains (docs: Leakage guard, with the measured power).
+The ceiling (`leakage_max_abs_ic`, 0.15) is a statement about entry-time trade features: a
+trade-level rank IC of a few hundredths is strong, 0.1 exceptional. A leak is far above it: the
+return itself, or any feature known after the exit, has an IC of 0.3 to 1.0. Where trades fall in
+few independent symbol x holding-period stretches the ceiling rises to the spread an IC over them
+has by chance, 2 / sqrt(stretches): on the embedded stocks a slow feature's in-sample IC over a
+quarter reaches 0.5-0.95, honestly, because a quarter of 15-day trades on six stocks holds a few
+dozen independent stretches. Below 10 stretches the test does not decide; a near copy of the label
+(|IC| >= 0.98 over 20 trades or more, which no honest column of the embedded data came within 0.04
+of) is flagged whatever the window. The bound makes the guard depend on the data, not on the window
+length: the same leak is caught in a 90-day window and in a ten-year one once the data can tell it
+from the ceiling; where they cannot, the guard cannot see a partial leak, and the out-of-sample
+plausibility check remains (README: Leakage, with the measured power and blind spots).
 
-Groups: each strategy on its own (its sides as the cells), and all trades together (strategy x side
-cells) when there is more than one strategy: a leak in one strategy's trades is found in that
-strategy, a leak in all of them with the power of all. The evidence kept for a flagged feature is the
-group with the largest bound.
+Groups: each strategy (its sides as the cells); each side of a strategy alone, where it has both (a
+leak in one side, or an unsigned leak such as the raw price move, whose IC has opposite signs in
+the two sides and cancels in their average); and all trades together (strategy x side cells) when
+there is more than one strategy. The evidence kept for a flagged feature is the group in which it
+lies most standard errors beyond its quantile. A feature AT the ceiling meets up to three tests
+(its strategy, each side), so it is flagged up to three times as often as the level (measured
+about twice).
 """
 
 from __future__ import annotations
@@ -48,7 +60,9 @@ from scipy import stats
 
 ALL_TRADES = "all"
 STRETCH_SPREADS = 2.0  # the group ceiling's chance spreads (group_ceiling)
-MIN_STRETCHES = 10  # below this many independent stretches the screen does not decide
+MIN_STRETCHES = 10  # below this many independent stretches the screen does not decide ...
+NEAR_COPY_IC = 0.98  # ... except on a near copy of the label: |IC| at least this
+NEAR_COPY_TRADES = 20  # over at least this many trades
 EVIDENCE_COLUMNS = [
     "feature",
     "ic",
@@ -105,11 +119,16 @@ def clustered_rank_ic(
     day: np.ndarray,
     at: float | None = None,
     lag: int = 0,
+    symbol: np.ndarray | None = None,
 ) -> ClusteredIC:
     """The rank IC of every column of X with y within the cells, and its standard error clustered by
     `day` (module docstring), evaluated at the IC itself or, with `at`, at an IC of `at` with the
     sign of the estimate: the variance a test of |IC| <= at needs, which stays positive where the
-    estimate is +-1 on a handful of trades. A column that varies in no cell has IC NaN."""
+    estimate is +-1 on a handful of trades. `lag`: a Bartlett HAC over the daily sums (calendar
+    days), never below the plain day-clustered variance. `symbol`: the variance is also at least the
+    one clustered by symbol (a slow feature read on one symbol keeps its level for weeks; with many
+    trades a day that, not the day, is what the trades share). A column that varies in no cell has
+    IC NaN."""
     X = np.asarray(X, dtype="float64").reshape(len(y), -1)
     y = np.asarray(y, dtype="float64")
     cell = np.asarray(cell, dtype=object)
@@ -150,8 +169,16 @@ def clustered_rank_ic(
     for k in range(1, min(lag, n_calendar - 1) + 1):
         long_run += 2.0 * (1.0 - k / (lag + 1)) * (day_sums[k:] * day_sums[:-k]).sum(axis=0)
     correction = np.where(n_days > 1, n_days / np.maximum(n_days - 1, 1), np.nan)
+    variance = correction * np.maximum(long_run, cluster)
+    if symbol is not None:
+        names, symbol_index = np.unique(np.asarray(symbol, dtype=object).astype(str), return_inverse=True)
+        if len(names) > 1:
+            symbol_sums = np.zeros((len(names), n_columns))
+            np.add.at(symbol_sums, symbol_index, influence)
+            by_symbol = len(names) / (len(names) - 1) * (symbol_sums**2).sum(axis=0)
+            variance = np.maximum(variance, by_symbol)
     with np.errstate(invalid="ignore", divide="ignore"):
-        se = np.where(total > 0, np.sqrt(correction * np.maximum(long_run, cluster)) / total, np.nan)
+        se = np.where(total > 0, np.sqrt(variance) / total, np.nan)
     return ClusteredIC(pooled, se, total.astype("int64"), n_days.astype("int64"))
 
 
@@ -190,10 +217,18 @@ class TradeKeys:
 
 
 def screen_groups(trades: TradeKeys) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, rows, cells of those rows): each strategy with its sides as cells, and all trades with
-    strategy x side cells when there is more than one strategy."""
+    """(name, rows, cells of those rows): each strategy with its sides as cells; each side of a
+    strategy that has both on its own (a leak in one side, or an unsigned one, such as the raw price
+    move, whose IC has opposite signs in the two sides and cancels in their average); and all trades
+    with strategy x side cells when there is more than one strategy."""
     names = sorted(set(trades.strategy))
     groups = [(name, trades.strategy == name) for name in names]
+    for name in names:
+        sides = sorted(set(trades.side[trades.strategy == name]))
+        if len(sides) > 1:
+            groups += [
+                (f"{name}, side {side}", (trades.strategy == name) & (trades.side == side)) for side in sides
+            ]
     if len(names) > 1:
         groups.append((ALL_TRADES, np.ones(len(trades.strategy), dtype=bool)))
     cells = np.char.add(np.char.add(trades.strategy.astype(str), "|"), trades.side.astype(str))
@@ -210,9 +245,9 @@ def holding_reach_days(entry_time: np.ndarray, exit_time: np.ndarray) -> int:
 
 
 def degrees_of_freedom(n_days: np.ndarray, span_days: int, lag: int) -> np.ndarray:
-    """The Student t degrees of freedom of a day-clustered, HAC variance: the entry days less one, and
-    at most 1.5 x span / (lag + 1) (about how many independent stretches of the holding period the
-    range holds; the Bartlett estimate's equivalent degrees of freedom), at least 1."""
+    """The Student t degrees of freedom of the day-clustered HAC variance: the entry days less one,
+    and at most 1.5 x span / (lag + 1) calendar days (half the Bartlett estimate's equivalent
+    degrees of freedom, 3 T / (lag + 1): conservative), at least 1."""
     return np.maximum(np.minimum(n_days - 1.0, 1.5 * span_days / (lag + 1.0)), 1.0)
 
 
@@ -231,6 +266,13 @@ def group_ceiling(ceiling: float, stretches: int) -> float:
     """The ceiling a group's IC is judged against: `ceiling`, or the spread an IC over that many
     independent stretches has by chance, STRETCH_SPREADS / sqrt(stretches), whichever is larger."""
     return max(ceiling, STRETCH_SPREADS / np.sqrt(max(stretches, 1)))
+
+
+def near_copies(evidence: ClusteredIC) -> np.ndarray:
+    """Per column: whether it orders the realized returns almost exactly (|IC| >= NEAR_COPY_IC over
+    at least NEAR_COPY_TRADES trades): a copy of the label, flagged whatever the window; no honest
+    column of the embedded data came closer than 0.94 over 20 trades."""
+    return (np.abs(np.nan_to_num(evidence.ic)) >= NEAR_COPY_IC) & (evidence.n_trades >= NEAR_COPY_TRADES)
 
 
 def leak_statistic(evidence: ClusteredIC, ceiling: float) -> np.ndarray:
@@ -256,16 +298,18 @@ def screen_features(
         day = trades.entry_day[rows]
         reach = holding_reach_days(trades.entry_time[rows], trades.exit_time[rows])
         stretches = independent_stretches(trades.symbol[rows], day, reach)
-        if stretches < MIN_STRETCHES:
-            continue
         ceiling = group_ceiling(params.ceiling, stretches)
-        evidence = clustered_rank_ic(X[rows], y[rows], cells, day, at=ceiling, lag=reach)
+        evidence = clustered_rank_ic(
+            X[rows], y[rows], cells, day, at=ceiling, lag=reach, symbol=trades.symbol[rows]
+        )
         span = int((day.max() - day.min()).astype("int64")) + 1
         dof = degrees_of_freedom(evidence.n_days, span, reach)
         statistic = leak_statistic(evidence, ceiling)
         quantile = stats.t.ppf(1.0 - params.level, dof)
-        for j in np.flatnonzero(statistic > quantile):
-            margin = float(statistic[j] - quantile[j])
+        decides = stretches >= MIN_STRETCHES
+        copies = near_copies(evidence)
+        for j in np.flatnonzero(((statistic > quantile) & decides) | copies):
+            margin = float(statistic[j] - quantile[j]) if np.isfinite(statistic[j]) else np.inf
             feature = features[j]
             if feature in best and float(best[feature]["margin"]) >= margin:  # type: ignore[arg-type]
                 continue
@@ -282,7 +326,10 @@ def screen_features(
                 "screen_group": name,
                 "margin": margin,
                 "reason": (
-                    f"in-sample rank IC {evidence.ic[j]:+.3f} within side (SE {evidence.se[j]:.3f}, "
+                    f"in-sample rank IC {evidence.ic[j]:+.3f} within side over {evidence.n_trades[j]} trades "
+                    f"({where}): it orders the realized returns almost exactly; a copy of the label"
+                    if copies[j] and not (decides and statistic[j] > quantile[j])
+                    else f"in-sample rank IC {evidence.ic[j]:+.3f} within side (SE {evidence.se[j]:.3f}, "
                     f"{evidence.n_days[j]} entry days, {where}): its low end {bound:.3f} is above "
                     f"{ceiling:.3g}, more than an entry-time feature reaches; likely computed after entry"
                 ),

@@ -38,7 +38,7 @@ from persistence_pipeline.core.importance import (
     mean_abs_shap,
 )
 from persistence_pipeline.core.leakage import LeakScreenParams, TradeKeys, leak_screen
-from persistence_pipeline.core.model import ModelParams, train_and_evaluate
+from persistence_pipeline.core.model import ModelParams, screens_of, train_and_evaluate
 from persistence_pipeline.core.priors import PriorParams, empirical_bayes_priors, ridge_prior
 
 MARKET_DAILY_SD = 0.01
@@ -213,8 +213,8 @@ def warm_against_cold(
             quarantined=warm.screened,
         )
         history.append(table.assign(run_key=str(key), suspect=table["quarantined"]))
-        if i:
-            cold = train_and_evaluate(X, y, *times, features, params, screen=screen)
+        if i:  # the cold model held to the features the warm one's screens flagged, without screening again
+            cold = train_and_evaluate(X, y, *times, features, params, screen=screens_of(warm))
             leak_z = 0.0
             if leak_run is not None and warm_prior is not None and np.isfinite(warm_prior.mean_raw[-1]):
                 leak_z = float(abs(warm_prior.mean_raw[-1]) / warm_prior.sd_raw[-1])
