@@ -216,23 +216,54 @@ class TradeKeys:
         )
 
 
-def screen_groups(trades: TradeKeys) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, rows, cells of those rows): each strategy with its sides as cells; each side of a
-    strategy that has both on its own (a leak in one side, or an unsigned one, such as the raw price
-    move, whose IC has opposite signs in the two sides and cancels in their average); and all trades
-    with strategy x side cells when there is more than one strategy."""
+@dataclass(frozen=True)
+class ScreenGroup:
+    """Trades the screen judges together: their positions, the cell of each (the IC is taken within
+    cells), the holding reach (the HAC lag, days), the independent stretches they fall in, the
+    ceiling their ICs are judged against and whether the test decides there (near copies of the
+    label are flagged either way)."""
+
+    name: str
+    rows: np.ndarray
+    cells: np.ndarray
+    reach: int
+    stretches: int
+    ceiling: float
+
+    @property
+    def decides(self) -> bool:
+        return self.stretches >= MIN_STRETCHES
+
+
+def screen_groups(trades: TradeKeys, params: LeakScreenParams) -> list[ScreenGroup]:
+    """Each strategy with its sides as cells; each side of a strategy that has both on its own (a
+    leak in one side, or an unsigned one, such as the raw price move, whose IC has opposite signs
+    in the two sides and cancels in their average); and all trades with strategy x side cells when
+    there is more than one strategy."""
     names = sorted(set(trades.strategy))
-    groups = [(name, trades.strategy == name) for name in names]
+    members = [(name, trades.strategy == name) for name in names]
     for name in names:
         sides = sorted(set(trades.side[trades.strategy == name]))
         if len(sides) > 1:
-            groups += [
+            members += [
                 (f"{name}, side {side}", (trades.strategy == name) & (trades.side == side)) for side in sides
             ]
     if len(names) > 1:
-        groups.append((ALL_TRADES, np.ones(len(trades.strategy), dtype=bool)))
+        members.append((ALL_TRADES, np.ones(len(trades.strategy), dtype=bool)))
     cells = np.char.add(np.char.add(trades.strategy.astype(str), "|"), trades.side.astype(str))
-    return [(name, rows, cells[rows]) for name, rows in groups if rows.sum() >= 3]
+    groups = []
+    for name, mask in members:
+        if mask.sum() < 3:
+            continue
+        rows = np.flatnonzero(mask)
+        reach = holding_reach_days(trades.entry_time[rows], trades.exit_time[rows])
+        stretches = independent_stretches(trades.symbol[rows], trades.entry_day[rows], reach)
+        groups.append(
+            ScreenGroup(
+                str(name), rows, cells[rows], reach, stretches, group_ceiling(params.ceiling, stretches)
+            )
+        )
+    return groups
 
 
 def holding_reach_days(entry_time: np.ndarray, exit_time: np.ndarray) -> int:
@@ -293,20 +324,16 @@ def screen_features(
     """The features to leave out of the model, with the evidence of the group that gave each away
     (EVIDENCE_COLUMNS, most standard errors beyond its ceiling first; module docstring)."""
     best: dict[str, dict[str, object]] = {}
-    for name, rows, cells in screen_groups(trades):
-        name = str(name)
+    for group in screen_groups(trades, params):
+        name, rows, ceiling, decides = group.name, group.rows, group.ceiling, group.decides
         day = trades.entry_day[rows]
-        reach = holding_reach_days(trades.entry_time[rows], trades.exit_time[rows])
-        stretches = independent_stretches(trades.symbol[rows], day, reach)
-        ceiling = group_ceiling(params.ceiling, stretches)
         evidence = clustered_rank_ic(
-            X[rows], y[rows], cells, day, at=ceiling, lag=reach, symbol=trades.symbol[rows]
+            X[rows], y[rows], group.cells, day, at=ceiling, lag=group.reach, symbol=trades.symbol[rows]
         )
         span = int((day.max() - day.min()).astype("int64")) + 1
-        dof = degrees_of_freedom(evidence.n_days, span, reach)
+        dof = degrees_of_freedom(evidence.n_days, span, group.reach)
         statistic = leak_statistic(evidence, ceiling)
         quantile = stats.t.ppf(1.0 - params.level, dof)
-        decides = stretches >= MIN_STRETCHES
         copies = near_copies(evidence)
         for j in np.flatnonzero(((statistic > quantile) & decides) | copies):
             margin = float(statistic[j] - quantile[j]) if np.isfinite(statistic[j]) else np.inf
@@ -342,21 +369,19 @@ def screen_features(
 def screen_reach(params: LeakScreenParams, trades: TradeKeys) -> pd.DataFrame:
     """Per group the screen looks at: its trades, independent stretches, the ceiling its IC is judged
     against and whether it decides at all (fewer than MIN_STRETCHES: it cannot tell)."""
-    rows = []
-    for name, members, _ in screen_groups(trades):
-        reach = holding_reach_days(trades.entry_time[members], trades.exit_time[members])
-        stretches = independent_stretches(trades.symbol[members], trades.entry_day[members], reach)
-        rows.append(
+    return pd.DataFrame(
+        [
             {
-                "screen_group": name,
-                "n_trades": int(members.sum()),
-                "holding_days": reach,
-                "independent_stretches": stretches,
-                "ceiling": group_ceiling(params.ceiling, stretches),
-                "decides": stretches >= MIN_STRETCHES,
+                "screen_group": group.name,
+                "n_trades": len(group.rows),
+                "holding_days": group.reach,
+                "independent_stretches": group.stretches,
+                "ceiling": group.ceiling,
+                "decides": group.decides,
             }
-        )
-    return pd.DataFrame(rows)
+            for group in screen_groups(trades, params)
+        ]
+    )
 
 
 Screen = Callable[[np.ndarray], np.ndarray]  # training positions -> mask of features to hold out
