@@ -14,7 +14,7 @@ from persistence_pipeline.check_results import StageCheck, stage_check
 from persistence_pipeline.core.changes import CHANGE_COLUMNS, material_top_changes
 from persistence_pipeline.core.dataset import feature_columns
 from persistence_pipeline.core.drift import feature_drift
-from persistence_pipeline.core.leakage import implausible_performance
+from persistence_pipeline.core.leakage import failed_oos_check
 from persistence_pipeline.core.monitor import monitor_summary
 from persistence_pipeline.partitions import run_range, run_scope
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
@@ -153,17 +153,15 @@ def profit_model_is_sane(
 @stage_check(
     "feature_importance",
     description=(
-        "The run's out-of-sample rank IC and hit rate are within what entry-time trade features plausibly "
-        "reach (analysis_settings.max_plausible_oos_rank_ic, max_plausible_hit_rate); beyond, a leak that "
+        "The low ends of the run's out-of-sample rank IC and hit rate (one-sided 99.9% intervals) are "
+        "within what entry-time trade features plausibly reach (analysis_settings.max_plausible_oos_rank_ic, "
+        "max_plausible_hit_rate); beyond, a leak that "
         "no single feature shows (an interaction) is likely, and the features with the largest OOS "
         "permutation importance are named."
     ),
 )
 def oos_performance_is_plausible(
-    context: dg.AssetCheckExecutionContext,
-    warehouse: Warehouse,
-    model_settings: ModelSettings,
-    analysis_settings: AnalysisSettings,
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.AssetCheckResult:
     run_key = run_scope(context, model_settings.kind).run_key
     db = run_database(context, warehouse)
@@ -171,13 +169,8 @@ def oos_performance_is_plausible(
     if row is None:
         return dg.AssetCheckResult(passed=False, description=f"no run_metrics row for {run_key}")
     ic, hit = float(row["oos_rank_ic"]), float(row["oos_hit_rate"])
-    problem = implausible_performance(
-        ic,
-        hit,
-        history.importance_history(db, [run_key], with_quarantined=True),  # fold models may have used them
-        analysis_settings.max_plausible_oos_rank_ic,
-        analysis_settings.max_plausible_hit_rate,
-    )
+    # feature_importance judged it (core/leakage.implausible_performance) and stored the verdict
+    problem = failed_oos_check(history.importance_history(db, [run_key], with_quarantined=True))
     return dg.AssetCheckResult(
         passed=problem is None,
         severity=dg.AssetCheckSeverity.ERROR,

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+import statsmodels.stats.proportion
 from statsmodels.stats.meta_analysis import combine_effects
 
 from persistence_pipeline.core.changes import describe_changes, importance_changes, top_set_change
@@ -379,16 +380,34 @@ def test_psi_ignores_missing_values():
     assert psi(values, np.append(values, [np.nan] * 30)) == pytest.approx(0.0)
 
 
+def oos(rank_ic: float, hit_rate: float, n_oos: int = 400, n_taken: int = 200) -> dict[str, float]:
+    return {"oos_rank_ic": rank_ic, "oos_hit_rate": hit_rate, "n_oos": n_oos, "oos_n_taken": n_taken}
+
+
 def test_implausible_performance_names_the_features_that_carry_it():
     importance = pd.DataFrame({"feature": ["a", "b", "c", "d"], "perm_importance": [0.1, 2.0, 0.5, 1.0]})
-    assert implausible_performance(0.2, 0.6, importance, 0.5, 0.8) is None
-    assert implausible_performance(float("nan"), float("nan"), importance, 0.5, 0.8) is None
-    text = implausible_performance(0.98, 0.96, importance, 0.5, 0.8)
+    assert implausible_performance(oos(0.2, 0.6), importance, 0.5, 0.8) is None
+    assert implausible_performance(oos(float("nan"), float("nan")), importance, 0.5, 0.8) is None
+    text = implausible_performance(oos(0.98, 0.96), importance, 0.5, 0.8)
     assert text is not None
-    assert text.startswith("OOS rank IC 0.980 > 0.5 and OOS hit rate 0.960 > 0.8")
+    ic_low = np.tanh(np.arctanh(0.98) - scipy.stats.norm.ppf(0.999) * np.sqrt(1.06 / 397))
+    hit_low = statsmodels.stats.proportion.proportion_confint(192, 200, alpha=0.002, method="wilson")[0]
+    assert text.startswith(
+        f"OOS rank IC 0.980 (low end {ic_low:.3f} over 400 trades) > 0.5 and "
+        f"OOS hit rate 0.960 (low end {hit_low:.3f} over 200 taken) > 0.8"
+    )
     assert text.endswith("likely leak (largest OOS permutation importance): b (2), d (1), c (0.5)")
-    only_hits = implausible_performance(0.3, 0.85, importance, 0.5, 0.8)
-    assert only_hits is not None and only_hits.startswith("OOS hit rate 0.850 > 0.8:")
+    only_hits = implausible_performance(oos(0.3, 0.9), importance, 0.5, 0.8)
+    assert only_hits is not None and only_hits.startswith("OOS hit rate 0.900 (low end")
+
+
+def test_the_out_of_sample_check_judges_the_low_end_not_the_point():
+    """Honest quarters of the embedded data failed the point check: a hit rate of 0.938 over 16
+    taken trades, an OOS rank IC of 0.532 over about 80 OOS trades; their low ends are plausible."""
+    importance = pd.DataFrame({"feature": ["a"], "perm_importance": [1.0]})
+    assert implausible_performance(oos(0.2, 0.938, 100, 16), importance, 0.5, 0.8) is None
+    assert implausible_performance(oos(0.532, 0.6, 80, 40), importance, 0.5, 0.8) is None
+    assert implausible_performance(oos(0.95, 0.6, 80, 40), importance, 0.5, 0.8) is not None
 
 
 def mean_gains(planted: dict[str, tuple[float, float]], seed: int) -> tuple[float, float]:

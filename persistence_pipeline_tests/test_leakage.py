@@ -346,7 +346,8 @@ def test_suspicion_marks_the_quarantined_and_the_features_a_failed_check_names()
     )
     plausible = leak_suspicion(importance, None)
     assert plausible["suspect"].tolist() == [True, False, False, False, False]
-    problem = implausible_performance(0.7, 0.6, importance, 0.5, 0.8)
+    metrics = {"oos_rank_ic": 0.7, "oos_hit_rate": 0.6, "n_oos": 500, "oos_n_taken": 250}
+    problem = implausible_performance(metrics, importance, 0.5, 0.8)
     assert problem is not None
     failed = leak_suspicion(importance, problem).set_index("feature")
     assert failed["suspect"].tolist() == [True, True, True, True, False]

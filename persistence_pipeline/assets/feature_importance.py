@@ -173,8 +173,7 @@ def feature_importance(
     if metrics is None:
         raise RuntimeError(f"no run_metrics row for {scope.run_key}: materialize profit_model first")
     implausible = implausible_performance(
-        float(metrics["oos_rank_ic"]),
-        float(metrics["oos_hit_rate"]),
+        metrics,
         table,
         analysis_settings.max_plausible_oos_rank_ic,
         analysis_settings.max_plausible_hit_rate,
