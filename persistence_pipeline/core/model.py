@@ -22,9 +22,9 @@ A leak screen (core/leakage.py), when given, is applied to each fold's training 
 trades, and every feature any of these screens flags is held out of EVERY model of the run, the
 fold models and the final one: held constant (0), so the ridge gives it a coefficient of exactly 0
 (and drops its prior) and trees cannot split on it. A fold model that kept a feature the final
-screen flags would carry a leak its few training days could not show into the OOS figures; leaving
-a feature out takes information away from every fold, so the OOS figures can only be more modest
-for it (the final screen sees the test labels, but only to remove features, never to choose any).
+screen flags would carry a leak its few training days could not show into the OOS figures. The
+final screen sees the test labels, but only to remove features, never to choose any: a fold model
+without a flagged feature has less information, so its OOS figures are not flattered by the choice.
 
 A walk-forward fold is evaluated only when its purged training set holds at least
 max(min_train_trades, 5 x number of features) trades (min_fold_train_trades, also the trainability
