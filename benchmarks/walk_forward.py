@@ -7,6 +7,7 @@
     warm        ridge shrunk toward the empirical-Bayes priors of the earlier runs (the default)
     warm gated  only informative priors, |mean| >= 2 sd (analysis_settings.prior_min_z = 2)
     warm+curr   warm, and training trades weighted by the latest run's regime weights
+    cold uncentred  cold, directional features multiplied by the side without centring them
 
    Per-run and mean out-of-sample rank IC and hit rate, and the paired difference to cold start
    over the runs after the first (the first is cold in every way) with a 95% t interval, leaving
@@ -32,7 +33,7 @@
    flagged, how strong a prior the leak hands the next quarter, and warm's gain after the leak.
 
     python benchmarks/walk_forward.py [--start 2016-01-01] [--ranges 30] [--months 3]
-        [--seeds 40] [--skip-embedded] [--ways cold warm 'warm gated' warm+curr]
+        [--seeds 40] [--skip-embedded] [--ways cold warm 'warm gated' warm+curr 'cold uncentred']
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ WAYS = {
     "warm": (ModelSettings(warm_start=True, curriculum=False), AnalysisSettings()),
     "warm gated": (ModelSettings(warm_start=True, curriculum=False), AnalysisSettings(prior_min_z=2.0)),
     "warm+curr": (ModelSettings(warm_start=True, curriculum=True), AnalysisSettings()),
+    # the model's view without centring directional features (core/design.py): their effect
+    "cold uncentred": (
+        ModelSettings(warm_start=False, curriculum=False, centre_directional_features=False),
+        AnalysisSettings(),
+    ),
 }
 MIN_Z = {"warm": PriorParams().min_z, "warm gated": 2.0}  # the simulated arms
 

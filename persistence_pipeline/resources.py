@@ -12,7 +12,11 @@ import dagster as dg
 import pandas as pd
 import pydantic
 
-from persistence_pipeline.core.design import DIRECTIONAL_FEATURES, PER_STRATEGY_FEATURES, DesignParams
+from persistence_pipeline.core.design import (
+    DIRECTIONAL_FEATURES,
+    PER_STRATEGY_FEATURES,
+    DesignParams,
+)
 from persistence_pipeline.core.ensemble import members
 from persistence_pipeline.core.evidence import EvidenceParams
 from persistence_pipeline.core.importance import ImportanceParams
@@ -144,6 +148,7 @@ class ModelSettings(dg.ConfigurableResource):
     correlation_threshold: float = 0.7
     directional_features: list[str] = list(DIRECTIONAL_FEATURES)
     per_strategy_features: list[str] = list(PER_STRATEGY_FEATURES)
+    centre_directional_features: bool = True
     cost_bps: float = 5.0
     max_position: float = 3.0
     ensemble: list[str] = []
@@ -171,7 +176,11 @@ class ModelSettings(dg.ConfigurableResource):
         return SizingParams(self.cost_bps, self.max_position)
 
     def design_params(self) -> DesignParams:
-        return DesignParams(tuple(self.directional_features), tuple(self.per_strategy_features))
+        return DesignParams(
+            tuple(self.directional_features),
+            tuple(self.per_strategy_features),
+            self.centre_directional_features,
+        )
 
     def members(self) -> list[str]:
         """The model kinds the run fits: `kind`, then the ensemble's others."""

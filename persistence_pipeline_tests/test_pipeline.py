@@ -66,12 +66,20 @@ DIRECTIONAL = {
 
 def model_columns(trades: pd.DataFrame) -> pd.DataFrame:
     """The model's view of the trades, built by hand from the README's description: directional
-    features times the side, the strategy features split by strategy, strategy indicators and the
-    direction (the embedded range has both strategies and both sides)."""
+    features centred where they carry nothing of the side, then times the side; the strategy
+    features split by strategy, strategy indicators and the direction (the embedded range has both
+    strategies and both sides)."""
     columns = {}
+    side = trades["side"].astype(float)
     for feature in FEATURES:
         if feature in DIRECTIONAL:
-            columns[feature] = trades[feature] * trades["side"]
+            values = trades[feature].astype(float)
+            # the centre c solves cov(side * (x - c), side) = 0 over these trades
+            balance = side.mean() if len(trades) else 0.0
+            centre = (
+                (values.mean() - (side * values).mean() * balance) / (1 - balance**2) if len(trades) else 0.0
+            )
+            columns[feature] = (values - centre) * side
         elif feature in ("signal_strength", "strategy_confidence"):
             for name in STRATEGY_NAMES:
                 columns[f"{feature}@{name}"] = trades[feature].where(trades["strategy"] == name, 0.0)

@@ -377,6 +377,7 @@ def profit_model(
             "data_loss": markdown_table(loss),
             "excluded_features": markdown_table(excluded) if len(excluded) else "none",
             "duplicate_features": ", ".join(f"{a} (= {b})" for a, b in data.duplicates.items()) or "none",
+            "centred_features": ", ".join(f"{f} at {c:.4g}" for f, c in data.centres.items()) or "none",
             "fold_screens": dg.MetadataValue.md(fold_screen_note(fitted, data.features)),
             "leak_screen_reach": markdown_table(screen_reach(leak_params, keys)),
             "n_folds": len(fitted.folds),

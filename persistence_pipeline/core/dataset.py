@@ -23,6 +23,7 @@ class TrainingSet:
     n_censored: int = 0
     duplicates: dict[str, str] = field(default_factory=dict)  # dropped stored feature -> its twin
     cost: float = 0.0  # a round trip's cost as a return (core/sizing.py): the label is net of it
+    centres: dict[str, float] = field(default_factory=dict)  # centred directional feature -> its median
 
     def without(self, excluded: list[str]) -> TrainingSet:
         """The same trades with some features left out of the model."""
@@ -32,7 +33,14 @@ class TrainingSet:
                 "warehouse table trades", None, None, f"no feature is left after excluding {excluded}"
             )
         return TrainingSet(
-            self.trades, kept, self.n_read, self.n_unrealized, self.n_censored, self.duplicates, self.cost
+            self.trades,
+            kept,
+            self.n_read,
+            self.n_unrealized,
+            self.n_censored,
+            self.duplicates,
+            self.cost,
+            self.centres,
         )
 
     @property
@@ -140,6 +148,7 @@ def training_set(
         n_censored=n_realized - len(realized),
         duplicates=modelled.duplicates,
         cost=cost,
+        centres=modelled.centres,
     )
 
 

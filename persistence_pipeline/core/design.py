@@ -12,6 +12,18 @@ longs, 0.01 within shorts). The design:
   keep their name: `momentum_20` is then "the 20-day momentum in the trade's direction", which a
   return in the trade's direction can follow. Features of size, not direction (volatility, ATR,
   volume, the day, the strategies' signal strength and confidence) are left as they are.
+- A directional feature is centred before it is multiplied by the side, at the level c at which
+  side * (x - c) is uncorrelated with the side over the trades the design is built on (a run's
+  trades for its model; the trades read for the evidence): c = (E[x] - E[s x] E[s]) / (1 - E[s]^2),
+  s the side, which is the trades' mean of x when the sides balance (no centring when every trade
+  has one side). Uncentred, a feature of one sign IS the side: `rsi_14 * side` (RSI 9 to 92)
+  correlated with the side at +0.97 over the embedded trades 2014-2023 (`price_position_252`
+  +0.92, `bollinger_pctb_50` +0.86, `drawdown_from_high_252` -0.62), so its importance and IC
+  were the side's; and in a trending window a signed one is too (`momentum_60 * side`: +0.65 in
+  2015). With `direction` among the columns, centring is a reparametrization a linear model
+  absorbs (side * (x - c) = side * x - c * direction): it moves to `direction` what belongs to
+  the side, and leaves the predictions (up to the ridge penalty). The centres are in the run's
+  metadata (`centred_features`).
 - `direction` (+1 long, -1 short) carries a bias of one side (a rising market pays longs), when a
   range has both sides.
 - Per-strategy features (`signal_strength` is |z| for mean reversion and breakout distance / ATR
@@ -61,6 +73,7 @@ DUPLICATE_TOLERANCE = 1e-12  # relative to the column's largest |value|
 class DesignParams:
     directional: tuple[str, ...] = DIRECTIONAL_FEATURES
     per_strategy: tuple[str, ...] = PER_STRATEGY_FEATURES
+    centred: bool = True  # centre directional features so that they carry nothing of the side
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,7 @@ class Design:
     trades: pd.DataFrame  # the trades with the model's columns (directional ones side-aligned)
     features: list[str]  # the model's inputs, in order
     duplicates: dict[str, str]  # dropped stored feature -> the earlier one it duplicates
+    centres: dict[str, float]  # directional feature -> the level it was centred at
 
 
 def exact_duplicates(trades: pd.DataFrame, features: list[str]) -> dict[str, str]:
@@ -97,6 +111,18 @@ def exact_duplicates(trades: pd.DataFrame, features: list[str]) -> dict[str, str
     return found
 
 
+def side_neutral_centre(values: np.ndarray, side: np.ndarray) -> float:
+    """The c at which side * (values - c) is uncorrelated with the side (module docstring); 0 when
+    the trades have one side (or none)."""
+    if len(values) == 0:
+        return 0.0
+    balance = float(side.mean())
+    spread = 1.0 - balance**2
+    if spread <= 1e-12:
+        return 0.0
+    return float((values.mean() - float((side * values).mean()) * balance) / spread)
+
+
 def model_design(trades: pd.DataFrame, features: list[str], params: DesignParams) -> Design:
     """The model's columns for `trades` (which carry `side` and `strategy`), from its stored
     feature columns `features` (module docstring)."""
@@ -109,10 +135,13 @@ def model_design(trades: pd.DataFrame, features: list[str], params: DesignParams
     strategy = trades["strategy"].astype(str).to_numpy()
     strategies = sorted(set(strategy))
     columns: dict[str, np.ndarray] = {}
+    centres: dict[str, float] = {}
     for feature in kept:
         values = trades[feature].to_numpy(dtype="float64")
         if feature in params.directional:
-            columns[feature] = values * side
+            if params.centred:
+                centres[feature] = side_neutral_centre(values, side)
+            columns[feature] = (values - centres.get(feature, 0.0)) * side
         elif feature in params.per_strategy:
             for name in strategies:
                 columns[f"{feature}@{name}"] = np.where(strategy == name, values, 0.0)
@@ -125,7 +154,7 @@ def model_design(trades: pd.DataFrame, features: list[str], params: DesignParams
         columns[DIRECTION] = side
     base = trades.drop(columns=features)
     design = pd.concat([base, pd.DataFrame(columns, index=trades.index)], axis=1)
-    return Design(design, list(columns), duplicates)
+    return Design(design, list(columns), duplicates, centres)
 
 
 def stored_feature(name: str, params: DesignParams) -> str | None:
