@@ -209,7 +209,10 @@ def test_one_long_run_knows_what_two_quarterly_runs_know(embedded_runs: Embedded
     common = sorted(set(single.index) & set(two.index))
     assert len(common) >= 10
     pd.testing.assert_frame_equal(single.loc[common, EVIDENCE_COLUMNS], two.loc[common, EVIDENCE_COLUMNS])
-    assert single["alpha_score"].notna().all() and single["n_periods"].min() >= 15
+    # one hypothesis per redundant group: the strategy indicators are exact negations of each other
+    assert single["alias_of"].dropna().to_dict() == {"strategy@momentum_breakout": "strategy@mean_reversion"}
+    scored = single[single["alias_of"].isna()]
+    assert scored["alpha_score"].notna().all() and single["n_periods"].min() >= 15
     assert single["n_runs"].max() == 1 and two["n_runs"].max() == 2
     assert single["n_effective_runs"].iloc[0] == 1.0 and two["n_effective_runs"].iloc[0] == 2.0
     series = project.table("feature_ic_series")

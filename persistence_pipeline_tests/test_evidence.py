@@ -11,6 +11,7 @@ import scipy.stats
 import statsmodels.api as sm
 
 from persistence_pipeline.core.alpha import feature_alpha
+from persistence_pipeline.core.design import DesignParams, model_design
 from persistence_pipeline.core.evidence import (
     EvidenceParams,
     benjamini_hochberg,
@@ -20,9 +21,12 @@ from persistence_pipeline.core.evidence import (
     newey_west_lag,
     period_ic,
     period_starts,
+    redundant_aliases,
     series_evidence,
 )
+from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.simulation import SimulatedMarket, planted_ic, simulated_trades
+from persistence_pipeline.core.strategies import FEATURES, generate_trades
 
 pytestmark = pytest.mark.core
 
@@ -390,3 +394,43 @@ def test_persistent_effects_lead_and_a_fading_one_is_flagged_before_it_halves():
         ranked.loc[~noise & (ranked.index != "fading"), "alpha_score"].min()
         > ranked.loc[noise, "alpha_score"].max() + 0.3
     )
+
+
+def test_redundant_features_are_one_hypothesis():
+    """Exact duplicates, negations and near duplicates (|correlation| >= 0.95) are aliases of the
+    earliest feature of their group; only representatives enter the Benjamini-Hochberg step (the
+    q-values equal scipy's over the representatives alone) and get an alpha score."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    a = rng.normal(size=n)
+    near = a + 0.2 * rng.normal(size=n)  # correlation about 0.98
+    far = a + 0.6 * rng.normal(size=n)  # about 0.86: its own hypothesis
+    X = np.column_stack([a, -a, a.copy(), near, far, rng.normal(size=n), np.ones(n)])
+    names = ["a", "minus_a", "copy_a", "near_a", "far_a", "other", "constant"]
+    aliases = redundant_aliases(X, names)
+    assert aliases == {"minus_a": "a", "copy_a": "a", "near_a": "a"}
+    market = SimulatedMarket(
+        start="2021-01-01", end="2021-12-31", per_day=20, n_noise=3, planted={"p": (0.1, 0.1)}
+    )
+    trades = simulated_trades(market, 4)
+    trades["p_twin"] = -trades["p"]
+    names = [*market.features, "p_twin"]
+    series = period_ic(trades, names, PARAMS, ts("2022-02-01"))
+    table = feature_evidence(series, PARAMS, redundant_aliases(trades[names].to_numpy(), names)).set_index(
+        "feature"
+    )
+    assert table.loc["p_twin", "alias_of"] == "p" and table.loc["p", "aliases"] == "p_twin"
+    assert np.isnan(table.loc["p_twin", "ic_q_value"]) and np.isnan(table.loc["p_twin", "alpha_score"])
+    assert table.loc["p_twin", "ic_mean"] == pytest.approx(-table.loc["p", "ic_mean"])
+    representatives = table[table["alias_of"].isna()]
+    expected = scipy.stats.false_discovery_control(representatives["ic_p_value"].astype(float), method="bh")
+    np.testing.assert_allclose(representatives["ic_q_value"].astype(float), expected)
+
+
+def test_on_the_embedded_data_the_strategy_indicators_are_one_hypothesis():
+    """strategy@mean_reversion is exactly minus strategy@momentum_breakout (their ICs +-0.0404 with
+    the same p counted twice in the Benjamini-Hochberg step)."""
+    trades = generate_trades(load_embedded_bars())
+    design = model_design(trades, list(FEATURES), DesignParams())
+    aliases = redundant_aliases(design.trades[design.features].to_numpy(), design.features)
+    assert aliases == {"strategy@momentum_breakout": "strategy@mean_reversion"}

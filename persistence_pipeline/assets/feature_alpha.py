@@ -9,7 +9,7 @@ from persistence_pipeline.core.alpha import alpha_note, with_leak_flags
 from persistence_pipeline.core.alpha import feature_alpha as alpha_table
 from persistence_pipeline.core.design import model_design, stored_feature
 from persistence_pipeline.core.ensemble import with_ensemble_view
-from persistence_pipeline.core.evidence import feature_evidence, period_ic
+from persistence_pipeline.core.evidence import feature_evidence, period_ic, redundant_aliases
 from persistence_pipeline.core.monitor import alerts, alpha_monitor
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
@@ -76,7 +76,9 @@ def feature_alpha(
     features = [n for n in names if n in set(modelled.features)]  # as every run's model saw them
     params = analysis_settings.evidence_params()
     series = period_ic(modelled.trades, features, params, scope.window.end)
-    evidence = feature_evidence(series, params)
+    evidence = feature_evidence(
+        series, params, redundant_aliases(modelled.trades[features].to_numpy(dtype="float64"), features)
+    )
     monitor = alpha_monitor(
         series,
         evidence.set_index("feature")["ic_q_value"],

@@ -1039,6 +1039,15 @@ def alpha_listing(alpha: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[s
         notes.append(f"{hidden} more features not shown.")
     if "suspected_leak" in alpha.columns and alpha["suspected_leak"].fillna(False).astype(bool).any():
         notes.append(suspected_leaks_note(alpha))
+    if "alias_of" in alpha.columns and alpha["alias_of"].notna().any():
+        aliased = alpha[alpha["alias_of"].notna()]
+        names = ", ".join(
+            f"{_plain(f)} (= {_plain(r)})"
+            for f, r in zip(aliased["feature"], aliased["alias_of"], strict=True)
+        )
+        notes.append(
+            f"One hypothesis with an earlier feature (|correlation| >= 0.95), not scored apart: {names}."
+        )
     return table, notes
 
 

@@ -380,9 +380,43 @@ def effect_size(table: pd.DataFrame, reference_ic: float) -> pd.Series:
     return 1.0 - np.exp(-supported / reference_ic)
 
 
-def feature_evidence(series: PeriodIC, params: EvidenceParams) -> pd.DataFrame:
+REDUNDANT_CORRELATION = 0.95  # |correlation| at which two features are one hypothesis
+CORRELATION_SAMPLE = 20_000  # trades the redundancy is judged on, at the most (an even sample)
+
+
+def redundant_aliases(X: np.ndarray, features: list[str]) -> dict[str, str]:
+    """feature -> the earlier feature it is one hypothesis with: exact duplicates, negations and
+    near duplicates (|Pearson correlation| >= REDUNDANT_CORRELATION over the trades, an even sample
+    of CORRELATION_SAMPLE at the most), grouped greedily in feature order, so the representative is
+    chosen without looking at any label. Constant columns are no one's alias."""
+    X = np.asarray(X, dtype="float64")
+    if len(X) > CORRELATION_SAMPLE:
+        X = X[np.linspace(0, len(X) - 1, CORRELATION_SAMPLE).astype("int64")]
+    X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
+    centred = X - X.mean(axis=0)
+    norms = np.sqrt((centred**2).sum(axis=0))
+    varies = norms > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = (centred.T @ centred) / np.outer(norms, norms)
+    aliases: dict[str, str] = {}
+    for i, feature in enumerate(features):
+        if feature in aliases or not varies[i]:
+            continue
+        for j in range(i + 1, len(features)):
+            if features[j] not in aliases and varies[j] and abs(correlation[i, j]) >= REDUNDANT_CORRELATION:
+                aliases[features[j]] = feature
+    return aliases
+
+
+def feature_evidence(
+    series: PeriodIC, params: EvidenceParams, aliases: dict[str, str] | None = None
+) -> pd.DataFrame:
     """One row per feature of the IC series: the columns of `series_evidence`, then ic_q_value,
-    significance, effect and alpha_score (module docstring)."""
+    significance, effect and alpha_score (module docstring). A redundant group is one hypothesis
+    (`aliases`, redundant_aliases): only its representative enters the Benjamini-Hochberg step and
+    gets a score; its aliases keep their IC figures, `alias_of` names the representative and the
+    representative's `aliases` lists them."""
+    aliases = aliases or {}
     table = pd.DataFrame(
         [
             {"feature": feature, **series_evidence(series.ic[feature], series.holding_lag, params)}
@@ -391,7 +425,13 @@ def feature_evidence(series: PeriodIC, params: EvidenceParams) -> pd.DataFrame:
         columns=["feature", *EVIDENCE_COLUMNS],
     )
     table["n_trades"] = [int(series.n_trades[f].sum()) for f in table["feature"]]
-    table["ic_q_value"] = benjamini_hochberg(table["ic_p_value"].astype("float64"))
+    table["alias_of"] = table["feature"].map(aliases)
+    members: dict[str, list[str]] = {}
+    for alias, representative in aliases.items():
+        members.setdefault(representative, []).append(alias)
+    table["aliases"] = table["feature"].map(lambda f: ", ".join(members[f]) if f in members else None)
+    hypotheses = table["ic_p_value"].astype("float64").where(table["alias_of"].isna())
+    table["ic_q_value"] = benjamini_hochberg(hypotheses)
     table["significance"] = 1.0 - table["ic_q_value"]
     table["effect"] = effect_size(table, params.reference_ic)
     table["alpha_score"] = table["significance"] * table["persistence"].astype("float64") * table["effect"]

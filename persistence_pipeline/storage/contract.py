@@ -181,7 +181,7 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "ic_before DOUBLE, ic_change DOUBLE, ic_change_t DOUBLE, ic_change_p_value DOUBLE, "
             "monitor_score DOUBLE, monitored BOOLEAN, ic_change_q_value DOUBLE, broken_down BOOLEAN, "
             "n_ensemble_runs INTEGER, all_models_top_k_frequency DOUBLE, mean_rank_gap DOUBLE, "
-            "suspected_leak BOOLEAN, leak_runs INTEGER"
+            "suspected_leak BOOLEAN, leak_runs INTEGER, alias_of VARCHAR, aliases VARCHAR"
         ),
         ("as_of_run_key", "feature"),
     ),
