@@ -116,10 +116,19 @@ def assert_one_run_per_range(folder: Path, ranges: list[tuple[str, str]]) -> Non
         }
         last_to_run = {event.run_id for event in latest.values() if event is not None}
         assert len(last_to_run) == 1 and len(latest) == 8  # every asset, from one run: the last to run
-        checks = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(dg.AssetKey("trades"), "trades_are_valid"), limit=1
+        # the newest check RESULT by evaluation time: a record is created when its run plans the check,
+        # before the run waits for the warehouse, so ids follow which process planned first
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("trades"), "trades_are_valid"), limit=10_000
         )
-        assert {checks[0].run_id} == last_to_run
+        evaluated = {
+            record.event.timestamp: record.run_id
+            for record in history
+            if record.event is not None
+            and record.event.dagster_event is not None
+            and record.event.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        }
+        assert evaluated and {evaluated[max(evaluated)]} == last_to_run
         last_of_range = dict(zip(reversed(tagged), [run.run_id for run in reversed(runs)], strict=True))
     with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as con:
         stored = con.execute("SELECT run_key, dagster_run_id FROM run_metrics ORDER BY run_key").fetchall()
