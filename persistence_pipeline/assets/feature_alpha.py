@@ -5,7 +5,7 @@ import dagster as dg
 from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table, run_result
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
-from persistence_pipeline.core.alpha import alpha_note, with_leak_flags
+from persistence_pipeline.core.alpha import alpha_note, suspected_leaks_note, with_leak_flags
 from persistence_pipeline.core.alpha import feature_alpha as alpha_table
 from persistence_pipeline.core.design import model_design, stored_feature
 from persistence_pipeline.core.ensemble import with_ensemble_view
@@ -115,13 +115,7 @@ def feature_alpha(
             "note": note,
             "top_alpha": markdown_table(table[SHOWN], 10, "features"),
             "decaying": ", ".join(table.loc[table["decaying"], "feature"]) or "none",
-            "suspected_leaks": ", ".join(
-                f"{f} ({n} runs)"
-                for f, n in zip(
-                    *table.loc[table["suspected_leak"], ["feature", "leak_runs"]].T.values, strict=True
-                )
-            )
-            or "none",
+            "suspected_leaks": suspected_leaks_note(table) if table["suspected_leak"].any() else "none",
             "alpha_alerts": alert,
             "ensemble_view": markdown_table(table[ENSEMBLE_SHOWN], 10, "features")
             if table["n_ensemble_runs"].max() > 0

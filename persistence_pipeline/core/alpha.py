@@ -148,6 +148,17 @@ def with_leak_flags(table: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+def suspected_leaks_note(alpha: pd.DataFrame) -> str:
+    """Which features are not scored because a run read quarantined them or named them in a failed
+    out-of-sample check."""
+    flagged = alpha[alpha["suspected_leak"].fillna(False).astype(bool)]
+    names = ", ".join(
+        f"{' '.join(str(f).split())} ({int(n)} run{'s' if int(n) != 1 else ''})"
+        for f, n in zip(flagged["feature"], flagged["leak_runs"], strict=True)
+    )
+    return f"Not scored, suspected leaks: {names}."
+
+
 def alpha_note(table: pd.DataFrame, n_runs: int, as_of: object) -> str:
     """What the alpha figures rest on, in words."""
     periods = int(table["n_periods"].max()) if len(table) and table["n_periods"].notna().any() else 0

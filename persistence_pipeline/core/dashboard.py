@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from persistence_pipeline.core.alpha import suspected_leaks_note
 from persistence_pipeline.core.ensemble import ENSEMBLE, ensemble_line, member_ranks
 from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND
 from persistence_pipeline.core.importance import INTERACTION_COLUMNS
@@ -1049,17 +1050,6 @@ def alpha_listing(alpha: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[s
             f"One hypothesis with an earlier feature (|correlation| >= 0.95), not scored apart: {names}."
         )
     return table, notes
-
-
-def suspected_leaks_note(alpha: pd.DataFrame) -> str:
-    """Which features are not scored because a run read quarantined them or named them in a failed
-    out-of-sample check."""
-    flagged = alpha[alpha["suspected_leak"].fillna(False).astype(bool)]
-    names = ", ".join(
-        f"{_plain(f)} ({int(n)} run{'s' if int(n) != 1 else ''})"
-        for f, n in zip(flagged["feature"], flagged["leak_runs"], strict=True)
-    )
-    return f"Not scored, suspected leaks: {names}."
 
 
 def segment_names(segments: pd.DataFrame, run_key: str | None = None) -> list[str]:
