@@ -41,11 +41,11 @@ import time
 
 import pandas as pd
 
-from persistence_pipeline.core.evidence import EvidenceParams, PeriodIC, feature_evidence, period_ic
+from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
 from persistence_pipeline.core.monitor import MonitorParams, alpha_monitor
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
 
-PARAMS = EvidenceParams()
+PARAMS = EvidenceParams(period_days=7)
 MONITOR = MonitorParams()
 FAR_FUTURE = pd.Timestamp("2100-01-01", tz="UTC")
 BREAK = "2022-07-04"
@@ -77,12 +77,12 @@ def monitor_runs(
     at_break = full.ic.index.get_loc(pd.Timestamp(BREAK, tz="UTC"))  # weeks complete before the break
     tables = []
     for end in ends:
-        series = PeriodIC(full.ic.iloc[:end], full.n_trades.iloc[:end], full.holding_lag)
+        series = full.head(end)
         started = time.perf_counter()
         evidence = feature_evidence(series, PARAMS).set_index("feature")
         timings["evidence"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        table = alpha_monitor(series, evidence["ic_q_value"], MONITOR, PARAMS.period_days)
+        table = alpha_monitor(series, evidence["ic_q_value"], MONITOR)
         timings["monitor"].append(time.perf_counter() - started)
         tables.append(table.assign(end=end, seed=seed, week=end - at_break))
     return pd.concat(tables, ignore_index=True)

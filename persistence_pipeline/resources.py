@@ -227,9 +227,10 @@ class AnalysisSettings(dg.ConfigurableResource):
     max_abs_trade_return: float = 0.5
     max_plausible_oos_rank_ic: float = 0.5
     max_plausible_hit_rate: float = 0.8
-    ic_period_days: int = 7
+    ic_period_days: int | None = None
+    neutral_evidence: bool = True
     min_trades_per_period: int = 10
-    decay_level: float = 0.01
+    decay_level: float = 0.05
     reference_ic: float = 0.05
     monitor_recent_periods: int = 8
     monitor_level: float = 0.01
@@ -259,7 +260,11 @@ class AnalysisSettings(dg.ConfigurableResource):
 
     def evidence_params(self) -> EvidenceParams:
         return EvidenceParams(
-            self.ic_period_days, self.min_trades_per_period, self.decay_level, self.reference_ic
+            self.ic_period_days,
+            self.min_trades_per_period,
+            self.decay_level,
+            self.reference_ic,
+            self.neutral_evidence,
         )
 
     def leak_screen_params(self) -> LeakScreenParams:

@@ -24,7 +24,7 @@ from persistence_pipeline_tests.conftest import Project, check_evaluation
 
 pytestmark = pytest.mark.core
 
-PARAMS = EvidenceParams()
+PARAMS = EvidenceParams(period_days=7)
 MONITOR = MonitorParams()
 FAR_FUTURE = pd.Timestamp("2100-01-01", tz="UTC")
 
@@ -68,7 +68,8 @@ def series(values: dict[str, list[float]], trades: dict[str, list[int]]) -> Peri
     index = pd.date_range("2024-01-01", periods=n, freq="7D", tz="UTC", name="period_start")
     ic = pd.DataFrame(values, index=index)
     counts = pd.DataFrame({f: trades.get(f, [50] * n) for f in values}, index=index)
-    return PeriodIC(ic, counts.where(ic.notna(), 0).astype("int64"), holding_lag=1)
+    counts = counts.where(ic.notna(), 0).astype("int64")
+    return PeriodIC(ic, counts, holding_lag=1, pooled=ic, period_days=7, neutral=False)
 
 
 def test_the_change_is_the_difference_of_trade_weighted_aligned_means_and_the_strongest_are_monitored():
@@ -85,7 +86,7 @@ def test_the_change_is_the_difference_of_trade_weighted_aligned_means_and_the_st
     trades = {"weakened": list(rng.integers(10, 200, n)), "noise": list(rng.integers(10, 200, n))}
     s = series(values, trades)
     no_evidence = pd.Series(1.0, index=list(values))  # only the top 3 by score are monitored
-    table = alpha_monitor(s, no_evidence, MonitorParams(top_k=3), PARAMS.period_days).set_index("feature")
+    table = alpha_monitor(s, no_evidence, MonitorParams(top_k=3)).set_index("feature")
     recent = recent_periods(pd.DatetimeIndex(s.ic.index), MONITOR, 7)
     assert recent.sum() == 8 and recent[-8:].all()
     for feature in ["strong_negative", "weakened", "weakened_negative", "noise"]:
@@ -152,10 +153,8 @@ def full_series(name: str) -> PeriodIC:
 
 def monitor_as_of(full: PeriodIC, n_periods: int) -> pd.DataFrame:
     """The monitor after a run whose range ends when the first `n_periods` periods are complete."""
-    s = PeriodIC(full.ic.iloc[:n_periods], full.n_trades.iloc[:n_periods], full.holding_lag)
-    return alpha_monitor(
-        s, feature_evidence(s, PARAMS).set_index("feature")["ic_q_value"], MONITOR, PARAMS.period_days
-    )
+    s = full.head(n_periods)
+    return alpha_monitor(s, feature_evidence(s, PARAMS).set_index("feature")["ic_q_value"], MONITOR)
 
 
 @pytest.mark.parametrize("step", [1, MONITOR.recent_periods])
@@ -208,6 +207,38 @@ def test_a_feature_that_breaks_among_more_strong_features_than_top_k_stays_monit
     flagged = [weeks for weeks, table in tables.items() if table.loc["broken", "broken_down"]]
     assert flagged and min(flagged) <= MONITOR.recent_periods
     assert not any(table.drop(index="broken")["broken_down"].any() for table in tables.values())
+
+
+THIN_MARKET = SimulatedMarket(  # about the embedded data's density: 5 trades a day on 6 symbols
+    start="2021-01-01",
+    end="2022-12-31",
+    per_day=5,
+    n_symbols=6,
+    n_noise=4,
+    planted={"stable": (0.1, 0.1)},
+    breaks={"broken": (0.1, 0.0, BREAK)},
+)
+MARKETS["thin"] = (THIN_MARKET, 5)
+
+
+def test_the_monitor_states_its_power_and_says_cannot_tell_where_it_is_blind():
+    """Dense (100 trades a day): the stable feature 'holding' (the test would have seen its IC fall
+    to zero) and the broken one 'broken down' within its recent window. At the embedded data's
+    density the same break is 'cannot tell', never 'holding': the smallest detectable fall is
+    larger than the IC itself."""
+    full = full_series("planted")
+    at_break = full.ic.index.get_loc(pd.Timestamp(BREAK, tz="UTC"))
+    dense = monitor_as_of(full, at_break + MONITOR.recent_periods).set_index("feature")
+    assert dense.loc["stable", "monitor_verdict"] == "holding"
+    assert dense.loc["stable", "ic_change_mde"] < dense.loc["stable", "ic_before"]
+    assert dense.loc["broken", "monitor_verdict"] == "broken down"
+    assert dense.loc[~dense["monitored"], "monitor_verdict"].isna().all()
+    thin_full = full_series("thin")
+    at_break = thin_full.ic.index.get_loc(pd.Timestamp(BREAK, tz="UTC"))
+    thin = monitor_as_of(thin_full, at_break + MONITOR.recent_periods).set_index("feature")
+    assert thin.loc["broken", "monitor_verdict"] == "cannot tell"
+    assert thin.loc["broken", "ic_change_mde"] > 0.1
+    assert (thin["monitor_verdict"] != "holding").all()
 
 
 # --- through the pipeline --------------------------------------------------------------------------

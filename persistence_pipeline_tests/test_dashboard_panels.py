@@ -46,7 +46,7 @@ STEADY = [f"steady {i:02d}" for i in range(20)]
 # two years of simulated trades: the steady features keep an IC of 0.06, the fading one falls from
 # 0.25 to -0.05 (decaying, persistence 0, so alpha score 0: it sorts last)
 MARKET = SimulatedMarket(planted={**dict.fromkeys(STEADY, (0.06, 0.06)), FADING: (0.25, -0.05)}, n_noise=0)
-PARAMS = EvidenceParams()
+PARAMS = EvidenceParams(decay_level=0.01)  # 20 steady features: none falsely decaying at 1%
 
 
 @functools.cache
@@ -184,17 +184,16 @@ def line_collections(ax: Axes) -> list[LineCollection]:
 
 
 def test_alpha_panel_shows_the_decaying_feature_whatever_the_cut():
-    inputs = make_inputs()
+    inputs = make_inputs(top_n=10)
     alpha = inputs.alpha.set_index("feature")
     assert alpha["alpha_score"].notna().all()  # eight quarters: every feature has a score
     assert alpha.loc[alpha["decaying"], :].index.tolist() == [FADING]
-    assert alpha.loc[FADING, "alpha_score"] == alpha["alpha_score"].min()  # last: the old cut hid it
-    assert inputs.alpha["feature"].iloc[-1] == FADING
+    assert inputs.alpha["feature"].tolist().index(FADING) >= inputs.top_n  # below the cut, which hid it
     fig = dashboard_figure(inputs)
     ax = panel(fig, "alpha score")
     ticks = ytick_texts(ax)
     assert FADING in ticks and ticks[FADING] == dashboard.DECAYING_COLOR
-    assert len(ticks) == inputs.top_n  # the cut still holds: 14 best + the decaying one
+    assert len(ticks) == inputs.top_n  # the cut still holds: 9 best + the decaying one
     assert len(ax.patches) == inputs.top_n
     red = [p for p in ax.patches if to_hex(p.get_facecolor(), keep_alpha=False) == dashboard.DECAYING_COLOR]
     assert len(red) == 1  # its bar, in its colour
@@ -509,6 +508,27 @@ def test_summary_lists_top_alpha_with_intervals_and_every_decaying_feature():
     assert "1 more features not shown." in lines
     assert "Decaying: d." in lines
     assert not any(line.startswith("| c |") for line in lines)
+
+
+def test_summary_states_each_decay_verdict_and_lists_the_side_and_strategy_apart():
+    """A decay the data cannot tell says so with the fade it would see; the indicators are not
+    ranked but listed with their pooled IC."""
+    alpha = hand_alpha().assign(
+        decay_verdict=["not decaying", "cannot tell", "cannot tell", "decaying"],
+        decay_mde=[0.02, 0.2512, None, 0.05],
+        indicator=False,
+    )
+    side = {"feature": "direction", "alpha_score": np.nan, "indicator": True}
+    alpha = pd.concat([alpha, pd.DataFrame([side | {"pooled_ic_mean": 0.0412, "pooled_ic_p_value": 0.0004}])])
+    inputs = dataclasses.replace(make_inputs(n_runs=4), alpha=alpha, top_n=3)
+    lines = dashboard_summary(inputs).splitlines()
+    assert HAND_ROWS["a"].replace("|  |", "| no |") in lines
+    assert HAND_ROWS["b"].replace("|  |", "| cannot tell (it would see a fade of 0.25) |") in lines
+    assert "| c | 0.120 | +0.0200 [+0.0011, +0.0389] | 0.200 | 52 | 1.00 | cannot tell |" in lines
+    assert HAND_ROWS["d"] in lines
+    note = "Side and strategy, not ranked (IC pooled over the cells the others are measured within): "
+    assert note + "direction +0.0412 (p <0.001)." in lines
+    assert not any(line.startswith("| direction |") for line in lines)
 
 
 PAIRS = pd.DataFrame(

@@ -1,6 +1,8 @@
 """Numbers a quant can trust: what changed, spreads, data loss and coverage, correlated groups, and
 300 features with any names through the whole pipeline."""
 
+import re
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -150,6 +152,10 @@ def test_views_show_the_top_n_and_say_how_many_are_hidden(wide):
     assert "285 more features not shown." in events["persistence_dashboard"]["summary (markdown)"].value
     assert "285 more features not shown." in events["feature_importance"]["top_features"].value
     assert "290 more features not shown." in events["feature_alpha"]["top_alpha"].value
+    assert re.fullmatch(
+        r"\d+ periods of 7 days, IC within side x strategy cells",
+        events["feature_alpha"]["evidence_series"].value,
+    )
 
 
 def test_what_changed_is_stored_and_the_top_flip_check_runs(wide):

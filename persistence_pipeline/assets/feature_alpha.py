@@ -9,7 +9,7 @@ from persistence_pipeline.core.alpha import alpha_note, suspected_leaks_note, wi
 from persistence_pipeline.core.alpha import feature_alpha as alpha_table
 from persistence_pipeline.core.design import model_design, stored_feature
 from persistence_pipeline.core.ensemble import with_ensemble_view
-from persistence_pipeline.core.evidence import feature_evidence, period_ic, redundant_aliases
+from persistence_pipeline.core.evidence import feature_evidence, period_ic, redundant_aliases, series_note
 from persistence_pipeline.core.monitor import alerts, alpha_monitor
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
@@ -22,12 +22,14 @@ SHOWN = [
     "ic_ci_low",
     "ic_ci_high",
     "ic_q_value",
+    "ic_verdict",
     "n_periods",
     "persistence",
-    "ic_slope",
+    "decay_verdict",
+    "decay_mde",
     "half_life_days",
-    "decaying",
 ]
+INDICATORS_SHOWN = ["feature", "pooled_ic_mean", "pooled_ic_ci_low", "pooled_ic_ci_high", "pooled_ic_p_value"]
 
 
 ENSEMBLE_SHOWN = [
@@ -46,12 +48,15 @@ ENSEMBLE_SHOWN = [
     group_name="cross_run",
     kinds={"duckdb"},
     description="Per feature as of the range end, from the distinct trades stored by then: the IC "
-    "per weekly period, its mean with a Newey-West interval, t, p and Benjamini-Hochberg q, a HAC "
-    "trend test of decay, continuous persistence and the alpha score in [0, 1] (formula in the "
-    "README); with the runs' importance share, top-k stability and importance-performance "
-    "correlation beside it; and the alpha monitor: whether the IC of the last weeks has broken down "
-    "against the weeks before, for the top-k features by mean IC and every significant one; with an "
-    "ensemble, the share of runs in which every model ranked a feature in its top k.",
+    "per period (weeks, or longer for a sparse log) within side x strategy cells, its mean with a "
+    "Newey-West interval, t, p and Benjamini-Hochberg q, a HAC trend test of decay, continuous "
+    "persistence, the alpha score in [0, 1] and the smallest effects each test could detect, with "
+    "'cannot tell' where the data are too thin (formulas in the docs); the side and strategy "
+    "indicators reported apart with their pooled IC; with the runs' importance share, top-k "
+    "stability and importance-performance correlation beside it; and the alpha monitor: whether "
+    "the IC of the last periods has broken down against the periods before, for the top-k "
+    "features by mean IC and every significant one; with an ensemble, the share of runs in which "
+    "every model ranked a feature in its top k.",
 )
 @user_errors_fail_the_step
 def feature_alpha(
@@ -80,10 +85,7 @@ def feature_alpha(
         series, params, redundant_aliases(modelled.trades[features].to_numpy(dtype="float64"), features)
     )
     monitor = alpha_monitor(
-        series,
-        evidence.set_index("feature")["ic_q_value"],
-        analysis_settings.monitor_params(),
-        params.period_days,
+        series, evidence.set_index("feature")["ic_q_value"], analysis_settings.monitor_params()
     )
     table = alpha_table(
         evidence.merge(monitor, on="feature"),
@@ -113,7 +115,13 @@ def feature_alpha(
         {
             "n_runs": len(stored),
             "note": note,
-            "top_alpha": markdown_table(table[SHOWN], 10, "features"),
+            "evidence_series": series_note(series),
+            "top_alpha": markdown_table(table.loc[~table["indicator"], SHOWN], 10, "features"),
+            "side_and_strategy": markdown_table(
+                table.loc[table["indicator"], INDICATORS_SHOWN], 10, "indicators"
+            )
+            if table["indicator"].any()
+            else "one side and one strategy: no indicator",
             "decaying": ", ".join(table.loc[table["decaying"], "feature"]) or "none",
             "suspected_leaks": suspected_leaks_note(table) if table["suspected_leak"].any() else "none",
             "alpha_alerts": alert,

@@ -1004,8 +1004,29 @@ def listed_alpha(alpha: pd.DataFrame, top_n: int) -> pd.DataFrame:
 ALPHA_TABLE_NUMBERS = ["alpha score", "IC mean [95% interval]", "q", "periods", "persistence"]
 
 
-def _decay_cell(decaying: bool, half_life_days: object) -> str:
-    return f"yes, half-life {_fmt(half_life_days, '.0f')} days" if decaying else ""
+def _decay_cell(decaying: bool, half_life_days: object, verdict: object, mde: object) -> str:
+    """'yes, half-life N days', 'no', 'cannot tell (it would see a fade of X)', or '' for a row
+    stored without a verdict."""
+    if decaying:
+        return f"yes, half-life {_fmt(half_life_days, '.0f')} days"
+    if verdict == "not decaying":
+        return "no"
+    if verdict == "cannot tell":
+        seen = f" (it would see a fade of {_fmt(mde, '.2f')})" if pd.notna(mde) else ""
+        return f"cannot tell{seen}"
+    return ""
+
+
+def indicators_note(alpha: pd.DataFrame) -> str:
+    """The side and strategy indicators' pooled IC, apart from the ranked features."""
+    rows = alpha[alpha["indicator"].fillna(False).astype(bool)].sort_values("feature")
+    parts = ", ".join(
+        f"{_plain(f)} {_fmt(ic, '+.4f')} (p {q_text(p)})"
+        for f, ic, p in zip(rows["feature"], rows["pooled_ic_mean"], rows["pooled_ic_p_value"], strict=True)
+    )
+    return (
+        f"Side and strategy, not ranked (IC pooled over the cells the others are measured within): {parts}."
+    )
 
 
 def alpha_listing(alpha: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[str]]:
@@ -1025,7 +1046,14 @@ def alpha_listing(alpha: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[s
             "periods": [_count(n) for n in rows["n_periods"]],
             "persistence": [_fmt(p, ".2f") for p in rows["persistence"]],
             "decaying": [
-                _decay_cell(d, h) for d, h in zip(_decaying(rows), rows["half_life_days"], strict=True)
+                _decay_cell(d, h, v, m)
+                for d, h, v, m in zip(
+                    _decaying(rows),
+                    rows["half_life_days"],
+                    rows.get("decay_verdict", pd.Series(None, index=rows.index)),
+                    rows.get("decay_mde", pd.Series(None, index=rows.index)),
+                    strict=True,
+                )
             ],
         }
     )
@@ -1040,6 +1068,8 @@ def alpha_listing(alpha: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[s
         notes.append(f"{hidden} more features not shown.")
     if "suspected_leak" in alpha.columns and alpha["suspected_leak"].fillna(False).astype(bool).any():
         notes.append(suspected_leaks_note(alpha))
+    if "indicator" in alpha.columns and alpha["indicator"].fillna(False).astype(bool).any():
+        notes.append(indicators_note(alpha))
     if "alias_of" in alpha.columns and alpha["alias_of"].notna().any():
         aliased = alpha[alpha["alias_of"].notna()]
         names = ", ".join(

@@ -157,6 +157,12 @@ def model_design(trades: pd.DataFrame, features: list[str], params: DesignParams
     return Design(design, list(columns), duplicates, centres)
 
 
+def is_indicator(name: str) -> bool:
+    """Whether a model column is the side (`direction`) or a strategy indicator: constant within
+    a side x strategy cell."""
+    return name == DIRECTION or name.startswith(STRATEGY_PREFIX)
+
+
 def stored_feature(name: str, params: DesignParams) -> str | None:
     """The stored feature a model column comes from (None for `direction` and strategy indicators)."""
     if name == DIRECTION or name.startswith(STRATEGY_PREFIX):

@@ -38,6 +38,13 @@ every trade entered in it has exited, so it may end a week or two before the ran
    changed, the chance that one run raises any alert is at most about `level`; nightly runs re-test
    nearly the same periods, so over a year of runs false alarms add up (benchmarks/alpha_monitor.py
    gives the share of simulated years with one).
+
+4. Its power. `ic_change_mde` is the smallest decline of the recent IC the test detects with 80%
+   probability at `level` on this series ((t_(1 - level) + t_0.8) x its standard error, the
+   evidence's `detectable`). `monitor_verdict`: 'broken down'; 'holding' when the test would have
+   seen the IC fall all the way to zero (ic_change_mde <= |ic_before|) and did not; 'cannot tell'
+   when it would not have; None for a feature not monitored. At a few trades a week the recent
+   weeks' IC is too noisy for any verdict but 'cannot tell'.
 """
 
 from __future__ import annotations
@@ -49,7 +56,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from persistence_pipeline.core.evidence import PeriodIC, benjamini_hochberg, hac_coefficient, newey_west_lag
+from persistence_pipeline.core.evidence import (
+    CANNOT_TELL,
+    PeriodIC,
+    benjamini_hochberg,
+    detectable,
+    hac_coefficient,
+    newey_west_lag,
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,8 @@ MONITOR_COLUMNS = [
     "monitored",
     "ic_change_q_value",
     "broken_down",
+    "ic_change_mde",
+    "monitor_verdict",
 ]
 
 
@@ -96,7 +112,9 @@ def recent_periods(index: pd.DatetimeIndex, params: MonitorParams, period_days: 
     return np.asarray(index >= first_recent)
 
 
-def ic_change(ic: pd.Series, n_trades: pd.Series, recent: np.ndarray, holding: int) -> dict[str, float]:
+def ic_change(
+    ic: pd.Series, n_trades: pd.Series, recent: np.ndarray, holding: int, level: float
+) -> dict[str, float | None]:
     """The test of one feature's IC series (periods without an IC dropped), each period weighted by
     its trades (module docstring, 1): trade-weighted means before and recent, the HAC test of the
     change of the aligned IC, and the selection score."""
@@ -118,25 +136,24 @@ def ic_change(ic: pd.Series, n_trades: pd.Series, recent: np.ndarray, holding: i
         "ic_change_t": t_stat,
         "ic_change_p_value": float(stats.t.cdf(t_stat, df=test.df)) if np.isfinite(t_stat) else 1.0,
         "monitor_score": abs(overall) * float(np.sqrt(n.sum())),
+        "ic_change_mde": detectable(test.se, test.df, level),
     }
 
 
-def alpha_monitor(
-    series: PeriodIC, ic_q_value: pd.Series, params: MonitorParams, period_days: int
-) -> pd.DataFrame:
+def alpha_monitor(series: PeriodIC, ic_q_value: pd.Series, params: MonitorParams) -> pd.DataFrame:
     """One row per feature of the IC series: feature and MONITOR_COLUMNS (module docstring); the
     change figures are None for a feature with too few recent or earlier periods. `ic_q_value`: the
     q-value of each feature's mean IC (core/evidence.py), by feature."""
-    recent = recent_periods(pd.DatetimeIndex(series.ic.index), params, period_days)
+    recent = recent_periods(pd.DatetimeIndex(series.ic.index), params, series.period_days)
     rows = []
     for feature in series.ic.columns:
         ic = series.ic[feature]
         n_recent = int(ic[recent].notna().sum())
         row: dict[str, object] = {"feature": feature, "n_recent_periods": n_recent}
         if n_recent >= params.min_recent and int(ic[~recent].notna().sum()) >= params.recent_periods:
-            row.update(ic_change(ic, series.n_trades[feature], recent, series.holding_lag))
+            row.update(ic_change(ic, series.n_trades[feature], recent, series.holding_lag, params.level))
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["feature", *MONITOR_COLUMNS[:6], "monitor_score"])
+    table = pd.DataFrame(rows, columns=["feature", *MONITOR_COLUMNS[:6], "monitor_score", "ic_change_mde"])
     ranked = table.dropna(subset=["monitor_score"]).sort_values(
         ["monitor_score", "feature"], ascending=[False, True], kind="stable"
     )
@@ -149,7 +166,15 @@ def alpha_monitor(
         table["ic_change_p_value"].astype("float64").where(monitored)
     )
     table["broken_down"] = monitored & (table["ic_change_q_value"] < params.level)
+    table["monitor_verdict"] = monitor_verdicts(table)
     return table[["feature", *MONITOR_COLUMNS]]
+
+
+def monitor_verdicts(table: pd.DataFrame) -> pd.Series:
+    """'broken down', 'holding' or 'cannot tell' per monitored feature (module docstring, 4)."""
+    seen = table["ic_change_mde"].astype("float64") <= table["ic_before"].astype("float64").abs()
+    verdict = np.where(table["broken_down"], "broken down", np.where(seen, "holding", CANNOT_TELL))
+    return pd.Series(verdict, index=table.index, dtype="object").where(table["monitored"], None)
 
 
 def alerts(table: pd.DataFrame) -> str:

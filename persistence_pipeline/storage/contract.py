@@ -181,13 +181,17 @@ FIXED_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             "ic_before DOUBLE, ic_change DOUBLE, ic_change_t DOUBLE, ic_change_p_value DOUBLE, "
             "monitor_score DOUBLE, monitored BOOLEAN, ic_change_q_value DOUBLE, broken_down BOOLEAN, "
             "n_ensemble_runs INTEGER, all_models_top_k_frequency DOUBLE, mean_rank_gap DOUBLE, "
-            "suspected_leak BOOLEAN, leak_runs INTEGER, alias_of VARCHAR, aliases VARCHAR"
+            "suspected_leak BOOLEAN, leak_runs INTEGER, alias_of VARCHAR, aliases VARCHAR, "
+            "indicator BOOLEAN, pooled_ic_mean DOUBLE, pooled_ic_ci_low DOUBLE, pooled_ic_ci_high DOUBLE, "
+            "pooled_ic_p_value DOUBLE, ic_mde DOUBLE, ic_verdict VARCHAR, decay_mde DOUBLE, "
+            "decay_verdict VARCHAR, ic_change_mde DOUBLE, monitor_verdict VARCHAR"
         ),
         ("as_of_run_key", "feature"),
     ),
     "feature_ic_series": (
         _columns(
-            "as_of_run_key VARCHAR, feature VARCHAR, period_start TIMESTAMPTZ, n_trades INTEGER, ic DOUBLE"
+            "as_of_run_key VARCHAR, feature VARCHAR, period_start TIMESTAMPTZ, n_trades INTEGER, ic DOUBLE, "
+            "pooled_ic DOUBLE"
         ),
         ("as_of_run_key", "feature", "period_start"),
     ),
