@@ -2,7 +2,7 @@
 effects, measured THROUGH the pipeline (the trade-log source and the CLI), not by calling core/.
 
 Simulated trade logs (core/simulation.py, fixed seeds) are written as Parquet into a trade-log
-directory (PERSISTENCE_TRADE_SOURCE=trade_log_dir, README "Bring your own"); two scenarios:
+directory (PERSISTENCE_TRADE_SOURCE=trade_log_dir, docs/how-to/bring-your-own.md); two scenarios:
 
     null      no planted effect: 40 noise features, 50 trades a day on 50 symbols (seed 11)
     planted   persistent_a IC 0.08, persistent_b IC 0.06 (constant), fading IC 0.2 -> 0 linearly

@@ -3,7 +3,8 @@ years as one run.
 
 Dagster's bookkeeping of a range run grows with its partitions (a materialization, a planned event
 and a check evaluation per asset and partition), and on daily partitions it dwarfs the project's own
-work for long ranges: ten years are 3,650 partitions and 15 minutes (README, "Long ranges"). Here the
+work for long ranges: ten years are 3,650 partitions and 15 minutes (docs/benchmarks.md, "Long
+ranges"). Here the
 same assets, checks and resources run on months, 120 partitions for ten years. They are the same
 code on the same warehouse: a run of the months 2021-01...2021-06 (keys 2021-01-01...2021-06-01)
 is the run `2021-01-01..2021-06-30/<kind>` that a daily run of those days is, and writes the same

@@ -31,13 +31,13 @@ from persistence_pipeline.storage import files
 from persistence_pipeline.storage.database import Database
 
 # Every asset writes the warehouse; an instance with a limit of 1 on this Dagster concurrency pool
-# runs one such step at a time across runs (README, "Scaling past one machine").
+# runs one such step at a time across runs (docs/how-to/postgres.md).
 WAREHOUSE_POOL = "warehouse"
 
 
 class Warehouse(dg.ConfigurableResource):
-    """The DuckDB file whose tables are the public data contract (README); read and written only
-    through the functions of `storage/`."""
+    """The DuckDB file whose tables are the public data contract (docs/reference/data-contract.md);
+    read and written only through the functions of `storage/`."""
 
     path: str = "data/warehouse.duckdb"
     lock_wait_seconds: float = 300.0  # a connection waits this long for another process's connection
@@ -126,7 +126,7 @@ class ModelSettings(dg.ConfigurableResource):
     `curriculum`: weight training trades by the latest stored regime weights; `cost_bps`: the cost of
     one side of a trade (the label is net of two), `max_position`: the cap of a sized position
     (core/sizing.py); `ensemble`: other model kinds fit beside `kind` in the same run, on the same
-    trades and folds (core/ensemble.py; empty: `kind` alone, the default). The README's
+    trades and folds (core/ensemble.py; empty: `kind` alone, the default). The docs'
     walk-forward table (benchmarks/walk_forward.py) is why priors are on and the curriculum is off
     by default."""
 
@@ -211,7 +211,7 @@ class ModelSettings(dg.ConfigurableResource):
 
 
 class AnalysisSettings(dg.ConfigurableResource):
-    """How the cross-run assets and checks judge features (defaults documented in the README)."""
+    """How the cross-run assets and checks judge features (defaults: docs/reference/configuration.md)."""
 
     top_k: int = 5
     prior_decay: float = 0.5

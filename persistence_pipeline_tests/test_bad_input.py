@@ -1,6 +1,6 @@
 """A corpus of malformed inputs (trade logs and OHLCV files). Each fails early with a message that
 names the file, the column and the row, and leaves the warehouse file and the checkpoint files
-byte-identical. The README's table of messages is this corpus."""
+byte-identical. The table of messages in docs/how-to/bring-your-own.md is this corpus."""
 
 from pathlib import Path
 from typing import Any

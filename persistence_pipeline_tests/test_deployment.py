@@ -1,9 +1,9 @@
-"""The deployment of README's "Scaling past one machine", as written there: its `dagster.yaml` (read
-out of the README, so the two cannot drift) on a real Postgres, its commands (the pool limit, the
-daemon, range runs submitted through the queue), and the `dg` commands.
+"""The deployment of the docs page "Scaling past one machine" (docs/how-to/postgres.md), as written
+there: its `dagster.yaml` (read out of the page, so the two cannot drift) on a real Postgres, its
+commands (the pool limit, the daemon, range runs submitted through the queue), and the `dg` commands.
 
 Marker `deployment`: not in the default run (`pytest -m deployment` runs them; .ci/run does, after
-starting a Postgres cluster on 127.0.0.1 and creating the user and database with the README's SQL).
+starting a Postgres cluster on 127.0.0.1 and creating the user and database with the page's SQL).
 The Postgres test reads DAGSTER_PG_HOST, _PORT, _USER, _PASSWORD and _DB and makes a fresh database
 of its own (the role needs CREATEDB); without them, or without the `postgres` extra, it skips and says
 why, and with PERSISTENCE_REQUIRE_POSTGRES=1 (set by CI) it fails instead.
@@ -63,25 +63,18 @@ RUN_LIFECYCLE = [
 ]
 
 
-# ---------------------------------------------------------------- the README, read as written
+# ---------------------------------------------------------------- the docs page, read as written
 
-
-def readme_section(title: str) -> str:
-    text = (REPO / "README.md").read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
+DEPLOYMENT_PAGE = REPO / "docs" / "how-to" / "postgres.md"
 
 
 def code_blocks(language: str) -> list[str]:
-    return re.findall(
-        rf"^```{language}\n(.*?)^```$", readme_section("Scaling past one machine"), flags=re.S | re.M
-    )
+    return re.findall(rf"^```{language}\n(.*?)^```$", DEPLOYMENT_PAGE.read_text(), flags=re.S | re.M)
 
 
 def documented_commands(block: str) -> list[list[str]]:
     """The argv of each line of a ```sh block, without its comment and a trailing `&`, with the
-    README's `.venv/bin/` being the bin folder of the interpreter running the tests."""
+    page's `.venv/bin/` being the bin folder of the interpreter running the tests."""
     commands = []
     for line in block.splitlines():
         words = shlex.split(line, comments=True)
@@ -94,7 +87,7 @@ def documented_commands(block: str) -> list[list[str]]:
 
 
 def with_tags(launch: list[str], first: str, last: str) -> list[str]:
-    """The README's `dagster job launch` line for another range: only the range tags change."""
+    """The page's `dagster job launch` line for another range: only the range tags change."""
     at = launch.index("--tags") + 1
     assert json.loads(launch[at]) == {RANGE_START: QUARTERS[0][0], RANGE_END: QUARTERS[0][1]}
     return [*launch[:at], json.dumps({RANGE_START: first, RANGE_END: last}), *launch[at + 1 :]]
@@ -183,7 +176,7 @@ def _postgres_unavailable(reason: str) -> NoReturn:
 
 
 def _admin(settings: dict[str, str], statement: str) -> None:
-    """One statement outside a transaction (CREATE/DROP DATABASE), as the README's user, connected to
+    """One statement outside a transaction (CREATE/DROP DATABASE), as the page's user, connected to
     its database."""
     import psycopg2
 
@@ -268,7 +261,7 @@ def submit_in_order(
     submitted: list[str],
     logs: Path,
 ) -> None:
-    """The README's `dagster job launch` for each quarter, the next one started as soon as the run of
+    """The page's `dagster job launch` for each quarter, the next one started as soon as the run of
     the previous one exists (the queue takes runs in the order they were created); the processes go
     to `launches`, the run ids to `submitted`."""
     for index, (first, last) in enumerate(QUARTERS):
@@ -294,7 +287,7 @@ def submit_in_order(
 def test_range_runs_submitted_at_once_go_through_the_postgres_queue_one_at_a_time_in_order(
     tmp_path: Path, fresh_postgres_database: str
 ):
-    """README's dagster.yaml verbatim on Postgres, the daemon as documented, and three quarters
+    """The page's dagster.yaml verbatim on Postgres, the daemon as documented, and three quarters
     submitted at once with the documented `dagster job launch` (each command starts as soon as the
     previous one's run exists, so the submission order is known): each run is queued, the runs never
     overlap and start in submission order, all succeed, and the warehouse holds exactly what three
@@ -385,7 +378,7 @@ def test_range_runs_submitted_at_once_go_through_the_postgres_queue_one_at_a_tim
 
 
 def test_dg_checks_the_definitions_launches_a_range_run_and_serves_the_code_location(tmp_path: Path):
-    """The README's `dg` lines as written: `dg check defs` validates the code location, `dg launch`
+    """The page's `dg` lines as written: `dg check defs` validates the code location, `dg launch`
     runs the range as ONE run in its own process (the instance's queue is bypassed: no daemon runs,
     the run is never QUEUED), and `dg dev` serves the code location with every asset."""
     check, launch, dev = documented_commands(code_blocks("sh")[1])

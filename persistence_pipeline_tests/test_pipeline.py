@@ -65,7 +65,7 @@ DIRECTIONAL = {
 
 
 def model_columns(trades: pd.DataFrame) -> pd.DataFrame:
-    """The model's view of the trades, built by hand from the README's description: directional
+    """The model's view of the trades, built by hand from the description in docs/statistics.md: directional
     features centred where they carry nothing of the side, then times the side; the strategy
     features split by strategy, strategy indicators and the direction (the embedded range has both
     strategies and both sides)."""

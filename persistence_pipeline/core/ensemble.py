@@ -30,9 +30,9 @@ walk-forward folds, and how far they agree on which features matter.
 
 Agreement is not evidence of alpha. Both members are explained in sample on the same trades, so
 they share the noise they fit: on simulated markets without signal a noise feature is in both top 5
-of 21 in 10% of runs, against 6% if the models ranked independently (benchmarks/ensemble.py, README
-"Ensemble alpha"). The evidence that a feature predicts returns is its IC's q-value; agreement says
-whether that feature matters to a linear and a non-linear model alike.
+of 21 in 10% of runs, against 6% if the models ranked independently (benchmarks/ensemble.py;
+docs/how-it-works.md, "Ensemble alpha"). The evidence that a feature predicts returns is its IC's
+q-value; agreement says whether that feature matters to a linear and a non-linear model alike.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ dozen independent stretches. Below 10 stretches the test does not decide; a near
 of) is flagged whatever the window. The bound makes the guard depend on the data, not on the window
 length: the same leak is caught in a 90-day window and in a ten-year one once the data can tell it
 from the ceiling; where they cannot, the guard cannot see a partial leak, and the out-of-sample
-plausibility check remains (README: Leakage, with the measured power and blind spots).
+plausibility check remains (docs/statistics.md, Leakage; the measured power and blind spots in
+docs/benchmarks.md).
 
 Groups: each strategy (its sides as the cells); each side of a strategy alone, where it has both (a
 leak in one side, or an unsigned leak such as the raw price move, whose IC has opposite signs in

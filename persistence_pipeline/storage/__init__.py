@@ -8,5 +8,5 @@
 - `files`: atomic file writes, skops checkpoints and dashboard PNGs (staged, then moved in)
 
 No Dagster here: `resources.py` wraps these for the assets. Moving storage (Parquet + Postgres,
-README "Scaling past one machine") touches only this package.
+docs/how-to/postgres.md) touches only this package.
 """

@@ -1,5 +1,6 @@
-"""The public data contract (README): every table's columns and key, the schema migration, and the
-one helper through which a name that comes from data (a feature column) enters SQL text."""
+"""The public data contract (docs/reference/data-contract.md): every table's columns and key, the
+schema migration, and the one helper through which a name that comes from data (a feature column)
+enters SQL text."""
 
 from __future__ import annotations
 
