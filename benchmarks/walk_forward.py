@@ -18,8 +18,10 @@
    alpha, through the same core functions the assets call (train_and_evaluate, feature_importance,
    empirical_bayes_priors; the pipeline part costs ~10 s a run, too slow for 200 replications):
 
-    persistent  two features with a constant IC (0.05 and -0.04) among 20 noise features
-    null        20 noise features, no signal
+    persistent   two features with a constant IC (0.05 and -0.04) among 20 noise features
+    random walk  the same two features, their IC moving by a normal step (sd 0.03) each quarter
+    flipping     the same two features, their IC changing sign every quarter
+    null         20 noise features, no signal
 
    Per scenario and prior (every prior, min_z 0, the default; informative priors only, min_z 2):
    the mean paired gain in OOS rank IC and in hit rate over the base rate (warm - cold), its 95%
@@ -28,12 +30,21 @@
    its 7 runs is significant at 5%, one-sided) and the median prior weight (the prior's share of a
    coefficient's precision); runs the leak guard flags are left out.
 
+   Then warm (every prior) against two cold ridges on the history, same alpha, folds and test
+   trades (core/simulation.py, history_arm): `all-history` on every earlier quarter's trades plus the
+   quarter's training trades, `EW` the same with sample weights halving every 2 quarters of a
+   trade's age. Mean OOS rank IC per arm, the paired difference to warm with its 95% interval over
+   seeds, the share of seeds where the arm beats warm, and the tau share (tau_between^2 / prior
+   variance, mean over quarters: the part of the prior's variance that is movement between runs,
+   0 when the earlier quarters agree within their errors) of the planted and of the noise features.
+
 3. A leak in one run of a series (simulated, persistent effects): a near copy of the return in
    the fourth quarter of eight, with the leak guard and without it: whether the leak quarter is
    flagged, how strong a prior the leak hands the next quarter, and warm's gain after the leak.
 
     python benchmarks/walk_forward.py [--start 2016-01-01] [--ranges 30] [--months 3]
-        [--seeds 40] [--skip-embedded] [--ways cold warm 'warm gated' warm+curr 'cold uncentred']
+        [--seeds 40] [--skip-embedded] [--prior-decay 1]
+        [--ways cold warm 'warm gated' warm+curr 'cold uncentred']
 """
 
 from __future__ import annotations
@@ -43,7 +54,9 @@ import itertools
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -53,13 +66,34 @@ from scipy import stats
 
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.priors import PriorParams
-from persistence_pipeline.core.simulation import SimulatedMarket, warm_against_cold
+from persistence_pipeline.core.simulation import EW_HALF_LIFE_QUARTERS, SimulatedMarket, warm_against_cold
 from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, TradeSource, resources_under
 
-SCENARIOS = {
-    "persistent": {"persistent_a": (0.05, 0.05), "persistent_b": (-0.04, -0.04)},
-    "null": {},
+PERSISTENT = {"persistent_a": (0.05, 0.05), "persistent_b": (-0.04, -0.04)}
+WALK_STEP = 0.03  # the random walk's sd of a quarter's step in IC
+QUARTERS = 8
+
+
+def random_walk(seed: int) -> dict[str, tuple[float, ...]]:
+    """The planted features' IC per quarter: from their persistent values, a normal step each quarter."""
+    rng = np.random.default_rng([seed, 7])
+    return {
+        name: tuple(start + np.cumsum(np.r_[0.0, rng.normal(0.0, WALK_STEP, QUARTERS - 1)]))
+        for name, (start, _) in PERSISTENT.items()
+    }
+
+
+def flipping(seed: int) -> dict[str, tuple[float, ...]]:
+    """The planted features' IC per quarter: their persistent values, changing sign every quarter."""
+    return {name: tuple(start * (-1.0) ** np.arange(QUARTERS)) for name, (start, _) in PERSISTENT.items()}
+
+
+SCENARIOS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "persistent": lambda seed: {"planted": PERSISTENT},
+    "random walk": lambda seed: {"stepped": random_walk(seed)},
+    "flipping": lambda seed: {"stepped": flipping(seed)},
+    "null": lambda seed: {},
 }
 
 WAYS = {
@@ -112,15 +146,16 @@ def paired(diff: np.ndarray) -> str:
 
 
 def simulated_seed(
-    planted: dict[str, tuple[float, float]],
+    scenario: str,
     seed: int,
     min_z: float,
     leak_run: int | None = None,
     guard: bool = True,
+    decay: float = PriorParams().decay,
 ) -> pd.DataFrame:
-    market = SimulatedMarket(start="2021-01-01", end="2022-12-31", per_day=20, planted=planted)
+    market = SimulatedMarket(start="2021-01-01", end="2022-12-31", per_day=20, **SCENARIOS[scenario](seed))
     return warm_against_cold(
-        market, seed, PriorParams(min_z=min_z), ImportanceParams(perm_repeats=1), leak_run, guard
+        market, seed, PriorParams(decay, min_z), ImportanceParams(perm_repeats=1), leak_run, guard
     )
 
 
@@ -138,7 +173,7 @@ def clean(runs: pd.DataFrame) -> pd.DataFrame:
 LEAK_RUN = 3  # the quarter (of eight) whose trades carry a leak, in the leak scenario
 
 
-def leak_in_one_run(seeds: int) -> None:
+def leak_in_one_run(seeds: int, decay: float) -> None:
     """A leak in one quarter of eight (a near copy of the return, rank IC about 0.9), persistent
     effects otherwise: with the leak guard (the product) and without it (the screen switched off)."""
     print(f"\n## A leak in quarter {LEAK_RUN + 1} of 8, persistent effects, {seeds} seeds\n")
@@ -150,7 +185,7 @@ def leak_in_one_run(seeds: int) -> None:
     print("|---|---:|---:|---:|---:|---:|---|")
     for guard in (True, False):
         runs = [
-            simulated_seed(SCENARIOS["persistent"], seed, PriorParams().min_z, LEAK_RUN, guard)
+            simulated_seed("persistent", seed, PriorParams().min_z, LEAK_RUN, guard, decay)
             for seed in range(seeds)
         ]
         leak = pd.concat([r[r["run"] == LEAK_RUN] for r in runs])
@@ -164,17 +199,20 @@ def leak_in_one_run(seeds: int) -> None:
         )
 
 
-def simulated(seeds: int) -> None:
-    print(f"\n## Simulated: warm against cold, {seeds} seeds x 7 warm quarters\n")
+def simulated(seeds: int, decay: float) -> None:
+    print(f"\n## Simulated: warm (prior decay {decay:g}) against cold, {seeds} seeds x 7 warm quarters\n")
     print(
         "| scenario | prior | cold OOS rank IC | IC gain, 95% CI | cold hit rate - base"
         " | gain in hit rate - base, 95% CI"
         " | warm > cold (seeds) | power (5%, one-sided) | median prior weight | wall s |"
     )
     print("|---|---|---:|---|---:|---|---:|---:|---:|---:|")
-    for (name, planted), (way, min_z) in itertools.product(SCENARIOS.items(), MIN_Z.items()):
+    every: dict[str, list[pd.DataFrame]] = {}  # per scenario, the runs of the default prior
+    for name, (way, min_z) in itertools.product(SCENARIOS, MIN_Z.items()):
         t = time.perf_counter()
-        runs = [clean(simulated_seed(planted, seed, min_z)) for seed in range(seeds)]
+        runs = [clean(simulated_seed(name, seed, min_z, decay=decay)) for seed in range(seeds)]
+        if min_z == PriorParams().min_z:
+            every[name] = runs
         gains = np.array([r["ic_gain"].mean() for r in runs])
         edges = np.array([r["edge_gain"].mean() for r in runs])
         significant = [
@@ -187,6 +225,38 @@ def simulated(seeds: int) -> None:
             f" | {np.mean(significant):.0%} | {pooled['prior_weight'].median():.2f}"
             f" | {time.perf_counter() - t:.0f} |"
         )
+    against_history(every, seeds, PriorParams(decay))
+
+
+def share(values: pd.Series) -> str:
+    """The mean of a tau share, n/a without any (no planted feature)."""
+    return "n/a" if values.isna().all() else f"{values.mean():.2f}"
+
+
+def against_history(every: dict[str, list[pd.DataFrame]], seeds: int, prior: PriorParams) -> None:
+    """Warm (every prior) against the cold ridges on the history, on the runs of `simulated`."""
+    print(
+        f"\n## Simulated: warm (decay {prior.decay:g}, min_z {prior.min_z:g}) against cold ridges on the"
+        f" history, {seeds} seeds x 7 warm quarters (EW: half-life {EW_HALF_LIFE_QUARTERS:g} quarters)\n"
+    )
+    print(
+        "| scenario | cold OOS rank IC | warm | all-history | EW | warm - cold, 95% CI"
+        " | all-history - warm, 95% CI | all-history > warm (seeds) | EW - warm, 95% CI"
+        " | EW > warm (seeds) | tau share, planted | tau share, noise |"
+    )
+    print("|---|---:|---:|---:|---:|---|---|---:|---|---:|---:|---:|")
+    for name, runs in every.items():
+        pooled = pd.concat(runs)
+        gain = np.array([r["ic_gain"].mean() for r in runs])
+        history = np.array([(r["history_ic"] - r["warm_ic"]).mean() for r in runs])
+        weighted = np.array([(r["ew_ic"] - r["warm_ic"]).mean() for r in runs])
+        print(
+            f"| {name} | {pooled['cold_ic'].mean():+.4f} | {pooled['warm_ic'].mean():+.4f}"
+            f" | {pooled['history_ic'].mean():+.4f} | {pooled['ew_ic'].mean():+.4f} | {interval(gain)}"
+            f" | {interval(history)} | {np.mean(history > 0):.0%} | {interval(weighted)}"
+            f" | {np.mean(weighted > 0):.0%} | {share(pooled['tau_share_signal'])}"
+            f" | {share(pooled['tau_share_noise'])} |"
+        )
 
 
 def main() -> None:
@@ -198,12 +268,18 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=40, help="0: skip the simulated part")
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument(
+        "--prior-decay",
+        type=float,
+        default=PriorParams().decay,
+        help="the simulated arms' prior decay (the embedded ways take AnalysisSettings')",
+    )
     parser.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.seeds:
-        simulated(args.seeds)
-        leak_in_one_run(args.seeds)
+        simulated(args.seeds, args.prior_decay)
+        leak_in_one_run(args.seeds, args.prior_decay)
     if args.skip_embedded:
         return
     windows = ranges(args.start, args.ranges, args.months)

@@ -214,7 +214,7 @@ class AnalysisSettings(dg.ConfigurableResource):
     """How the cross-run assets and checks judge features (defaults: docs/reference/configuration.md)."""
 
     top_k: int = 5
-    prior_decay: float = 0.5
+    prior_decay: float = 1.0
     prior_min_z: float = 0.0
     volatility_feature: str = "volatility_20"
     trend_feature: str = "momentum_20"
@@ -238,7 +238,7 @@ class AnalysisSettings(dg.ConfigurableResource):
     @pydantic.field_validator("prior_decay")
     @classmethod
     def _valid_prior_decay(cls, decay: float) -> float:
-        PriorParams(decay=decay)  # raises for a decay outside [0, 1)
+        PriorParams(decay=decay)  # raises for a decay outside (0, 1]
         return decay
 
     @pydantic.model_validator(mode="after")

@@ -277,11 +277,11 @@ def test_empirical_bayes_priors_against_statsmodels_meta_analysis():
     assert older.loc["b", "prior_sd_raw"] == pytest.approx((0.25 / 0.01 + 0.5 / 0.01) ** -0.5)
 
 
-@pytest.mark.parametrize("decay", [1.0, 1.5, -0.1])
+@pytest.mark.parametrize("decay", [0.0, 1.5, -0.1])
 def test_a_prior_decay_outside_zero_one_is_refused(decay):
     from persistence_pipeline.resources import AnalysisSettings
 
-    with pytest.raises(ValueError, match=r"prior_decay must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"prior_decay must be in \(0, 1\]"):
         PriorParams(decay=decay)
     with pytest.raises(ValueError, match="prior_decay"):
         AnalysisSettings(prior_decay=decay)

@@ -418,7 +418,7 @@ def test_a_suspect_runs_suspected_features_feed_no_prior():
     )
     # the suspect run still counts in the ages of the others (it is a run that happened)
     expected_mean, _, _ = empirical_bayes_prior(
-        np.array([0.1, 0.12]), np.array([0.05, 0.05]), 0.5, np.array([2.0, 1.0])
+        np.array([0.1, 0.12]), np.array([0.05, 0.05]), PriorParams().decay, np.array([2.0, 1.0])
     )
     assert (
         priors.loc["x", "prior_coef_raw"] == pytest.approx(expected_mean) and priors.loc["x", "n_runs"] == 2

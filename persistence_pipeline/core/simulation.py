@@ -17,9 +17,11 @@ feature changes slowly and trades close in time on one symbol see close values. 
 adds `ic(t) * sd * x` to the return, `sd` the sd of the price return, `ic(t)` moving linearly from
 its start to its end value over the simulated span: for small values `ic` is close to the
 feature's correlation with the return. A broken feature's `ic(t)` steps from one value to another
-on a date (a breakdown, for the alpha monitor). A U-shaped feature adds `ic * sd * u(x)`, u the
-standardized |x| (a linear model cannot see it, trees can: for the ensemble). Features without a
-planted effect are pure noise.
+on a date (a breakdown, for the alpha monitor). A stepped feature's `ic` is constant within each
+calendar quarter and takes the next value of its sequence in the next quarter (the last value holds
+after the sequence ends): effects that random-walk or flip between runs. A U-shaped feature adds
+`ic * sd * u(x)`, u the standardized |x| (a linear model cannot see it, trees can: for the
+ensemble). Features without a planted effect are pure noise.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from persistence_pipeline.core.importance import (
     mean_abs_shap,
 )
 from persistence_pipeline.core.leakage import LeakScreenParams, TradeKeys, leak_screen
-from persistence_pipeline.core.model import ModelParams, screens_of, train_and_evaluate
+from persistence_pipeline.core.metrics import OutOfSampleMetrics, out_of_sample_metrics
+from persistence_pipeline.core.model import (
+    FittedModel,
+    ModelParams,
+    fit_model,
+    neutralized,
+    screens_of,
+    train_and_evaluate,
+)
 from persistence_pipeline.core.priors import PriorParams, empirical_bayes_priors, ridge_prior
 
 MARKET_DAILY_SD = 0.01
@@ -58,6 +68,8 @@ class SimulatedMarket:
     planted: dict[str, tuple[float, float]] = field(default_factory=dict)
     # broken feature -> (IC before the date, IC from the date on, the date)
     breaks: dict[str, tuple[float, float, str]] = field(default_factory=dict)
+    # stepped feature -> its IC in each calendar quarter from the start's (the last one holds after)
+    stepped: dict[str, tuple[float, ...]] = field(default_factory=dict)
     # U-shaped feature -> its IC with the return through |x|
     u_shaped: dict[str, float] = field(default_factory=dict)
     # leaky feature -> its rank IC with the realized return: a noisy copy of the return, as a feature
@@ -67,12 +79,24 @@ class SimulatedMarket:
     @property
     def features(self) -> list[str]:
         noise = [f"noise_{i:02d}" for i in range(self.n_noise)]
-        return [*self.planted, *self.breaks, *self.u_shaped, *noise]
+        return [*self.planted, *self.breaks, *self.u_shaped, *self.stepped, *noise]
 
     @property
     def columns(self) -> list[str]:
         """Every feature column of the trades: the entry-time features, then the leaks."""
         return [*self.features, *self.leaks]
+
+
+def quarter_index(when: pd.DatetimeIndex | pd.Series, start: str) -> np.ndarray:
+    """Calendar quarters from the quarter of `start` (0 for that quarter)."""
+    first = pd.Timestamp(start)
+    dates = pd.DatetimeIndex(when)
+    return np.asarray((dates.year - first.year) * 4 + dates.quarter - first.quarter, dtype="int64")
+
+
+def stepped_ic(values: tuple[float, ...], quarter: np.ndarray) -> np.ndarray:
+    """A stepped feature's IC in each given quarter (quarter_index): the last value after the sequence."""
+    return np.asarray(values, dtype="float64")[np.clip(quarter, 0, len(values) - 1)]
 
 
 def _feature_paths(rng: np.random.Generator, n_days: int, n_symbols: int) -> np.ndarray:
@@ -112,6 +136,9 @@ def simulated_trades(market: SimulatedMarket, seed: int) -> pd.DataFrame:
         realized += ic * sd * (magnitude - magnitude.mean()) / magnitude.std()
     for name, (before, after, date) in market.breaks.items():
         realized += np.where(days[day] < pd.Timestamp(date, tz="UTC"), before, after) * sd * values[name]
+    day_quarter = quarter_index(days, market.start)[day]
+    for name, sequence in market.stepped.items():
+        realized += stepped_ic(sequence, day_quarter) * sd * values[name]
     scores = stats.norm.ppf(stats.rankdata(realized) / (n + 1))  # the return's normal scores
     for name, ic in market.leaks.items():
         pearson = 2.0 * np.sin(np.pi * ic / 6.0)  # the normal correlation whose rank correlation is ic
@@ -139,6 +166,9 @@ def planted_ic(market: SimulatedMarket, feature: str, when: pd.Timestamp) -> flo
     if feature in market.breaks:
         before, after, date = market.breaks[feature]
         return before if when < pd.Timestamp(date, tz="UTC") else after
+    if feature in market.stepped:
+        quarter = quarter_index(pd.DatetimeIndex([when]), market.start)
+        return float(stepped_ic(market.stepped[feature], quarter)[0])
     first, last = market.planted.get(feature, (0.0, 0.0))
     start, end = pd.Timestamp(market.start, tz="UTC"), pd.Timestamp(market.end, tz="UTC")
     progress = min(max((when - start) / (end - start), 0.0), 1.0)
@@ -155,6 +185,51 @@ def trade_log(trades: pd.DataFrame) -> pd.DataFrame:
 
 
 LEAK = "leak"  # the column warm_against_cold plants a one-run leak in
+EW_HALF_LIFE_QUARTERS = 2.0  # the weighted history arm: a trade's weight halves every 2 quarters
+
+
+@dataclass(frozen=True)
+class PastQuarter:
+    """A quarter's trades as the history arms see them (its index among the quarters)."""
+
+    index: int
+    X: np.ndarray
+    y: np.ndarray
+    exit_time: np.ndarray
+
+
+def history_arm(
+    past: list[PastQuarter],
+    current: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    entry_time: np.ndarray,
+    fitted: FittedModel,
+    params: ModelParams,
+    half_life: float | None,
+) -> OutOfSampleMetrics:
+    """A plain ridge (params' alpha, no prior) per fold of `fitted` trained on the earlier quarters'
+    trades plus the fold's training trades and scored on the fold's test block: the same folds, test
+    trades and held-out features as `fitted`. An earlier trade is purged as a fold's own trades are,
+    when it exits within the embargo before the test block. With `half_life` (quarters) a trade's
+    sample weight is 0.5^(age / half_life), age the quarters since its quarter (0 for this quarter's);
+    without, every trade weighs 1."""
+    embargo = np.timedelta64(pd.Timedelta(days=params.embargo_days).to_timedelta64(), "us")
+    entry = np.asarray(entry_time, dtype="datetime64[us]")
+    predictions = []
+    for fold in fitted.folds:
+        cutoff = entry[fold.test].min() - embargo
+        kept = [(q, np.asarray(q.exit_time, dtype="datetime64[us]") < cutoff) for q in past]
+        X_train = np.vstack([*(q.X[mask] for q, mask in kept), X[fold.train]])
+        y_train = np.concatenate([*(q.y[mask] for q, mask in kept), y[fold.train]])
+        weights = None
+        if half_life is not None:
+            ages = [np.full(int(mask.sum()), current - q.index) for q, mask in kept]
+            age = np.concatenate([*ages, np.zeros(fold.train.size)])
+            weights = 0.5 ** (age / half_life)
+        X_train, _ = neutralized(X_train, None, fitted.screened)
+        predictions.append(fit_model(X_train, y_train, params, None, weights).predict(X[fold.test]))
+    return out_of_sample_metrics(np.concatenate(predictions), y[fitted.oos_positions])
 
 
 def warm_against_cold(
@@ -164,30 +239,41 @@ def warm_against_cold(
     importance: ImportanceParams,
     leak_run: int | None = None,
     guard: bool = True,
+    half_life: float = EW_HALF_LIFE_QUARTERS,
 ) -> pd.DataFrame:
     """The continual-learning loop on a simulated market, quarter by quarter: each quarter's ridge
     warm-started from the empirical-Bayes priors of the earlier quarters (their own coefficients,
     as feature_importance stores them, a suspect run's suspected features left out as
     feature_priors leaves them out) against the same quarter fit cold, same alpha, folds and leak
-    screen (with `guard`, core/leakage.py's defaults, as profit_model screens).
+    screen (with `guard`, core/leakage.py's defaults, as profit_model screens), and against two cold
+    ridges on the history (history_arm, same alpha, folds and test trades): `all-history` on every
+    earlier quarter's trades plus the quarter's training trades, `EW` the same with sample weights
+    halving every `half_life` quarters of a trade's age. A suspect quarter's trades are left out of
+    the later history arms, as its suspected features are left out of the later priors.
 
     With `leak_run` (a quarter's index), a column `leak` is a near copy of the return in that
     quarter (rank IC about 0.9: a feature computed after the exit, as a data error that lasted one
     quarter) and noise in every other.
 
     Per quarter after the first: ic_gain and edge_gain (warm - cold OOS rank IC and hit rate; the
-    base rate is the same trades'), cold_ic, cold_edge (hit rate - base rate), prior_weight,
-    suspect (the leak screen quarantined a feature: a contaminated run, which the benchmark leaves
-    out of the gains) and leak_prior_z (|mean| / sd of the prior the warm model took for `leak`, 0
-    without one)."""
+    base rate is the same trades'), cold_ic, warm_ic, history_ic and ew_ic (OOS rank IC of each
+    arm), history_edge and ew_edge (hit rate - warm's), cold_edge (hit rate - base rate),
+    prior_weight, tau_share_signal and tau_share_noise (the mean, over the features with a planted
+    effect and over the others, of tau_between^2 / prior sd^2: the share of the prior's variance that
+    is between-run movement, 0 when the earlier quarters agree within their errors, near 1 when
+    the effect moves far more than it is uncertain), suspect (the leak screen quarantined a
+    feature: a contaminated run, which the benchmark leaves out of the gains) and leak_prior_z
+    (|mean| / sd of the prior the warm model took for `leak`, 0 without one)."""
     trades = simulated_trades(market, seed)
     features = [*market.features, *([LEAK] if leak_run is not None else [])]
     if leak_run is not None:
         rng = np.random.default_rng([seed, 1])
         trades[LEAK] = rng.normal(size=len(trades))
     quarter = trades["entry_time"].dt.year * 10 + trades["entry_time"].dt.quarter
+    signal = [*market.planted, *market.breaks, *market.u_shaped, *market.stepped]
     params = ModelParams()
     history: list[pd.DataFrame] = []
+    past: list[PastQuarter] = []
     rows = []
     for i, key in enumerate(sorted(quarter.unique())):
         run = trades[quarter == key].copy()
@@ -196,10 +282,13 @@ def warm_against_cold(
             run[LEAK] = scores + 0.3 * rng.normal(size=len(run))
         X, y = run[features].to_numpy(), run["return"].to_numpy()
         times = (run["entry_time"].to_numpy(), run["exit_time"].to_numpy())
+        naive = {name: run[name].dt.tz_convert(None).to_numpy() for name in ("entry_time", "exit_time")}
         screen = leak_screen(X, y, features, LeakScreenParams(), TradeKeys.of(run)) if guard else None
-        warm_prior = None
+        warm_prior, moved = None, pd.Series(0.0, index=features)
         if history:
-            warm_prior = ridge_prior(empirical_bayes_priors(pd.concat(history), prior), features)
+            priors = empirical_bayes_priors(pd.concat(history), prior).set_index("feature")
+            warm_prior = ridge_prior(priors.reset_index(), features)
+            moved = (priors["tau_between"] / priors["prior_sd_raw"]).pow(2).reindex(features, fill_value=0.0)
         warm = train_and_evaluate(X, y, *times, features, params, warm_prior, screen=screen)
         table, _ = feature_importance(
             warm.model,
@@ -213,8 +302,11 @@ def warm_against_cold(
             quarantined=warm.screened,
         )
         history.append(table.assign(run_key=str(key), suspect=table["quarantined"]))
+        suspect = bool(warm.screened is not None and warm.screened.any())
         if i:  # the cold model held to the features the warm one's screens flagged, without screening again
             cold = train_and_evaluate(X, y, *times, features, params, screen=screens_of(warm))
+            every = history_arm(past, i, X, y, naive["entry_time"], warm, params, None)
+            weighted = history_arm(past, i, X, y, naive["entry_time"], warm, params, half_life)
             leak_z = 0.0
             if leak_run is not None and warm_prior is not None and np.isfinite(warm_prior.mean_raw[-1]):
                 leak_z = float(abs(warm_prior.mean_raw[-1]) / warm_prior.sd_raw[-1])
@@ -225,12 +317,20 @@ def warm_against_cold(
                     "edge_gain": warm.metrics.hit_rate - cold.metrics.hit_rate,
                     "cold_ic": cold.metrics.rank_ic,
                     "warm_ic": warm.metrics.rank_ic,
+                    "history_ic": every.rank_ic,
+                    "ew_ic": weighted.rank_ic,
+                    "history_edge": every.hit_rate - warm.metrics.hit_rate,
+                    "ew_edge": weighted.hit_rate - warm.metrics.hit_rate,
                     "cold_edge": cold.metrics.hit_rate - cold.metrics.base_rate,
                     "prior_weight": warm.prior_weight,
-                    "suspect": bool(warm.screened is not None and warm.screened.any()),
+                    "tau_share_signal": float(moved[signal].mean()) if signal else np.nan,
+                    "tau_share_noise": float(moved.drop(signal).mean()),
+                    "suspect": suspect,
                     "leak_prior_z": leak_z,
                 }
             )
+        if not suspect:
+            past.append(PastQuarter(i, X, y, naive["exit_time"]))
     return pd.DataFrame(rows)
 
 
