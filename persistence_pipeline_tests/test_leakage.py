@@ -23,6 +23,7 @@ from persistence_pipeline.core.leakage import (
     suspect_run_line,
 )
 from persistence_pipeline.core.market_data import load_embedded_bars
+from persistence_pipeline.core.metrics import judge_oos
 from persistence_pipeline.core.model import ModelParams, standardized_coefficients, train_and_evaluate
 from persistence_pipeline.core.priors import PriorParams, empirical_bayes_prior, empirical_bayes_priors
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades, warm_against_cold
@@ -445,3 +446,23 @@ def test_a_leak_in_one_run_is_flagged_and_hands_no_prior_to_the_next():
     assert guarded.loc[3, "cold_ic"] < 0.3 and open_.loc[3, "cold_ic"] > 0.8
     assert guarded.loc[4, "leak_prior_z"] < 1.0 < open_.loc[4, "leak_prior_z"]
     assert not open_["suspect"].any()
+
+
+# --- the OOS sanity judgement (core/metrics.judge_oos) -------------------------------------------
+
+
+def test_the_oos_judgement_fails_only_a_model_significantly_worse_than_chance():
+    """One trade a day: the day-clustered standard error is the Spearman one, sqrt(1.06 / (n - 3))
+    under no signal (Fieller, Hartley and Pearson), within 15%; a model that ranks trades backwards
+    is below zero, a useless one is not; thin samples and cut folds are stated."""
+    rng = np.random.default_rng(5)
+    n = 400
+    entry = pd.Series(pd.date_range("2022-01-03", periods=n, freq="D", tz="UTC"))
+    realized = rng.normal(size=n)
+    useless = judge_oos(rng.normal(size=n), realized, entry, 5, 5)
+    assert useless.se == pytest.approx(np.sqrt(1.06 / (n - 3)), rel=0.15)
+    assert not useless.below_zero and useless.caveat == ""
+    backwards = judge_oos(-realized + 2 * rng.normal(size=n), realized, entry, 5, 5)
+    assert backwards.rank_ic < -0.3 and backwards.below_zero
+    thin = judge_oos(realized[:85], realized[:85], entry[:85], 2, 5)
+    assert thin.caveat == "only 85 OOS trades; 2 of 5 folds, entered 2022-01-03..2022-03-28"

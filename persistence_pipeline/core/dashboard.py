@@ -23,6 +23,7 @@ section (segment_lines, shared with the report), from feature_segments rows.
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +34,10 @@ import pandas as pd
 
 from persistence_pipeline.core.alpha import suspected_leaks_note
 from persistence_pipeline.core.ensemble import ENSEMBLE, ensemble_line, member_ranks
-from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND
+from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND, SIGNIFICANCE_LEVEL
 from persistence_pipeline.core.importance import INTERACTION_COLUMNS
 from persistence_pipeline.core.leakage import suspect_run_line
+from persistence_pipeline.core.metrics import oos_caveat
 from persistence_pipeline.core.monitor import monitor_summary
 from persistence_pipeline.core.sizing import SizingParams, books_cost_bps, cumulative_pnl, sizing_line
 
@@ -899,15 +901,15 @@ def dashboard_headline(inputs: DashboardInputs) -> str:
     """One plain-text line (no markdown): the top feature, the decaying and quarantined ones, and the
     latest run's OOS rank IC (with its ~95% interval) and hit rate against the base rate."""
     latest = inputs.runs.set_index("run_key").loc[inputs.run_key]
-    scored = inputs.alpha.dropna(subset=["alpha_score"]).sort_values(
-        ["alpha_score", "feature"], ascending=[False, True], kind="stable"
-    )
-    if len(scored):
-        best = scored.iloc[0]
+    scored = by_evidence(inputs.alpha.dropna(subset=["alpha_score"]))
+    if len(reliable(scored)):
+        best = reliable(scored).iloc[0]
         top = (
             f"top feature {_plain(best['feature'])} "
             f"(alpha {best['alpha_score']:.2f}, {q_label(best['ic_q_value'])})"
         )
+    elif len(scored):
+        top = NO_RELIABLE_ALPHA
     else:
         ranked = top_features(inputs)
         top = (
@@ -928,6 +930,7 @@ def dashboard_headline(inputs: DashboardInputs) -> str:
         f"quarantined: {_names(quarantined['feature'].tolist())}; "
         f"OOS rank IC {_fmt(latest['oos_rank_ic'], '+.3f')}{band} vs 0 "
         f"(hit {_fmt(latest['oos_hit_rate'], '.2f')} vs base {_fmt(latest.get('oos_base_rate'), '.2f')})"
+        f"{oos_caveat_of(latest)}"
     )
     suspicion = run_suspicion(inputs)
     return _plain(f"{suspicion}. {line}" if suspicion else line)
@@ -990,12 +993,43 @@ def stability_lines(summary: Mapping[str, object] | pd.Series) -> list[str]:
     return lines + ([_plain(note)] if isinstance(note, str) and note.strip() else [])
 
 
-def listed_alpha(alpha: pd.DataFrame, top_n: int) -> pd.DataFrame:
-    """The alpha rows a summary lists, best alpha score first: the top_n scored features, then every
-    decaying feature below them (decaying features are always listed)."""
-    ordered = alpha.sort_values(
-        ["alpha_score", "feature"], ascending=[False, True], na_position="last", kind="stable"
+def by_evidence(alpha: pd.DataFrame) -> pd.DataFrame:
+    """The alpha rows best first: by alpha score, then (ties, e.g. every score 0 before any feature
+    is significant) by the p-value of the mean IC, then by name; unscored rows last."""
+    p_value = alpha["ic_p_value"] if "ic_p_value" in alpha.columns else pd.Series(np.nan, index=alpha.index)
+    ordered = alpha.assign(_p=pd.to_numeric(p_value, errors="coerce")).sort_values(
+        ["alpha_score", "_p", "feature"], ascending=[False, True, True], na_position="last", kind="stable"
     )
+    return ordered.drop(columns="_p")
+
+
+def reliable(alpha: pd.DataFrame) -> pd.DataFrame:
+    """The scored rows whose mean IC is significant (q < 0.05): the only ones called alpha."""
+    q = pd.to_numeric(alpha["ic_q_value"], errors="coerce")
+    return alpha[alpha["alpha_score"].notna() & (q < SIGNIFICANCE_LEVEL)]
+
+
+NO_RELIABLE_ALPHA = "no feature has reliable alpha yet (none with q < 0.05)"
+
+
+def oos_caveat_of(run: pd.Series) -> str:
+    """What a stored run's OOS figures rest on when that is thin (core/metrics.oos_caveat), from its
+    run_metrics row; '' when they are not thin or the row predates the figures it needs."""
+    try:
+        configured = int(json.loads(str(run.get("model_params")))["n_folds"])
+    except (ValueError, KeyError, TypeError):
+        configured = 0
+    n_oos, n_folds = run.get("n_oos"), run.get("n_folds")
+    if pd.isna(n_oos) or pd.isna(n_folds):
+        return ""
+    caveat = oos_caveat(int(n_oos), int(n_folds), configured, None, None)
+    return f" [{caveat}]" if caveat else ""
+
+
+def listed_alpha(alpha: pd.DataFrame, top_n: int) -> pd.DataFrame:
+    """The alpha rows a summary lists, by evidence (`by_evidence`): the top_n scored features, then
+    every decaying feature below them (decaying features are always listed)."""
+    ordered = by_evidence(alpha)
     top = ordered[ordered["alpha_score"].notna()].head(top_n)
     rest = ordered.drop(top.index)
     return pd.concat([top, rest[_decaying(rest)]])
@@ -1059,7 +1093,11 @@ def alpha_listing(alpha: pd.DataFrame, top_n: int) -> tuple[pd.DataFrame, list[s
     )
     n_scored = int(alpha["alpha_score"].notna().sum())
     below = rows["feature"].iloc[min(top_n, n_scored) :].tolist()
-    notes = []
+    notes = (
+        []
+        if len(reliable(alpha))
+        else [f"{NO_RELIABLE_ALPHA.capitalize()}: the rows are ordered by evidence."]
+    )
     if below:
         names = ", ".join(_plain(f) for f in below)
         notes.append(f"Listed although below the top {top_n}, because they decay: {names}.")
@@ -1188,8 +1226,8 @@ def dashboard_summary(inputs: DashboardInputs) -> str:
         "",
         f"## Persistence as of `{inputs.run_key}`",
         f"- runs: {len(inputs.runs)}; latest OOS rank IC {_fmt(latest['oos_rank_ic'], '+.4f')}{band}, "
-        f"hit rate {_fmt(latest['oos_hit_rate'])} (base rate {_fmt(latest.get('oos_base_rate'))}), "
-        f"trained on {int(latest['n_train'])} trades; "
+        f"hit rate {_fmt(latest['oos_hit_rate'])} (base rate {_fmt(latest.get('oos_base_rate'))})"
+        f"{oos_caveat_of(latest)}, trained on {int(latest['n_train'])} trades; "
         f"priors from `{priors if isinstance(priors, str) else 'none (cold start)'}`"
         + (" (**suspect run**: see the first line)" if run_suspicion(inputs) else ""),
         "- stability:",

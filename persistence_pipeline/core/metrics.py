@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+
+from persistence_pipeline.core.leakage import clustered_rank_ic
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -82,3 +85,60 @@ def metric_columns(metrics: OutOfSampleMetrics) -> dict[str, float]:
     """The metrics under their contract column names (`n_oos`, `oos_rank_ic`, ...: run_metrics and
     ensemble_metrics)."""
     return {("n_oos" if name == "n_oos" else f"oos_{name}"): value for name, value in vars(metrics).items()}
+
+
+MIN_OOS_TRADES = 200  # below this many OOS trades the figures say how few they rest on
+OOS_NEGATIVE_LEVEL = 0.01  # one-sided level at which an OOS rank IC is called below zero
+
+
+@dataclass(frozen=True)
+class OosJudgement:
+    """The OOS rank IC with its standard error clustered by entry day (trades of one day share
+    their market move), its one-sided upper bound at OOS_NEGATIVE_LEVEL and the caveat the figures
+    need (empty when none)."""
+
+    rank_ic: float
+    se: float
+    upper: float
+    n_oos: int
+    n_days: int
+    caveat: str
+
+    @property
+    def below_zero(self) -> bool:
+        """Whether the model ranks trades significantly worse than chance: something to act on."""
+        return bool(np.isfinite(self.upper) and self.upper < 0)
+
+
+def oos_caveat(n_oos: int, n_folds: int, configured_folds: int, first: object, last: object) -> str:
+    """'' or what the OOS figures rest on, when that is thin: fewer than MIN_OOS_TRADES trades, or a
+    walk-forward cut to fewer folds than configured (a short range), with the span of entry days."""
+    parts = []
+    if n_oos < MIN_OOS_TRADES:
+        parts.append(f"only {n_oos} OOS trades")
+    if n_folds < configured_folds:
+        parts.append(f"{n_folds} of {configured_folds} folds")
+    if not parts:
+        return ""
+    known = n_oos and first is not None and last is not None
+    span = f", entered {pd.Timestamp(first):%Y-%m-%d}..{pd.Timestamp(last):%Y-%m-%d}" if known else ""
+    return "; ".join(parts) + span
+
+
+def judge_oos(
+    prediction: np.ndarray, realized: np.ndarray, entry_time: pd.Series, n_folds: int, configured_folds: int
+) -> OosJudgement:
+    """The OOS rank IC, its day-clustered standard error (the influence function of the rank
+    correlation summed per entry day) and the one-sided upper bound; NaN below 5 trades."""
+    n = len(realized)
+    day = pd.to_datetime(entry_time, utc=True).dt.floor("D").to_numpy()
+    n_days = len(np.unique(day)) if n else 0
+    caveat = oos_caveat(
+        n, n_folds, configured_folds, entry_time.min() if n else None, entry_time.max() if n else None
+    )
+    if n < 5 or n_days < 3:
+        return OosJudgement(float("nan"), float("nan"), float("nan"), n, n_days, caveat)
+    evidence = clustered_rank_ic(np.asarray(prediction)[:, None], np.asarray(realized), np.zeros(n), day)
+    ic, se = float(evidence.ic[0]), float(evidence.se[0])
+    upper = ic + float(stats.t.ppf(1 - OOS_NEGATIVE_LEVEL, n_days - 1)) * se
+    return OosJudgement(ic, se, upper, n, n_days, caveat)

@@ -14,6 +14,7 @@ from persistence_pipeline.core.dashboard import (
     alpha_scored,
     interaction_lines,
     listing_lines,
+    oos_caveat_of,
     quarantined_by_feature,
     segment_lines,
     segment_names,
@@ -124,7 +125,7 @@ def render_report(
         f"hit rate {_value(latest['oos_hit_rate'], '.3f')} "
         f"(base rate {_value(latest.get('oos_base_rate'), '.3f')}), "
         f"mean return taken {_value(latest['oos_mean_return_taken'], '+.5f')} "
-        f"vs all {_value(latest['oos_mean_return_all'], '+.5f')}{mark}",
+        f"vs all {_value(latest['oos_mean_return_all'], '+.5f')}{oos_caveat_of(latest)}{mark}",
         f"{bullet}priors from {priors if isinstance(priors, str) else 'none (cold start)'}",
         f"{bullet}{_quarantined_line(quarantined, str(latest['run_key']))}",
         *([f"{bullet}{_segments_line(segments)}"] if segments is not None else []),
@@ -138,7 +139,7 @@ def render_report(
         lines.append(f"{bullet}not computed for this run")
     else:
         lines += [f"{bullet}{line}" for line in stability_lines(summary)]
-    lines += ["", f"{heading}Top alpha features"]
+    lines += ["", f"{heading}Alpha features, by evidence"]
     if not alpha_scored(alpha):
         lines.append(f"{bullet}{alpha_gate(alpha)}")
     else:

@@ -110,6 +110,17 @@ def oos_predictions(db: Database, run_key: str) -> pd.DataFrame:
     )
 
 
+def oos_with_entry(db: Database, run_key: str) -> pd.DataFrame:
+    """The run's walk-forward OOS predictions with their trades' entry times: trade_id, prediction,
+    realized (the label), entry_time; in entry order."""
+    return db.query(
+        "SELECT o.trade_id, o.prediction, o.realized, t.entry_time"
+        " FROM oos_predictions o JOIN trades t USING (trade_id)"
+        " WHERE o.run_key = ? ORDER BY t.entry_time, o.trade_id",
+        [run_key],
+    )
+
+
 def oos_books(db: Database, run_key: str) -> pd.DataFrame:
     """The run's OOS trades as core/sizing.py books them: prediction, position, gross_return (the
     trade's return before costs), entry_time, exit_time; in entry order."""
