@@ -1,5 +1,6 @@
-"""`python -m persistence_pipeline report`: what the warehouse knows, without training anything;
-`python -m persistence_pipeline export`: every contract table as Parquet or CSV files."""
+"""`python -m persistence_pipeline run FIRST...LAST`: one range run, quietly, ending with its answer
+(run_command.py); `python -m persistence_pipeline report`: what the warehouse knows, without
+training anything; `python -m persistence_pipeline export`: every contract table as Parquet or CSV."""
 
 import argparse
 import os
@@ -73,6 +74,22 @@ def main(argv: list[str] | None = None) -> int:
         "report", help="print the latest run, its stability summary and the top alpha features"
     )
     write = commands.add_parser("export", help="write every contract table to Parquet or CSV files")
+    launch = commands.add_parser(
+        "run",
+        help="materialize a range in ONE Dagster run, quietly, ending with a summary",
+    )
+    launch.add_argument(
+        "range", metavar="FIRST...LAST", help="the days of the range, e.g. 2021-01-04...2021-06-30"
+    )
+    launch.add_argument(
+        "--select", default="*", help="the assets (Dagster's selection syntax; default '*': all)"
+    )
+    launch.add_argument(
+        "--warehouse",
+        type=Path,
+        default=Path(os.environ.get("PERSISTENCE_WAREHOUSE") or "data/warehouse.duckdb"),
+        help="the DuckDB file the summary reads (default: $PERSISTENCE_WAREHOUSE or data/warehouse.duckdb)",
+    )
     for command in (show, write):
         command.add_argument(
             "--warehouse",
@@ -104,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         "there (e.g. strategy=mean_reversion, side=short; the report names the run's segments)",
     )
     args = parser.parse_args(argv)
+    if args.command == "run":
+        from persistence_pipeline.run_command import run  # loads the Dagster definitions
+
+        return run(args.range, args.select, args.warehouse)
     if args.command == "export":
         return export(args.warehouse, args.out, args.format, args.wait)
     return report(args.warehouse, args.markdown, args.top, args.segment, args.wait)
