@@ -1,5 +1,7 @@
 """The code location loads and every asset shares what makes a range one run."""
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -73,3 +75,20 @@ def test_environment_variables_are_read_when_a_run_launches_not_at_import(monkey
     with dg.build_resources(wanted) as resources:
         assert resources.warehouse.path == str(tmp_path / "elsewhere.duckdb")
         assert resources.retrain_settings.window_days == 30
+
+
+def test_the_main_location_has_one_name_whichever_way_the_ui_starts():
+    """`dagster dev` (pyproject.toml) and `dagster dev -w workspace.yaml` name the main location
+    alike, so its URLs and the on/off state of its schedule and sensors are the same (with the
+    modules' default names, the workspace showed `persistence_pipeline.definitions`)."""
+    from dagster._core.workspace.load_target import PyProjectFileTarget, WorkspaceFileTarget
+
+    repo = Path(__file__).resolve().parents[1]
+    pyproject = [
+        o.location_name for o in PyProjectFileTarget(path=str(repo / "pyproject.toml")).create_origins()
+    ]
+    workspace = [
+        o.location_name for o in WorkspaceFileTarget(paths=[str(repo / "workspace.yaml")]).create_origins()
+    ]
+    assert pyproject == ["persistence_pipeline"]
+    assert workspace == ["persistence_pipeline", "persistence_pipeline_history"]
