@@ -5,6 +5,7 @@ environment variables, and every field can be set in a run's config under `resou
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +325,32 @@ def resources_under(
         "dashboard_store": DashboardStore(directory=str(folder / "dashboard")),
         "retrain_settings": RetrainSettings(),
     }
+
+
+def partial_override(run_config: Mapping[str, Any], bound: Mapping[str, Any]) -> str | None:
+    """What is wrong with the run config's resource configs, or None: a resource given some of its
+    fields while others are bound to the environment (`bound`: each resource's config as the code
+    location binds it, {"field": {"env": "VAR"}} for an environment variable). Dagster replaces the
+    whole bound config with the given one, so the fields left out would silently take the class
+    defaults (a trade source given only `timestamp_format` ran on the embedded data)."""
+    given = run_config.get("resources") or {}
+    for name in sorted(given):
+        config = (given[name] or {}).get("config")
+        defaults = bound.get(name)
+        if not isinstance(config, Mapping) or not isinstance(defaults, Mapping):
+            continue
+        from_env = {
+            field: value["env"]
+            for field, value in defaults.items()
+            if isinstance(value, Mapping) and "env" in value and field not in config
+        }
+        if from_env:
+            fields = ", ".join(from_env)
+            variables = ", ".join(from_env.values())
+            field, variable = next(iter(from_env.items()))
+            return (
+                f"resources.{name}.config sets {', '.join(sorted(config))} but not {fields}, which the "
+                f"environment sets ({variables}): Dagster would replace them with the defaults, not "
+                f'keep the environment\'s. Give them too, e.g. "{field}": {{"env": "{variable}"}}'
+            )
+    return None

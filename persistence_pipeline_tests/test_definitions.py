@@ -7,6 +7,7 @@ import pytest
 
 from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS, defs
 from persistence_pipeline.partitions import daily_partitions
+from persistence_pipeline.resources import partial_override
 
 pytestmark = pytest.mark.assets
 
@@ -92,3 +93,67 @@ def test_the_main_location_has_one_name_whichever_way_the_ui_starts():
     ]
     assert pyproject == ["persistence_pipeline"]
     assert workspace == ["persistence_pipeline", "persistence_pipeline_history"]
+
+
+def bound_configs() -> dict[str, dict]:
+    """Each resource's config as the code location binds it ({"env": VAR} for a variable)."""
+    bound = {}
+    for name, resource in defs.resources.items():
+        field = resource.get_resource_definition().config_field  # type: ignore[union-attr]
+        if field is not None and field.default_provided:
+            bound[name] = field.default_value
+    return bound
+
+
+ENV_BOUND = {
+    name: [field for field, value in config.items() if isinstance(value, dict) and "env" in value]
+    for name, config in bound_configs().items()
+}
+
+
+@pytest.mark.parametrize("name", sorted(name for name, fields in ENV_BOUND.items() if fields))
+def test_a_partial_resource_config_is_refused_for_every_resource(name):
+    """Dagster replaces a resource's bound config with the run config's: the fields the environment
+    sets would take the class defaults. Given some fields, the others must be given too."""
+    bound = bound_configs()
+    env_fields = ENV_BOUND[name]
+    other = [f for f in bound[name] if f not in env_fields]
+    if not other:  # its only fields come from the environment: any config of it gives them all
+        given = {f: "x" for f in env_fields}
+        assert partial_override({"resources": {name: {"config": given}}}, bound) is None
+        return
+    partial = {other[0]: bound[name][other[0]]}
+    problem = partial_override({"resources": {name: {"config": partial}}}, bound)
+    missing = [f for f in env_fields if f not in partial]
+    assert problem is not None and problem.startswith(f"resources.{name}.config sets ")
+    assert all(bound[name][f]["env"] in problem for f in missing)
+    whole = {**partial, **{f: bound[name][f] for f in env_fields}}
+    assert partial_override({"resources": {name: {"config": whole}}}, bound) is None
+
+
+def test_the_env_bound_resources_are_the_ones_the_environment_configures():
+    assert ENV_BOUND["trade_source"] == ["kind", "path"] and ENV_BOUND["warehouse"] == ["path"]
+    assert ENV_BOUND["model_settings"] == ["kind"]
+
+
+def test_a_run_with_a_partial_trade_source_config_fails_with_the_message(tmp_path, monkeypatch):
+    """The measured case: only timestamp_format given, the trade log in the environment; the run
+    ran on the embedded data. Now the step fails first, with what to give."""
+    monkeypatch.setenv("PERSISTENCE_WAREHOUSE", str(tmp_path / "w.duckdb"))
+    monkeypatch.setenv("PERSISTENCE_TRADE_SOURCE", "trade_log_dir")
+    monkeypatch.setenv("PERSISTENCE_TRADE_PATH", str(tmp_path))
+    trades = next(a for a in ASSETS if dg.AssetKey("trades") in a.keys)
+    with pytest.raises(dg.Failure) as failure:
+        dg.materialize(
+            [trades],
+            resources=defs.resources,
+            partition_key="2021-01-04",
+            run_config={"resources": {"trade_source": {"config": {"timestamp_format": "%d/%m/%Y"}}}},
+        )
+    assert failure.value.description == (
+        "resources.trade_source.config sets timestamp_format but not kind, path, which the environment "
+        "sets (PERSISTENCE_TRADE_SOURCE, PERSISTENCE_TRADE_PATH): Dagster would replace them with the "
+        "defaults, not keep the environment's. Give them too, e.g. "
+        '"kind": {"env": "PERSISTENCE_TRADE_SOURCE"}'
+    )
+    assert not (tmp_path / "w.duckdb").exists()

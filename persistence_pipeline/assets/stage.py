@@ -13,7 +13,7 @@ from dagster._core.errors import DagsterInvalidPropertyError  # not re-exported 
 from persistence_pipeline.core.model import NotEnoughDataError
 from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.partitions import ReversedRangeError, daily_partitions, single_run_backfill
-from persistence_pipeline.resources import WAREHOUSE_POOL, Warehouse
+from persistence_pipeline.resources import WAREHOUSE_POOL, Warehouse, partial_override
 from persistence_pipeline.storage import run_lock
 from persistence_pipeline.storage.database import Database, MissingRowsError
 from persistence_pipeline.storage.publish import discard_staging, finish_stage, staged_runs
@@ -115,10 +115,22 @@ Step = TypeVar("Step", bound=Callable[..., Any])
 
 def user_errors_fail_the_step(step: Step) -> Step:
     """Bad input, too little data and missing upstream rows fail the step with their message as the
-    step failure's description (what the UI and the CLI show), without a stack trace of our code."""
+    step failure's description (what the UI and the CLI show), without a stack trace of our code;
+    so does a run config that sets some fields of a resource whose others the environment sets
+    (resources.partial_override), before the step reads anything."""
 
     @functools.wraps(step)
     def failing_with_the_message(*args: Any, **kwargs: Any) -> Any:
+        context = kwargs.get("context", args[0] if args else None)
+        if isinstance(context, dg.AssetExecutionContext) and dagster_run(context) is not None:
+            bound = {
+                name: resource.config_field.default_value
+                for name, resource in context.job_def.resource_defs.items()
+                if resource.config_field is not None and resource.config_field.default_provided
+            }
+            problem = partial_override(context.run.run_config, bound)
+            if problem:
+                raise dg.Failure(description=problem, allow_retries=False)
         try:
             return step(*args, **kwargs)
         except USER_ERRORS as error:
