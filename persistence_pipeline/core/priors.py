@@ -57,9 +57,9 @@ excludes 0); the other features are fit as cold (ridge_alpha toward 0). The defa
 prior, because most of what a prior adds is knowing that a feature's effect stays near 0: on
 simulated markets with persistent effects every prior gained +0.0174 OOS rank IC over cold (20
 seeds, cold +0.0142), informative ones only +0.0011 (not significant). Where effects do not persist
-(the embedded stocks, 30 quarters 2016-2023, measured with decay 0.5) every prior cost -0.034 (95%
-interval -0.078..+0.010) and informative ones about 0; min_z = 2 is the setting for such data
-(benchmarks/walk_forward.py).
+(the embedded stocks, 30 quarters 2016-2023, centred features) every prior cost -0.0108 (95%
+interval -0.065..+0.043; -0.0014 with decay 0.5), not significant either way; min_z = 2 or no warm
+start is the setting for such data (benchmarks/walk_forward.py).
 `prior_coef` and `prior_strength` restate the prior in the as-of run's standardized units (the
 penalty it would carry there), for reading.
 
