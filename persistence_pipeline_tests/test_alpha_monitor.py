@@ -17,7 +17,13 @@ from persistence_pipeline.core.evidence import (
     hac_coefficient,
     period_ic,
 )
-from persistence_pipeline.core.monitor import MonitorParams, alerts, alpha_monitor, recent_periods
+from persistence_pipeline.core.monitor import (
+    MonitorParams,
+    alerts,
+    alpha_monitor,
+    monitor_summary,
+    recent_periods,
+)
 from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades, trade_log
 from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline_tests.conftest import Project, check_evaluation
@@ -239,6 +245,8 @@ def test_the_monitor_states_its_power_and_says_cannot_tell_where_it_is_blind():
     assert thin.loc["broken", "monitor_verdict"] == "cannot tell"
     assert thin.loc["broken", "ic_change_mde"] > 0.1
     assert (thin["monitor_verdict"] != "holding").all()
+    line = monitor_summary(thin.reset_index())
+    assert line.startswith("none of the ") and ", but for " in line and " the data cannot tell: " in line
 
 
 # --- through the pipeline --------------------------------------------------------------------------

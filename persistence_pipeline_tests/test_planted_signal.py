@@ -239,7 +239,9 @@ def test_the_alpha_monitor_raises_no_alarm_on_a_stable_or_slowly_fading_truth(pl
     for (start, end), result in zip(QUARTERS[1:], results[1:], strict=True):
         evaluation = check_evaluation(result, "alpha_has_not_broken_down")
         assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
-        assert evaluation.description == "none of the 5 monitored features has broken down in its last weeks"
+        assert str(evaluation.description).startswith(
+            "none of the 5 monitored features has broken down in its last periods"
+        )
         table = as_of(alpha, f"{start}..{end}/ridge").sort_values(["ic_p_value", "feature"])
         assert table["feature"][table["monitored"]].tolist() == table["feature"].head(5).tolist()
         assert {"persistent_a", "persistent_b"} <= set(table["feature"][table["monitored"]])

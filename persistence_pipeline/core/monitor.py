@@ -199,4 +199,15 @@ def monitor_summary(table: pd.DataFrame) -> str:
         return "no feature has enough weeks to be monitored yet"
     if table["broken_down"].fillna(False).astype(bool).any():
         return f"alpha broken down: {alerts(table)}"
-    return f"none of the {int(monitored.sum())} monitored features has broken down in its last weeks"
+    line = f"none of the {int(monitored.sum())} monitored features has broken down in its last periods"
+    if "monitor_verdict" not in table:  # stored before the monitor stated its power
+        return line
+    blind = table[monitored & (table["monitor_verdict"] == CANNOT_TELL)]
+    if blind.empty:
+        return f"{line}; each would have shown a fall of its IC to zero"
+    smallest = blind["ic_change_mde"].astype("float64")
+    return (
+        f"{line}, but for {len(blind)} of them the data cannot tell: their last periods hold too few "
+        f"trades to show a fall of the IC to zero (the smallest fall they would show: "
+        f"{smallest.min():.2f} to {smallest.max():.2f})"
+    )
