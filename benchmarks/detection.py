@@ -16,8 +16,9 @@ adapted to the density) is read as of three dates: after 6 months, after one yea
 fade gone) and after two years; the monitor (core/monitor.py) 8 weeks after the break. Per density
 the table gives, over the seeds: the share of noise rows with q < 0.05 and flagged decaying (false
 alarms, nominal 5%), the share of `steady` found nonzero, wrongly flagged decaying and rightly
-called 'not decaying', the share of each fade flagged decaying and called 'not decaying' (no
-halving over the series: a fade that lost a quarter in six months can be) by each date, the median
+called 'not decaying', the share of each fade flagged decaying and called 'not decaying' (the
+data rule out a fade of a quarter of the IC: a fade that lost about a quarter in six months is at the
+margin) by each date, the median
 `decay_mde` (the smallest fade over the series the trend test finds with 80% probability) and the
 median persistence of `fade_0.2` and `steady` at two years, and for the monitor: the break
 monitored and flagged, its verdict 'cannot tell', its median `ic_change_mde`, and false alarms on

@@ -125,7 +125,8 @@ def checkpoints_are_intact(
     description=(
         "The model has out-of-sample predictions and finite OOS metrics, and does not rank trades "
         "significantly worse than chance: it fails when the one-sided 99% upper bound of the OOS rank "
-        "IC (standard error clustered by entry day) is below zero. A negative OOS R^2 alone is normal "
+        "IC (standard error clustered by entry day, HAC over the holding period, at least clustered "
+        "by symbol) is below zero. A negative OOS R^2 alone is normal "
         "for trade-return forecasts and is recorded as metadata, as is a thin OOS sample (fewer than "
         "200 trades, or a walk-forward cut to fewer folds than configured)."
     ),
@@ -144,6 +145,8 @@ def profit_model_is_sane(
         oos["prediction"].to_numpy(dtype="float64"),
         oos["realized"].to_numpy(dtype="float64"),
         oos["entry_time"],
+        oos["exit_time"],
+        oos["symbol"].to_numpy(),
         int(row["n_folds"]),
         model_settings.n_folds,
     )

@@ -679,9 +679,10 @@ def test_without_complete_periods_the_panel_and_headline_say_what_alpha_needs():
     plt.close(fig)
     headline = dashboard.dashboard_headline(inputs)
     top = dashboard.top_features(inputs)[0]
-    assert f"top feature {top} by importance rank ({needs}); decaying: n/a (needs 4 complete periods);" in (
+    assert f"no alpha yet ({needs}); most important to the model: {top}; decaying: n/a (needs 4 " in (
         headline
     )
+    assert "top feature" not in headline
     summary = dashboard_summary(inputs)
     assert f"- {needs}" in summary and "Decaying: n/a (needs 4 complete periods)." in summary
     assert "needs 2 runs" not in summary + headline and "needs 3 runs" not in summary + headline

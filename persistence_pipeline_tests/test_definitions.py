@@ -98,8 +98,8 @@ def test_the_main_location_has_one_name_whichever_way_the_ui_starts():
 def bound_configs() -> dict[str, dict]:
     """Each resource's config as the code location binds it ({"env": VAR} for a variable)."""
     bound = {}
-    for name, resource in defs.resources.items():
-        field = resource.get_resource_definition().config_field  # type: ignore[union-attr]
+    for name, resource in (defs.resources or {}).items():
+        field = resource.get_resource_definition().config_field
         if field is not None and field.default_provided:
             bound[name] = field.default_value
     return bound

@@ -19,6 +19,7 @@ from persistence_pipeline.core.evidence import (
     detectable,
     feature_evidence,
     hac_coefficient,
+    ic_verdict,
     newey_west_lag,
     period_ic,
     period_starts,
@@ -691,3 +692,29 @@ def test_a_linear_fade_at_20_trades_a_day_is_flagged_or_undecided_before_half_of
     assert (fading.loc[~fading["decaying"], "decay_mde"] > 0.1).all()
     assert rows.loc["steady", "decaying"].sum() <= 1
     assert rows[rows.index.str.startswith("noise")]["decaying"].mean() <= 0.05
+
+
+def test_no_complete_period_gives_an_empty_series_not_a_crash():
+    """A range of a few days: every period is still open (zip of unequal lengths raised)."""
+    trades = small_trades(weeks=1)
+    series = period_ic(trades, ["a", "b"], PARAMS, ts("2024-01-03"))
+    assert series.ic.empty and series.long().empty
+    table = feature_evidence(series, PARAMS)
+    assert table["n_periods"].tolist() == [0, 0] and table["alpha_score"].isna().all()
+    assert (table["ic_verdict"] == "cannot tell").all()
+
+
+def test_small_is_an_equivalence_verdict_and_an_alias_has_none():
+    """'small' needs the whole 95% interval within +-reference_ic: an IC of 0.05 whose interval is
+    [+0.015, +0.085] (not significant after BH among many) is 'cannot tell', not 'small' (which the
+    power alone would have said); an alias is its representative's hypothesis and has no verdict."""
+    table = pd.DataFrame(
+        {
+            "ic_q_value": [0.12, 0.5, 0.01, np.nan, np.nan],
+            "ic_ci_low": [0.015, -0.02, 0.03, -0.02, 0.0],
+            "ic_ci_high": [0.085, 0.03, 0.09, 0.03, 0.1],
+            "indicator": [False, False, False, False, True],
+            "alias_of": [None, None, None, "b", None],
+        }
+    )
+    assert ic_verdict(table, 0.05, 0.05).tolist() == ["cannot tell", "small", "nonzero", None, None]

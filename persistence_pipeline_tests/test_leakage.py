@@ -458,11 +458,13 @@ def test_the_oos_judgement_fails_only_a_model_significantly_worse_than_chance():
     rng = np.random.default_rng(5)
     n = 400
     entry = pd.Series(pd.date_range("2022-01-03", periods=n, freq="D", tz="UTC"))
+    exit_ = entry + pd.Timedelta(hours=6)  # held within the day: no overlap between days
+    symbol = np.array([f"S{i}" for i in range(n)])  # one trade per symbol: no symbol clusters
     realized = rng.normal(size=n)
-    useless = judge_oos(rng.normal(size=n), realized, entry, 5, 5)
+    useless = judge_oos(rng.normal(size=n), realized, entry, exit_, symbol, 5, 5)
     assert useless.se == pytest.approx(np.sqrt(1.06 / (n - 3)), rel=0.15)
     assert not useless.below_zero and useless.caveat == ""
-    backwards = judge_oos(-realized + 2 * rng.normal(size=n), realized, entry, 5, 5)
+    backwards = judge_oos(-realized + 2 * rng.normal(size=n), realized, entry, exit_, symbol, 5, 5)
     assert backwards.rank_ic < -0.3 and backwards.below_zero
-    thin = judge_oos(realized[:85], realized[:85], entry[:85], 2, 5)
+    thin = judge_oos(realized[:85], realized[:85], entry[:85], exit_[:85], symbol[:85], 2, 5)
     assert thin.caveat == "only 85 OOS trades; 2 of 5 folds, entered 2022-01-03..2022-03-28"

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from persistence_pipeline.core.alpha import suspected_leaks_note
+from persistence_pipeline.core.design import is_indicator
 from persistence_pipeline.core.ensemble import ENSEMBLE, ensemble_line, member_ranks
 from persistence_pipeline.core.evidence import MIN_PERIODS_FOR_TEST, MIN_PERIODS_FOR_TREND, SIGNIFICANCE_LEVEL
 from persistence_pipeline.core.importance import INTERACTION_COLUMNS
@@ -910,10 +911,10 @@ def dashboard_headline(inputs: DashboardInputs) -> str:
         )
     elif len(scored):
         top = NO_RELIABLE_ALPHA
-    else:
-        ranked = top_features(inputs)
+    else:  # no alpha yet: the most important feature, never the side or a strategy indicator
+        ranked = [f for f in top_features(inputs) if not is_indicator(f)]
         top = (
-            f"top feature {_plain(ranked[0])} by importance rank ({alpha_gate(inputs.alpha)})"
+            f"no alpha yet ({alpha_gate(inputs.alpha)}); most important to the model: {_plain(ranked[0])}"
             if ranked
             else "no features"
         )

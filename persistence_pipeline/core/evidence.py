@@ -60,8 +60,10 @@ the same trades give the same figures.
 
 4. Persistence, continuous: the IC at the latest period as a share of the mean IC, the posterior
    mean under a uniform prior on [0, 1] given the trend's estimate and standard error (a normal
-   truncated to [0, 1]; `persistence_posterior`): a precisely measured trend gives its own ratio
-   (clipped), a trend the data cannot measure gives 0.5, not 1 (a fully faded feature kept a
+   truncated to [0, 1]; `persistence_posterior`), given the mean IC (its own error is in the
+   score's effect factor; counting it here too made persistence rise again as a fade deepened):
+   a precisely measured trend gives its own ratio (clipped), a trend the data cannot measure gives
+   0.5, not 1 (a fully faded feature kept a
    median persistence of 0.94 at the embedded noise under the earlier shrinkage toward 1), and
    nothing jumps at a p threshold. `ic_now` is persistence x the mean IC. A series too short for
    a trend (MIN_PERIODS_FOR_TREND) has persistence 0.5.
@@ -81,7 +83,7 @@ the same trades give the same figures.
 
 6. Power of the mean test: `ic_mde`, the smallest |IC| the two-sided 5% test finds with 80%
    probability, (t_0.975 + t_0.8) x its standard error; `ic_verdict` 'nonzero' (q < 0.05),
-   'small' (not nonzero, though an IC of `reference_ic` would have been found), or 'cannot tell'.
+   'small' (not nonzero and the 95% interval within +-`reference_ic`), or 'cannot tell'.
 """
 
 from __future__ import annotations
@@ -278,7 +280,7 @@ def period_ic(
     X = trades[features].to_numpy(dtype="float64")[order]
     y = trades["return"].to_numpy(dtype="float64")[order]
     cell = trade_cells(trades)[order]
-    bounds = list(zip(first, [*first[1:], len(order)], strict=True))
+    bounds = list(zip(first, [*first[1:], len(order)], strict=True)) if len(first) else []
     minimum = params.min_trades_per_period
     pooled = [_block_ic(X[a:b], y[a:b], minimum) for a, b in bounds]
     neutral = (
@@ -470,6 +472,7 @@ def series_evidence(ic: pd.Series, holding: int, params: EvidenceParams) -> dict
 
 
 UNINFORMED_PERSISTENCE = 0.5  # the persistence of a series that cannot tell (uniform on [0, 1])
+NOT_DECAYING_SHARE = 0.25  # 'not decaying': the data rule out a fade of this share of the IC
 
 
 def persistence_posterior(estimate: float, sd: float) -> float:
@@ -488,7 +491,12 @@ def persistence_posterior(estimate: float, sd: float) -> float:
 
 
 def decay(
-    values: np.ndarray, periods: pd.Index, lag: int, mean: float, nonzero: bool, params: EvidenceParams
+    values: np.ndarray,
+    periods: pd.Index,
+    lag: int,
+    mean: float,
+    nonzero: bool,
+    params: EvidenceParams,
 ) -> dict[str, object]:
     """The HAC trend of the sign-aligned IC series, the persistence and half-life it implies, the
     smallest fade it detects and its verdict (module docstring, 3 and 4). `nonzero`: whether the
@@ -506,13 +514,17 @@ def decay(
     fade_mde = slope_mde * span if slope_mde is not None else None
     level = float(aligned.mean())
     distance = float(years[-1] - years.mean())
-    if level > 0 and distance > 0:
+    if level > 0 and distance > 0:  # given the level: its own error is in the score's effect factor
         persistence = persistence_posterior(1.0 + slope * distance / level, se * distance / level)
     else:
         persistence = 0.0 if level <= 0 else UNINFORMED_PERSISTENCE
+    # the largest fade over the span the data leave (one-sided 95%): 'not decaying' only when even
+    # that is less than NOT_DECAYING_SHARE of the level: an equivalence test, not the absence of a
+    # significant trend
+    fade_upper = (-slope + stats.t.ppf(0.95, test.df) * se) * span if np.isfinite(test.df) else np.inf
     if decaying:
         verdict = "decaying"
-    elif nonzero and fade_mde is not None and fade_mde <= abs(mean) / 2:
+    elif nonzero and fade_upper < NOT_DECAYING_SHARE * abs(mean):
         verdict = "not decaying"
     else:
         verdict = CANNOT_TELL
@@ -616,13 +628,16 @@ def pooled_evidence(pooled: pd.Series, holding: int) -> dict[str, object]:
 
 
 def ic_verdict(table: pd.DataFrame, level: float, reference_ic: float) -> pd.Series:
-    """In words, what the mean IC test says: 'nonzero' (q below `level`), 'small' (not nonzero,
-    but the test would have found an IC of `reference_ic` with 80% power: whatever IC there is, is
-    smaller), else 'cannot tell'; None for an indicator."""
+    """In words, what the mean IC test says: 'nonzero' (q below `level`), 'small' (not nonzero, and
+    the 95% interval lies within +-`reference_ic`: an equivalence test), else 'cannot tell'; None
+    for an indicator and for an alias (it is its representative's hypothesis)."""
     q = table["ic_q_value"].astype("float64")
-    mde = table["ic_mde"].astype("float64")
-    verdict = np.where(q < level, "nonzero", np.where(mde <= reference_ic, "small", CANNOT_TELL))
-    return pd.Series(verdict, index=table.index, dtype="object").where(~table["indicator"], None)
+    inside = (table["ic_ci_low"].astype("float64") > -reference_ic) & (
+        table["ic_ci_high"].astype("float64") < reference_ic
+    )
+    verdict = np.where(q < level, "nonzero", np.where(inside, "small", CANNOT_TELL))
+    tested = ~table["indicator"] & table["alias_of"].isna()
+    return pd.Series(verdict, index=table.index, dtype="object").where(tested, None)
 
 
 def feature_evidence(

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from persistence_pipeline.core.leakage import clustered_rank_ic
+from persistence_pipeline.core.leakage import clustered_rank_ic, holding_reach_days
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -126,19 +126,34 @@ def oos_caveat(n_oos: int, n_folds: int, configured_folds: int, first: object, l
 
 
 def judge_oos(
-    prediction: np.ndarray, realized: np.ndarray, entry_time: pd.Series, n_folds: int, configured_folds: int
+    prediction: np.ndarray,
+    realized: np.ndarray,
+    entry_time: pd.Series,
+    exit_time: pd.Series,
+    symbol: np.ndarray,
+    n_folds: int,
+    configured_folds: int,
 ) -> OosJudgement:
-    """The OOS rank IC, its day-clustered standard error (the influence function of the rank
-    correlation summed per entry day) and the one-sided upper bound; NaN below 5 trades."""
+    """The OOS rank IC, its standard error (the influence function of the rank correlation summed
+    per entry day, a Bartlett HAC over the holding reach, at least the variance clustered by symbol:
+    the leak screen's `clustered_rank_ic`) and the one-sided upper bound; NaN below 5 trades or 3
+    entry days."""
     n = len(realized)
-    day = pd.to_datetime(entry_time, utc=True).dt.floor("D").to_numpy()
+    entry = pd.to_datetime(entry_time, utc=True)
+    day = entry.dt.tz_localize(None).to_numpy().astype("datetime64[D]").astype("int64")
     n_days = len(np.unique(day)) if n else 0
-    caveat = oos_caveat(
-        n, n_folds, configured_folds, entry_time.min() if n else None, entry_time.max() if n else None
-    )
+    caveat = oos_caveat(n, n_folds, configured_folds, entry.min() if n else None, entry.max() if n else None)
     if n < 5 or n_days < 3:
         return OosJudgement(float("nan"), float("nan"), float("nan"), n, n_days, caveat)
-    evidence = clustered_rank_ic(np.asarray(prediction)[:, None], np.asarray(realized), np.zeros(n), day)
+    exits = pd.to_datetime(exit_time, utc=True).dt.tz_localize(None).to_numpy()
+    evidence = clustered_rank_ic(
+        np.asarray(prediction)[:, None],
+        np.asarray(realized),
+        np.zeros(n),
+        day,
+        lag=holding_reach_days(entry.dt.tz_localize(None).to_numpy(), exits),
+        symbol=np.asarray(symbol),
+    )
     ic, se = float(evidence.ic[0]), float(evidence.se[0])
     upper = ic + float(stats.t.ppf(1 - OOS_NEGATIVE_LEVEL, n_days - 1)) * se
     return OosJudgement(ic, se, upper, n, n_days, caveat)

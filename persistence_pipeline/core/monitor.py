@@ -1,8 +1,9 @@
 """The alpha monitor: has a feature's IC broken down in the most recent periods?
 
 After every run, for the features with the strongest IC, the monitor compares the IC of the last
-`recent_periods` periods (8 weeks by default) of the IC series of core/evidence.py with the IC of
-every earlier period, and raises an alert when the recent IC is significantly weaker. The series
+`recent_periods` periods (8; weeks at the embedded data's density, longer for a sparse log: the
+period adapts) of the IC series of core/evidence.py with the IC of every earlier period, and
+raises an alert when the recent IC is significantly weaker. The series
 are those of `feature_alpha` (complete periods of the distinct trades as of the range end), so the
 monitor, like the evidence, does not depend on how the runs overlap. The recent window is the last
 `recent_periods` calendar periods up to the series' last complete period (a period is complete once
@@ -41,10 +42,10 @@ every trade entered in it has exited, so it may end a week or two before the ran
 
 4. Its power. `ic_change_mde` is the smallest decline of the recent IC the test detects with 80%
    probability at `level` on this series ((t_(1 - level) + t_0.8) x its standard error, the
-   evidence's `detectable`). `monitor_verdict`: 'broken down'; 'holding' when the test would have
-   seen the IC fall all the way to zero (ic_change_mde <= |ic_before|) and did not; 'cannot tell'
-   when it would not have; None for a feature not monitored. At a few trades a week the recent
-   weeks' IC is too noisy for any verdict but 'cannot tell'.
+   evidence's `detectable`). `monitor_verdict`: 'broken down'; 'holding' when the data rule out a
+   fall of the IC all the way to zero (an equivalence test: the one-sided 95% upper bound of the
+   fall is below |ic_before|); 'cannot tell' otherwise; None for a feature not monitored. At a few
+   trades a week the recent periods' IC is too noisy for any verdict but 'cannot tell'.
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ def ic_change(
         "ic_change_p_value": float(stats.t.cdf(t_stat, df=test.df)) if np.isfinite(t_stat) else 1.0,
         "monitor_score": abs(overall) * float(np.sqrt(n.sum())),
         "ic_change_mde": detectable(test.se, test.df, level),
+        "largest_fall": -(test.estimate - float(stats.t.ppf(0.95, test.df)) * test.se)
+        if np.isfinite(test.df)
+        else np.inf,
     }
 
 
@@ -153,7 +157,9 @@ def alpha_monitor(series: PeriodIC, ic_q_value: pd.Series, params: MonitorParams
         if n_recent >= params.min_recent and int(ic[~recent].notna().sum()) >= params.recent_periods:
             row.update(ic_change(ic, series.n_trades[feature], recent, series.holding_lag, params.level))
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["feature", *MONITOR_COLUMNS[:6], "monitor_score", "ic_change_mde"])
+    table = pd.DataFrame(
+        rows, columns=["feature", *MONITOR_COLUMNS[:6], "monitor_score", "ic_change_mde", "largest_fall"]
+    )
     ranked = table.dropna(subset=["monitor_score"]).sort_values(
         ["monitor_score", "feature"], ascending=[False, True], kind="stable"
     )
@@ -172,7 +178,7 @@ def alpha_monitor(series: PeriodIC, ic_q_value: pd.Series, params: MonitorParams
 
 def monitor_verdicts(table: pd.DataFrame) -> pd.Series:
     """'broken down', 'holding' or 'cannot tell' per monitored feature (module docstring, 4)."""
-    seen = table["ic_change_mde"].astype("float64") <= table["ic_before"].astype("float64").abs()
+    seen = table["largest_fall"].astype("float64") < table["ic_before"].astype("float64").abs()
     verdict = np.where(table["broken_down"], "broken down", np.where(seen, "holding", CANNOT_TELL))
     return pd.Series(verdict, index=table.index, dtype="object").where(table["monitored"], None)
 

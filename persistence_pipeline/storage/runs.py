@@ -111,10 +111,10 @@ def oos_predictions(db: Database, run_key: str) -> pd.DataFrame:
 
 
 def oos_with_entry(db: Database, run_key: str) -> pd.DataFrame:
-    """The run's walk-forward OOS predictions with their trades' entry times: trade_id, prediction,
-    realized (the label), entry_time; in entry order."""
+    """The run's walk-forward OOS predictions with their trades' keys: trade_id, prediction,
+    realized (the label), entry_time, exit_time, symbol; in entry order."""
     return db.query(
-        "SELECT o.trade_id, o.prediction, o.realized, t.entry_time"
+        "SELECT o.trade_id, o.prediction, o.realized, t.entry_time, t.exit_time, t.symbol"
         " FROM oos_predictions o JOIN trades t USING (trade_id)"
         " WHERE o.run_key = ? ORDER BY t.entry_time, o.trade_id",
         [run_key],
