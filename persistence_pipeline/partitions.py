@@ -71,6 +71,15 @@ class ReversedRangeError(ValueError):
     """A partition range whose end comes before its start."""
 
 
+def refuse_reversed(first: str, last: str) -> None:
+    """ReversedRangeError for partition keys (ISO dates: text order is date order) out of order."""
+    if first > last:
+        raise ReversedRangeError(
+            f"the partition range {first}...{last} is reversed: the first date comes first "
+            f"(--partition-range {last}...{first})"
+        )
+
+
 @dataclass(frozen=True)
 class RunRange:
     """The date range a run covers: [start, end) in UTC, end exclusive."""
@@ -105,11 +114,7 @@ def run_range(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext)
     directly with `build_asset_context(partition_key_range=...)`): from the first partition's first
     day to the last partition's last day, for daily and monthly partitions alike."""
     keys = context.partition_key_range
-    if keys.start > keys.end:  # the keys are ISO dates: text order is date order
-        raise ReversedRangeError(
-            f"the partition range {keys.start}...{keys.end} is reversed: the first date comes first "
-            f"(--partition-range {keys.end}...{keys.start})"
-        )
+    refuse_reversed(keys.start, keys.end)
     op_context = (
         context.op_execution_context if isinstance(context, dg.AssetCheckExecutionContext) else context
     )

@@ -35,7 +35,7 @@ from persistence_pipeline.core.dashboard import (
     reliable,
 )
 from persistence_pipeline.definitions import defs
-from persistence_pipeline.partitions import daily_partitions
+from persistence_pipeline.partitions import ReversedRangeError, daily_partitions, refuse_reversed
 from persistence_pipeline.storage.report import WarehouseUnreadable, latest_run
 
 LOCATION_MODULE = "persistence_pipeline.definitions"
@@ -64,10 +64,10 @@ def check_range(text: str, first_partition: str, last_partition: str | None) -> 
             dt.date.fromisoformat(day)
         except ValueError:
             raise RunRefused(f"{day!r} in the range {text!r} is not a calendar day") from None
-    if first > last:
-        raise RunRefused(
-            f"the range {text!r} is reversed: its first day {first} is after its last day {last}"
-        )
+    try:
+        refuse_reversed(first, last)
+    except ReversedRangeError as reversed_range:
+        raise RunRefused(str(reversed_range)) from None
     span = f"the partitions run from {first_partition} to {last_partition or 'today'}"
     moves = "PERSISTENCE_PARTITIONS_START and PERSISTENCE_PARTITIONS_END (YYYY-MM-DD) move them"
     if first < first_partition:

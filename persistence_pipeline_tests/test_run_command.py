@@ -19,8 +19,8 @@ pytestmark = pytest.mark.e2e
     [
         (
             ["2021-03-31...2021-01-04"],
-            "error: the range '2021-03-31...2021-01-04' is reversed: its first day 2021-03-31 is after "
-            "its last day 2021-01-04",
+            "error: the partition range 2021-03-31...2021-01-04 is reversed: the first date comes first "
+            "(--partition-range 2021-01-04...2021-03-31)",
         ),
         (
             ["2012-06-01...2012-09-30"],
