@@ -270,16 +270,18 @@ def period_ic(
     `as_of_end` (see the module docstring), within side x strategy cells and pooled; `trades` are
     the trades entered before it (entry_time, exit_time, return, side and strategy when there are
     several, feature columns), exited or not."""
+    cells = trade_cells(trades)
     period_days = params.period_days or adaptive_period_days(
-        trades["entry_time"], trade_cells(trades), params.min_trades_per_period, params.neutral
+        trades["entry_time"], cells, params.min_trades_per_period, params.neutral
     )
-    trades = trades[complete_periods(trades, as_of_end, period_days).to_numpy()]
+    complete = complete_periods(trades, as_of_end, period_days).to_numpy()
+    trades, cells = trades[complete], cells[complete]
     period = period_starts(trades["entry_time"], period_days).to_numpy()
     order = np.argsort(period, kind="stable")
     starts, first = np.unique(period[order], return_index=True)
     X = trades[features].to_numpy(dtype="float64")[order]
     y = trades["return"].to_numpy(dtype="float64")[order]
-    cell = trade_cells(trades)[order]
+    cell = cells[order]
     bounds = list(zip(first, [*first[1:], len(order)], strict=True)) if len(first) else []
     minimum = params.min_trades_per_period
     pooled = [_block_ic(X[a:b], y[a:b], minimum) for a, b in bounds]
