@@ -487,9 +487,10 @@ def persistence_posterior(estimate: float, sd: float) -> float:
         return float(np.clip(estimate, 0.0, 1.0))
     sd = min(sd, 1e3)  # wider is uniform on [0, 1] to 1e-7, and beyond it scipy's tails lose digits
     low, high = (0.0 - estimate) / sd, (1.0 - estimate) / sd
-    if stats.norm.cdf(high) - stats.norm.cdf(low) < 1e-12:  # the interval is far in one tail
-        return float(np.clip(estimate, 0.0, 1.0))
-    return float(stats.truncnorm.mean(low, high, loc=estimate, scale=sd))
+    with np.errstate(all="ignore"):  # accurate far into the tails, where the cdf difference is 0
+        mean = float(stats.truncnorm.stats(low, high, loc=estimate, scale=sd, moments="m"))
+    # beyond what even that resolves (tens of sds out), the mass sits at the nearest bound
+    return mean if np.isfinite(mean) and 0.0 <= mean <= 1.0 else float(np.clip(estimate, 0.0, 1.0))
 
 
 def decay(
