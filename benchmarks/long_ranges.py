@@ -36,6 +36,16 @@ and 2013-07-01...2023-06-30 in 120 months on the history code location):
 
     python benchmarks/long_ranges.py --days 3650
     python benchmarks/long_ranges.py --days 90 3650 --locations history
+
+With --goals, one table instead: the 90 days ending on --end on the daily code location and the ten
+years ending on --end on the history code location (120 months), each against the trivial code
+location on the same partitions (`-a monthly_defs` for the months), measured by CPU seconds, wall
+seconds and MB of DAGSTER_HOME, with the ratios and the goals (the 90-day run at most 1.2 times the
+trivial one's CPU and 1.1 times its bytes; the ten years within 60 s and 20 MB). The four runs are
+repeated --repeats times in turn (each repeat starting one run later), so that a busy spell of a
+shared machine falls on all of them; medians. About 3 minutes a repeat on 2 cores:
+
+    python benchmarks/long_ranges.py --goals --repeats 3 [--breakdown]
 """
 
 from __future__ import annotations
@@ -262,13 +272,108 @@ def print_tables(results: Results, ranges: dict[int, tuple[str, str]], title: st
             for location in locations
             if (location, longest) in results
         }
-        print(f"\nThe {longest}-day run: events by type, and MB of DAGSTER_HOME by part\n")
-        print("| event type | " + " | ".join(runs) + " |")
-        print("|---|" + "---:|" * len(runs))
-        for kind in sorted({kind for run in runs.values() for kind in run.by_type}):
-            print(f"| {kind} | " + " | ".join(str(run.by_type.get(kind, 0)) for run in runs.values()) + " |")
-        for part in ["run shard", "index.db", "compute logs", "rest"]:
-            print(f"| MB: {part} | " + " | ".join(f"{run.parts[part]:.2f}" for run in runs.values()) + " |")
+        print_breakdown(f"The {longest}-day run", runs)
+
+
+def print_breakdown(title: str, runs: dict[str, Measurement]) -> None:
+    print(f"\n{title}: events by type, and MB of DAGSTER_HOME by part\n")
+    print("| event type | " + " | ".join(runs) + " |")
+    print("|---|" + "---:|" * len(runs))
+    for kind in sorted({kind for run in runs.values() for kind in run.by_type}):
+        print(f"| {kind} | " + " | ".join(str(run.by_type.get(kind, 0)) for run in runs.values()) + " |")
+    for part in ["run shard", "index.db", "compute logs", "rest"]:
+        print(f"| MB: {part} | " + " | ".join(f"{run.parts[part]:.2f}" for run in runs.values()) + " |")
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A goal of the goals table: the project's figure `what` at most `limit`, or its ratio to the
+    trivial location's (`ratio`)."""
+
+    what: str
+    limit: float
+    ratio: bool
+
+    def verdict(self, value: float | None) -> str:
+        if value is None:
+            return ""
+        text = f"ratio ≤ {self.limit:g}" if self.ratio else f"≤ {self.limit:g} {UNITS[self.what]}"
+        return f"{text}: {'met' if value <= self.limit else 'NOT met'}"
+
+
+UNITS = {"cpu_seconds": "CPU s", "seconds": "wall s", "megabytes": "MB"}
+GOALS = {
+    "daily": [Goal("cpu_seconds", 1.2, ratio=True), Goal("megabytes", 1.1, ratio=True)],
+    "history": [Goal("seconds", 60, ratio=False), Goal("megabytes", 20, ratio=False)],
+}
+
+
+def goals(
+    end: dt.date,
+    repeats: int,
+    trivial: Path,
+    environment: dict[str, str],
+    instance: Path | None,
+    breakdown: bool,
+) -> None:
+    """The goals table (--goals): a 90-day daily run and ten years on the history code location,
+    each against the trivial location on the same partitions, the four runs interleaved."""
+    days = date_range(90, None, end)
+    years = month_range(*date_range(3650, None, end))
+    targets = {
+        ("daily", "project"): (["-m", "persistence_pipeline.definitions"], days),
+        ("daily", "trivial"): (["-f", str(trivial)], days),
+        ("history", "project"): (["-m", "persistence_pipeline.history"], years),
+        ("history", "trivial"): (["-f", str(trivial), "-a", "monthly_defs"], years),
+    }
+    order = list(targets)
+    measured: dict[tuple[str, str], list[Measurement]] = {key: [] for key in order}
+    for repeat in range(repeats):
+        for key in order[repeat % len(order) :] + order[: repeat % len(order)]:
+            target, (first, last) = targets[key]
+            run = measure(target, first, last, environment, instance)
+            measured[key].append(run)
+            print(
+                f"  {' '.join(key)} {first}...{last}: {run.cpu_seconds:.1f} CPU s, {run.seconds:.1f} s, "
+                f"{run.megabytes:.1f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def median(key: tuple[str, str], what: str) -> float:
+        return statistics.median(float(getattr(run, what)) for run in measured[key])
+
+    titles = {
+        "daily": f"90 days, daily, {days[0]}...{days[1]}",
+        "history": f"ten years, history, {years[0]}...{years[1]} ({months(*years)} months)",
+    }
+    print(f"\n## The Dagster shell against its floor (median of {repeats}, interleaved)\n")
+    print("| run | measure | project | trivial | ratio | goal |")
+    print("|---|---|---:|---:|---:|---|")
+    for scenario, title in titles.items():
+        for what in ["cpu_seconds", "seconds", "megabytes", "events"]:
+            project, floor = median((scenario, "project"), what), median((scenario, "trivial"), what)
+            ratio = project / floor
+            verdicts = [
+                goal.verdict(ratio if goal.ratio else project)
+                for goal in GOALS[scenario]
+                if goal.what == what
+            ]
+            spec = ",.0f" if what == "events" else ".1f"
+            print(
+                f"| {title} | {UNITS.get(what, what)} | {project:{spec}} | {floor:{spec}} | {ratio:.2f} "
+                f"| {'; '.join(verdicts)} |"
+            )
+            title = ""
+    print(
+        "\n(CPU s: user + system seconds of the CLI process; MB: DAGSTER_HOME after the run; events: rows "
+        "of the run's event log; ratio: project / trivial)"
+    )
+    if breakdown:
+        for scenario, title in titles.items():
+            print_breakdown(
+                title, {location: measured[scenario, location][-1] for location in ["project", "trivial"]}
+            )
 
 
 def main() -> None:
@@ -288,9 +393,14 @@ def main() -> None:
     parser.add_argument("--env", nargs="+", default=[], metavar="NAME=VALUE")
     parser.add_argument("--instance", type=Path, default=None, help="a dagster.yaml for every DAGSTER_HOME")
     parser.add_argument("--breakdown", action="store_true", help="the longest range's events by type")
+    parser.add_argument("--goals", action="store_true", help="the goals table alone (see above)")
     args = parser.parse_args()
 
     os.environ.pop("DAGSTER_EVENT_BATCH_SIZE", None)  # each table sets it, or not
+    if args.goals:
+        environment = dict(item.split("=", 1) for item in args.env)
+        goals(args.end, args.repeats, args.trivial.resolve(), environment, args.instance, args.breakdown)
+        return
     targets = {
         "project": ["-m", "persistence_pipeline.definitions"],
         "trivial": ["-f", str(args.trivial.resolve())],

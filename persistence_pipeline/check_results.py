@@ -59,9 +59,13 @@ def evaluated_per_partition(
     Dagster plans a partitioned check once per partition of a range run but files an
     `AssetCheckResult` under no partition, so the UI showed each check as Skipped (and the range
     as unchecked). So the range's result is written as one evaluation per partition, each against
-    that partition's latest materialization; the metadata (tables) goes on the last partition's only,
-    as the assets' does, and so does the blocking flag (one failed blocking evaluation stops the run's
-    later steps; one per day would only repeat the failure)."""
+    that partition's latest materialization: its status (passed or not, and the severity) is what
+    the UI shows for the partition. The description, the metadata and the blocking flag go on the
+    last partition's only (the check's latest execution in the UI), as the assets' metadata does:
+    each evaluation is stored three times (the run's log, the cross-run index, the check's
+    executions), and Dagster repeats the description twice more in the event's messages, so a copy
+    per partition would make each event too large to share a SQLite page; one failed blocking
+    evaluation stops the run's later steps, and one per partition would only repeat the failure."""
 
     @functools.wraps(check_fn)
     def per_partition(
@@ -70,20 +74,28 @@ def evaluated_per_partition(
         result = check_fn(context, *args, **kwargs)
         spec = next(iter(context.check_specs))
         *others, last = context.partition_keys
-        pointer = {"metadata_on_partition": last}
         targets = _latest_materializations(context.instance, spec.asset_key, [*others, last])
-        for key in [*others, last]:
+        for key in others:
             yield dg.AssetCheckEvaluation(
                 asset_key=spec.asset_key,
                 check_name=spec.name,
                 passed=result.passed,
                 severity=result.severity,
-                description=result.description,
-                metadata=result.metadata if key == last or not result.metadata else pointer,
-                blocking=spec.blocking and key == last,
+                blocking=False,
                 partition=key,
                 target_materialization_data=targets.get(key),
             )
+        yield dg.AssetCheckEvaluation(
+            asset_key=spec.asset_key,
+            check_name=spec.name,
+            passed=result.passed,
+            severity=result.severity,
+            description=result.description,
+            metadata=result.metadata,
+            blocking=spec.blocking,
+            partition=last,
+            target_materialization_data=targets.get(last),
+        )
         yield dg.Output(None)
 
     return per_partition

@@ -38,18 +38,15 @@ def run_result(
     metadata: Mapping[str, Any],
     asset_key: dg.AssetKey | None = None,
 ) -> dg.MaterializeResult:
-    """The step's result with its metadata written ONCE per run: a range run records one
-    materialization event per daily partition, each with the result's metadata, so the full metadata
-    (tables, markdown, the dashboard image) goes on the range's LAST partition only (the asset's
-    latest materialization in the UI) and every other partition's event carries the run key and
-    where the metadata is. Invoked directly (no run, no event log), the result carries it all."""
+    """The step's result with its metadata written ONCE per run, on the range's last partition (the
+    asset's latest materialization in the UI). A range run records one materialization event per
+    partition, each stored twice (the run's event log and the cross-run index), and an event's size
+    decides how many share a SQLite page; so every other partition's event carries no metadata at
+    all. The UI links each to its run by the run id every event carries, and the run's partition
+    range tags give the run key and the partition with the metadata. Invoked directly (no run, no
+    event log), the result carries it all."""
     full = {**metadata, "run_key": run_key}
     if dagster_run(context) is None:
         return dg.MaterializeResult(asset_key=asset_key, metadata=full)
-    *others, last = context.partition_keys
-    for key in others:
-        context.add_asset_metadata(
-            {"run_key": run_key, "run_metadata_on_partition": last}, asset_key=asset_key, partition_key=key
-        )
-    context.add_asset_metadata(full, asset_key=asset_key, partition_key=last)
+    context.add_asset_metadata(full, asset_key=asset_key, partition_key=context.partition_key_range.end)
     return dg.MaterializeResult(asset_key=asset_key)
