@@ -30,7 +30,7 @@ Figures per scenario and cadence:
     median first week    (break, many) median over seeds of the first week after the break with a warning
     ms / run             median time of alpha_monitor for one run end (beside feature_evidence's)
 
-    python benchmarks/alpha_monitor.py [--seeds 20] [--per-day 100 40]
+    python -m benchmarks.alpha_monitor [--seeds 20] [--per-day 100 40]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import pandas as pd
 
 from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
 from persistence_pipeline.core.monitor import MonitorParams, alpha_monitor
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
+from persistence_pipeline_tests.simulation import SimulatedMarket, simulated_trades
 
 PARAMS = EvidenceParams(period_days=7)
 MONITOR = MonitorParams()

@@ -24,7 +24,7 @@ median persistence of `fade_0.2` and `steady` at two years, and for the monitor:
 monitored and flagged, its verdict 'cannot tell', its median `ic_change_mde`, and false alarms on
 `steady`.
 
-    python benchmarks/detection.py [--seeds 20]
+    python -m benchmarks.detection [--seeds 20]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import pandas as pd
 
 from persistence_pipeline.core.evidence import EvidenceParams, PeriodIC, feature_evidence, period_ic
 from persistence_pipeline.core.monitor import MonitorParams, alpha_monitor
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
+from persistence_pipeline_tests.simulation import SimulatedMarket, simulated_trades
 
 DENSITIES = {
     "embedded (5 a day, 6 symbols)": (5, 6),

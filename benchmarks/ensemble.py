@@ -14,7 +14,7 @@
    wall time of profit_model + feature_importance with and without the trees beside the ridge
    (medians of --repeats).
 
-    python benchmarks/ensemble.py [--seeds 10] [--repeats 3]
+    python -m benchmarks.ensemble [--seeds 10] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from persistence_pipeline.assets.trades import trades
 from persistence_pipeline.core.ensemble import ENSEMBLE, ensemble_view
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.model import ModelParams
-from persistence_pipeline.core.simulation import SimulatedMarket, ensemble_windows
 from persistence_pipeline.resources import ModelSettings, TradeSource, Warehouse, resources_under
+from persistence_pipeline_tests.simulation import SimulatedMarket, ensemble_windows
 
 TOP_K = 5
 MONTHS = pd.date_range("2021-01-01", "2021-12-01", freq="MS")

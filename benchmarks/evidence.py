@@ -36,7 +36,7 @@ n_independent_runs / n_runs (stability_summary; the nightly figures include the 
 the median seconds per CLI run. Shares are over the rows where the figure is not null. The row "all
 schedules" pools the rows of every schedule (its "last run" is the latest run end of any).
 
-    python benchmarks/evidence.py [--quick] [--start 2021-01-01] [--end 2021-12-31] [--nights 10]
+    python -m benchmarks.evidence [--quick] [--start 2021-01-01] [--end 2021-12-31] [--nights 10]
         [--scenarios null planted] [--steps 1 7 30 90]
 """
 
@@ -56,7 +56,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.core.simulation import SimulatedMarket, planted_ic, simulated_trades, trade_log
+from persistence_pipeline_tests.simulation import SimulatedMarket, planted_ic, simulated_trades, trade_log
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOW_DAYS = 90

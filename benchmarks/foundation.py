@@ -10,7 +10,7 @@
 Peak memory is tracemalloc's peak of the stage (numpy and pandas buffers included; DuckDB's own
 memory is not), measured in a second pass so that tracing does not slow the timed pass.
 
-    python benchmarks/foundation.py [--repeats 3] [--sizes 10000 100000 1000000]
+    python -m benchmarks.foundation [--repeats 3] [--sizes 10000 100000 1000000]
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ import pandas as pd
 
 from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.design import DesignParams
-from persistence_pipeline.core.importance import ImportanceParams, feature_importance
+from persistence_pipeline.core.importance import ImportanceParams, importance_table
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.schema import Frame, validate_trade_log
 from persistence_pipeline.resources import Warehouse
-from persistence_pipeline.storage.trades import replace_trades
+from persistence_pipeline.storage.trade_store import replace_trades
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -114,7 +114,7 @@ def stages(n: int, workdir: Path) -> dict[str, Callable[[], None]]:
 
     def importance():
         data, fitted = state["data"], state["fitted"]
-        feature_importance(
+        importance_table(
             fitted.model, fitted.fold_models, fitted.folds, data.X, data.y, data.features, ImportanceParams()
         )
 

@@ -9,7 +9,7 @@ is 0.2, 0.3, 0.5 and 1.0 (core/simulation.py), at 5, 25 and 100 trades a day: on
 one day (independent trades), and on 8 symbols held one day or 1-10 days (trades of one symbol and
 day share its move; overlapping holdings on a common market).
 
-    python benchmarks/leak_guard.py [--seeds 40] [--ceiling 0.15] [--level 0.001]
+    python -m benchmarks.leak_guard [--seeds 40] [--ceiling 0.15] [--level 0.001]
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from scipy import stats
 from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.design import DesignParams
 from persistence_pipeline.core.leakage import LeakScreenParams, TradeKeys, screen_features, screen_reach
-from persistence_pipeline.core.market_data import load_embedded_bars
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
 from persistence_pipeline.core.strategies import generate_trades
+from persistence_pipeline.source_files import load_embedded_bars
+from persistence_pipeline_tests.simulation import SimulatedMarket, simulated_trades
 
 HONEST = {"honest_05": 0.05, "honest_10": 0.10, "honest_15": 0.15}
 LEAKS = {"leak_20": 0.2, "leak_30": 0.3, "leak_50": 0.5, "leak_100": 1.0}

@@ -27,15 +27,15 @@ in one insert); --env NAME=VALUE sets other variables for every run (e.g.
 DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1: one planned event per asset instead of one per
 asset and partition) and --instance copies a dagster.yaml into every DAGSTER_HOME.
 
-    python benchmarks/long_ranges.py [--days 90 180 365 730] [--end 2023-06-30 | --start 2021-01-04]
+    python -m benchmarks.long_ranges [--days 90 180 365 730] [--end 2023-06-30 | --start 2021-01-04]
         [--batch-size 0 1000] [--repeats 1] [--locations project trivial history] [--trivial PATH]
         [--env NAME=VALUE ...] [--instance dagster.yaml] [--breakdown]
 
 Ten years as one run (2013-07-03...2023-06-30; about 15 minutes for the project on daily partitions,
 and 2013-07-01...2023-06-30 in 120 months on the history code location):
 
-    python benchmarks/long_ranges.py --days 3650
-    python benchmarks/long_ranges.py --days 90 3650 --locations history
+    python -m benchmarks.long_ranges --days 3650
+    python -m benchmarks.long_ranges --days 90 3650 --locations history
 
 With --goals, one table instead: the 90 days ending on --end on the daily code location and the ten
 years ending on --end on the history code location (120 months), each against the trivial code
@@ -45,7 +45,7 @@ trivial one's CPU and 1.1 times its bytes; the ten years within 60 s and 20 MB).
 repeated --repeats times in turn (each repeat starting one run later), so that a busy spell of a
 shared machine falls on all of them; medians. About 3 minutes a repeat on 2 cores:
 
-    python benchmarks/long_ranges.py --goals --repeats 3 [--breakdown]
+    python -m benchmarks.long_ranges --goals --repeats 3 [--breakdown]
 """
 
 from __future__ import annotations

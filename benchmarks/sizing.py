@@ -1,7 +1,7 @@
 """Does alpha-based sizing pay after costs? The three OOS books of core/sizing.py (sized, equal,
 actual) on simulated markets whose truth is known (core/simulation.py: one year, 40 trades a day on
 30 symbols, 10 noise features), through the functions profit_model calls (train_and_evaluate on
-labels net of costs, oos_books, sizing_performance), many seeds:
+labels net of costs, walk_forward_books, book_performance), many seeds:
 
     null        no signal
     ic 0.05     one planted feature with IC 0.05
@@ -10,10 +10,10 @@ labels net of costs, oos_books, sizing_performance), many seeds:
 at costs of 0, 5 and 10 bps per side. Per scenario and cost: the median over seeds of each book's
 net Sharpe and net mean return per unit of notional (bps), the share of seeds where the sized
 book's net Sharpe beats the actual one's and the equal one's, and the median exposure of the sized
-book over the actual one's. Beside it, the cost of sizing: the median time of oos_books
+book over the actual one's. Beside it, the cost of sizing: the median time of walk_forward_books
 (the fold models' predictions on their training trades) over that of train_and_evaluate.
 
-    python benchmarks/sizing.py [--seeds 40]
+    python -m benchmarks.sizing [--seeds 40]
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
-from persistence_pipeline.core.sizing import SizingParams, oos_books, sizing_performance
+from persistence_pipeline.core.sizing import SizingParams, book_performance, walk_forward_books
+from persistence_pipeline_tests.simulation import SimulatedMarket, simulated_trades
 
 SCENARIOS = {"null": {}, "ic 0.05": {"signal": (0.05, 0.05)}, "ic 0.10": {"signal": (0.1, 0.1)}}
 COSTS = (0.0, 5.0, 10.0)
@@ -48,9 +48,9 @@ def books(planted: dict, seed: int, cost_bps: float, timings: dict[str, list[flo
     )
     timings["model"].append(time.perf_counter() - started)
     started = time.perf_counter()
-    oos = oos_books(fitted, trades, X, y, None, sizing.max_position)
+    oos = walk_forward_books(fitted, trades, X, y, None, sizing.max_position)
     timings["sizing"].append(time.perf_counter() - started)
-    return sizing_performance(oos, sizing).query("costs == 'net'").set_index("book")
+    return book_performance(oos, sizing).query("costs == 'net'").set_index("book")
 
 
 def main() -> None:
@@ -87,7 +87,7 @@ def main() -> None:
     print(table.to_markdown(index=False))
     model, sizing = statistics.median(timings["model"]), statistics.median(timings["sizing"])
     print(
-        f"\nmedian per run: train_and_evaluate {1000 * model:.0f} ms, oos_books "
+        f"\nmedian per run: train_and_evaluate {1000 * model:.0f} ms, walk_forward_books "
         f"{1000 * sizing:.0f} ms (ratio {sizing / model:.2f})"
     )
 

@@ -3,7 +3,7 @@ file) against a bare DuckDB connection, the same through a run's staged view (th
 storage/database.py), and checking and migrating the contract's tables on every connection (what the
 warehouse did before storage/ existed). Medians over many calls.
 
-    python benchmarks/storage.py [--calls 200]
+    python -m benchmarks.storage [--calls 200]
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@
    the fourth quarter of eight, with the leak guard and without it: whether the leak quarter is
    flagged, how strong a prior the leak hands the next quarter, and warm's gain after the leak.
 
-    python benchmarks/walk_forward.py [--start 2016-01-01] [--ranges 30] [--months 3]
+    python -m benchmarks.walk_forward [--start 2016-01-01] [--ranges 30] [--months 3]
         [--seeds 40] [--skip-embedded] [--prior-decay 1]
         [--ways cold warm 'warm gated' warm+curr 'cold uncentred']
 """
@@ -66,9 +66,9 @@ from scipy import stats
 
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.priors import PriorParams
-from persistence_pipeline.core.simulation import EW_HALF_LIFE_QUARTERS, SimulatedMarket, warm_against_cold
 from persistence_pipeline.definitions import ASSET_CHECKS, ASSETS
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, TradeSource, resources_under
+from persistence_pipeline_tests.simulation import EW_HALF_LIFE_QUARTERS, SimulatedMarket, warm_against_cold
 
 PERSISTENT = {"persistent_a": (0.05, 0.05), "persistent_b": (-0.04, -0.04)}
 WALK_STEP = 0.03  # the random walk's sd of a quarter's step in IC

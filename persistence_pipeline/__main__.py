@@ -7,10 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from persistence_pipeline.core.dashboard import segment_names, unknown_segment
 from persistence_pipeline.core.report import render_report
+from persistence_pipeline.core.summary import segment_names, unknown_segment
 from persistence_pipeline.storage.export import FORMATS, MANIFEST, ExportFailed, export_tables
-from persistence_pipeline.storage.report import REPORT_LOCK_WAIT_SECONDS, WarehouseUnreadable, latest_run
+from persistence_pipeline.storage.latest_run import REPORT_LOCK_WAIT_SECONDS, WarehouseUnreadable, latest_run
 
 # exit statuses: 1 the warehouse cannot be read (or an export cannot be written), 2 a bad argument
 # (argparse's own status for its errors)

@@ -2,8 +2,6 @@
 top-feature flips and the alpha monitor. Each judges the whole range of its run and records its
 result on every daily partition of the range (check_results.py)."""
 
-import datetime as dt
-
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -19,8 +17,8 @@ from persistence_pipeline.core.metrics import judge_oos
 from persistence_pipeline.core.monitor import monitor_summary
 from persistence_pipeline.partitions import run_range, run_scope
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, Warehouse
-from persistence_pipeline.storage import cross_run, history, runs
-from persistence_pipeline.storage.trades import trades_between
+from persistence_pipeline.storage import cross_run, explanations, runs
+from persistence_pipeline.storage.trade_store import trades_between
 
 TOP_N = 3  # the top features whose flips warn
 
@@ -195,7 +193,7 @@ def oos_performance_is_plausible(
         return dg.AssetCheckResult(passed=False, description=f"no run_metrics row for {run_key}")
     ic, hit = float(row["oos_rank_ic"]), float(row["oos_hit_rate"])
     # feature_importance judged it (core/leakage.implausible_performance) and stored the verdict
-    problem = failed_oos_check(history.importance_history(db, [run_key], with_quarantined=True))
+    problem = failed_oos_check(explanations.importance_history(db, [run_key], with_quarantined=True))
     return dg.AssetCheckResult(
         passed=problem is None,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -256,12 +254,11 @@ def feature_drift_since_previous_run(
 ) -> dg.AssetCheckResult:
     window = run_range(context)
     db = run_database(context, warehouse)
-    earlier = runs.runs_as_of(db, window.first_day - dt.timedelta(days=1), model_settings.kind)
-    if earlier.empty:
+    previous = runs.previous_run(db, window.first_day, model_settings.kind)
+    if previous is None:
         return dg.AssetCheckResult(
             passed=True, description="no earlier run ended before this range starts: nothing to compare with"
         )
-    previous = earlier.iloc[-1]
     previous_start = pd.Timestamp(previous["range_start"]).tz_localize("UTC")
     previous_end = pd.Timestamp(previous["range_end"]).tz_localize("UTC") + pd.Timedelta(days=1)
     current_trades = trades_between(db, window.start, window.end)
@@ -308,10 +305,10 @@ def top_features_unchanged(
 ) -> dg.AssetCheckResult:
     run_key = run_scope(context, model_settings.kind).run_key
     db = run_database(context, warehouse)
-    changes = history.importance_changes(db, run_key)
+    changes = explanations.importance_changes(db, run_key)
     if changes.empty or changes["previous_run_key"].isna().all():
         return dg.AssetCheckResult(passed=True, description="first run of this kind: nothing to compare with")
-    flips = material_top_changes(changes, history.importance_history(db, [run_key]), TOP_N)
+    flips = material_top_changes(changes, explanations.importance_history(db, [run_key]), TOP_N)
     material = flips[flips["material"]]
     previous = str(changes["previous_run_key"].iloc[0])
     return dg.AssetCheckResult(
@@ -366,7 +363,7 @@ def alpha_has_not_broken_down(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, model_settings: ModelSettings
 ) -> dg.AssetCheckResult:
     run_key = run_scope(context, model_settings.kind).run_key
-    alpha = cross_run.feature_alpha(run_database(context, warehouse), run_key)
+    alpha = cross_run.feature_alpha_rows(run_database(context, warehouse), run_key)
     monitored = alpha[alpha["monitored"].fillna(False).astype(bool)].sort_values(
         ["ic_change_q_value", "feature"], kind="stable"
     )

@@ -17,14 +17,24 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 
+from persistence_pipeline.errors import ReversedRangeError
+
+# Dagster marks two features the project relies on as beta or preview: the single-run backfill policy
+# of the assets (declared here) and partitioned asset checks. Their warnings would open every
+# command's output; they are silenced once, here, where every code location's definitions start
+# (the package itself does not import Dagster, so `report` and `export` start fast).
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
 EMBEDDED_DATA_START = "2013-01-02"
-EMBEDDED_DATA_END = "2023-09-21"  # the last day of data/stocks_daily.parquet
+EMBEDDED_DATA_END = "2023-09-21"  # the last day of the embedded stocks_daily.parquet
 
 
 def partitions_end(environ: Mapping[str, str]) -> str | None:
@@ -65,10 +75,6 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(
     timezone="UTC",
 )
 single_run_backfill = dg.BackfillPolicy.single_run()
-
-
-class ReversedRangeError(ValueError):
-    """A partition range whose end comes before its start."""
 
 
 def refuse_reversed(first: str, last: str) -> None:

@@ -20,6 +20,7 @@ from persistence_pipeline.core.design import (
 )
 from persistence_pipeline.core.ensemble import members
 from persistence_pipeline.core.evidence import EvidenceParams
+from persistence_pipeline.core.explanation import ExplainParams
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.leakage import LeakScreenParams
 from persistence_pipeline.core.model import ModelParams
@@ -27,7 +28,8 @@ from persistence_pipeline.core.monitor import MonitorParams
 from persistence_pipeline.core.priors import CurriculumParams, PriorParams
 from persistence_pipeline.core.sizing import SizingParams
 from persistence_pipeline.core.strategies import StrategyParams
-from persistence_pipeline.core.trade_sources import load_source_trades
+from persistence_pipeline.core.training import Checkpoint, TrainingParams
+from persistence_pipeline.source_files import load_source_trades
 from persistence_pipeline.storage import files
 from persistence_pipeline.storage.database import Database
 
@@ -55,11 +57,11 @@ class CheckpointStore(dg.ConfigurableResource):
 
     directory: str = "data/checkpoints"
 
-    def save(self, checkpoint: dict[str, Any], run_key: str, staged_by: str | None) -> tuple[str, str]:
-        return files.save_checkpoint(Path(self.directory), checkpoint, run_key, staged_by)
+    def save(self, checkpoint: Checkpoint, run_key: str, staged_by: str | None) -> tuple[str, str]:
+        return files.save_checkpoint(Path(self.directory), checkpoint.payload(), run_key, staged_by)
 
-    def load(self, path: str, sha256: str) -> dict[str, Any]:
-        return files.load_checkpoint(path, sha256)
+    def load(self, path: str, sha256: str) -> Checkpoint:
+        return Checkpoint.from_payload(files.load_checkpoint(path, sha256))
 
     def problem(self, path: str, sha256: str) -> str | None:
         """What is wrong with an indexed checkpoint ("missing", "sha256 differs"), or None."""
@@ -105,7 +107,7 @@ class TradeSource(dg.ConfigurableResource):
 
     def describe(self) -> str:
         if self.kind == "embedded":
-            return "embedded data (data/stocks_daily.parquet)"
+            return "embedded data (stocks_daily.parquet)"
         return f"{self.kind} {self.path}"
 
     def load(self) -> pd.DataFrame:
@@ -354,3 +356,28 @@ def partial_override(run_config: Mapping[str, Any], bound: Mapping[str, Any]) ->
                 f'keep the environment\'s. Give them too, e.g. "{field}": {{"env": "{variable}"}}'
             )
     return None
+
+
+def training_params(model: ModelSettings, analysis: AnalysisSettings) -> TrainingParams:
+    """What the model stage fits with (core/training.py), from the two settings resources."""
+    return TrainingParams(
+        model=model.model_params(),
+        members=tuple(model.model_params(kind) for kind in model.members()[1:]),
+        design=model.design_params(),
+        sizing=model.sizing_params(),
+        leak=analysis.leak_screen_params(),
+        warm_start=model.warm_start,
+        curriculum=model.curriculum,
+        volatility_feature=analysis.volatility_feature,
+    )
+
+
+def explain_params(model: ModelSettings, analysis: AnalysisSettings) -> ExplainParams:
+    """How the importance stage explains the run's model (core/explanation.py)."""
+    return ExplainParams(
+        importance=model.importance_params(),
+        correlation_threshold=model.correlation_threshold,
+        max_plausible_oos_rank_ic=analysis.max_plausible_oos_rank_ic,
+        max_plausible_hit_rate=analysis.max_plausible_hit_rate,
+        top_k=analysis.top_k,
+    )

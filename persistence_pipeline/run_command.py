@@ -27,7 +27,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from persistence_pipeline.core.dashboard import (
+from persistence_pipeline.core.summary import (
     NO_RELIABLE_ALPHA,
     by_evidence,
     oos_caveat_of,
@@ -35,8 +35,9 @@ from persistence_pipeline.core.dashboard import (
     reliable,
 )
 from persistence_pipeline.definitions import defs
-from persistence_pipeline.partitions import ReversedRangeError, daily_partitions, refuse_reversed
-from persistence_pipeline.storage.report import WarehouseUnreadable, latest_run
+from persistence_pipeline.errors import ReversedRangeError
+from persistence_pipeline.partitions import daily_partitions, refuse_reversed
+from persistence_pipeline.storage.latest_run import WarehouseUnreadable, latest_run
 
 LOCATION_MODULE = "persistence_pipeline.definitions"
 RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.\.(\d{4}-\d{2}-\d{2})$")

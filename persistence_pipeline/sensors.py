@@ -17,13 +17,14 @@ import dagster as dg
 import pandas as pd
 
 from persistence_pipeline.assets.stage import IN_PROGRESS
-from persistence_pipeline.core.schema import InputDataError
-from persistence_pipeline.core.trade_sources import new_or_changed_trades, source_files_state
+from persistence_pipeline.core.trade_sources import new_or_changed_trades
+from persistence_pipeline.errors import InputDataError
 from persistence_pipeline.partitions import daily_partitions, whole_months
 from persistence_pipeline.resources import ModelSettings, RetrainSettings, TradeSource, Warehouse
 from persistence_pipeline.schedules import window_ending
+from persistence_pipeline.source_files import source_files_state
 from persistence_pipeline.storage.staleness import stale_runs
-from persistence_pipeline.storage.trades import stored_trade_versions
+from persistence_pipeline.storage.trade_store import stored_trade_versions
 
 HISTORY_MIN_DAYS = 366  # a stale run of whole months longer than this is the history location's
 

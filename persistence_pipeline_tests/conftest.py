@@ -50,7 +50,30 @@ LONGEST_FIRST = [
 ]
 
 
+LAYERS = ("core", "storage", "assets", "e2e")
+# fixtures that build or copy a pipeline's warehouse: not for the core and storage layers, which
+# `pytest -m "core or storage"` runs in seconds
+PIPELINE_FIXTURES = {"embedded_runs", "project"}
+
+
+def layer_problem(item: pytest.Item) -> str | None:
+    """Why the test's layer markers do not say what it is: it has one layer, and a core or storage
+    test builds no pipeline."""
+    layers = [name for name in LAYERS if item.get_closest_marker(name) is not None]
+    if len(layers) != 1:
+        return f"{item.nodeid}: one layer marker of {LAYERS} is needed, it has {layers}"
+    fixtures = PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ()))
+    if layers[0] in ("core", "storage") and fixtures:
+        return f"{item.nodeid}: a {layers[0]} test uses the pipeline fixture(s) {sorted(fixtures)}"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: every collected test is judged
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    problems = [problem for item in items if (problem := layer_problem(item))]
+    if problems:
+        raise pytest.UsageError("test layer markers:\n" + "\n".join(problems))
+
     def rank(item: pytest.Item) -> int:
         module = item.path.stem
         return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)

@@ -18,12 +18,11 @@ from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline.storage.database import Database
 from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project, check_evaluation, copy_of
 
-pytestmark = pytest.mark.assets
-
 Q1_KEY, Q2_KEY = f"{Q1[0]}..{Q1[1]}/ridge", f"{Q2[0]}..{Q2[1]}/ridge"
 VOLATILE = ["dagster_run_id", "created_at"]
 
 
+@pytest.mark.assets
 def test_feature_alpha_alone_gives_the_rows_of_the_whole_run(embedded_runs: EmbeddedRuns, tmp_path):
     project = copy_of(embedded_runs.two, tmp_path)
     expected = project.table("feature_alpha", order_by="as_of_run_key, feature")
@@ -37,6 +36,7 @@ def test_feature_alpha_alone_gives_the_rows_of_the_whole_run(embedded_runs: Embe
     )
 
 
+@pytest.mark.assets
 def test_feature_alpha_refuses_to_run_without_its_feature_stability(embedded_runs: EmbeddedRuns, tmp_path):
     project = copy_of(embedded_runs.two, tmp_path)
     Database(str(project.warehouse_path)).query(
@@ -46,6 +46,7 @@ def test_feature_alpha_refuses_to_run_without_its_feature_stability(embedded_run
         project.invoke(feature_alpha, *Q2)
 
 
+@pytest.mark.assets
 def test_profit_model_alone_warm_starts_like_the_whole_run(embedded_runs: EmbeddedRuns, tmp_path):
     project = copy_of(embedded_runs.one, tmp_path)
     project.invoke(trades, *Q2)
@@ -58,6 +59,7 @@ def test_profit_model_alone_warm_starts_like_the_whole_run(embedded_runs: Embedd
     pd.testing.assert_series_equal(alone[compared], whole[compared])
 
 
+@pytest.mark.assets
 def test_feature_importance_without_a_checkpoint_says_what_to_materialize(
     embedded_runs: EmbeddedRuns, tmp_path
 ):
@@ -69,6 +71,7 @@ def test_feature_importance_without_a_checkpoint_says_what_to_materialize(
         project.invoke(feature_importance, *Q2)
 
 
+@pytest.mark.assets
 def test_the_dashboard_of_an_older_range_does_not_replace_the_newest(embedded_runs: EmbeddedRuns, tmp_path):
     project = copy_of(embedded_runs.two, tmp_path)
     folder = project.root / "dashboard"
@@ -79,6 +82,7 @@ def test_the_dashboard_of_an_older_range_does_not_replace_the_newest(embedded_ru
     assert (folder / "2021-01-04..2021-03-31_ridge.png").read_bytes() != newest
 
 
+@pytest.mark.assets
 def test_lineage_names_every_table_a_stage_reads():
     reads = {
         "feature_alpha": {"trades", "feature_importance", "feature_stability"},
@@ -99,6 +103,7 @@ def test_lineage_names_every_table_a_stage_reads():
         assert reads[key.to_user_string()] <= deps, key
 
 
+@pytest.mark.assets
 def test_a_reversed_range_says_it_is_reversed(tmp_path):
     project = Project(tmp_path, TradeSource(), ModelSettings())
     with pytest.raises(dg.Failure, match=r"the partition range 2021-03-31...2021-01-04 is reversed"):
@@ -106,6 +111,7 @@ def test_a_reversed_range_says_it_is_reversed(tmp_path):
     assert not project.warehouse_path.exists()
 
 
+@pytest.mark.assets
 def test_each_check_records_its_result_on_every_partition_of_the_range(embedded_runs: EmbeddedRuns):
     """A partitioned check's one result of a range run used to be filed under no partition: the UI
     showed every check Skipped over the range. Each partition now has the run's result (passed,
@@ -138,6 +144,7 @@ def test_each_check_records_its_result_on_every_partition_of_the_range(embedded_
     assert [e.partition for e in blocking] == [Q1[1]]
 
 
+@pytest.mark.assets
 def test_a_deleted_or_altered_checkpoint_of_any_run_is_reported_by_a_check(
     embedded_runs: EmbeddedRuns, tmp_path
 ):
@@ -165,6 +172,7 @@ def test_a_deleted_or_altered_checkpoint_of_any_run_is_reported_by_a_check(
     assert fine.passed and fine.description == "all 1 indexed checkpoints intact"
 
 
+@pytest.mark.assets
 def test_a_negative_oos_r2_is_recorded_not_failed(embedded_runs: EmbeddedRuns):
     """The first embedded quarter predicts worse than the mean (R^2 < 0), which is ordinary for
     trade-return forecasts: the sanity check records it and passes (it failed on every run before,

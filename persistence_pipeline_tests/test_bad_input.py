@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 
 from persistence_pipeline.assets.trades import trades
-from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.strategies import generate_trades
 from persistence_pipeline.resources import ModelSettings, TradeSource
+from persistence_pipeline.source_files import load_embedded_bars
 from persistence_pipeline_tests.conftest import Project, check_evaluation
 
 START, END = "2021-01-04", "2021-03-31"
-pytestmark = pytest.mark.assets
 
 
 def good_log() -> pd.DataFrame:
@@ -478,12 +477,14 @@ def _run_case(
     return message
 
 
+@pytest.mark.assets
 @pytest.mark.parametrize("case", list(TRADE_LOG_CASES))
 def test_bad_trade_log_is_refused_and_nothing_changes(stored, tmp_path, case):
     write, *expected = TRADE_LOG_CASES[case]
     _run_case(stored, tmp_path, "trade_log_dir", write, stored[2].copy(), *expected)
 
 
+@pytest.mark.assets
 @pytest.mark.parametrize("case", list(OHLCV_CASES))
 def test_bad_bar_file_is_refused_and_nothing_changes(stored, tmp_path, case):
     write, *expected = OHLCV_CASES[case]
@@ -498,10 +499,12 @@ def test_a_bad_trade_log_fails_the_whole_run_and_nothing_changes(stored, tmp_pat
     _run_case(stored, tmp_path, "trade_log_dir", write, data, named, column, row, problem, whole_run=True)
 
 
+@pytest.mark.assets
 def test_the_corpus_is_large_enough():
     assert len(TRADE_LOG_CASES) + len(OHLCV_CASES) >= 25
 
 
+@pytest.mark.assets
 def test_outcome_column_configured_as_feature_is_refused(stored, tmp_path):
     project, before, log = stored
     (tmp_path / "log").mkdir()
@@ -518,6 +521,7 @@ def test_outcome_column_configured_as_feature_is_refused(stored, tmp_path):
     assert snapshot(project) == before
 
 
+@pytest.mark.assets
 def test_zoned_timestamps_are_converted_to_utc(stored, tmp_path):
     project, _, log = stored
     zoned = log.copy()
@@ -536,6 +540,7 @@ def test_zoned_timestamps_are_converted_to_utc(stored, tmp_path):
     )
 
 
+@pytest.mark.assets
 def test_outcome_columns_are_never_picked_as_features(stored, tmp_path):
     _, _, log = stored
     (tmp_path / "log").mkdir()
@@ -550,6 +555,7 @@ def test_outcome_columns_are_never_picked_as_features(stored, tmp_path):
     assert not {"pnl", "holding_period", "exit_reason_code"} & columns and "rsi_14" in columns
 
 
+@pytest.mark.assets
 def test_trade_log_run_stores_the_log(stored):
     project, _, log = stored
     trades = project.table("trades")

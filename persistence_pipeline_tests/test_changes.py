@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persistence_pipeline.core.changes import importance_changes, material_top_changes, top_set_change
+from persistence_pipeline.core.changes import material_top_changes, rank_changes, top_set_change
 
 pytestmark = pytest.mark.core
 
@@ -40,7 +40,7 @@ def test_a_whole_new_top_is_seen_through_nullable_ranks():
         {"momentum_20": 3, "momentum_60": 2, "strategy_confidence": 1},
         0.1,
     )
-    stored = as_stored(importance_changes(before, after, 3))
+    stored = as_stored(rank_changes(before, after, 3))
     assert str(stored["rank"].dtype) == "Int32" and stored["previous_rank"].isna().sum() == 3
     assert top_set_change(stored, 3) == (
         ["momentum_20", "momentum_60", "strategy_confidence"],
@@ -57,7 +57,7 @@ def test_a_flip_warns_only_beyond_the_bootstrap_spread(spread, material):
     after = history(
         dict(zip(names, [1, 2, 4, 3], strict=True)), dict(zip(names, [4, 3, 1.9, 2.1], strict=True)), spread
     )
-    flips = material_top_changes(importance_changes(before, after, 3), after, 3)
+    flips = material_top_changes(rank_changes(before, after, 3), after, 3)
     assert flips[["entered", "left"]].values.tolist() == [["d", "c"]]
     assert flips["gap"].iloc[0] == pytest.approx(0.2)
     assert flips["spread"].iloc[0] == pytest.approx(np.sqrt(2) * spread)
@@ -67,5 +67,5 @@ def test_a_flip_warns_only_beyond_the_bootstrap_spread(spread, material):
 def test_a_feature_gone_from_the_run_is_a_material_flip():
     before = history({"a": 1, "b": 2, "gone": 3}, {"a": 3, "b": 2, "gone": 1}, 0.5)
     after = history({"a": 1, "b": 2, "new": 3}, {"a": 3, "b": 2, "new": 1}, 0.5)
-    flips = material_top_changes(importance_changes(before, after, 3), after, 3)
+    flips = material_top_changes(rank_changes(before, after, 3), after, 3)
     assert flips.to_dict("records")[0]["left"] == "gone" and bool(flips["material"].iloc[0])

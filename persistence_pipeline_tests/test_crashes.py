@@ -42,7 +42,7 @@ def test_a_run_killed_at_a_stage_or_inside_its_publishing_commit_leaves_no_trace
     index = project.table("checkpoints").set_index("run_key").loc[Q2_KEY]
     assert not Path(index["path"]).exists()  # published; killed before its checkpoint moved into place
     loaded = CheckpointStore(directory=str(tmp_path / "checkpoints")).load(index["path"], index["sha256"])
-    assert Path(index["path"]).exists() and loaded["train_trade_ids"]  # recovered from staging on load
+    assert Path(index["path"]).exists() and loaded.train_trade_ids  # recovered from staging on load
     assert project.materialize(*Q2).success  # the same range again, whole
     stored = project.table("run_metrics")
     assert sorted(stored["run_key"]) == [Q1_KEY, Q2_KEY]

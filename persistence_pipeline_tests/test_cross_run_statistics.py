@@ -9,7 +9,7 @@ import scipy.stats
 import statsmodels.stats.proportion
 from statsmodels.stats.meta_analysis import combine_effects
 
-from persistence_pipeline.core.changes import describe_changes, importance_changes, top_set_change
+from persistence_pipeline.core.changes import describe_changes, rank_changes, top_set_change
 from persistence_pipeline.core.drift import feature_drift, psi
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.leakage import implausible_performance
@@ -22,19 +22,19 @@ from persistence_pipeline.core.priors import (
     regimes,
     volatility_cuts,
 )
-from persistence_pipeline.core.simulation import SimulatedMarket, warm_against_cold
 from persistence_pipeline.core.stability import (
     MIN_RUNS_FOR_INTERVAL,
     effective_runs,
-    feature_stability,
     jaccard_overlap,
     kendall_w,
     nogueira_stability,
     non_overlapping_runs,
     pairwise_spearman,
+    per_feature_stability,
     rank_matrix,
-    stability_summary,
+    summarize_stability,
 )
+from persistence_pipeline_tests.simulation import SimulatedMarket, warm_against_cold
 
 pytestmark = pytest.mark.core
 
@@ -140,13 +140,13 @@ def test_tied_importances_share_their_average_rank_and_w_is_tie_corrected():
         row[rng.choice(6, 2, replace=False)] = 0.0
     by_name = np.array([scipy.stats.rankdata(-row, method="ordinal") for row in shap])
     history = history_from(by_name, shap=shap)
-    summary = stability_summary(history, quarters(m), k=3, mean_trade_overlap=0.0)
+    summary = summarize_stability(history, quarters(m), k=3, mean_trade_overlap=0.0)
     friedman = scipy.stats.friedmanchisquare(*[shap[:, j] for j in range(n)]).statistic / (m * (n - 1))
     assert summary.kendall_w == pytest.approx(friedman)
     assert summary.kendall_w is not None and kendall_w(by_name) > summary.kendall_w + 0.2  # 0.89 against 0.57
     ranks = rank_matrix(history, [f"run{r}" for r in range(m)])
     assert (ranks.loc[:, [f"f{j}" for j in range(6, 12)]] == 8.5).all().all()  # 8 tied: mean of 5..12
-    table = feature_stability(history, k=3).set_index("feature")
+    table = per_feature_stability(history, k=3).set_index("feature")
     assert table.loc["f8", "rank_mean"] == 8.5
 
 
@@ -154,7 +154,7 @@ def test_feature_stability_by_hand():
     ranks = np.array([[1, 2, 3], [2, 1, 3], [1, 3, 2]])
     coef = np.array([[0.5, -0.2, 0.1], [0.4, 0.3, 0.1], [0.6, -0.1, -0.1]])
     shap = np.array([[3.0, 2.0, 1.0], [2.0, 3.0, 1.0], [4.0, 1.0, 2.0]])
-    table = feature_stability(history_from(ranks, coef=coef, shap=shap), k=1).set_index("feature")
+    table = per_feature_stability(history_from(ranks, coef=coef, shap=shap), k=1).set_index("feature")
     assert table.loc["f0", "rank_mean"] == pytest.approx(4 / 3)
     assert table.loc["f0", "rank_std"] == pytest.approx(np.std([1, 2, 1], ddof=1))
     assert table.loc["f0", "topk_frequency"] == pytest.approx(2 / 3)
@@ -181,25 +181,25 @@ def quarters(m):
 
 def test_one_run_gives_null_cross_run_figures():
     history = history_from(np.array([[1, 2, 3]]))
-    summary = stability_summary(history, quarters(1), k=1, mean_trade_overlap=None)
+    summary = summarize_stability(history, quarters(1), k=1, mean_trade_overlap=None)
     assert summary.n_runs == 1 and summary.n_independent_runs == 1
     assert summary.kendall_w is None and summary.nogueira_phi is None and summary.latest_spearman is None
     assert "needs at least 2 runs whose windows do not overlap" in summary.note
-    table = feature_stability(history, k=1)
+    table = per_feature_stability(history, k=1)
     assert table["rank_std"].isna().all() and table["sign_consistency"].isna().all()
 
 
 def test_summary_values_over_non_overlapping_runs():
     ranks = random_rankings(6, 8, seed=4)
     history = history_from(ranks)
-    summary = stability_summary(history, quarters(6), k=3, mean_trade_overlap=0.0)
+    summary = summarize_stability(history, quarters(6), k=3, mean_trade_overlap=0.0)
     assert summary.n_runs == summary.n_independent_runs == 6
     assert summary.kendall_w == pytest.approx(kendall_w(ranks))
     assert summary.latest_spearman == pytest.approx(scipy.stats.spearmanr(ranks[4], ranks[5]).statistic)
     low, phi, high = summary.nogueira_ci_low, summary.nogueira_phi, summary.nogueira_ci_high
     assert low is not None and phi is not None and high is not None
     assert -1 <= low < phi < high <= 1
-    few = stability_summary(history_from(ranks[:4]), quarters(4), k=3, mean_trade_overlap=0.0)
+    few = summarize_stability(history_from(ranks[:4]), quarters(4), k=3, mean_trade_overlap=0.0)
     assert few.nogueira_phi is not None and few.nogueira_ci_low is None
     assert f"needs {MIN_RUNS_FOR_INTERVAL} non-overlapping runs" in few.note
 
@@ -212,7 +212,7 @@ def test_nightly_windows_are_compared_only_where_they_do_not_overlap():
     assert non_overlapping_runs(nightly) == ["run29"]
     assert effective_runs(nightly) == pytest.approx(119 / 90)
     history = history_from(random_rankings(30, 6, seed=1))
-    summary = stability_summary(history, nightly, k=2, mean_trade_overlap=0.97, n_effective_runs=119 / 90)
+    summary = summarize_stability(history, nightly, k=2, mean_trade_overlap=0.97, n_effective_runs=119 / 90)
     assert summary.n_runs == 30 and summary.n_independent_runs == 1 and summary.kendall_w is None
     assert "share 97% of their training trades, so only 1 of the 30 runs are compared" in summary.note
     mixed = ranges_of(
@@ -222,7 +222,7 @@ def test_nightly_windows_are_compared_only_where_they_do_not_overlap():
     # newest first: run4 (Jul-Sep); run3 overlaps it; run2 (Apr-Jun) ends before Jul; run1 overlaps run2; run0
     assert non_overlapping_runs(mixed) == ["run0", "run2", "run4"]
     ranks = random_rankings(5, 6, seed=3)
-    summary = stability_summary(history_from(ranks), mixed, k=2, mean_trade_overlap=0.3)
+    summary = summarize_stability(history_from(ranks), mixed, k=2, mean_trade_overlap=0.3)
     assert summary.n_independent_runs == 3
     assert summary.kendall_w == pytest.approx(kendall_w(ranks[[0, 2, 4]]))
 
@@ -361,14 +361,14 @@ def test_importance_changes_by_hand():
     current = pd.DataFrame(
         {"feature": ["a", "b", "c", "new"], "rank": [3, 2, 1, 4], "shap_mean_abs": [2.0, 3.0, 5.0, 0.5]}
     )
-    changes = importance_changes(previous, current, k=1).set_index("feature")
+    changes = rank_changes(previous, current, k=1).set_index("feature")
     assert changes.loc["a", ["previous_rank", "rank", "rank_shift"]].tolist() == [1, 3, -2]
     assert changes.loc["c", "rank_shift"] == 2 and changes.loc["c", "shap_change"] == pytest.approx(3.0)
     assert bool(changes.loc["c", "entered_top_k"]) and bool(changes.loc["a", "left_top_k"])
     assert not changes.loc[["b", "new", "gone"], "entered_top_k"].any()
     assert pd.isna(changes.loc["new", "previous_rank"]) and pd.isna(changes.loc["gone", "rank"])
     assert list(changes.index[:2]) == ["gone", "new"]  # no rank on one side: listed first
-    flat = importance_changes(previous, current, k=1)
+    flat = rank_changes(previous, current, k=1)
     assert top_set_change(flat, 2) == (["c"], ["a"])
     text = describe_changes(flat, "prev/ridge", 1)
     assert "entered the top 1: c; left it: a" in text and "a 1→3" in text and "c +3" in text

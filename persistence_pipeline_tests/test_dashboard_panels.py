@@ -22,20 +22,17 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from scipy import stats
 
-from persistence_pipeline.core import dashboard
-from persistence_pipeline.core.alpha import feature_alpha
-from persistence_pipeline.core.dashboard import (
-    DashboardInputs,
-    dashboard_figure,
-    dashboard_summary,
-    draw_dashboard,
-)
+from persistence_pipeline.core import dashboard, figure, panels
+from persistence_pipeline.core.alpha import alpha_table
+from persistence_pipeline.core.dashboard import DashboardInputs, dashboard_summary
 from persistence_pipeline.core.ensemble import ensemble_line, rank_agreement
 from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
+from persistence_pipeline.core.figure import dashboard_figure, draw_dashboard
 from persistence_pipeline.core.report import render_report
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
-from persistence_pipeline.core.sizing import SizingParams, sizing_line, sizing_performance
-from persistence_pipeline.core.stability import effective_runs, feature_stability, stability_summary
+from persistence_pipeline.core.sizing import SizingParams, book_performance, sizing_line
+from persistence_pipeline.core.stability import effective_runs, per_feature_stability, summarize_stability
+from persistence_pipeline.core.summary import q_label, q_text, stability_lines
+from persistence_pipeline_tests.simulation import SimulatedMarket, simulated_trades
 
 pytestmark = pytest.mark.core
 
@@ -91,7 +88,7 @@ def make_inputs(
 ) -> DashboardInputs:
     """`n_runs` quarterly runs (or `ranges`) with an importance history of `n_persistent` steady
     features and, with `fading`, the fading one; their alpha table from the simulated trades entered
-    by the last range end (feature_evidence, then feature_alpha)."""
+    by the last range end (feature_evidence, then alpha_table)."""
     rng = np.random.default_rng(seed)
     ranges = run_ranges(n_runs) if ranges is None else ranges
     keys = ranges["run_key"].tolist()
@@ -125,16 +122,16 @@ def make_inputs(
                 "priors_from_run_key": None,
             }
         )
-    stability = feature_stability(history, 5)
+    stability = per_feature_stability(history, 5)
     as_of_end = pd.Timestamp(ranges["range_end"].iloc[-1], tz="UTC") + pd.Timedelta(days=1)
-    alpha = feature_alpha(
+    alpha = alpha_table(
         evidence(tuple(names), as_of_end),
         history,
         ranges,
         runs.set_index("run_key")["oos_rank_ic"],
         stability.set_index("feature")["topk_frequency"],
     )
-    summary = stability_summary(history, ranges, 5, 0.0, effective_runs(ranges)).__dict__
+    summary = summarize_stability(history, ranges, 5, 0.0, effective_runs(ranges)).__dict__
     extra = {} if quarantined is None else {"quarantined": quarantined}
     return DashboardInputs(runs, history, stability, alpha, summary, keys[-1], top_n=top_n, **extra)
 
@@ -192,10 +189,10 @@ def test_alpha_panel_shows_the_decaying_feature_whatever_the_cut():
     fig = dashboard_figure(inputs)
     ax = panel(fig, "alpha score")
     ticks = ytick_texts(ax)
-    assert FADING in ticks and ticks[FADING] == dashboard.DECAYING_COLOR
+    assert FADING in ticks and ticks[FADING] == panels.DECAYING_COLOR
     assert len(ticks) == inputs.top_n  # the cut still holds: 9 best + the decaying one
     assert len(ax.patches) == inputs.top_n
-    red = [p for p in ax.patches if to_hex(p.get_facecolor(), keep_alpha=False) == dashboard.DECAYING_COLOR]
+    red = [p for p in ax.patches if to_hex(p.get_facecolor(), keep_alpha=False) == panels.DECAYING_COLOR]
     assert len(red) == 1  # its bar, in its colour
     legend = ax.get_legend()
     assert legend is not None
@@ -235,7 +232,7 @@ def test_each_alpha_bar_has_the_q_value_of_its_feature_beside_it():
 
 
 def test_q_labels_read_as_specified():
-    assert [dashboard.q_label(q) for q in [0.0031, 0.0004, 0.001, 0.25, None, float("nan"), pd.NA]] == [
+    assert [q_label(q) for q in [0.0031, 0.0004, 0.001, 0.25, None, float("nan"), pd.NA]] == [
         "q=0.003",
         "q<0.001",
         "q=0.001",
@@ -244,17 +241,17 @@ def test_q_labels_read_as_specified():
         "q=n/a",
         "q=n/a",
     ]
-    assert dashboard.q_text(0.0004) == "<0.001" and dashboard.q_text(0.0126) == "0.013"
+    assert q_text(0.0004) == "<0.001" and q_text(0.0126) == "0.013"
 
 
 def test_a_quarantined_feature_with_a_score_shows_its_q_value_and_its_ic():
     inputs = make_inputs(n_runs=4, quarantined=quarantine(run_keys(4)).assign(feature=STEADY[3]))
-    rows = dashboard.alpha_panel_rows(inputs)
+    rows = panels.alpha_panel_rows(inputs)
     row = rows.set_index("feature").loc[STEADY[3]]
     assert row["kind"] == "quarantined"
     q = inputs.alpha.set_index("feature").loc[STEADY[3], "ic_q_value"]
     assert row["q"] == q
-    assert dashboard.bar_label(rows[rows["feature"] == STEADY[3]].iloc[0]) == (
+    assert panels.bar_label(rows[rows["feature"] == STEADY[3]].iloc[0]) == (
         f"{expected_q_label(q)}; quarantined, IC +0.912"
     )
 
@@ -269,7 +266,7 @@ def test_label_points_measures_after_the_limits_are_set():
     points = pd.DataFrame({"feature": [f"feature {i}" for i in range(8)], "x": np.arange(8) * 0.01})
     points["y"] = points["x"]
     ax.scatter(points["x"], points["y"])
-    dashboard._label_points(ax, points, "x", "y", points["feature"].tolist())
+    figure._label_points(ax, points, "x", "y", points["feature"].tolist())
     fig.canvas.draw()
     assert sorted(t.get_text() for t in ax.texts) == points["feature"].tolist()
     frame = ax.get_window_extent()
@@ -410,7 +407,7 @@ def test_quarantined_feature_is_in_the_alpha_panel_and_the_summary():
     fig = dashboard_figure(inputs)
     ax = panel(fig, "alpha score")
     ticks = ytick_texts(ax)
-    assert ticks.get(LEAK) == dashboard.QUARANTINED_COLOR
+    assert ticks.get(LEAK) == panels.QUARANTINED_COLOR
     assert FADING in ticks and len(ticks) == inputs.top_n
     assert "future leak" not in ticks  # a run after the as-of run is not shown
     assert any(t.get_text() == "quarantined, IC +0.912" for t in ax.texts)
@@ -609,9 +606,9 @@ def overlapping_nightly_runs(n_runs: int) -> pd.DataFrame:
 def test_stability_lines_state_runs_compared_of_stored_and_print_na_for_null_figures():
     ranges = overlapping_nightly_runs(3)
     history = make_inputs(ranges=ranges).history
-    summary = stability_summary(history, ranges, 5, 0.978, effective_runs(ranges))
+    summary = summarize_stability(history, ranges, 5, 0.978, effective_runs(ranges))
     assert summary.n_independent_runs == 1 and summary.kendall_w is None
-    lines = dashboard.stability_lines(summary.__dict__)
+    lines = stability_lines(summary.__dict__)
     assert lines[:3] == [
         "runs compared: 1 non-overlapping of 3 stored (worth 1.0 non-overlapping runs); "
         "consecutive stored runs share 98% of their training trades",
@@ -691,7 +688,7 @@ def test_without_complete_periods_the_panel_and_headline_say_what_alpha_needs():
         make_inputs(ranges=too_short_a_run(), quarantined=quarantine(too_short_a_run()["run_key"].tolist()))
     )
     ax = panel(fig, "alpha score")
-    assert ytick_texts(ax) == {LEAK: dashboard.QUARANTINED_COLOR}
+    assert ytick_texts(ax) == {LEAK: panels.QUARANTINED_COLOR}
     assert ax.get_title() == f"alpha score ({needs})"
     plt.close(fig)
 
@@ -943,7 +940,7 @@ def test_the_sizing_panel_draws_each_books_cumulative_net_pnl_ending_at_its_tota
             "exit_time": entry + pd.Timedelta(days=2),
         }
     )
-    sizing = sizing_performance(books, SizingParams(cost_bps=5)).assign(cost_bps=5.0)
+    sizing = book_performance(books, SizingParams(cost_bps=5)).assign(cost_bps=5.0)
     inputs = dataclasses.replace(make_inputs(), books=books, sizing=sizing)
     fig = dashboard_figure(inputs)
     lines = {line.get_gid(): line for ax in fig.axes for line in ax.get_lines() if line.get_gid()}

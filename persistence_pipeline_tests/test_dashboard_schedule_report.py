@@ -22,25 +22,21 @@ import pytest
 
 from persistence_pipeline.__main__ import main
 from persistence_pipeline.assets.persistence_dashboard import persistence_dashboard
-from persistence_pipeline.core.alpha import feature_alpha
-from persistence_pipeline.core.dashboard import (
-    DashboardInputs,
-    dashboard_figure,
-    dashboard_summary,
-    draw_dashboard,
-    top_features,
-)
+from persistence_pipeline.core.alpha import alpha_table
+from persistence_pipeline.core.dashboard import DashboardInputs, dashboard_summary, top_features
 from persistence_pipeline.core.evidence import EvidenceParams, feature_evidence, period_ic
+from persistence_pipeline.core.figure import dashboard_figure, draw_dashboard
 from persistence_pipeline.core.monitor import monitor_summary
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
 from persistence_pipeline.core.sizing import sizing_line
-from persistence_pipeline.core.stability import effective_runs, feature_stability, stability_summary
+from persistence_pipeline.core.stability import effective_runs, per_feature_stability, summarize_stability
 from persistence_pipeline.partitions import daily_partitions, partitions_end
 from persistence_pipeline.resources import DashboardStore, ModelSettings, RetrainSettings, TradeSource
 from persistence_pipeline.schedules import nightly_retrain, retrain_window
+from persistence_pipeline.source_files import EMBEDDED_BARS
 from persistence_pipeline.storage.database import Database
-from persistence_pipeline.storage.history import segments_of_runs
+from persistence_pipeline.storage.explanations import segments_of_runs
 from persistence_pipeline_tests.conftest import Q1, Q2, EmbeddedRuns, Project, RunEvents, copy_of
+from persistence_pipeline_tests.simulation import SimulatedMarket, simulated_trades
 
 pytestmark = pytest.mark.e2e
 
@@ -97,18 +93,18 @@ def synthetic_inputs(n_features: int, n_runs: int, seed: int = 0) -> DashboardIn
             "priors_from_run_key": None,
         }
     )
-    stability = feature_stability(history, 5)
+    stability = per_feature_stability(history, 5)
     as_of_end = pd.Timestamp(ends[-1], tz="UTC") + pd.Timedelta(days=1)
     params = EvidenceParams()
     entered = trades[trades["entry_time"] < as_of_end]
-    alpha = feature_alpha(
+    alpha = alpha_table(
         feature_evidence(period_ic(entered, names, params, as_of_end), params),
         history,
         ranges,
         runs.set_index("run_key")["oos_rank_ic"],
         stability.set_index("feature")["topk_frequency"],
     )
-    summary = stability_summary(history, ranges, 5, 0.0, effective_runs(ranges))
+    summary = summarize_stability(history, ranges, 5, 0.0, effective_runs(ranges))
     return DashboardInputs(runs, history, stability, alpha, summary.__dict__, run_keys[-1], top_n=15)
 
 
@@ -284,7 +280,7 @@ def test_schedule_on_the_embedded_data_skips_after_its_end_and_replays_a_date():
     assert isinstance(skip, dg.SkipReason) and skip.skip_message is not None
     assert skip.skip_message.startswith(
         "the window 2026-10-26..2026-11-24 ends after the last partition 2023-09-21, where the configured "
-        "source (embedded data (data/stocks_daily.parquet)) ends: to try the schedule on it, set "
+        "source (embedded data (stocks_daily.parquet)) ends: to try the schedule on it, set "
         "retrain_settings.replay_date (env PERSISTENCE_REPLAY_DATE)"
     )
     replayed = [
@@ -309,7 +305,7 @@ def test_schedule_on_the_embedded_data_skips_after_its_end_and_replays_a_date():
 
 def test_the_partitions_end_where_the_configured_source_ends():
     """The UI offered 5,076 daily partitions up to today over data that ends on 2023-09-21."""
-    bars = pd.read_parquet("data/stocks_daily.parquet", columns=["date"])
+    bars = pd.read_parquet(EMBEDDED_BARS, columns=["date"])
     assert daily_partitions.get_last_partition_key() == str(bars["date"].max().date()) == "2023-09-21"
     assert partitions_end({}) == "2023-09-22"  # Dagster's end_date is exclusive
     assert partitions_end({"PERSISTENCE_TRADE_SOURCE": "trade_log_dir"}) is None  # grows every night

@@ -16,28 +16,28 @@ from scipy import stats
 from persistence_pipeline.core.ensemble import (
     ENSEMBLE,
     ensemble_line,
-    ensemble_metrics,
     ensemble_prediction,
     ensemble_view,
     fold_scales,
+    member_metrics,
     rank_agreement,
     rank_spearman,
     with_ensemble_view,
 )
 from persistence_pipeline.core.importance import ImportanceParams
-from persistence_pipeline.core.leakage import LeakScreenParams, TradeKeys, leak_screen
+from persistence_pipeline.core.leakage import LeakScreen, LeakScreenParams, TradeKeys
 from persistence_pipeline.core.model import ModelParams, screens_of, train_and_evaluate
 from persistence_pipeline.core.report import render_report
-from persistence_pipeline.core.simulation import (
+from persistence_pipeline.core.stability import non_overlapping_runs
+from persistence_pipeline.resources import CheckpointStore, ModelSettings, TradeSource
+from persistence_pipeline.storage.latest_run import latest_run
+from persistence_pipeline_tests.conftest import Project
+from persistence_pipeline_tests.simulation import (
     SimulatedMarket,
     ensemble_windows,
     simulated_trades,
     trade_log,
 )
-from persistence_pipeline.core.stability import non_overlapping_runs
-from persistence_pipeline.resources import CheckpointStore, ModelSettings, TradeSource
-from persistence_pipeline.storage.report import latest_run
-from persistence_pipeline_tests.conftest import Project
 
 
 @pytest.mark.core
@@ -72,7 +72,7 @@ def test_the_average_is_of_standardized_predictions_and_its_metrics_against_scip
     assert in_units[150:] == pytest.approx(
         0.5 * (predictions["ridge"][150:] / 0.5 + predictions["gbt"][150:] / 3.0) * 0.5
     )
-    metrics = ensemble_metrics(predictions, scales, realized).set_index("model_kind")
+    metrics = member_metrics(predictions, scales, realized).set_index("model_kind")
     assert metrics.index.tolist() == ["ridge", "gbt", ENSEMBLE]
     assert metrics["weight"].tolist()[:2] == [0.5, 0.5] and np.isnan(metrics.loc[ENSEMBLE, "weight"])
     for kind, prediction in [*predictions.items(), (ENSEMBLE, average)]:
@@ -110,7 +110,7 @@ def test_a_member_is_held_to_the_run_models_leak_screen_without_screening_again(
         trades["entry_time"].dt.tz_convert(None).to_numpy(),
         trades["exit_time"].dt.tz_convert(None).to_numpy(),
     )
-    screen = leak_screen(X, y, features, LeakScreenParams(), TradeKeys.of(trades))
+    screen = LeakScreen(X, y, features, LeakScreenParams(), TradeKeys.of(trades))
     ridge = train_and_evaluate(X, y, *times, features, ModelParams(n_folds=3), screen=screen)
     assert ridge.screened is not None and ridge.screened.tolist() == [False, False, False, True]
     trees = train_and_evaluate(
@@ -356,19 +356,18 @@ def test_an_ensemble_run_stores_every_member_their_average_and_their_agreement(t
     checkpoint = CheckpointStore(directory=str(project.checkpoint_dir)).load(
         checkpoint_row["path"], checkpoint_row["sha256"]
     )
-    member = checkpoint["members"]["gbt"]
+    member = checkpoint.members["gbt"]
     assert (
-        list(checkpoint["members"]) == ["gbt"]
-        and type(member["model"]).__name__ == "HistGradientBoostingRegressor"
+        list(checkpoint.members) == ["gbt"] and type(member.model).__name__ == "HistGradientBoostingRegressor"
     )
-    assert [type(m).__name__ for m in member["fold_models"]] == ["HistGradientBoostingRegressor"] * len(
-        checkpoint["fold_models"]
+    assert [type(m).__name__ for m in member.fold_models] == ["HistGradientBoostingRegressor"] * len(
+        checkpoint.fold_models
     )
     alone_row = alone.table("checkpoints").iloc[0]
     alone_checkpoint = CheckpointStore(directory=str(alone.checkpoint_dir)).load(
         alone_row["path"], alone_row["sha256"]
     )
-    assert "members" not in alone_checkpoint  # a run of one model: the checkpoint as before ensembles
+    assert not alone_checkpoint.members  # a run of one model
 
     importance = project.table("ensemble_importance")
     by_kind = importance.pivot(index=["run_key", "feature"], columns="model_kind", values="shap_mean_abs")

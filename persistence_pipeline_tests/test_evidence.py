@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 import statsmodels.api as sm
 
-from persistence_pipeline.core.alpha import feature_alpha
+from persistence_pipeline.core.alpha import alpha_table
 from persistence_pipeline.core.design import DesignParams, model_design
 from persistence_pipeline.core.evidence import (
     EvidenceParams,
@@ -27,9 +27,9 @@ from persistence_pipeline.core.evidence import (
     redundant_aliases,
     series_evidence,
 )
-from persistence_pipeline.core.market_data import load_embedded_bars
-from persistence_pipeline.core.simulation import SimulatedMarket, planted_ic, simulated_trades
 from persistence_pipeline.core.strategies import FEATURES, generate_trades
+from persistence_pipeline.source_files import load_embedded_bars
+from persistence_pipeline_tests.simulation import SimulatedMarket, planted_ic, simulated_trades
 
 pytestmark = pytest.mark.core
 
@@ -302,7 +302,7 @@ def test_run_figures_beside_the_evidence():
         }
     )
     performance = pd.Series([0.1, 0.2, 0.3], index=["r0", "r1", "r2"])
-    table = feature_alpha(evidence, history, ranges, performance, pd.Series({"noise_00": 1.0})).set_index(
+    table = alpha_table(evidence, history, ranges, performance, pd.Series({"noise_00": 1.0})).set_index(
         "feature"
     )
     assert table.loc["noise_00", "n_runs"] == 3 and table.loc["noise_01", "n_runs"] == 2

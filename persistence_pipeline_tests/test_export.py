@@ -13,8 +13,6 @@ from persistence_pipeline.storage.database import Database
 from persistence_pipeline.storage.export import MANIFEST, read_export
 from persistence_pipeline_tests.conftest import EmbeddedRuns, copy_of
 
-pytestmark = pytest.mark.storage
-
 
 def warehouse_tables(path) -> dict[str, pd.DataFrame]:
     """Every contract table as DuckDB hands it out, rows in the order of the table's key."""
@@ -28,6 +26,7 @@ def warehouse_tables(path) -> dict[str, pd.DataFrame]:
         }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_an_export_loads_back_as_the_warehouse_holds_it(embedded_runs: EmbeddedRuns, tmp_path, capsys, fmt):
     """The two embedded runs, one with an empty text where the other has NULL (CSV keeps them apart)."""
@@ -58,6 +57,7 @@ def test_an_export_loads_back_as_the_warehouse_holds_it(embedded_runs: EmbeddedR
     assert printed[-1] == f"24 tables of {warehouse} exported as {fmt}; columns and types in {out / MANIFEST}"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_the_same_warehouse_exports_the_same_bytes(embedded_runs: EmbeddedRuns, tmp_path, fmt):
     warehouse = str(embedded_runs.one.warehouse_path)
@@ -68,6 +68,7 @@ def test_the_same_warehouse_exports_the_same_bytes(embedded_runs: EmbeddedRuns, 
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second, strict=True))
 
 
+@pytest.mark.storage
 def test_an_unreadable_warehouse_is_named_and_nothing_is_written(tmp_path, capsys):
     assert main(["export", "--warehouse", str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err.strip() == (
@@ -76,6 +77,7 @@ def test_an_unreadable_warehouse_is_named_and_nothing_is_written(tmp_path, capsy
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.e2e
 def test_an_export_that_cannot_be_written_says_where_and_exits_1(
     embedded_runs: EmbeddedRuns, tmp_path, capsys
 ):

@@ -13,13 +13,12 @@ from persistence_pipeline.core.market_data import (
     DEFAULT_MAX_GAP_DAYS,
     MARKET_MOVE_LIMIT,
     SPLIT_TOLERANCE,
-    load_bars_dir,
-    load_embedded_bars,
     split_like,
 )
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
-from persistence_pipeline.core.schema import InputDataError
 from persistence_pipeline.core.strategies import FEATURES, generate_trades
+from persistence_pipeline.errors import InputDataError
+from persistence_pipeline.source_files import load_bars_dir, load_embedded_bars
 
 pytestmark = pytest.mark.core
 

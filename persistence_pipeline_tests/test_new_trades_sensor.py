@@ -12,7 +12,7 @@ from persistence_pipeline.core.trade_sources import new_or_changed_trades
 from persistence_pipeline.resources import RetrainSettings, TradeSource, Warehouse
 from persistence_pipeline.sensors import new_trades_sensor
 from persistence_pipeline.storage.database import Database
-from persistence_pipeline.storage.trades import replace_trades, stored_trade_versions
+from persistence_pipeline.storage.trade_store import replace_trades, stored_trade_versions
 from persistence_pipeline_tests.test_planted_signal import planted_trade_log
 
 pytestmark = pytest.mark.assets

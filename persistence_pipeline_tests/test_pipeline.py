@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from sklearn.pipeline import Pipeline
 
-from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
 from persistence_pipeline.core.sizing import walk_forward_positions
 from persistence_pipeline.core.strategies import FEATURES, generate_trades
 from persistence_pipeline.resources import CheckpointStore, ModelSettings, TradeSource
+from persistence_pipeline.source_files import load_embedded_bars
 from persistence_pipeline.storage.contract import FIXED_TABLES, quote_identifier
 from persistence_pipeline.storage.database import Database, replace_run_rows
 
@@ -157,8 +158,8 @@ def test_checkpoint_is_indexed_and_predicts(ran):
         str(path), index["sha256"].iloc[0]
     )
     trades = project.table("trades", order_by="entry_time, trade_id")
-    assert checkpoint["features"] == MODEL_FEATURES
-    prediction = checkpoint["model"].predict(model_columns(trades).to_numpy())
+    assert checkpoint.features == MODEL_FEATURES
+    prediction = checkpoint.model.predict(model_columns(trades).to_numpy())
     assert prediction.shape == (564,) and np.isfinite(prediction).all()
     assert index["oos_rank_ic"].iloc[0] == project.table("run_metrics")["oos_rank_ic"].iloc[0]
 
@@ -267,9 +268,8 @@ def test_stored_priors_warm_start_the_model(tmp_path, ran):
     assert row["prior_weight"] > 0.999
     history = project.table("feature_importance_history").set_index("feature").loc[MODEL_FEATURES]
     index = project.table("checkpoints").set_index("run_key").loc[RUN_KEY]
-    model = CheckpointStore(directory=str(project.checkpoint_dir)).load(index["path"], index["sha256"])[
-        "model"
-    ]
+    model = CheckpointStore(directory=str(project.checkpoint_dir)).load(index["path"], index["sha256"]).model
+    assert isinstance(model, Pipeline)
     raw = model.named_steps["ridge"].coef_ / model.named_steps["scale"].scale_
     np.testing.assert_allclose(raw, prior["prior_coef_raw"], rtol=1e-5, atol=1e-9)
     # the run's own evidence, for the next prior, is the ridge without the prior
@@ -319,7 +319,7 @@ def test_progress_counts_and_stage_timings_are_logged(ran, ran_instance):
     assert f"564 of 12581 trades of the source entered in {START}..{END}" in text
     assert re.search(r"replaced the range's rows of table trades with 564 trades: \d+\.\d\d s", text)
     assert f"{RUN_KEY}: {n_train} labelled trades x 24 features" in text
-    assert re.search(r"ridge: 5-fold purged walk-forward and final fit: \d+\.\d\d s", text)
+    assert re.search(r"ridge: leak screen, 5-fold purged walk-forward and final fit: \d+\.\d\d s", text)
     assert re.search(
         r"importance of 24 features \(5 permutation repeats, 20 bootstrap rounds\): \d+\.\d\d s", text
     )

@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from sklearn.pipeline import Pipeline
 
 from persistence_pipeline.core.leakage import likely_leaks
 from persistence_pipeline.core.report import render_report
 from persistence_pipeline.partitions import first_of_month
 from persistence_pipeline.resources import AnalysisSettings, CheckpointStore, ModelSettings, TradeSource
-from persistence_pipeline.storage.report import latest_run
+from persistence_pipeline.storage.latest_run import latest_run
 from persistence_pipeline_tests.conftest import Project, check_evaluation
 
 pytestmark = pytest.mark.e2e
@@ -156,13 +157,13 @@ def test_the_leak_screen_sees_only_each_folds_training_trades_and_leaves_no_hole
     excluded = project.table("excluded_features").set_index("run_key")
     for row in project.table("checkpoints").itertuples():
         checkpoint = store.load(row.path, row.sha256)
-        assert checkpoint["quarantined"].tolist() == [f in LEAKS for f in checkpoint["features"]]
-        for leaky in [checkpoint["features"].index(f) for f in LEAKS]:
+        assert np.asarray(checkpoint.quarantined).tolist() == [f in LEAKS for f in checkpoint.features]
+        for leaky in [checkpoint.features.index(f) for f in LEAKS]:
             # every fold model holds each leak out, the first folds' (about ten entry days) included
-            fold_flags = [bool(mask[leaky]) for mask in checkpoint["fold_models_screened"]]
+            fold_flags = [bool(mask[leaky]) for mask in checkpoint.fold_screened]
             assert all(fold_flags) and len(fold_flags) == 5
-            for model in [*checkpoint["fold_models"], checkpoint["model"]]:
-                assert model.named_steps["ridge"].coef_[leaky] == 0
+            for model in [*checkpoint.fold_models, checkpoint.model]:
+                assert isinstance(model, Pipeline) and model.named_steps["ridge"].coef_[leaky] == 0
         rows = excluded.loc[[row.run_key]]
         assert sorted(rows["feature"]) == LEAKS and (rows["n_folds_screened"] == 5).all()
         assert rows["flagged_on"].str.endswith("all trades").all()
@@ -231,7 +232,7 @@ def test_the_alpha_monitor_raises_no_alarm_on_a_stable_or_slowly_fading_truth(pl
     """Eight quarterly runs: the first has too few weeks to monitor; each later one monitors the five
     features with the strongest evidence (smallest ic_p_value) and none breaks down, not even the
     fading feature, whose IC falls by a small amount per quarter (its decline is the decay test's
-    job: test_decaying_feature_is_marked). A breakdown warns: test_alpha_monitor.py."""
+    job: test_decaying_feature_is_marked). A breakdown warns: test_monitor.py."""
     project, results = planted
     first = check_evaluation(results[0], "alpha_has_not_broken_down")
     assert first.passed and first.description == "no feature has enough weeks to be monitored yet"

@@ -10,15 +10,15 @@ import pytest
 
 from persistence_pipeline.core.dataset import TrainingSet
 from persistence_pipeline.core.model import ModelParams, train_and_evaluate
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades
 from persistence_pipeline.core.sizing import (
     SizingParams,
+    book_performance,
     cumulative_pnl,
     fold_positions,
-    oos_books,
     sizing_line,
-    sizing_performance,
+    walk_forward_books,
 )
+from persistence_pipeline_tests.simulation import SimulatedMarket, simulated_trades
 
 pytestmark = pytest.mark.core
 
@@ -79,7 +79,7 @@ def simulated_books(market: SimulatedMarket, seed: int, changed_after: float | N
     fitted = train_and_evaluate(
         X, y, trades["entry_time"].to_numpy(), trades["exit_time"].to_numpy(), market.features, ModelParams()
     )
-    return oos_books(fitted, trades, X, y, trades["volatility_20"].to_numpy(), SIZING.max_position)
+    return walk_forward_books(fitted, trades, X, y, trades["volatility_20"].to_numpy(), SIZING.max_position)
 
 
 @pytest.mark.parametrize("changed_after", [0.3, 0.45, 0.75])
@@ -138,7 +138,7 @@ def brute_force(books: pd.DataFrame, position: np.ndarray, cost: float) -> dict[
 
 def test_every_figure_by_brute_force_gross_and_net():
     books = simulated_books(MARKET, 1)
-    table = sizing_performance(books, SIZING).set_index(["book", "costs"])
+    table = book_performance(books, SIZING).set_index(["book", "costs"])
     assert table.index.tolist() == [(b, c) for b in ("sized", "equal", "actual") for c in ("gross", "net")]
     positions = {
         "sized": books["position"].to_numpy(),
@@ -201,13 +201,13 @@ def test_on_planted_signal_the_sized_book_beats_the_strategies_and_on_noise_it_d
     and takes few trades; what it takes earns per unit of notional what the strategies' trades earn,
     within two standard errors, and loses money."""
     planted = (
-        sizing_performance(simulated_books(MARKET, seed), SIZING).query("costs == 'net'").set_index("book")
+        book_performance(simulated_books(MARKET, seed), SIZING).query("costs == 'net'").set_index("book")
     )
     assert planted.loc["sized", "sharpe"] > planted.loc["actual", "sharpe"] + 2
     assert planted.loc["sized", "mean_return"] > 0 > planted.loc["actual", "mean_return"]
     assert planted.loc["sized", "mean_return"] > planted.loc["equal", "mean_return"]
     books = simulated_books(NULL_MARKET, seed)
-    null = sizing_performance(books, SIZING).query("costs == 'net'").set_index("book")
+    null = book_performance(books, SIZING).query("costs == 'net'").set_index("book")
     assert null.loc["sized", "total_return"] < 0
     # per unit of notional, no edge over the strategies on noise: within 2 standard errors of theirs
     # (each clustered by exit day: trades that exit together share the market's move)

@@ -16,8 +16,8 @@ from persistence_pipeline.core.dataset import data_loss, training_set
 from persistence_pipeline.core.design import DesignParams
 from persistence_pipeline.core.importance import (
     ImportanceParams,
-    feature_importance,
     importance_ranks,
+    importance_table,
     linear_shap_values,
     mean_abs_shap,
     oos_permutation_importance,
@@ -280,7 +280,7 @@ def test_importance_table_ranks_and_ic():
     X, y = _data(n=300)
     entry, exit = _times(300)
     fitted = train_and_evaluate(X, y, entry, exit, list("abcd"), ModelParams(n_folds=3))
-    table, n = feature_importance(
+    table, n = importance_table(
         fitted.model, fitted.fold_models, fitted.folds, X, y, list("abcd"), ImportanceParams()
     )
     assert table["rank"].tolist() == [1, 2, 3, 4]

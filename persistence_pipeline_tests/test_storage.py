@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persistence_pipeline.core.schema import InputDataError
-from persistence_pipeline.storage import contract, cross_run, files, history, publish, run_lock, runs
-from persistence_pipeline.storage.database import Database, MissingRowsError, replace_run_rows
-from persistence_pipeline.storage.report import WarehouseUnreadable, latest_run
-from persistence_pipeline.storage.trades import (
+from persistence_pipeline.errors import InputDataError, MissingRowsError
+from persistence_pipeline.storage import contract, cross_run, explanations, files, publish, run_lock, runs
+from persistence_pipeline.storage.database import Database, replace_run_rows
+from persistence_pipeline.storage.latest_run import WarehouseUnreadable, latest_run
+from persistence_pipeline.storage.trade_store import (
     replace_trades,
     source_trade_count,
     trades_between,
@@ -61,22 +61,34 @@ def checkpoint_row() -> dict:
     return {**row, "model_kind": "ridge", "path": "p.skops", "sha256": "ab"}
 
 
-def write_run(db: Database, run_key: str = RUN, range_end: dt.date = dt.date(2021, 3, 31)) -> None:
-    runs.write_model_run(
-        db,
-        run_key,
-        {k: v for k, v in run_row(run_key, range_end).items() if k != "run_key"},
-        checkpoint_row(),
-        oos_predictions=pd.DataFrame(
-            {"trade_id": ["t0"], "fold": [0], "prediction": [0.1], "realized": [0.2]}
-        ),
-        sizing_performance=pd.DataFrame({"book": ["actual"], "costs": ["net"], "total_return": [0.2]}),
-        excluded_features=pd.DataFrame({"feature": ["leak"], "ic": [0.9], "reason": ["too good"]}),
-        data_loss=pd.DataFrame({"reason": ["trained on"], "n_trades": [4]}),
-        feature_coverage=pd.DataFrame(
-            {"feature": ["zscore_20"], "n_values": [4], "coverage": [1.0], "used": [True]}
-        ),
+NO_MEMBERS = pd.DataFrame({"model_kind": pd.Series(dtype="object")})
+
+
+def model_run_rows(
+    run_key: str = RUN, range_end: dt.date = dt.date(2021, 3, 31), **tables
+) -> runs.ModelRunRows:
+    return runs.ModelRunRows(
+        **{
+            "run_metrics": {k: v for k, v in run_row(run_key, range_end).items() if k != "run_key"},
+            "checkpoint": checkpoint_row(),
+            "oos_predictions": pd.DataFrame(
+                {"trade_id": ["t0"], "fold": [0], "prediction": [0.1], "realized": [0.2]}
+            ),
+            "sizing_performance": pd.DataFrame({"book": ["actual"], "costs": ["net"], "total_return": [0.2]}),
+            "excluded_features": pd.DataFrame({"feature": ["leak"], "ic": [0.9], "reason": ["too good"]}),
+            "data_loss": pd.DataFrame({"reason": ["trained on"], "n_trades": [4]}),
+            "feature_coverage": pd.DataFrame(
+                {"feature": ["zscore_20"], "n_values": [4], "coverage": [1.0], "used": [True]}
+            ),
+            "ensemble_predictions": NO_MEMBERS,
+            "ensemble_metrics": NO_MEMBERS,
+            **tables,
+        }
     )
+
+
+def write_run(db: Database, run_key: str = RUN, range_end: dt.date = dt.date(2021, 3, 31)) -> None:
+    runs.write_model_run(db, run_key, model_run_rows(run_key, range_end))
 
 
 def test_a_new_file_gets_every_table_of_the_contract(tmp_path):
@@ -178,9 +190,7 @@ def test_a_run_row_missing_a_contract_column_is_refused(tmp_path):
     db = Database(str(tmp_path / "w.duckdb"))
     incomplete = {k: v for k, v in run_row().items() if k not in ("run_key", "oos_hit_rate")}
     with pytest.raises(ValueError, match=r"run_metrics row of .*: missing \['oos_hit_rate'\]"):
-        runs.write_model_run(
-            db, RUN, incomplete, checkpoint_row(), *(pd.DataFrame({"x": []}) for _ in range(5))
-        )
+        runs.write_model_run(db, RUN, model_run_rows(run_metrics=incomplete))
     assert db.query("SELECT * FROM run_metrics").empty
 
 
@@ -191,15 +201,13 @@ def test_a_failed_write_leaves_the_tables_as_they_were(tmp_path):
         runs.write_model_run(
             db,
             RUN,
-            {k: v for k, v in run_row().items() if k != "run_key"},
-            checkpoint_row(),
-            oos_predictions=pd.DataFrame(
-                {"trade_id": ["t9"], "fold": [0], "prediction": [0.5], "realized": [0]}
+            model_run_rows(
+                oos_predictions=pd.DataFrame(
+                    {"trade_id": ["t9"], "fold": [0], "prediction": [0.5], "realized": [0]}
+                ),
+                excluded_features=pd.DataFrame({"feature": [], "ic": [], "reason": []}),
+                feature_coverage=pd.DataFrame({"no_such_column": [1]}),
             ),
-            sizing_performance=pd.DataFrame({"book": ["actual"], "costs": ["net"], "total_return": [0.5]}),
-            excluded_features=pd.DataFrame({"feature": [], "ic": [], "reason": []}),
-            data_loss=pd.DataFrame({"reason": ["x"], "n_trades": [1]}),
-            feature_coverage=pd.DataFrame({"no_such_column": [1]}),
         )
     assert runs.oos_predictions(db, RUN)["trade_id"].tolist() == ["t0"]
     assert runs.excluded_features(db, RUN)["feature"].tolist() == ["leak"]
@@ -212,20 +220,20 @@ def test_history_round_trips_and_records_the_explainer(tmp_path):
         {"feature": ["a", "b"], "rank": [1, 2], "shap_mean_abs": [0.2, 0.1], "ic": [0.1, 0.0]}
     )
     changes = pd.DataFrame({"feature": ["a", "b"], "rank": [1, 2]})
-    history.write_importance(db, RUN, dt.date(2021, 3, 31), importance, changes, None, "closed form", 4)
-    stored = history.importance_history(db, [RUN, "no such run"])
+    explanations.write_importance(db, RUN, dt.date(2021, 3, 31), importance, changes, None, "closed form", 4)
+    stored = explanations.importance_history(db, [RUN, "no such run"])
     assert (
         stored["feature"].tolist() == ["a", "b"] and (stored["range_end"] == pd.Timestamp("2021-03-31")).all()
     )
-    assert history.importance_changes(db, RUN)["previous_run_key"].isna().all()
+    assert explanations.importance_changes(db, RUN)["previous_run_key"].isna().all()
     row = runs.run_metrics_row(db, RUN)
     assert row is not None and row["explainer"] == "closed form" and row["shap_sample_size"] == 4
-    assert history.interactions(db, RUN).empty  # a linear model records none
+    assert explanations.interactions(db, RUN).empty  # a linear model records none
     pairs = pd.DataFrame(
         {"feature_a": ["a", "a"], "feature_b": ["b", "c"], "interaction_mean_abs": [0.3, 0.1], "rank": [1, 2]}
     )
-    history.write_importance(db, RUN, dt.date(2021, 3, 31), importance, changes, None, "tree", 4, pairs)
-    assert history.interactions(db, RUN)[["feature_b", "rank"]].values.tolist() == [["b", 1], ["c", 2]]
+    explanations.write_importance(db, RUN, dt.date(2021, 3, 31), importance, changes, None, "tree", 4, pairs)
+    assert explanations.interactions(db, RUN)[["feature_b", "rank"]].values.tolist() == [["b", 1], ["c", 2]]
 
 
 def test_training_overlap_counts_match_a_loop(tmp_path):
@@ -238,7 +246,7 @@ def test_training_overlap_counts_match_a_loop(tmp_path):
             "range_end": [dt.date(2021, 1, 31), dt.date(2021, 2, 20), dt.date(2021, 3, 3)],
         }
     )
-    counts = history.consecutive_training_overlap(db, stored_runs)
+    counts = explanations.consecutive_training_overlap(db, stored_runs)
 
     def training(start: dt.date, end: dt.date) -> set[str]:
         lo, hi = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)
@@ -257,9 +265,9 @@ def test_cross_run_tables_round_trip(tmp_path):
     with pytest.raises(MissingRowsError, match="materialize feature_stability"):
         cross_run.stability_summary(db, RUN)
     with pytest.raises(MissingRowsError, match="no feature_stability rows"):
-        cross_run.feature_stability(db, RUN)
+        cross_run.feature_stability_rows(db, RUN)
     cross_run.write_stability(db, RUN, per_feature, {"n_runs": 1, "k": 1, "n_features": 2, "note": "one run"})
-    assert cross_run.feature_stability(db, RUN)["feature"].tolist() == ["a", "b"]
+    assert cross_run.feature_stability_rows(db, RUN)["feature"].tolist() == ["a", "b"]
     assert cross_run.stability_summary(db, RUN)["note"] == "one run"
     series = pd.DataFrame(
         {
@@ -270,7 +278,7 @@ def test_cross_run_tables_round_trip(tmp_path):
         }
     )
     cross_run.write_alpha(db, RUN, pd.DataFrame({"feature": ["a", "b"], "alpha_score": [0.1, 0.7]}), series)
-    assert cross_run.feature_alpha(db, RUN)["feature"].tolist() == ["b", "a"]
+    assert cross_run.feature_alpha_rows(db, RUN)["feature"].tolist() == ["b", "a"]
     stored_series = cross_run.ic_series(db, RUN)
     assert stored_series["ic"].tolist() == [-0.2, 0.1, 0.3]  # by feature, then period
     cross_run.write_alpha(db, RUN, pd.DataFrame({"feature": ["a"], "alpha_score": [0.2]}))
@@ -360,7 +368,7 @@ def test_a_staged_run_sees_its_rows_others_see_none_until_it_publishes(tmp_path)
 def test_a_run_that_publishes_a_stage_removes_the_rows_of_the_stages_after_it(tmp_path):
     public_view = Database(str(tmp_path / "w.duckdb"))
     write_run(public_view)
-    history.write_importance(
+    explanations.write_importance(
         public_view,
         RUN,
         dt.date(2021, 3, 31),
@@ -374,8 +382,8 @@ def test_a_run_that_publishes_a_stage_removes_the_rows_of_the_stages_after_it(tm
     staged = Database(public_view.path, staged_by="run-2")
     write_run(staged)  # a new model of the run key, and nothing after it
     assert publish.finish_stage(staged, ["profit_model"], ["profit_model"], RUN)
-    assert history.importance_history(public_view, [RUN]).empty  # described the replaced model
-    assert cross_run.feature_alpha(public_view, RUN).empty
+    assert explanations.importance_history(public_view, [RUN]).empty  # described the replaced model
+    assert cross_run.feature_alpha_rows(public_view, RUN).empty
     assert runs.run_metrics_row(public_view, RUN) is not None
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persistence_pipeline.core.market_data import load_embedded_bars
 from persistence_pipeline.core.strategies import generate_trades
 from persistence_pipeline.resources import ModelSettings, TradeSource
+from persistence_pipeline.source_files import load_embedded_bars
 from persistence_pipeline.storage.contract import FIXED_TABLES
 from persistence_pipeline.storage.database import FAILPOINT_VARIABLE, Database, InjectedFailure
 from persistence_pipeline.storage.publish import staged_runs

@@ -2,18 +2,16 @@
 
 import dagster as dg
 
-from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table, run_result
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
-from persistence_pipeline.core.alpha import alpha_note, suspected_leaks_note, with_leak_flags
-from persistence_pipeline.core.alpha import feature_alpha as alpha_table
+from persistence_pipeline.core.alpha import alpha_note, alpha_table, suspected_leaks_note, with_leak_flags
 from persistence_pipeline.core.design import model_design, stored_feature
 from persistence_pipeline.core.ensemble import with_ensemble_view
 from persistence_pipeline.core.evidence import feature_evidence, period_ic, redundant_aliases, series_note
 from persistence_pipeline.core.monitor import alerts, alpha_monitor
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
-from persistence_pipeline.storage import cross_run, history, runs, trades
+from persistence_pipeline.storage import cross_run, explanations, runs, trade_store
 
 SHOWN = [
     "feature",
@@ -44,7 +42,7 @@ ENSEMBLE_SHOWN = [
 
 @dg.asset(
     **STAGE,
-    deps=[dg.AssetKey("trades"), feature_importance, dg.AssetKey("feature_stability")],
+    deps=[dg.AssetKey("trades"), dg.AssetKey("feature_importance"), dg.AssetKey("feature_stability")],
     group_name="cross_run",
     kinds={"duckdb"},
     description="Per feature as of the range end, from the distinct trades stored by then: the IC "
@@ -67,12 +65,12 @@ def feature_alpha(
 ) -> dg.MaterializeResult:
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
-    importance = history.importance_history(db, stored["run_key"].tolist())
+    importance = explanations.importance_history(db, stored["run_key"].tolist())
     design = model_settings.design_params()
     names = sorted(importance["feature"].unique())
     stored_features = sorted({f for f in (stored_feature(n, design) for n in names) if f is not None})
     modelled = model_design(
-        trades.trades_entered_before(
+        trade_store.trades_entered_before(
             db, scope.window.end, stored_features, stored[["range_start", "range_end"]]
         ),
         stored_features,
@@ -92,14 +90,14 @@ def feature_alpha(
         importance,
         stored[["run_key", "range_start", "range_end"]],
         stored.set_index("run_key")["oos_rank_ic"],
-        cross_run.feature_stability(db, scope.run_key).set_index("feature")["topk_frequency"],
+        cross_run.feature_stability_rows(db, scope.run_key).set_index("feature")["topk_frequency"],
     )
     table = with_leak_flags(
-        table, history.importance_history(db, stored["run_key"].tolist(), with_quarantined=True)
+        table, explanations.importance_history(db, stored["run_key"].tolist(), with_quarantined=True)
     )
     table = with_ensemble_view(
         table,
-        history.model_agreement(db, stored["run_key"].tolist()),
+        explanations.model_agreement(db, stored["run_key"].tolist()),
         stored[["run_key", "range_start", "range_end"]],
     )
     cross_run.write_alpha(db, scope.run_key, table, series.long())

@@ -4,10 +4,14 @@ pooled over the runs that share no trades) and curriculum weights per regime."""
 import dagster as dg
 import pandas as pd
 
-from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import markdown_table, run_result
-from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
-from persistence_pipeline.core.dataset import training_set
+from persistence_pipeline.assets.stage import (
+    STAGE,
+    finish,
+    run_database,
+    training_data,
+    user_errors_fail_the_step,
+)
 from persistence_pipeline.core.priors import (
     CurriculumParams,
     empirical_bayes_priors,
@@ -18,8 +22,7 @@ from persistence_pipeline.core.sizing import label_cost
 from persistence_pipeline.core.stability import non_overlapping_runs
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
-from persistence_pipeline.storage import cross_run, history, runs
-from persistence_pipeline.storage.trades import trades_between
+from persistence_pipeline.storage import cross_run, explanations, runs
 
 
 def curriculum_note(weights: pd.DataFrame | None, curriculum: CurriculumParams) -> str:
@@ -31,7 +34,7 @@ def curriculum_note(weights: pd.DataFrame | None, curriculum: CurriculumParams) 
 
 @dg.asset(
     **STAGE,
-    deps=[feature_importance],
+    deps=[dg.AssetKey("feature_importance")],
     group_name="cross_run",
     kinds={"duckdb"},
     description="Empirical-Bayes priors of the coefficients in raw units (precision-weighted over the "
@@ -49,15 +52,12 @@ def feature_priors(
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
     pooled = non_overlapping_runs(stored)
-    importance = history.importance_history(db, pooled)
+    importance = explanations.importance_history(db, pooled)
     order = {key: i for i, key in enumerate(stored["run_key"])}
     importance = importance.sort_values("run_key", key=lambda keys: keys.map(order), kind="stable")
-    data = training_set(
-        trades_between(db, scope.window.start, scope.window.end),
-        scope.window.end,
-        model_settings.design_params(),
-        cost=label_cost(stored.set_index("run_key")["cost_bps"].get(scope.run_key)),  # the model's labels'
-    )
+    # the model's labels are net of the costs it was trained with
+    cost = label_cost(stored.set_index("run_key")["cost_bps"].get(scope.run_key))
+    data = training_data(db, scope.window, model_settings.design_params(), cost)
     priors = restated_priors(
         empirical_bayes_priors(importance, analysis_settings.prior_params()),
         data.trades[data.features].std(ddof=0),

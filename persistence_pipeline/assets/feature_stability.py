@@ -5,19 +5,18 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from persistence_pipeline.assets.feature_importance import feature_importance
 from persistence_pipeline.assets.metadata import finite_or_none, markdown_table, run_result
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, stage_keys
 from persistence_pipeline.core.stability import (
     effective_runs,
     mean_jaccard_overlap,
     non_overlapping_runs,
-    stability_summary,
+    per_feature_stability,
+    summarize_stability,
 )
-from persistence_pipeline.core.stability import feature_stability as per_feature_stability
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import AnalysisSettings, ModelSettings, Warehouse
-from persistence_pipeline.storage import cross_run, history, runs
+from persistence_pipeline.storage import cross_run, explanations, runs
 
 
 @dg.multi_asset(
@@ -25,7 +24,7 @@ from persistence_pipeline.storage import cross_run, history, runs
     specs=[
         dg.AssetSpec(
             "feature_stability",
-            deps=[feature_importance],
+            deps=[dg.AssetKey("feature_importance")],
             group_name="cross_run",
             kinds={"duckdb"},
             description="Per feature across the non-overlapping runs stored as of the range end: rank "
@@ -33,7 +32,7 @@ from persistence_pipeline.storage import cross_run, history, runs
         ),
         dg.AssetSpec(
             "stability_summary",
-            deps=[feature_importance],
+            deps=[dg.AssetKey("feature_importance")],
             group_name="cross_run",
             kinds={"duckdb"},
             description="Over the runs whose windows do not overlap: Kendall's W, mean pairwise and "
@@ -51,12 +50,14 @@ def feature_stability(
 ) -> Iterator[dg.MaterializeResult]:
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
     stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
-    importance = history.importance_history(db, stored["run_key"].tolist(), with_quarantined=True)
+    importance = explanations.importance_history(db, stored["run_key"].tolist(), with_quarantined=True)
     ranges = stored[["run_key", "range_start", "range_end"]]
-    overlap = mean_jaccard_overlap(history.consecutive_training_overlap(db, stored))
+    overlap = mean_jaccard_overlap(explanations.consecutive_training_overlap(db, stored))
     compared = importance[importance["run_key"].isin(non_overlapping_runs(ranges))]
     per_feature = per_feature_stability(compared, analysis_settings.top_k)
-    summary = stability_summary(importance, ranges, analysis_settings.top_k, overlap, effective_runs(ranges))
+    summary = summarize_stability(
+        importance, ranges, analysis_settings.top_k, overlap, effective_runs(ranges)
+    )
     cross_run.write_stability(db, scope.run_key, per_feature, dataclasses.asdict(summary))
     finish(context, db, scope.run_key)
     context.log.info(f"{scope.run_key}: stability: {summary.note}")

@@ -4,30 +4,23 @@ import base64
 
 import dagster as dg
 
-from persistence_pipeline.assets.feature_alpha import feature_alpha
-from persistence_pipeline.assets.feature_importance import feature_importance
-from persistence_pipeline.assets.feature_priors import feature_priors
 from persistence_pipeline.assets.metadata import run_result
 from persistence_pipeline.assets.stage import STAGE, finish, run_database, user_errors_fail_the_step
-from persistence_pipeline.core.dashboard import (
-    DashboardInputs,
-    dashboard_headline,
-    dashboard_summary,
-    draw_dashboard,
-)
+from persistence_pipeline.core.dashboard import DashboardInputs, dashboard_headline, dashboard_summary
+from persistence_pipeline.core.figure import draw_dashboard
 from persistence_pipeline.partitions import run_scope
 from persistence_pipeline.resources import DashboardStore, ModelSettings, Warehouse
-from persistence_pipeline.storage import cross_run, history, runs
+from persistence_pipeline.storage import cross_run, explanations, runs
 
 
 @dg.asset(
     **STAGE,
     deps=[
-        feature_importance,
+        dg.AssetKey("feature_importance"),
         dg.AssetKey("feature_stability"),
         dg.AssetKey("stability_summary"),
-        feature_alpha,
-        feature_priors,
+        dg.AssetKey("feature_alpha"),
+        dg.AssetKey("feature_priors"),
     ],
     group_name="report",
     kinds={"matplotlib"},
@@ -46,29 +39,30 @@ def persistence_dashboard(
     dashboard_store: DashboardStore,
 ) -> dg.MaterializeResult:
     scope, db = run_scope(context, model_settings.kind), run_database(context, warehouse)
-    stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
-    inputs = DashboardInputs(
-        runs=stored,
-        history=history.importance_history(db, stored["run_key"].tolist()),
-        stability=cross_run.feature_stability(db, scope.run_key),
-        alpha=cross_run.feature_alpha(db, scope.run_key),
-        summary=cross_run.stability_summary(db, scope.run_key),
-        run_key=scope.run_key,
-        top_n=dashboard_store.top_n,
-        quarantined=runs.quarantined_features(db, stored["run_key"].tolist()),
-        interactions=history.interactions(db, scope.run_key),
-        segment=dashboard_store.segment,
-        segments=history.segments_of_runs(
-            db, stored["run_key"].tolist(), dashboard_store.segment, scope.run_key
-        ),
-        books=runs.oos_books(db, scope.run_key),
-        sizing=runs.sizing_performance(db, scope.run_key),
-        ensemble=runs.ensemble_metrics(db, scope.run_key),
-        member_ranks=history.ensemble_importance(db, scope.run_key),
-        agreement=history.model_agreement(db, [scope.run_key]),
-    )
+    with db.session():  # fourteen reads, one connection
+        stored = runs.runs_as_of(db, scope.window.last_day, model_settings.kind)
+        inputs = DashboardInputs(
+            runs=stored,
+            history=explanations.importance_history(db, stored["run_key"].tolist()),
+            stability=cross_run.feature_stability_rows(db, scope.run_key),
+            alpha=cross_run.feature_alpha_rows(db, scope.run_key),
+            summary=cross_run.stability_summary(db, scope.run_key),
+            run_key=scope.run_key,
+            top_n=dashboard_store.top_n,
+            quarantined=runs.quarantined_features(db, stored["run_key"].tolist()),
+            interactions=explanations.interactions(db, scope.run_key),
+            segment=dashboard_store.segment,
+            segments=explanations.segments_of_runs(
+                db, stored["run_key"].tolist(), dashboard_store.segment, scope.run_key
+            ),
+            books=runs.oos_books(db, scope.run_key),
+            sizing=runs.sizing_performance(db, scope.run_key),
+            ensemble=runs.ensemble_metrics(db, scope.run_key),
+            member_ranks=explanations.ensemble_importance(db, scope.run_key),
+            agreement=explanations.model_agreement(db, [scope.run_key]),
+        )
+        newest = runs.newest_range_end(db, model_settings.kind)  # this run's included
     png = draw_dashboard(inputs)
-    newest = runs.newest_range_end(db, model_settings.kind)  # this run's included
     is_newest = newest is None or newest <= scope.window.last_day
     staged = dashboard_store.stage(png, scope.run_key, db.staged_by, is_newest)
     # the dashboard is the last stage: the run's rows are public from here, then its files

@@ -10,13 +10,25 @@ from typing import Any, TypeVar
 import dagster as dg
 from dagster._core.errors import DagsterInvalidPropertyError  # not re-exported by `dagster`
 
-from persistence_pipeline.core.model import NotEnoughDataError
-from persistence_pipeline.core.schema import InputDataError
-from persistence_pipeline.partitions import ReversedRangeError, daily_partitions, single_run_backfill
+from persistence_pipeline.core.dataset import TrainingSet, training_set
+from persistence_pipeline.core.design import DesignParams
+from persistence_pipeline.errors import (
+    InputDataError,
+    MissingRowsError,
+    NotEnoughDataError,
+    ReversedRangeError,
+)
+from persistence_pipeline.partitions import (
+    RunRange,
+    daily_partitions,
+    single_run_backfill,
+)
 from persistence_pipeline.resources import WAREHOUSE_POOL, Warehouse, partial_override
 from persistence_pipeline.storage import run_lock
-from persistence_pipeline.storage.database import Database, MissingRowsError
+from persistence_pipeline.storage.database import Database
 from persistence_pipeline.storage.publish import discard_staging, finish_stage, staged_runs
+from persistence_pipeline.storage.run_reads import forget, read_once
+from persistence_pipeline.storage.trade_store import trades_between
 
 STAGE: dict[str, Any] = {
     "partitions_def": daily_partitions,
@@ -104,8 +116,20 @@ def finish(context: dg.AssetExecutionContext, db: Database, run_key: str) -> boo
     selected = [stage_name(key) for key in context.job_def.asset_layer.selected_asset_keys]
     published = finish_stage(db, done, selected, run_key)
     if published and db.staged_by is not None:
+        forget(db.staged_by)
         run_lock.release(db.path, db.staged_by)
     return published
+
+
+def training_data(db: Database, window: RunRange, design: DesignParams, cost: float) -> TrainingSet:
+    """The range's training set (core/dataset.py): the model, importance and priors stages of a run
+    build it once, from the range's trades read once (storage/run_reads.py)."""
+    return read_once(
+        db,
+        ("training_set", window.start, window.end, design, cost),
+        ["trades"],
+        lambda: training_set(trades_between(db, window.start, window.end), window.end, design, cost=cost),
+    )
 
 
 # errors of the user's input or of the order of materializations, not of our code

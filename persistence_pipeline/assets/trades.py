@@ -14,7 +14,7 @@ from persistence_pipeline.core.dataset import feature_columns, per_strategy_coun
 from persistence_pipeline.core.trade_sources import check_trainable, trades_in_window
 from persistence_pipeline.partitions import run_range, run_scope
 from persistence_pipeline.resources import ModelSettings, TradeSource, Warehouse
-from persistence_pipeline.storage.trades import replace_trades
+from persistence_pipeline.storage.trade_store import replace_trades
 
 
 @dg.asset(

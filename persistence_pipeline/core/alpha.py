@@ -106,7 +106,7 @@ def run_cadence_days(ranges: pd.DataFrame) -> float | None:
     return None
 
 
-def feature_alpha(
+def alpha_table(
     evidence: pd.DataFrame,
     history: pd.DataFrame,
     ranges: pd.DataFrame,

@@ -19,7 +19,7 @@ CHANGE_COLUMNS = [
 ]
 
 
-def importance_changes(previous: pd.DataFrame, current: pd.DataFrame, k: int) -> pd.DataFrame:
+def rank_changes(previous: pd.DataFrame, current: pd.DataFrame, k: int) -> pd.DataFrame:
     """One row per feature of either run; rank_shift > 0 means the feature moved up. Features new in
     this run have no previous rank; features gone from it have no rank. Largest rank moves first."""
     merged = current[["feature", "rank", "shap_mean_abs"]].merge(

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from persistence_pipeline.core.design import DesignParams, model_design
-from persistence_pipeline.core.model import NotEnoughDataError
-from persistence_pipeline.core.schema import TRADE_BASE_COLUMNS, InputDataError, refuse_outcome_features
+from persistence_pipeline.core.schema import TRADE_BASE_COLUMNS, refuse_outcome_features
+from persistence_pipeline.errors import InputDataError, NotEnoughDataError
+
+
+def read_only(values: np.ndarray) -> np.ndarray:
+    values.flags.writeable = False
+    return values
 
 
 @dataclass(frozen=True)
@@ -43,22 +49,24 @@ class TrainingSet:
             self.centres,
         )
 
-    @property
+    # the arrays are built once per training set (a stage reads them many times) and shared, so they
+    # are read-only: a caller that changed one in place would change every later reader's
+    @cached_property
     def X(self) -> np.ndarray:
-        return self.trades[self.features].to_numpy(dtype="float64")
+        return read_only(self.trades[self.features].to_numpy(dtype="float64", copy=True))
 
-    @property
+    @cached_property
     def y(self) -> np.ndarray:
         """The label: each trade's return net of the round-trip cost."""
-        return self.trades["return"].to_numpy(dtype="float64") - self.cost
+        return read_only(self.trades["return"].to_numpy(dtype="float64") - self.cost)
 
-    @property
+    @cached_property
     def entry(self) -> np.ndarray:
-        return self.trades["entry_time"].to_numpy(dtype="datetime64[us]")
+        return read_only(self.trades["entry_time"].to_numpy(dtype="datetime64[us]", copy=True))
 
-    @property
+    @cached_property
     def exit(self) -> np.ndarray:
-        return self.trades["exit_time"].to_numpy(dtype="datetime64[us]")
+        return read_only(self.trades["exit_time"].to_numpy(dtype="datetime64[us]", copy=True))
 
 
 def data_loss(n_source: int | None, data: TrainingSet) -> pd.DataFrame:

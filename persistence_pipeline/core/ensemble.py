@@ -121,7 +121,7 @@ def ensemble_unit(scales: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.where(scale[0] > 0, scale[0], mean_positive)
 
 
-def ensemble_metrics(
+def member_metrics(
     predictions: Mapping[str, np.ndarray], scales: Mapping[str, np.ndarray], realized: np.ndarray
 ) -> pd.DataFrame:
     """Out-of-sample metrics of each member and of their average (core/metrics.py), one row each,

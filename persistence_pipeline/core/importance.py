@@ -9,7 +9,10 @@ importance and univariate IC, and the importance rank.
 - Permutation importance is measured out of sample: for every walk-forward fold, the fold's model
   predicts its test block with one feature's column permuted; importance is the increase of the
   pooled OOS mean squared error, its mean and std over `perm_repeats` permutations. For a linear
-  model the permuted prediction is the base prediction plus b_j * (z_perm - z), which is exact.
+  model the permuted prediction is the base prediction plus b_j * (z_perm - z), so with the residual
+  e = y - prediction and u = e + b_j z the increase of the summed squared error is exactly
+  2 b_j u.(z - z_perm): one dot product per permutation instead of a prediction (the same
+  permutations as predicting permuted copies, drawn in the same order, so the same figures).
 - IC is the Spearman correlation of the feature with the realized return over the training trades.
 - Spread: coef_std and shap_mean_abs_std are standard deviations over `bootstrap_rounds` bootstrap
   resamples of the training trades (at most `bootstrap_sample_size` each). A linear model is refit on
@@ -29,7 +32,6 @@ importance and univariate IC, and the importance rank.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +45,7 @@ from persistence_pipeline.core.model import (
     RidgePrior,
     fit_prior_ridge,
     neutralized,
+    one_blas_thread,
     prior_ridge_coefficients,
     raw_coefficients,
     standardized_coefficients,
@@ -141,23 +144,26 @@ def segment_importance(
 
 
 def mean_abs_linear_shap(coef: np.ndarray, Z: np.ndarray) -> np.ndarray:
-    """Mean |SHAP| of a linear model with coefficients coef over the standardized inputs Z:
-    mean_i |coef_j (z_ij - mean z_j)| = |coef_j| * mean_i |z_ij - mean z_j|, one feature at a time (no
-    n x p matrix of SHAP values)."""
-    spread = np.array([np.abs(Z[:, j] - Z[:, j].mean()).mean() for j in range(Z.shape[1])])
-    return np.abs(coef) * spread
+    """Mean |SHAP| of a linear model with coefficients coef over the standardized inputs Z, which it
+    overwrites (the caller's own copy: no second n x p matrix):
+    mean_i |coef_j (z_ij - mean z_j)| = |coef_j| * mean_i |z_ij - mean z_j|."""
+    Z -= Z.mean(axis=0)
+    return np.abs(coef) * np.abs(Z, out=Z).mean(axis=0)
 
 
-def group_mean_abs_linear_shap(coef: np.ndarray, Z: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Per feature, its group's mean |SHAP| under a linear model: mean_i |sum over the group's members
-    j of coef_j (z_ij - mean z_j)| (a group's SHAP value is the sum of its members'; opposite-signed
-    twins cancel), one group at a time (no n x p matrix)."""
+def linear_shap_summary(coef: np.ndarray, Z: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """mean_abs_linear_shap, and per feature its group's mean |SHAP|: mean_i |sum over the group's
+    members j of coef_j (z_ij - mean z_j)| (a group's SHAP value is the sum of its members'; opposite-
+    signed twins cancel; a group of one is the feature's own figure). Overwrites Z, as
+    mean_abs_linear_shap."""
+    Z -= Z.mean(axis=0)
     per_group = {}
     for group in np.unique(groups):
         members = np.flatnonzero(groups == group)
-        summed = sum(coef[j] * (Z[:, j] - Z[:, j].mean()) for j in members)
-        per_group[group] = float(np.abs(summed).mean())
-    return np.array([per_group[g] for g in groups])
+        if len(members) > 1:
+            per_group[group] = float(np.abs(Z[:, members] @ coef[members]).mean())
+    spread = np.abs(coef) * np.abs(Z, out=Z).mean(axis=0)
+    return spread, np.array([per_group.get(g, spread[j]) for j, g in enumerate(groups)])
 
 
 def group_mean_abs(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -173,8 +179,10 @@ def mean_abs_shap(
     `groups` is None), and the number of trades they were computed on."""
     groups = np.arange(X.shape[1]) if groups is None else np.asarray(groups)
     if isinstance(model, Pipeline):
-        coef, Z = model.named_steps["ridge"].coef_, standardized_inputs(model, X)
-        return mean_abs_linear_shap(coef, Z), group_mean_abs_linear_shap(coef, Z, groups), len(X)
+        spread, group = linear_shap_summary(
+            model.named_steps["ridge"].coef_, standardized_inputs(model, X), groups
+        )
+        return spread, group, len(X)
     values = shap_values(model, X, params)
     return np.abs(values).mean(axis=0), group_mean_abs(values, groups), len(values)
 
@@ -268,23 +276,42 @@ def bootstrap_spread(
     )
 
 
-def permuted_predictor(
-    model: Regressor, X_test: np.ndarray, base: np.ndarray
-) -> Callable[[int, np.ndarray], np.ndarray]:
-    """(j, order) -> the model's prediction of X_test with column j reordered by `order`; `base` is
-    the prediction of X_test itself. Exact and closed-form for a linear pipeline."""
-    if isinstance(model, Pipeline):
-        Z_test, coef = standardized_inputs(model, X_test), model.named_steps["ridge"].coef_
-        return lambda j, order: base + coef[j] * (Z_test[order, j] - Z_test[:, j])
+def linear_permutation_increases(
+    model: Pipeline, X_test: np.ndarray, y_test: np.ndarray, repeats: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Repeats x features: the increase of the summed squared error of a linear pipeline on the
+    test trades when one column is permuted, 2 b_j u.(z - z_perm) with u = y - prediction + b_j z
+    (module docstring). rng.permutation(z) reorders z as z[rng.permutation(len(z))] would, from
+    the same draws."""
+    Z = standardized_inputs(model, X_test)
+    coef, intercept = model.named_steps["ridge"].coef_, model.named_steps["ridge"].intercept_
+    residual = y_test - (Z @ coef + intercept)
+    increases = np.empty((repeats, Z.shape[1]))
+    for j in range(Z.shape[1]):
+        z = np.ascontiguousarray(Z[:, j])
+        u = residual + coef[j] * z
+        own = u @ z
+        for r in range(repeats):
+            increases[r, j] = 2.0 * coef[j] * (own - u @ rng.permutation(z))
+    return increases
 
-    def predict(j: int, order: np.ndarray) -> np.ndarray:
-        shuffled = X_test.copy()
-        shuffled[:, j] = X_test[order, j]
-        return model.predict(shuffled)
 
-    return predict
+def tree_permutation_increases(
+    model: Regressor, X_test: np.ndarray, y_test: np.ndarray, repeats: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Repeats x features: the increase of the summed squared error of the model's predictions of
+    copies of the test trades with one column permuted."""
+    base_sq = (y_test - model.predict(X_test)) ** 2
+    increases = np.empty((repeats, X_test.shape[1]))
+    for j in range(X_test.shape[1]):
+        for r in range(repeats):
+            shuffled = X_test.copy()
+            shuffled[:, j] = X_test[rng.permutation(len(y_test)), j]
+            increases[r, j] = ((y_test - model.predict(shuffled)) ** 2 - base_sq).sum()
+    return increases
 
 
+@one_blas_thread  # also where an ensemble member is explained outside importance_table
 def oos_permutation_importance(
     fold_models: list[Regressor], folds: list[Fold], X: np.ndarray, y: np.ndarray, params: ImportanceParams
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -296,17 +323,12 @@ def oos_permutation_importance(
     n_scored = 0
     for model, fold in zip(fold_models, folds, strict=True):
         test = fold.test
-        if not isinstance(model, Pipeline) and total_test > params.perm_sample_size:  # trees: a sample
+        linear = isinstance(model, Pipeline)
+        if not linear and total_test > params.perm_sample_size:  # trees: a sample
             keep = max(1, int(round(test.size * params.perm_sample_size / total_test)))
             test = np.sort(rng.choice(test, size=min(keep, test.size), replace=False))
-        X_test, y_test = X[test], y[test]
-        base = model.predict(X_test)
-        base_sq = (y_test - base) ** 2
-        permuted = permuted_predictor(model, X_test, base)
-        for j in range(n_features):
-            for r in range(params.perm_repeats):
-                prediction = permuted(j, rng.permutation(test.size))
-                sq_error_increase[r, j] += ((y_test - prediction) ** 2 - base_sq).sum()
+        increases = linear_permutation_increases if linear else tree_permutation_increases
+        sq_error_increase += increases(model, X[test], y[test], params.perm_repeats, rng)
         n_scored += test.size
     per_repeat = sq_error_increase / n_scored
     spread = per_repeat.std(axis=0, ddof=1) if params.perm_repeats > 1 else np.zeros(n_features)
@@ -331,7 +353,8 @@ def ranks_of_kept(
     return rank
 
 
-def feature_importance(
+@one_blas_thread
+def importance_table(
     model: Regressor,
     fold_models: list[Regressor],
     folds: list[Fold],

@@ -52,7 +52,7 @@ about twice).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +75,7 @@ EVIDENCE_COLUMNS = [
     "screen_group",
     "reason",
 ]
+QUARANTINE_COLUMNS = [*EVIDENCE_COLUMNS, "n_folds_screened", "n_screens_flagged", "flagged_on"]
 
 
 @dataclass(frozen=True)
@@ -385,55 +386,49 @@ def screen_reach(params: LeakScreenParams, trades: TradeKeys) -> pd.DataFrame:
     )
 
 
-Screen = Callable[[np.ndarray], np.ndarray]  # training positions -> mask of features to hold out
-
-
-def leak_screen(
-    X: np.ndarray, y: np.ndarray, features: list[str], params: LeakScreenParams, trades: TradeKeys
-) -> Screen:
+class LeakScreen:
     """training positions -> mask of the features `screen_features` flags on those trades alone:
     what the walk-forward runs on each fold's training trades and on all trades (core/model.py
-    holds every flagged feature out of every model of the run)."""
+    holds every flagged feature out of every model of the run). It keeps the evidence of every set
+    of trades it screened, in order, so the quarantine table reuses it instead of screening again."""
 
-    def screen(rows: np.ndarray) -> np.ndarray:
-        flagged = screen_features(X[rows], y[rows], features, params, trades.take(rows))
-        return np.isin(np.asarray(features, dtype=object), flagged["feature"].to_numpy(dtype=object))
+    def __init__(
+        self, X: np.ndarray, y: np.ndarray, features: list[str], params: LeakScreenParams, trades: TradeKeys
+    ):
+        self.X, self.y, self.features, self.params, self.trades = X, y, features, params, trades
+        self.evidence: list[pd.DataFrame] = []
 
-    return screen
-
-
-def quarantine_table(
-    X: np.ndarray,
-    y: np.ndarray,
-    features: list[str],
-    params: LeakScreenParams,
-    trades: TradeKeys,
-    screen_rows: list[np.ndarray],
-    screen_flags: list[np.ndarray],
-) -> pd.DataFrame:
-    """The `excluded_features` rows of a run: every feature any screen flagged (`screen_flags`, one
-    mask per screen over the trades at `screen_rows`: each fold's training trades, then all trades),
-    with the evidence of the widest screen that flagged it, the screens that did (`flagged_on`,
-    n_screens_flagged) and the fold models that held it out (n_folds_screened: all of them)."""
-    names = np.asarray(features, dtype=object)
-    labels = [f"fold {i + 1}" for i in range(len(screen_rows) - 1)] + ["all trades"]
-    flagged = np.logical_or.reduce(screen_flags) if screen_flags else np.zeros(len(features), dtype=bool)
-    rows = []
-    for j in np.flatnonzero(flagged):
-        by = [i for i, mask in enumerate(screen_flags) if mask[j]]
-        widest = screen_rows[by[-1]]
-        evidence = screen_features(X[widest][:, [j]], y[widest], [str(names[j])], params, trades.take(widest))
-        rows.append(
-            {
-                **evidence.iloc[0].to_dict(),
-                "n_folds_screened": len(screen_rows) - 1,
-                "n_screens_flagged": len(by),
-                "flagged_on": ", ".join(labels[i] for i in by),
-            }
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        flagged = screen_features(
+            self.X[rows], self.y[rows], self.features, self.params, self.trades.take(rows)
         )
-    columns = [*EVIDENCE_COLUMNS, "n_folds_screened", "n_screens_flagged", "flagged_on"]
-    table = pd.DataFrame(rows, columns=columns)
-    return table.sort_values("ic", key=np.abs, ascending=False, kind="stable").reset_index(drop=True)
+        self.evidence.append(flagged)
+        return np.isin(np.asarray(self.features, dtype=object), flagged["feature"].to_numpy(dtype=object))
+
+    def quarantine_table(self) -> pd.DataFrame:
+        """The `excluded_features` rows of a run whose screens ran on each fold's training trades,
+        then on all trades: every feature a screen flagged, with the evidence of the widest screen
+        that flagged it, the screens that did (`flagged_on`, n_screens_flagged) and the fold models
+        that held it out (n_folds_screened: all of them)."""
+        n_folds = len(self.evidence) - 1
+        labels = [f"fold {i + 1}" for i in range(n_folds)] + ["all trades"]
+        flagged_by: dict[str, list[int]] = {}
+        for i, table in enumerate(self.evidence):
+            for feature in table["feature"]:
+                flagged_by.setdefault(feature, []).append(i)
+        rows = []
+        for feature, by in flagged_by.items():
+            widest = self.evidence[by[-1]]
+            rows.append(
+                {
+                    **widest[widest["feature"] == feature].iloc[0].to_dict(),
+                    "n_folds_screened": n_folds,
+                    "n_screens_flagged": len(by),
+                    "flagged_on": ", ".join(labels[i] for i in by),
+                }
+            )
+        table = pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
+        return table.sort_values("ic", key=np.abs, ascending=False, kind="stable").reset_index(drop=True)
 
 
 def likely_leaks(importance: pd.DataFrame, n: int = 3) -> pd.DataFrame:

@@ -21,17 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.core.schema import (
-    Frame,
-    InputDataError,
-    list_table_files,
-    numeric_column,
-    read_table_file,
-    require_columns,
-    timestamp_column,
-)
+from persistence_pipeline.core.schema import Frame, numeric_column, require_columns, timestamp_column
+from persistence_pipeline.errors import InputDataError
 
-EMBEDDED_BARS = Path(__file__).resolve().parents[2] / "data" / "stocks_daily.parquet"
 BAR_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 MISSING_BAR_COLUMNS_HINT = (
@@ -54,34 +46,31 @@ SPLIT_TOLERANCE = 0.05
 MARKET_MOVE_LIMIT = 0.15
 
 
-def load_embedded_bars() -> pd.DataFrame:
-    """The embedded real data set (see data/NOTICE.md), in the bar schema."""
-    return validate_bars(Frame(str(EMBEDDED_BARS), pd.read_parquet(EMBEDDED_BARS)))
-
-
-def load_bars_dir(
-    directory: Path,
+def combine_bar_files(
+    files: list[Frame],
+    directory: str,
     timestamp_format: str = "",
     max_gap_days: int = DEFAULT_MAX_GAP_DAYS,
     split_check: bool = True,
 ) -> pd.DataFrame:
-    """Every CSV/Parquet file of a directory; a file without a `symbol` column takes its file name.
-    Dates are ISO 8601 or `timestamp_format` (strptime); gaps longer than `max_gap_days` (0: no limit)
-    and split-like jumps (unless `split_check` is off) are refused (module docstring)."""
+    """The bars of every file of a directory (read by persistence_pipeline/source_files.py); a file
+    without a `symbol` column takes its file name. Dates are ISO 8601 or `timestamp_format`
+    (strptime); gaps longer than `max_gap_days` (0: no limit) and split-like jumps (unless
+    `split_check` is off) are refused (module docstring)."""
     parts = []
-    for path in list_table_files(directory):
-        data = read_table_file(path)
+    for file in files:
+        data = file.data
         if "symbol" not in data.columns:
-            data.insert(0, "symbol", path.stem)
-        frame = Frame(str(path), data)
-        part = _checked_bars(frame, timestamp_format)
-        parts.append(part.assign(_file=str(path), _row=part.index.to_numpy() + 1))
+            data = data.copy()
+            data.insert(0, "symbol", Path(file.source).stem)
+        part = _checked_bars(Frame(file.source, data), timestamp_format)
+        parts.append(part.assign(_file=file.source, _row=part.index.to_numpy() + 1))
     bars = pd.concat(parts, ignore_index=True)
     clash = bars.duplicated(["symbol", "date"])
     if clash.any():
         first = bars[clash].iloc[0]
         raise InputDataError(
-            str(directory),
+            directory,
             "date",
             None,
             f"symbol {first['symbol']!r} has two bars on {first['date'].date()} across files",

@@ -11,12 +11,15 @@ minimizes ||y - Zb||^2 + sum_j lambda_j (b_j - b0_j)^2 with lambda_j = sigma^2 /
 feature without a prior keeps lambda_j = alpha and b0_j = 0. The prior therefore weighs against the
 data as precision against precision: lambda_j against the data's sum of z_j^2 (about n), so a prior
 from a run of n' trades carries about n' / (n' + n) of the weight, and a vague prior (coefficients
-that moved between runs) carries little. Substituting c_j = sqrt(lambda_j) (b_j - b0_j) turns it
-into a plain ridge with alpha 1 on the columns z_j / sqrt(lambda_j) and the target y - Z b0, so we
-fit sklearn's Ridge on those and map its coefficients back; the stored model is an ordinary sklearn
-Pipeline (StandardScaler, clip to +-clip_z, Ridge) whose `predict` takes raw feature values. The clip keeps a
-feature that barely moved in the training window (market-wide features over a few weeks) from
-producing 50-sigma inputs, and absurd predictions, out of sample.
+that moved between runs) carries little. With sample weights w (total W, weighted means z_bar and
+y_bar) and the intercept unpenalized, the minimum solves the normal equations
+(Z' diag(w) Z - W z_bar z_bar' + diag(lambda)) b = Z' diag(w) (y - y_bar) + diag(lambda) b0, the
+Gram matrix sklearn's Ridge forms too (its cholesky solver). We solve them in numpy and set the
+fitted attributes of an ordinary sklearn Pipeline (StandardScaler, clip to +-clip_z, Ridge) whose
+`predict` takes raw feature values: sklearn's own fit to rounding (tested), without its input
+checks, copies and centering passes, which were a quarter of a run's compute (issue 26). The clip
+keeps a feature that barely moved in the training window (market-wide features over a few weeks)
+from producing 50-sigma inputs, and absurd predictions, out of sample.
 
 A leak screen (core/leakage.py), when given, is applied to each fold's training trades and to all
 trades, and every feature any of these screens flags is held out of EVERY model of the run, the
@@ -33,9 +36,10 @@ check of a trade source); earlier folds are skipped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -43,20 +47,42 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from threadpoolctl import ThreadpoolController
 
 from persistence_pipeline.core.metrics import OutOfSampleMetrics, out_of_sample_metrics
+from persistence_pipeline.errors import NotEnoughDataError
 
 MODEL_KINDS = ("ridge", "gbt")
+
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The BLAS and OpenMP libraries loaded, found once (a scan per call costs about 1 ms)."""
+    return ThreadpoolController()
+
+
+def one_blas_thread(function: Callable[Params, Result]) -> Callable[Params, Result]:
+    """`function` with BLAS limited to one thread while it runs, restored after. A run's matrices
+    are thin (trades x at most a few hundred features) and its products small and many (a dot
+    product per permutation): a second BLAS thread saves little arithmetic and costs hand-offs and
+    spinning, which on 2 cores shared with other work made a run 1.66x slower (issue 26);
+    benchmarks/scale.py measures the run both ways (2-5x the CPU time with the default threads)."""
+
+    @functools.wraps(function)
+    def limited(*args: Params.args, **kwargs: Params.kwargs) -> Result:
+        with _threadpools().limit(limits=1, user_api="blas"):
+            return function(*args, **kwargs)
+
+    return limited
 
 
 class Regressor(Protocol):
     """A fitted profit model: the ridge Pipeline or the gradient-boosted trees of fit_model."""
 
     def predict(self, X: np.ndarray) -> np.ndarray: ...
-
-
-class NotEnoughDataError(ValueError):
-    """Too few labelled trades to fit and evaluate a model honestly."""
 
 
 @dataclass(frozen=True)
@@ -179,13 +205,85 @@ def purged_walk_forward_splits(
     return folds
 
 
-def _standardizer(clip_z: float) -> Pipeline:
-    return Pipeline(
-        [
-            ("scale", StandardScaler()),
-            ("clip", FunctionTransformer(np.clip, kw_args={"a_min": -clip_z, "a_max": clip_z})),
-        ]
-    )
+@dataclass(frozen=True)
+class _RidgeSolution:
+    """A prior ridge solved by the normal equations: coefficients per sd and intercept, the
+    standardizer's mean, variance and scale (StandardScaler's), and the standardized, clipped
+    inputs."""
+
+    coef: np.ndarray
+    intercept: float
+    mean: np.ndarray
+    var: np.ndarray
+    scale: np.ndarray
+    Z: np.ndarray
+
+
+def _solve_prior_ridge(
+    X: np.ndarray,
+    y: np.ndarray,
+    alpha: float,
+    prior: RidgePrior | None,
+    sample_weight: np.ndarray | None,
+    clip_z: float,
+    overwrite_x: bool,
+) -> _RidgeSolution:
+    """The prior ridge (module docstring) by the weighted normal equations, standardizing in place:
+    with overwrite_x, X (a float64 array the caller no longer needs) becomes Z, saving a copy. The
+    standardizer is StandardScaler's, unweighted, with its rule for near-constant features (scale
+    1); a singular system (alpha 0 and a constant column) takes the minimum-norm solution, as
+    sklearn's fallback to its SVD solver does."""
+    Z = X if overwrite_x and X.dtype == np.float64 else np.array(X, dtype="float64")
+    n = len(Z)
+    mean = Z.mean(axis=0)
+    Z -= mean
+    var = np.einsum("ij,ij->j", Z, Z) / n
+    eps = np.finfo("float64").eps
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    scale = np.where(constant, 1.0, np.sqrt(var))
+    Z /= scale
+    np.clip(Z, -clip_z, clip_z, out=Z)
+    y = np.asarray(y, dtype="float64")
+    b0, penalty = prior_penalties(prior, scale, float(np.var(y)), alpha)
+    if sample_weight is None:
+        total, z_mean, y_mean = float(n), Z.mean(axis=0), float(y.mean())
+        weighted_target = y - y_mean
+        gram = Z.T @ Z
+    else:
+        w = np.asarray(sample_weight, dtype="float64")
+        total = float(w.sum())
+        z_mean, y_mean = (w @ Z) / total, float(w @ y) / total
+        weighted_target = w * (y - y_mean)
+        gram = (Z * w[:, None]).T @ Z
+    gram += np.diag(penalty) - total * np.outer(z_mean, z_mean)
+    rhs = Z.T @ weighted_target + penalty * b0
+    if not (np.isfinite(gram).all() and np.isfinite(rhs).all()):  # NaN and inf reach both
+        raise ValueError("the ridge's features, labels or weights contain NaN or infinity")
+    try:
+        coef = np.linalg.solve(gram, rhs)
+    except np.linalg.LinAlgError:
+        coef = np.linalg.lstsq(gram, rhs, rcond=None)[0]
+    return _RidgeSolution(coef, y_mean - float(z_mean @ coef), mean, var, scale, Z)
+
+
+def _fitted_pipeline(solution: _RidgeSolution, alpha: float, clip_z: float) -> Pipeline:
+    """The Pipeline (StandardScaler, clip to +-clip_z, Ridge) sklearn's fit would return for the
+    solution: the fitted attributes its fit sets, in its order and types (tested against it), so a
+    checkpoint stores the same object."""
+    n_features = len(solution.coef)
+    scaler = StandardScaler()
+    scaler.n_features_in_ = n_features
+    scaler.n_samples_seen_ = np.float64(len(solution.Z))
+    scaler.mean_, scaler.var_, scaler.scale_ = solution.mean, solution.var, solution.scale
+    clip = FunctionTransformer(np.clip, kw_args={"a_min": -clip_z, "a_max": clip_z})
+    clip.n_features_in_ = n_features
+    ridge = Ridge(alpha=float(alpha))
+    ridge.n_features_in_ = n_features
+    ridge.coef_ = solution.coef
+    ridge.n_iter_ = None
+    ridge.solver_ = "cholesky"
+    ridge.intercept_ = np.float64(solution.intercept)
+    return Pipeline([("scale", scaler), ("clip", clip), ("ridge", ridge)])
 
 
 def fit_prior_ridge(
@@ -198,14 +296,8 @@ def fit_prior_ridge(
 ) -> Pipeline:
     """Ridge on standardized (and clipped) X shrunk toward the prior (module docstring); plain ridge
     with `alpha` without one."""
-    features = _standardizer(clip_z).fit(X)
-    Z = features.transform(X)
-    b0, penalty = prior_penalties(prior, features.named_steps["scale"].scale_, float(np.var(y)), alpha)
-    root = np.sqrt(penalty)
-    ridge = Ridge(alpha=1.0).fit(Z / root, y - Z @ b0, sample_weight=sample_weight)
-    ridge.coef_ = ridge.coef_ / root + b0
-    ridge.alpha = float(alpha)
-    return Pipeline([*features.steps, ("ridge", ridge)])
+    solution = _solve_prior_ridge(X, y, alpha, prior, sample_weight, clip_z, overwrite_x=False)
+    return _fitted_pipeline(solution, alpha, clip_z)
 
 
 def prior_ridge_coefficients(
@@ -217,26 +309,12 @@ def prior_ridge_coefficients(
     clip_z: float,
     overwrite_x: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The coefficients fit_prior_ridge would fit, the standardized inputs and the features' sd, by
-    the weighted normal equations in numpy: for the bootstrap, where twenty sklearn pipelines per run
-    cost more than the arithmetic. Equal to fit_prior_ridge (tested). With overwrite_x, X (a float64
-    array the caller no longer needs, such as a bootstrap resample) becomes the standardized inputs,
-    saving a copy."""
-    Z = X if overwrite_x else np.array(X, dtype="float64")  # standardized and clipped in place
-    scale = Z.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    Z -= Z.mean(axis=0)
-    Z /= scale
-    np.clip(Z, -clip_z, clip_z, out=Z)
-    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
-    b0, penalty = prior_penalties(prior, scale, float(np.var(y)), alpha)
-    total = w.sum()
-    z_mean = (w @ Z) / total
-    target = y - Z @ b0
-    centered_target = target - (w @ target) / total
-    weighted = Z if sample_weight is None else Z * w[:, None]
-    gram = weighted.T @ Z - total * np.outer(z_mean, z_mean) + np.diag(penalty)
-    return np.linalg.solve(gram, weighted.T @ centered_target) + b0, Z, scale
+    """The coefficients fit_prior_ridge fits, the standardized inputs and the features' sd, without
+    building a Pipeline: for the bootstrap's twenty refits. With overwrite_x, X (a float64 array the
+    caller no longer needs, such as a bootstrap resample) becomes the standardized inputs, saving a
+    copy."""
+    solution = _solve_prior_ridge(X, y, alpha, prior, sample_weight, clip_z, overwrite_x)
+    return solution.coef, solution.Z, solution.scale
 
 
 Screen = Callable[[np.ndarray], np.ndarray]  # training positions -> mask of features to hold out
@@ -256,8 +334,22 @@ def neutralized(
 
 
 def standardized_inputs(model: Pipeline, X: np.ndarray) -> np.ndarray:
-    """What the ridge step of a linear pipeline sees: standardized, clipped features."""
-    return model[:-1].transform(X)
+    """What the ridge step of a linear pipeline sees: standardized, clipped features. The same
+    arithmetic as the pipeline's own transform (subtract mean_, divide by scale_, clip), in place on
+    one copy, without sklearn's validation and a second copy for the clip."""
+    scaler, clip = model.named_steps["scale"], model.named_steps["clip"].kw_args
+    Z = np.array(X, dtype="float64")
+    Z -= scaler.mean_
+    Z /= scaler.scale_
+    return np.clip(Z, clip["a_min"], clip["a_max"], out=Z)
+
+
+def predict(model: Regressor, X: np.ndarray) -> np.ndarray:
+    """model.predict(X); for the ridge pipeline the same arithmetic through standardized_inputs."""
+    if isinstance(model, Pipeline):
+        ridge = model.named_steps["ridge"]
+        return standardized_inputs(model, X) @ ridge.coef_ + ridge.intercept_
+    return model.predict(X)
 
 
 def fit_model(
@@ -268,8 +360,24 @@ def fit_model(
     sample_weight: np.ndarray | None,
 ) -> Regressor:
     """The params.kind model fit on (X, y): the prior ridge Pipeline or gradient-boosted trees."""
+    return _fit(X, y, params, prior, sample_weight, overwrite_x=False)[0]
+
+
+def _fit(
+    X: np.ndarray,
+    y: np.ndarray,
+    params: ModelParams,
+    prior: RidgePrior | None,
+    sample_weight: np.ndarray | None,
+    overwrite_x: bool,
+) -> tuple[Regressor, _RidgeSolution | None]:
+    """fit_model, and the solution of a ridge (None for trees); overwrite_x as in
+    prior_ridge_coefficients."""
     if params.kind == "ridge":
-        return fit_prior_ridge(X, y, params.ridge_alpha, prior, sample_weight, params.clip_z)
+        solution = _solve_prior_ridge(
+            X, y, params.ridge_alpha, prior, sample_weight, params.clip_z, overwrite_x
+        )
+        return _fitted_pipeline(solution, params.ridge_alpha, params.clip_z), solution
     model = HistGradientBoostingRegressor(
         max_iter=params.gbt_max_iter,
         learning_rate=params.gbt_learning_rate,
@@ -278,7 +386,7 @@ def fit_model(
         early_stopping=False,
         random_state=params.seed,
     )
-    return model.fit(X, y, sample_weight=sample_weight)
+    return model.fit(X, y, sample_weight=sample_weight), None
 
 
 def standardized_coefficients(model: object) -> np.ndarray | None:
@@ -308,6 +416,7 @@ def screens_of(fitted: FittedModel) -> Screen:
     return screen
 
 
+@one_blas_thread
 def train_and_evaluate(
     X: np.ndarray,
     y: np.ndarray,
@@ -346,9 +455,9 @@ def train_and_evaluate(
     for fold in folds:
         weights = None if sample_weight is None else sample_weight[fold.train]
         X_train, fold_prior = neutralized(X[fold.train], prior, screened)
-        model = fit_model(X_train, y[fold.train], params, fold_prior, weights)
+        model, _ = _fit(X_train, y[fold.train], params, fold_prior, weights, overwrite_x=True)
         fold_models.append(model)
-        predictions.append(model.predict(X[fold.test]))
+        predictions.append(predict(model, X[fold.test]))
     if not folds:
         raise NotEnoughDataError(
             f"no walk-forward fold has {min_fold_train} purged training trades ({len(y)} labelled trades, "
@@ -357,13 +466,11 @@ def train_and_evaluate(
     oos_positions = np.concatenate([fold.test for fold in folds])
     oos_prediction = np.concatenate(predictions)
     X_final, final_prior = neutralized(X, prior, screened)
-    model = fit_model(X_final, y, params, final_prior, sample_weight)
+    model, solution = _fit(X_final, y, params, final_prior, sample_weight, overwrite_x=X_final is not X)
     weight = None
-    if final_prior is not None and isinstance(model, Pipeline):
-        _, penalty = prior_penalties(
-            final_prior, model.named_steps["scale"].scale_, float(np.var(y)), params.ridge_alpha
-        )
-        weight = prior_weight(penalty, standardized_inputs(model, X_final), final_prior)
+    if final_prior is not None and solution is not None:
+        _, penalty = prior_penalties(final_prior, solution.scale, float(np.var(y)), params.ridge_alpha)
+        weight = prior_weight(penalty, solution.Z, final_prior)
     return FittedModel(
         model=model,
         features=list(features),

@@ -20,7 +20,7 @@ nothing of a feature it lacks), > 1 would weigh the oldest run most.
 Every run counts (decay 1, the default). Without a discount the mean is the fixed-effect pool of ALL
 the runs by precision, and with effects that persist (tau_between 0) the warm ridge on the next run
 is the ridge on all the runs' trades together: exactly so for linear-Gaussian runs whose features
-are uncorrelated within each run (persistence_pipeline_tests/test_priors_history.py). Where effects
+are uncorrelated within each run (persistence_pipeline_tests/test_priors.py). Where effects
 move, the discount is the data's, not a fixed one: tau_between widens the prior by as much as the
 runs disagree beyond their errors, and the next run's own trades decide. A fixed discount did
 neither: decay 0.5 threw away precision where effects persist and, where they flip, weighed the

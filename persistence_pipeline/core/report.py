@@ -1,13 +1,19 @@
 """The report-only view: the latest run, the features quarantined as possible leakage, its stability
 summary and the top alpha features, and optionally one segment's (strategy's or side's) top features,
 as text or markdown, from warehouse frames (nothing is trained). The stability lines, the alpha table
-and the segment section are the dashboard summary's (core/dashboard.py)."""
+and the segment section are shared with the dashboard's summary (core/summary.py).
+
+The run's suspicion, sizing, ensemble and alpha-monitor lines come from core.leakage, core.sizing,
+core.ensemble and core.monitor, which import scipy and sklearn: they are imported when the report is
+rendered, so that importing this module stays light."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
-from persistence_pipeline.core.dashboard import (
+from persistence_pipeline.core.summary import (
     ALPHA_TABLE_NUMBERS,
     alpha_gate,
     alpha_listing,
@@ -20,10 +26,6 @@ from persistence_pipeline.core.dashboard import (
     segment_names,
     stability_lines,
 )
-from persistence_pipeline.core.ensemble import ensemble_line
-from persistence_pipeline.core.leakage import suspect_run_line
-from persistence_pipeline.core.monitor import monitor_summary
-from persistence_pipeline.core.sizing import sizing_line
 
 QUARANTINED_LISTED = 10  # quarantined features named in the report before "and N more"
 
@@ -72,7 +74,7 @@ def _segments_line(segments: pd.DataFrame) -> str:
 
 def render_report(
     latest: pd.Series,
-    summary: pd.Series | None,
+    summary: Mapping[str, object] | None,
     alpha: pd.DataFrame,
     n_runs: int,
     markdown: bool,
@@ -102,6 +104,11 @@ def render_report(
     run's feature_importance_history rows of suspected leaks (run_key, feature, suspect,
     suspect_reason); with them or a quarantined feature the report opens with the SUSPECT RUN line
     and marks the run's OOS figures and books."""
+    from persistence_pipeline.core.ensemble import ensemble_line
+    from persistence_pipeline.core.leakage import suspect_run_line
+    from persistence_pipeline.core.monitor import monitor_summary
+    from persistence_pipeline.core.sizing import sizing_line
+
     heading = "## " if markdown else ""
     bullet = "- " if markdown else "  "
     priors = latest["priors_from_run_key"]

@@ -6,16 +6,15 @@ the first offending row, so a user can open the file and fix it.
 
 from __future__ import annotations
 
-import csv
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
+
+from persistence_pipeline.errors import InputDataError
 
 TRADE_KEY_COLUMNS = [
     "trade_id",
@@ -68,19 +67,6 @@ OUTCOME_PREFIXES = ("exit_", "pnl_", "realized_", "holding_")
 SIDE_WORDS = {"long": 1, "buy": 1, "short": -1, "sell": -1}
 
 
-class InputDataError(ValueError):
-    """Bad input data: the message names the file, the column and the first offending row."""
-
-    def __init__(self, source: str, column: str | None, row: int | None, problem: str):
-        self.source, self.column, self.row, self.problem = source, column, row, problem
-        where = [f"file {source}"]
-        if column is not None:
-            where.append(f"column {column!r}")
-        if row is not None:
-            where.append(f"row {row}")
-        super().__init__(f"{', '.join(where)}: {problem}")
-
-
 @dataclass(frozen=True)
 class Frame:
     """A frame read from one file, with the row numbering the user sees in that file."""
@@ -91,64 +77,6 @@ class Frame:
     def row_number(self, position: int) -> int:
         """1-based data row (for a CSV, line = row + 1 because of the header)."""
         return int(self.data.index[position]) + 1
-
-
-# A CSV's delimiter is read from its header line: the candidate that splits it into the most fields
-# (ties: the comma). A semicolon file whose numbers are written with a decimal comma is read as such.
-CSV_DELIMITERS = (",", ";", "\t")
-_DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
-_DECIMAL_POINT = re.compile(r"-?\d*\.\d+")
-
-
-def sniff_csv(path: Path, sample_lines: int = 50) -> tuple[str, str]:
-    """The delimiter and decimal mark of a CSV file, from its header and first lines."""
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-        lines = [line for _, line in zip(range(sample_lines), handle, strict=False)]
-    if not lines:
-        return ",", "."
-    fields = {d: len(next(csv.reader([lines[0]], delimiter=d), [])) for d in CSV_DELIMITERS}
-    delimiter = max(CSV_DELIMITERS, key=lambda d: fields[d])
-    decimal = "."
-    if delimiter == ";":
-        values = [v.strip() for row in csv.reader(lines[1:], delimiter=";") for v in row]
-        if any(_DECIMAL_COMMA.fullmatch(v) for v in values) and not any(
-            _DECIMAL_POINT.fullmatch(v) for v in values
-        ):
-            decimal = ","
-    return delimiter, decimal
-
-
-def read_table_file(path: Path) -> pd.DataFrame:
-    """Read one CSV (comma, semicolon or tab delimited) or Parquet file; unreadable or empty files raise
-    InputDataError."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            delimiter, decimal = sniff_csv(path)
-            frame = pd.read_csv(path, sep=delimiter, decimal=decimal)
-        elif suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            raise InputDataError(str(path), None, None, "unsupported file type (use .csv or .parquet)")
-    except pd.errors.EmptyDataError:
-        raise InputDataError(str(path), None, None, "the file is empty") from None
-    except InputDataError:
-        raise
-    except Exception as exc:  # pyarrow and the csv parser raise many types for a corrupt file
-        raise InputDataError(str(path), None, None, f"cannot be read ({type(exc).__name__}: {exc})") from None
-    if frame.empty:
-        raise InputDataError(str(path), None, None, "the file has no rows")
-    frame.columns = [str(c) for c in frame.columns]
-    return frame.reset_index(drop=True)
-
-
-def list_table_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        raise InputDataError(str(directory), None, None, "directory does not exist")
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in (".csv", ".parquet", ".pq"))
-    if not files:
-        raise InputDataError(str(directory), None, None, "no .csv or .parquet files in the directory")
-    return files
 
 
 def _plain(value: object) -> object:
@@ -328,7 +256,7 @@ def refuse_outcome_features(features: Sequence[str], source: str) -> None:
             )
 
 
-def refuse_case_clashes(columns: Sequence[str], source: str) -> None:
+def refuse_case_twins(columns: Sequence[str], source: str) -> None:
     """Stored column names are case-insensitive (DuckDB): two names equal but for case cannot both be
     stored."""
     seen: dict[str, str] = {}
@@ -371,7 +299,7 @@ def validate_trade_log(
         require_columns(frame, configured_features)
     numeric = [c for c in data.columns if _mostly_numeric(data[c])]
     features = trade_log_features(list(data.columns), numeric, configured_features)
-    refuse_case_clashes([*TRADE_BASE_COLUMNS, *features], frame.source)
+    refuse_case_twins([*TRADE_BASE_COLUMNS, *features], frame.source)
     trade_id = data["trade_id"]
     bad = _first_bad(trade_id.isna().to_numpy())
     if bad is not None:

@@ -179,7 +179,7 @@ def book_figures(position: np.ndarray, returns: np.ndarray, daily: pd.Series) ->
     }
 
 
-def sizing_performance(oos: pd.DataFrame, params: SizingParams) -> pd.DataFrame:
+def book_performance(oos: pd.DataFrame, params: SizingParams) -> pd.DataFrame:
     """Per book and costs (gross, net) the figures of the module docstring, from the OOS trades:
     prediction, position, gross_return (the trade's return before costs), entry_time, exit_time."""
     returns = {"gross": oos["gross_return"].to_numpy(dtype="float64")}
@@ -250,7 +250,7 @@ def walk_forward_positions(
     return np.concatenate(positions), np.concatenate(sds)
 
 
-def oos_books(
+def walk_forward_books(
     fitted: FittedModel,
     trades: pd.DataFrame,
     X: np.ndarray,

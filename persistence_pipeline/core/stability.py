@@ -163,7 +163,7 @@ def quarantined_rows(history: pd.DataFrame) -> pd.Series:
     return history["quarantined"].astype("boolean").fillna(False).astype(bool)
 
 
-def feature_stability(history: pd.DataFrame, k: int) -> pd.DataFrame:
+def per_feature_stability(history: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per feature: n_runs (runs whose model had it), rank_mean, rank_std, sign_consistency,
     importance_cv over those runs (None where it needs two), and topk_frequency over every run that
     could select it: all runs but those whose leak screen quarantined it (a run without the feature
@@ -199,7 +199,7 @@ def feature_stability(history: pd.DataFrame, k: int) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["rank_mean", "feature"], kind="stable").reset_index(drop=True)
 
 
-def stability_summary(
+def summarize_stability(
     history: pd.DataFrame,
     ranges: pd.DataFrame,
     k: int,

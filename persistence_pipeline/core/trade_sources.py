@@ -1,25 +1,18 @@
-"""Where trades come from: the embedded bars, the user's bar files, or the user's trade logs."""
+"""Trades from their sources (the files are read by persistence_pipeline/source_files.py): the user's
+trade logs combined and validated, the window of a range, whether it can be trained on, and which
+trades are new or changed since they were stored."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from persistence_pipeline.core.market_data import DEFAULT_MAX_GAP_DAYS, load_bars_dir, load_embedded_bars
 from persistence_pipeline.core.model import min_fold_train_trades
-from persistence_pipeline.core.schema import (
-    TRADE_KEY_COLUMNS,
-    Frame,
-    InputDataError,
-    list_table_files,
-    read_table_file,
-    realized_return,
-    validate_trade_log,
-)
-from persistence_pipeline.core.strategies import FEATURES, StrategyParams, generate_trades
+from persistence_pipeline.core.schema import TRADE_KEY_COLUMNS, Frame, realized_return, validate_trade_log
+from persistence_pipeline.core.strategies import FEATURES
+from persistence_pipeline.errors import InputDataError
 
 SOURCE_KINDS = ("embedded", "ohlcv_dir", "trade_log_dir")
 # What usually makes a bar feature constant, for the message that refuses it.
@@ -29,16 +22,16 @@ CONSTANT_FEATURE_HINTS = {
 }
 
 
-def load_trade_logs(
-    directory: Path, features: Sequence[str] | None, timestamp_format: str = ""
+def combine_trade_logs(
+    files: list[Frame], features: Sequence[str] | None, timestamp_format: str = ""
 ) -> pd.DataFrame:
-    """Every trade-log file of a directory, validated, with the realized `return` label; timestamps are
-    ISO 8601 or `timestamp_format` (strptime)."""
+    """The trades of every trade-log file of a directory (read by
+    persistence_pipeline/source_files.py), validated, with the realized `return` label; timestamps
+    are ISO 8601 or `timestamp_format` (strptime)."""
     parts: list[pd.DataFrame] = []
     seen_ids: dict[str, str] = {}  # trade_id: the file that holds it
     feature_set: list[str] | None = None
-    for path in list_table_files(directory):
-        frame = Frame(str(path), read_table_file(path))
+    for frame in files:
         trades = validate_trade_log(frame, features, timestamp_format)
         file_features = [c for c in trades.columns if c not in TRADE_KEY_COLUMNS]
         if feature_set is None:
@@ -46,17 +39,17 @@ def load_trade_logs(
         elif set(file_features) != set(feature_set):
             differing = sorted(set(file_features) ^ set(feature_set))[0]
             raise InputDataError(
-                str(path), differing, None, f"feature columns differ from the first file ({feature_set})"
+                frame.source, differing, None, f"feature columns differ from the first file ({feature_set})"
             )
         for position, trade_id in enumerate(trades["trade_id"]):
             if trade_id in seen_ids:
                 raise InputDataError(
-                    str(path),
+                    frame.source,
                     "trade_id",
                     frame.row_number(position),
                     f"trade_id {trade_id!r} is also in {seen_ids[trade_id]}",
                 )
-        seen_ids.update(dict.fromkeys(trades["trade_id"], str(path)))
+        seen_ids.update(dict.fromkeys(trades["trade_id"], frame.source))
         parts.append(trades)
     trades = pd.concat(parts, ignore_index=True)
     trades.insert(
@@ -84,33 +77,6 @@ def refuse_constant_features(trades: pd.DataFrame, source: str) -> None:
                 f"has the same value ({float(f'{values[0]:.12g}')!r}) in every trade made from the bars: "
                 f"it carries no information{CONSTANT_FEATURE_HINTS.get(name, '')}",
             )
-
-
-def load_source_trades(
-    kind: str,
-    path: str,
-    features: Sequence[str] | None,
-    params: StrategyParams,
-    timestamp_format: str = "",
-    max_gap_days: int = DEFAULT_MAX_GAP_DAYS,
-    split_check: bool = True,
-) -> pd.DataFrame:
-    """All trades of a source, in the stored trade schema. `timestamp_format` (strptime; ISO 8601 when
-    empty) reads the user's dates and timestamps; `max_gap_days` bounds the gap between bars;
-    `split_check` refuses split-like overnight jumps of bars."""
-    if kind == "embedded":
-        return generate_trades(load_embedded_bars(), params)
-    if kind == "ohlcv_dir":
-        directory = Path(path)
-        trades = generate_trades(
-            load_bars_dir(directory, timestamp_format, max_gap_days, split_check), params
-        )
-        files = list_table_files(directory)
-        refuse_constant_features(trades, str(files[0]) if len(files) == 1 else str(directory))
-        return trades
-    if kind == "trade_log_dir":
-        return load_trade_logs(Path(path), features, timestamp_format)
-    raise ValueError(f"trade source kind {kind!r} is not one of {SOURCE_KINDS}")
 
 
 def trades_in_window(
@@ -143,13 +109,6 @@ def check_trainable(trades: pd.DataFrame, end: pd.Timestamp, min_trades: int, so
             f"{end - pd.Timedelta(days=1):%Y-%m-%d}; {needed} are needed (min_train_trades = {min_trades}, "
             f"5 per feature for {n_features} features): use a longer range",
         )
-
-
-def source_files_state(directory: Path) -> dict[str, str]:
-    """The version of each file the source reads in `directory` (name: modification time in ns and
-    size), for a sensor to tell added and changed files from those it has handled."""
-    stats = {path.name: path.stat() for path in list_table_files(directory)}
-    return {name: f"{stat.st_mtime_ns}:{stat.st_size}" for name, stat in stats.items()}
 
 
 VERSION_COLUMNS = ["trade_id", "entry_time", "exit_time", "side", "return"]

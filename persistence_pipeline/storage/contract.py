@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import duckdb
 
-from persistence_pipeline.core.schema import InputDataError
+from persistence_pipeline.errors import InputDataError
 
 
 def _columns(spec: str) -> list[tuple[str, str]]:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from persistence_pipeline.storage.database import Database, MissingRowsError, replace_run_rows
+from persistence_pipeline.errors import MissingRowsError
+from persistence_pipeline.storage.database import Database, replace_run_rows
 
 # what the next run reads back: priors and curriculum weights
 WARM_START_TABLES = ("feature_priors", "regime_weights")
@@ -22,7 +23,7 @@ def write_stability(
         replace_run_rows(con, "stability_summary", "as_of_run_key", as_of_run_key, pd.DataFrame([summary]))
 
 
-def feature_stability(db: Database, as_of_run_key: str) -> pd.DataFrame:
+def feature_stability_rows(db: Database, as_of_run_key: str) -> pd.DataFrame:
     """Per-feature stability as of one run; refused when it was never computed (a stage that reads
     it must not silently read "never in the top k")."""
     rows = db.query(
@@ -72,7 +73,7 @@ def ic_series(db: Database, as_of_run_key: str) -> pd.DataFrame:
     )
 
 
-def feature_alpha(db: Database, as_of_run_key: str) -> pd.DataFrame:
+def feature_alpha_rows(db: Database, as_of_run_key: str) -> pd.DataFrame:
     """Alpha per feature as of one run, best first."""
     return db.query(
         "SELECT * FROM feature_alpha WHERE as_of_run_key = ? ORDER BY alpha_score DESC NULLS LAST, feature",

@@ -15,9 +15,10 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,20 @@ from persistence_pipeline.storage.contract import (
 
 _migrated: set[tuple[int, int]] = set()
 _migration_lock = threading.Lock()
+# per (staged run, table): how many times the run wrote the table; what a run read stays valid
+# while the tables it read are unchanged (storage/run_reads.py)
+_writes: Counter[tuple[str, str]] = Counter()
+
+
+def note_write(run: str | None, table: str) -> None:
+    """Record that a staged run wrote `table` (its earlier reads of it are out of date)."""
+    if run is not None:
+        _writes[(run, table)] += 1
+
+
+def write_counts(run: str, tables: Sequence[str]) -> tuple[int, ...]:
+    """How many times the staged run wrote each of `tables`."""
+    return tuple(_writes[(run, table)] for table in tables)
 
 
 FAILPOINT_VARIABLE = "PERSISTENCE_FAILPOINT"
@@ -55,10 +70,6 @@ def failpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-class MissingRowsError(LookupError):
-    """An upstream table has no rows for the run a stage needs: materialize the upstream stage first."""
-
-
 @dataclass(frozen=True)
 class Database:
     """A DuckDB warehouse file. DuckDB allows one writing process per file, so a connection waits
@@ -68,11 +79,33 @@ class Database:
     path: str
     lock_wait_seconds: float = 300.0
     staged_by: str | None = None
+    # the connection of an open `session`, which every read and write inside it uses
+    _open_session: list[duckdb.DuckDBPyConnection] = field(
+        default_factory=list, compare=False, repr=False, hash=False
+    )
+
+    @contextmanager
+    def session(self) -> Iterator[Database]:
+        """One connection (and one overlay) for every read and write inside: a stage reads its
+        inputs in one session rather than connecting for each query. The file stays locked against
+        other processes while the session is open, so a session covers reads, not long computations."""
+        if self._open_session:
+            yield self
+            return
+        with self.connect() as con:
+            self._open_session.append(con)
+            try:
+                yield self
+            finally:
+                self._open_session.clear()
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection in UTC; a writable one has the contract's schema in place, and a staged one
-        reads through the run's overlay."""
+        reads through the run's overlay (the session's connection inside `session`)."""
+        if self._open_session:
+            yield self._open_session[0]
+            return
         if not read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         con = self._open(read_only)
@@ -171,6 +204,7 @@ def replace_run_rows(
     if key_column not in RUN_KEY_COLUMNS or RUN_TABLES.get(checked_table(table)) != key_column:
         raise ValueError(f"unknown table or key {table!r}.{key_column!r}")
     run = staged_by(con)
+    note_write(run, table)
     incoming = rows.assign(**{key_column: key})
     con.register("incoming_rows", incoming if run is None else incoming.assign(staged_by=run))
     try:

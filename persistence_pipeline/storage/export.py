@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from persistence_pipeline.storage.contract import FIXED_TABLES, quote_identifier
-from persistence_pipeline.storage.report import reading
+from persistence_pipeline.storage.latest_run import reading
 
 FORMATS = ("parquet", "csv")
 MANIFEST = "contract.json"
@@ -39,7 +39,7 @@ class ExportFailed(Exception):
 
 def export_tables(warehouse: Path, out: Path, fmt: str, wait_seconds: float) -> list[ExportedTable]:
     """Write every contract table of `warehouse` to `out/<table>.<fmt>`, and the manifest. Raises
-    WarehouseUnreadable (storage/report.py) when the warehouse cannot be read, ExportFailed when a
+    WarehouseUnreadable (storage/latest_run.py) when the warehouse cannot be read, ExportFailed when a
     file cannot be written."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")

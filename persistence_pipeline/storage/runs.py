@@ -5,73 +5,85 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from persistence_pipeline.errors import MissingRowsError
 from persistence_pipeline.storage.contract import column_names
-from persistence_pipeline.storage.database import Database, MissingRowsError, replace_run_rows, rows_of_runs
+from persistence_pipeline.storage.database import Database, replace_run_rows, rows_of_runs
+from persistence_pipeline.storage.run_reads import read_once
 
 # run_metrics columns filled later in the run, by the importance stage
 # filled by the importance stage, and when the run is published (storage/staleness.py)
 FILLED_LATER = frozenset({"explainer", "shap_sample_size", "inputs_digest"})
 
 
-def write_model_run(
-    db: Database,
-    run_key: str,
-    run_row: dict[str, Any],
-    checkpoint_row: dict[str, Any],
-    oos_predictions: pd.DataFrame,
-    sizing_performance: pd.DataFrame,
-    excluded_features: pd.DataFrame,
-    data_loss: pd.DataFrame,
-    feature_coverage: pd.DataFrame,
-    ensemble_predictions: pd.DataFrame | None = None,
-    ensemble_metrics: pd.DataFrame | None = None,
-) -> None:
-    """Replace every row the model stage writes for `run_key`, in one transaction. The run row must
-    carry every contract column (but those the importance stage fills): a column added to the
-    contract cannot be forgotten here. A run of one model has no ensemble rows (None)."""
-    no_rows = pd.DataFrame({"model_kind": pd.Series(dtype="object")})
-    for table, row in (("run_metrics", run_row), ("checkpoints", checkpoint_row)):
+@dataclass(frozen=True)
+class ModelRunRows:
+    """Every row the model stage writes for one run. `run_metrics` and `checkpoint` are single rows
+    that must carry every contract column (but those filled later): a column added to the contract
+    cannot be forgotten. A run of one model has no ensemble rows."""
+
+    run_metrics: dict[str, Any]
+    checkpoint: dict[str, Any]
+    oos_predictions: pd.DataFrame
+    sizing_performance: pd.DataFrame
+    excluded_features: pd.DataFrame
+    data_loss: pd.DataFrame
+    feature_coverage: pd.DataFrame
+    ensemble_predictions: pd.DataFrame
+    ensemble_metrics: pd.DataFrame
+
+
+def write_model_run(db: Database, run_key: str, rows: ModelRunRows) -> None:
+    """Replace every row the model stage writes for `run_key`, in one transaction."""
+    for table, row in (("run_metrics", rows.run_metrics), ("checkpoints", rows.checkpoint)):
         missing = set(column_names(table)) - set(row) - {"run_key"} - FILLED_LATER
         unknown = set(row) - set(column_names(table))
         if missing or unknown:
             raise ValueError(
                 f"{table} row of {run_key}: missing {sorted(missing)}, unknown {sorted(unknown)}"
             )
+    tables = {
+        "run_metrics": pd.DataFrame([rows.run_metrics]),
+        "checkpoints": pd.DataFrame([rows.checkpoint]),
+        "oos_predictions": rows.oos_predictions,
+        "sizing_performance": rows.sizing_performance,
+        "ensemble_predictions": rows.ensemble_predictions,
+        "ensemble_metrics": rows.ensemble_metrics,
+        "excluded_features": rows.excluded_features,
+        "data_loss": rows.data_loss,
+        "feature_coverage": rows.feature_coverage,
+    }
     with db.transaction() as con:
-        replace_run_rows(con, "run_metrics", "run_key", run_key, pd.DataFrame([run_row]))
-        replace_run_rows(con, "checkpoints", "run_key", run_key, pd.DataFrame([checkpoint_row]))
-        replace_run_rows(con, "oos_predictions", "run_key", run_key, oos_predictions)
-        replace_run_rows(con, "sizing_performance", "run_key", run_key, sizing_performance)
-        replace_run_rows(
-            con,
-            "ensemble_predictions",
-            "run_key",
-            run_key,
-            ensemble_predictions if ensemble_predictions is not None else no_rows,
-        )
-        replace_run_rows(
-            con,
-            "ensemble_metrics",
-            "run_key",
-            run_key,
-            ensemble_metrics if ensemble_metrics is not None else no_rows,
-        )
-        replace_run_rows(con, "excluded_features", "run_key", run_key, excluded_features)
-        replace_run_rows(con, "data_loss", "run_key", run_key, data_loss)
-        replace_run_rows(con, "feature_coverage", "run_key", run_key, feature_coverage)
+        for table, frame in tables.items():
+            replace_run_rows(con, table, "run_key", run_key, frame)
 
 
 def runs_as_of(db: Database, range_end: dt.date, model_kind: str) -> pd.DataFrame:
-    """run_metrics of the runs of one model kind that ended on or before `range_end`, oldest first."""
-    return db.query(
-        "SELECT * FROM run_metrics WHERE model_kind = ? AND range_end <= ?"
-        " ORDER BY range_end, range_start, run_key",
-        [model_kind, range_end],
+    """run_metrics of the runs of one model kind that ended on or before `range_end`, oldest first
+    (read once per run: storage/run_reads.py; the frame is shared, so callers must not change it)."""
+    return read_once(
+        db,
+        ("runs_as_of", range_end, model_kind),
+        ["run_metrics"],
+        lambda: db.query(
+            "SELECT * FROM run_metrics WHERE model_kind = ? AND range_end <= ?"
+            " ORDER BY range_end, range_start, run_key",
+            [model_kind, range_end],
+        ),
     )
+
+
+def previous_run(db: Database, first_day: dt.date, model_kind: str) -> pd.Series | None:
+    """THE previous run of a run whose range starts on `first_day`: the newest stored run of the same
+    model kind that ended before that day, so that its window shares no day with this one (a run
+    whose window overlaps would be compared largely with itself). What changed in the importances
+    and the feature drift are both measured against it."""
+    earlier = runs_as_of(db, first_day - dt.timedelta(days=1), model_kind)
+    return earlier.iloc[-1] if len(earlier) else None
 
 
 def newest_range_end(db: Database, model_kind: str) -> dt.date | None:
@@ -167,3 +179,9 @@ def quarantined_features(db: Database, run_keys: list[str]) -> pd.DataFrame:
         "SELECT e.run_key, e.feature, e.ic, e.reason FROM excluded_features e"
         " JOIN wanted_runs USING (run_key) ORDER BY e.run_key, abs(e.ic) DESC, e.feature",
     )
+
+
+def all_runs(db: Database) -> pd.DataFrame:
+    """run_metrics of every stored run, of every model kind, in the order of `runs_as_of` (the
+    newest by range end last): what `report` picks its latest run from."""
+    return db.query("SELECT * FROM run_metrics ORDER BY range_end, range_start, run_key")

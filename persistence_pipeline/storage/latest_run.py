@@ -1,18 +1,23 @@
 """What `python -m persistence_pipeline report` reads: the newest run, its stability summary, its
-alpha table and its importances within each segment (strategy, side), from a read-only connection."""
+alpha table and its importances within each segment (strategy, side), from a read-only connection.
+Every table is read by the reader of storage/ that owns it (runs, history, cross_run, staleness), in
+that reader's order, so the report and the dashboard see the same rows the same way; this module
+only picks the latest run and stands in for the tables a warehouse written before them lacks."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 
+from persistence_pipeline.errors import MissingRowsError
+from persistence_pipeline.storage import cross_run, explanations, runs, staleness
 from persistence_pipeline.storage.database import Database
-from persistence_pipeline.storage.staleness import stale_runs_read
 
 # a report waits this long for a writing run to release the file, then says so
 REPORT_LOCK_WAIT_SECONDS = 30.0
@@ -26,7 +31,7 @@ class WarehouseUnreadable(Exception):
 class LatestRun:
     latest: pd.Series  # run_metrics row of the newest run (by range end)
     n_runs_same_kind: int
-    summary: pd.Series | None  # its stability_summary row
+    summary: dict[str, Any] | None  # its stability_summary row
     alpha: pd.DataFrame  # its feature_alpha rows, best first
     quarantined: pd.DataFrame  # features quarantined from its model: run_key, feature, ic, reason
     interactions: pd.DataFrame  # its strongest feature pairs (trees only; empty for a linear model)
@@ -48,7 +53,7 @@ def latest_run(path: Path, wait_seconds: float = REPORT_LOCK_WAIT_SECONDS) -> La
     """The newest run of the warehouse at `path`, or WarehouseUnreadable naming the path and the problem.
     While a run publishes, the file is locked: the report waits up to `wait_seconds` for it."""
     with reading(path, wait_seconds, "report") as con:
-        return _read_latest(con, path)
+        return _read_latest(_Snapshot(str(path), wait_seconds, connection=con), path)
 
 
 @contextmanager
@@ -75,92 +80,85 @@ def reading(path: Path, wait_seconds: float, command: str) -> Iterator[duckdb.Du
         raise WarehouseUnreadable(f"{path} cannot be read as a DuckDB warehouse: {first_line}") from exc
 
 
-def _read_latest(con: duckdb.DuckDBPyConnection, path: Path) -> LatestRun:
-    tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+@dataclass(frozen=True)
+class _Snapshot(Database):
+    """The warehouse through the report's one read-only connection: the readers of storage/ all read
+    the same snapshot through it, and none can migrate or write the file."""
+
+    connection: duckdb.DuckDBPyConnection | None = field(default=None, compare=False, repr=False, hash=False)
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        assert self.connection is not None
+        yield self.connection
+
+
+def _read_latest(db: _Snapshot, path: Path) -> LatestRun:
+    tables = set(db.query("SELECT table_name FROM information_schema.tables")["table_name"])
     if not {"run_metrics", "stability_summary", "feature_alpha"} <= tables:
         raise WarehouseUnreadable(f"{path} holds no run yet: materialize a range first (see README)")
-    runs = con.execute("SELECT * FROM run_metrics ORDER BY range_end, range_start, run_key").df()
-    if runs.empty:
+    stored = runs.all_runs(db)
+    if stored.empty:
         raise WarehouseUnreadable(f"the warehouse {path} holds no run yet: materialize a range first")
-    latest = runs.iloc[-1]
-    summary = con.execute("SELECT * FROM stability_summary WHERE as_of_run_key = ?", [latest["run_key"]]).df()
-    alpha = con.execute(
-        "SELECT * FROM feature_alpha WHERE as_of_run_key = ? ORDER BY alpha_score DESC NULLS LAST, feature",
-        [latest["run_key"]],
-    ).df()
-    quarantined = con.execute(
-        "SELECT run_key, feature, ic, reason FROM excluded_features WHERE run_key = ?"
-        " ORDER BY abs(ic) DESC, feature",
-        [latest["run_key"]],
-    ).df()
+    latest = stored.iloc[-1]
+    run_key, kind = str(latest["run_key"]), str(latest["model_kind"])
+    try:
+        summary: dict[str, Any] | None = cross_run.stability_summary(db, run_key)
+    except MissingRowsError:
+        summary = None
+    # a warehouse written before a table (or a column) existed is read as holding no rows of it
     interactions = (
-        con.execute(
-            "SELECT * FROM feature_interactions WHERE run_key = ? ORDER BY rank", [latest["run_key"]]
-        ).df()
-        if "feature_interactions" in tables  # a warehouse written before the table existed
+        explanations.interactions(db, run_key)
+        if "feature_interactions" in tables
         else pd.DataFrame(columns=["feature_a", "feature_b", "interaction_mean_abs", "rank"])
     )
     segments = (
-        con.execute(
-            "SELECT * FROM feature_segments WHERE run_key = ? ORDER BY segment, rank NULLS LAST, feature",
-            [latest["run_key"]],
-        ).df()
-        if "feature_segments" in tables  # a warehouse written before the table existed
+        # every segment's rows
+        explanations.segments_of_runs(db, [run_key], segment="", latest_run_key=run_key)
+        if "feature_segments" in tables
         else pd.DataFrame(
             {c: pd.Series(dtype="object") for c in ["run_key", "segment", "feature"]}
             | {c: pd.Series(dtype="float64") for c in ["n_trades", "ic", "shap_mean_abs", "rank"]}
         )
     )
     sizing = (
-        con.execute("SELECT * FROM sizing_performance WHERE run_key = ?", [latest["run_key"]]).df()
-        if "sizing_performance" in tables  # a warehouse written before the table existed
+        runs.sizing_performance(db, run_key)
+        if "sizing_performance" in tables
         else pd.DataFrame(columns=["book", "costs", "cost_bps"])
     )
-    has_ensemble = {"ensemble_metrics", "model_agreement"} <= tables  # else written before ensembles
+    has_ensemble = {"ensemble_metrics", "model_agreement"} <= tables
     ensemble = (
-        con.execute(
-            "SELECT * FROM ensemble_metrics WHERE run_key = ?"
-            " ORDER BY model_kind = 'ensemble', model_kind <> ?, model_kind",
-            [latest["run_key"], latest["model_kind"]],
-        ).df()
+        runs.ensemble_metrics(db, run_key)
         if has_ensemble
         else pd.DataFrame(columns=["model_kind", "oos_rank_ic"])
     )
     agreement = (
-        con.execute(
-            "SELECT * FROM model_agreement WHERE run_key = ? ORDER BY rank_max NULLS LAST, rank_min, feature",
-            [latest["run_key"]],
-        ).df()
+        explanations.model_agreement(db, [run_key])
         if has_ensemble
         else pd.DataFrame(columns=["feature", "in_all_top_k", "rank_spearman"])
     )
-    history_columns = {
-        row[0]
-        for row in con.execute(
-            "SELECT column_name FROM information_schema.columns"
-            " WHERE table_name = 'feature_importance_history'"
-        ).fetchall()
-    }
-    suspects = (
-        con.execute(
-            "SELECT run_key, feature, suspect, suspect_reason FROM feature_importance_history"
-            " WHERE run_key = ? AND suspect ORDER BY feature",
-            [latest["run_key"]],
-        ).df()
-        if "suspect" in history_columns  # else written before suspicion was stored
-        else pd.DataFrame(columns=["run_key", "feature", "suspect", "suspect_reason"])
-    )
+    suspect_columns = ["run_key", "feature", "suspect", "suspect_reason"]
+    history_columns = db.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+        ["feature_importance_history"],
+    )["column_name"]
+    if "suspect" in set(history_columns):
+        importance = explanations.importance_history(db, [run_key], with_quarantined=True)
+        flagged = importance["suspect"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        suspects = importance.loc[flagged, suspect_columns]
+    else:
+        suspects = pd.DataFrame(columns=suspect_columns)
     return LatestRun(
         suspects=suspects,
         ensemble=ensemble,
         agreement=agreement,
         sizing=sizing,
-        stale=stale_runs_read(con, str(latest["model_kind"])),
+        stale=staleness.stale_runs(db, kind),
         segments=segments,
-        quarantined=quarantined,
+        quarantined=runs.quarantined_features(db, [run_key]),
         interactions=interactions,
         latest=latest,
-        n_runs_same_kind=int((runs["model_kind"] == latest["model_kind"]).sum()),
-        summary=summary.iloc[0] if len(summary) else None,
-        alpha=alpha,
+        n_runs_same_kind=int((stored["model_kind"] == kind).sum()),
+        summary=summary,
+        alpha=cross_run.feature_alpha_rows(db, run_key),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from persistence_pipeline.core.schema import InputDataError
+from persistence_pipeline.errors import InputDataError
 from persistence_pipeline.storage.contract import (
     add_feature_columns,
     quote_identifier,
@@ -16,14 +16,21 @@ from persistence_pipeline.storage.contract import (
     reset_staging_trades,
     trades_columns,
 )
-from persistence_pipeline.storage.database import Database, public, registered_join
+from persistence_pipeline.storage.database import Database, note_write, public, registered_join
+from persistence_pipeline.storage.run_reads import read_once
 
 
 def trades_between(db: Database, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Stored trades entered in [start, end), in entry order."""
-    return db.query(
-        "SELECT * FROM trades WHERE entry_time >= ? AND entry_time < ? ORDER BY entry_time, trade_id",
-        [start, end],
+    """Stored trades entered in [start, end), in entry order (read once per run: storage/run_reads.py;
+    the frame is shared, so callers must not change it in place)."""
+    return read_once(
+        db,
+        ("trades_between", start, end),
+        ["trades"],
+        lambda: db.query(
+            "SELECT * FROM trades WHERE entry_time >= ? AND entry_time < ? ORDER BY entry_time, trade_id",
+            [start, end],
+        ),
     )
 
 
@@ -112,6 +119,7 @@ def replace_trades(
             )
         else:
             run = db.staged_by
+            note_write(run, "trades")
             con.execute("DELETE FROM staging.trades WHERE staged_by = ?", [run])
             con.execute("DELETE FROM staging.trade_ranges WHERE staged_by = ?", [run])
             con.execute("DELETE FROM staging.trade_loads WHERE staged_by = ?", [run])

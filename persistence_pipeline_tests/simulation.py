@@ -32,14 +32,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from persistence_pipeline.core.ensemble import ensemble_metrics, fold_scales, rank_agreement
+from persistence_pipeline.core.ensemble import fold_scales, member_metrics, rank_agreement
 from persistence_pipeline.core.importance import (
     ImportanceParams,
-    feature_importance,
     importance_ranks,
+    importance_table,
     mean_abs_shap,
 )
-from persistence_pipeline.core.leakage import LeakScreenParams, TradeKeys, leak_screen
+from persistence_pipeline.core.leakage import LeakScreen, LeakScreenParams, TradeKeys
 from persistence_pipeline.core.metrics import OutOfSampleMetrics, out_of_sample_metrics
 from persistence_pipeline.core.model import (
     FittedModel,
@@ -243,7 +243,7 @@ def warm_against_cold(
 ) -> pd.DataFrame:
     """The continual-learning loop on a simulated market, quarter by quarter: each quarter's ridge
     warm-started from the empirical-Bayes priors of the earlier quarters (their own coefficients,
-    as feature_importance stores them, a suspect run's suspected features left out as
+    as importance_table stores them, a suspect run's suspected features left out as
     feature_priors leaves them out) against the same quarter fit cold, same alpha, folds and leak
     screen (with `guard`, core/leakage.py's defaults, as profit_model screens), and against two cold
     ridges on the history (history_arm, same alpha, folds and test trades): `all-history` on every
@@ -283,14 +283,14 @@ def warm_against_cold(
         X, y = run[features].to_numpy(), run["return"].to_numpy()
         times = (run["entry_time"].to_numpy(), run["exit_time"].to_numpy())
         naive = {name: run[name].dt.tz_convert(None).to_numpy() for name in ("entry_time", "exit_time")}
-        screen = leak_screen(X, y, features, LeakScreenParams(), TradeKeys.of(run)) if guard else None
+        screen = LeakScreen(X, y, features, LeakScreenParams(), TradeKeys.of(run)) if guard else None
         warm_prior, moved = None, pd.Series(0.0, index=features)
         if history:
             priors = empirical_bayes_priors(pd.concat(history), prior).set_index("feature")
             warm_prior = ridge_prior(priors.reset_index(), features)
             moved = (priors["tau_between"] / priors["prior_sd_raw"]).pow(2).reindex(features, fill_value=0.0)
         warm = train_and_evaluate(X, y, *times, features, params, warm_prior, screen=screen)
-        table, _ = feature_importance(
+        table, _ = importance_table(
             warm.model,
             warm.fold_models,
             warm.folds,
@@ -345,7 +345,7 @@ def ensemble_windows(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """An ensemble run on each window [first entry day, last entry day] of a simulated market, as
     the pipeline runs one (core/ensemble.py): each kind fit on the window's trades with the same
-    folds, features ranked by mean |SHAP| as feature_importance ranks them (no leak screen, priors
+    folds, features ranked by mean |SHAP| as importance_table ranks them (no leak screen, priors
     or curriculum: the market has no leak and each window is fit cold). Returns the model_agreement
     rows and the ensemble_metrics rows of every window, and the windows as run ranges (run_key: the
     window's first day)."""
@@ -376,7 +376,7 @@ def ensemble_windows(
             )
             realized = y[fitted.oos_positions]
         agreements.append(rank_agreement(pd.concat(ranks), top_k).assign(run_key=first))
-        metrics.append(ensemble_metrics(predictions, scales, realized).assign(run_key=first))
+        metrics.append(member_metrics(predictions, scales, realized).assign(run_key=first))
     ranges = pd.DataFrame(
         {
             "run_key": [first for first, _ in windows],

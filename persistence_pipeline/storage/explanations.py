@@ -11,6 +11,7 @@ import pandas as pd
 
 from persistence_pipeline.storage.database import (
     Database,
+    note_write,
     public,
     registered_join,
     replace_run_rows,
@@ -124,6 +125,7 @@ def record_explainer(
             f"SELECT * FROM {public(con, 'run_metrics')} WHERE run_key = ?", [run_key]
         ).df()
         replace_run_rows(con, "run_metrics", "run_key", run_key, published)
+    note_write(run, "run_metrics")
     con.execute(
         "UPDATE staging.run_metrics SET explainer = ?, shap_sample_size = ?"
         " WHERE staged_by = ? AND run_key = ?",

@@ -24,17 +24,16 @@ from persistence_pipeline.core.monitor import (
     monitor_summary,
     recent_periods,
 )
-from persistence_pipeline.core.simulation import SimulatedMarket, simulated_trades, trade_log
 from persistence_pipeline.resources import ModelSettings, TradeSource
 from persistence_pipeline_tests.conftest import Project, check_evaluation
-
-pytestmark = pytest.mark.core
+from persistence_pipeline_tests.simulation import SimulatedMarket, simulated_trades, trade_log
 
 PARAMS = EvidenceParams(period_days=7)
 MONITOR = MonitorParams()
 FAR_FUTURE = pd.Timestamp("2100-01-01", tz="UTC")
 
 
+@pytest.mark.core
 def test_the_pooled_newey_west_variance_by_brute_force():
     """raw_se^2 of the pooled test = sum over t, s of g_t g_s w(|t-s|) gamma(|t-s|), with gamma the
     residuals' autocovariances over the whole series, by explicit loops."""
@@ -53,6 +52,7 @@ def test_the_pooled_newey_west_variance_by_brute_force():
     assert test.raw_se**2 == pytest.approx(variance, rel=1e-10)
 
 
+@pytest.mark.core
 def test_the_pooled_variance_is_unbiased_and_its_degrees_of_freedom_match_its_spread():
     """Under independent errors of unit variance: mean of se^2 = g'g (the coefficient's true
     variance) and Var(se^2) = 2 (g'g)^2 / df, over 4000 series; and far more degrees of freedom than
@@ -78,6 +78,7 @@ def series(values: dict[str, list[float]], trades: dict[str, list[int]]) -> Peri
     return PeriodIC(ic, counts, holding_lag=1, pooled=ic, period_days=7, neutral=False)
 
 
+@pytest.mark.core
 def test_the_change_is_the_difference_of_trade_weighted_aligned_means_and_the_strongest_are_monitored():
     rng = np.random.default_rng(0)
     n = 30
@@ -122,6 +123,7 @@ def test_the_change_is_the_difference_of_trade_weighted_aligned_means_and_the_st
     assert alerts(table.reset_index().assign(broken_down=False)) == "none"
 
 
+@pytest.mark.core
 def test_monitor_params_are_checked():
     with pytest.raises(ValueError, match="recent_periods"):
         MonitorParams(recent_periods=1)
@@ -163,6 +165,7 @@ def monitor_as_of(full: PeriodIC, n_periods: int) -> pd.DataFrame:
     return alpha_monitor(s, feature_evidence(s, PARAMS).set_index("feature")["ic_q_value"], MONITOR)
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("step", [1, MONITOR.recent_periods])
 def test_without_signal_the_change_test_holds_its_level_and_no_run_alerts(step):
     """Runs after every week (overlapping recent windows: each shares 7 of its 8 weeks with the
@@ -177,6 +180,7 @@ def test_without_signal_the_change_test_holds_its_level_and_no_run_alerts(step):
     assert all(t["monitored"].sum() == MONITOR.top_k for t in tables)
 
 
+@pytest.mark.core
 def test_a_breakdown_is_flagged_within_its_recent_window_and_a_stable_signal_is_not():
     full = full_series("planted")
     at_break = full.ic.index.get_loc(pd.Timestamp(BREAK, tz="UTC"))
@@ -202,6 +206,7 @@ MANY_STRONG = SimulatedMarket(
 MARKETS["many_strong"] = (MANY_STRONG, 3)
 
 
+@pytest.mark.core
 def test_a_feature_that_breaks_among_more_strong_features_than_top_k_stays_monitored_and_is_flagged():
     """Eight features with the same IC and top_k 5: the one that breaks must stay among the
     monitored (ranked on a t-statistic, whose error grows with the break, it fell out and was never
@@ -227,6 +232,7 @@ THIN_MARKET = SimulatedMarket(  # about the embedded data's density: 5 trades a 
 MARKETS["thin"] = (THIN_MARKET, 5)
 
 
+@pytest.mark.core
 def test_the_monitor_states_its_power_and_says_cannot_tell_where_it_is_blind():
     """Dense (100 trades a day): the stable feature 'holding' (the test would have seen its IC fall
     to zero) and the broken one 'broken down' within its recent window. At the embedded data's

@@ -11,8 +11,8 @@ from persistence_pipeline.core.importance import ImportanceParams, bootstrap_spr
 from persistence_pipeline.core.metrics import rank_ic
 from persistence_pipeline.core.model import fit_prior_ridge, raw_coefficients
 from persistence_pipeline.core.priors import PriorParams, empirical_bayes_priors, ridge_prior
-from persistence_pipeline.core.simulation import SimulatedMarket, warm_against_cold
 from persistence_pipeline.core.stability import non_overlapping_runs
+from persistence_pipeline_tests.simulation import SimulatedMarket, warm_against_cold
 
 pytestmark = pytest.mark.core
 
