@@ -6,21 +6,14 @@ import dagster as dg
 import pytest
 
 from persistence_pipeline.assets.trades import trades
+from persistence_pipeline.definitions import ASSETS
 from persistence_pipeline_tests.conftest import Project, dagster_home
 
 pytestmark = pytest.mark.e2e
 
 FIRST, LAST = "2021-01-04", "2021-02-28"  # the trades alone: eight weeks, enough trades to train on
 DAYS = 56
-LATER_STAGES = (
-    "profit_model",
-    "feature_importance",
-    "feature_stability",
-    "stability_summary",
-    "feature_alpha",
-    "feature_priors",
-    "persistence_dashboard",
-)
+LATER_STAGES = tuple(key.path[-1] for asset in ASSETS for key in asset.keys if key != trades.key)
 HALF_A_PAGE = 2_000  # bytes: two events share a 4 KB SQLite page, with the row's other columns
 
 
