@@ -1,5 +1,5 @@
 """Is the alpha monitor honest? False alarms without a change and power on a planted breakdown, on
-simulated trades whose truth is known (core/simulation.py), through the functions feature_alpha
+simulated trades whose truth is known (tests' simulation.py), through the functions the feature_alpha asset
 calls (period_ic, feature_evidence, alpha_monitor), many seeds: a pipeline run costs seconds, and
 the monitor's verdict as of a date is that of the complete weeks before it whichever runs stored
 them (test_evidence.py), so each seed's IC series is computed once and cut at every run end.

@@ -1,5 +1,5 @@
 """What the evidence can detect at a given trade density: the power of each verdict and its false
-alarms, on simulated trade logs whose truth is known (core/simulation.py), at the embedded data's
+alarms, on simulated trade logs whose truth is known (tests' simulation.py), at the embedded data's
 density (about 25 trades a week on 6 symbols), at 20 trades a day on 8 symbols and at 100 a day on
 100 symbols.
 

@@ -1,7 +1,7 @@
 """Evidence under every retraining cadence: false positives without signal, and power on planted
 effects, measured THROUGH the pipeline (the trade-log source and the CLI), not by calling core/.
 
-Simulated trade logs (core/simulation.py, fixed seeds) are written as Parquet into a trade-log
+Simulated trade logs (tests' simulation.py, fixed seeds) are written as Parquet into a trade-log
 directory (PERSISTENCE_TRADE_SOURCE=trade_log_dir, docs/how-to/bring-your-own.md); two scenarios:
 
     null      no planted effect: 40 noise features, 50 trades a day on 50 symbols (seed 11)

@@ -5,7 +5,7 @@ Honest features: every model column of the embedded data (six stocks, about 25 t
 90-day windows stepping one month over 2013-2023, three-year windows and the whole span, on all six
 symbols and on each symbol alone (single-instrument bars); and simulated entry-time features with a
 planted IC of 0.05, 0.10 and 0.15. Leaks: simulated features whose rank IC with the realized return
-is 0.2, 0.3, 0.5 and 1.0 (core/simulation.py), at 5, 25 and 100 trades a day: on 200 symbols held
+is 0.2, 0.3, 0.5 and 1.0 (tests' simulation.py), at 5, 25 and 100 trades a day: on 200 symbols held
 one day (independent trades), and on 8 symbols held one day or 1-10 days (trades of one symbol and
 day share its move; overlapping holdings on a common market).
 

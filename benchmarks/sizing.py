@@ -1,5 +1,5 @@
 """Does alpha-based sizing pay after costs? The three OOS books of core/sizing.py (sized, equal,
-actual) on simulated markets whose truth is known (core/simulation.py: one year, 40 trades a day on
+actual) on simulated markets whose truth is known (tests' simulation.py: one year, 40 trades a day on
 30 symbols, 10 noise features), through the functions profit_model calls (train_and_evaluate on
 labels net of costs, walk_forward_books, book_performance), many seeds:
 

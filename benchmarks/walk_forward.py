@@ -13,7 +13,7 @@
    over the runs after the first (the first is cold in every way) with a 95% t interval, leaving
    out the runs that are suspect in any way (a quarantined feature or a failed out-of-sample check).
 
-2. Simulated data whose truth is known (core/simulation.py: 8 symbols, AR(1) features, overlapping
+2. Simulated data whose truth is known (tests' simulation.py: 8 symbols, AR(1) features, overlapping
    holdings), eight consecutive quarters per seed, warm against cold on the SAME trades, folds and
    alpha, through the same core functions the assets call (train_and_evaluate, feature_importance,
    empirical_bayes_priors; the pipeline part costs ~10 s a run, too slow for 200 replications):
@@ -31,7 +31,7 @@
    coefficient's precision); runs the leak guard flags are left out.
 
    Then warm (every prior) against two cold ridges on the history, same alpha, folds and test
-   trades (core/simulation.py, history_arm): `all-history` on every earlier quarter's trades plus the
+   trades (tests' simulation.py, history_arm): `all-history` on every earlier quarter's trades plus the
    quarter's training trades, `EW` the same with sample weights halving every 2 quarters of a
    trade's age. Mean OOS rank IC per arm, the paired difference to warm with its 95% interval over
    seeds, the share of seeds where the arm beats warm, and the tau share (tau_between^2 / prior
